@@ -1353,7 +1353,10 @@ type RoomEvent struct {
 	//	*RoomEvent_Message
 	//	*RoomEvent_OnlineCount
 	//	*RoomEvent_SessionState
-	Event         isRoomEvent_Event `protobuf_oneof:"event"`
+	Event isRoomEvent_Event `protobuf_oneof:"event"`
+	// more is true when further events of the same revision follow: a client
+	// records revision as its resume point only from an event without more.
+	More          bool `protobuf:"varint,10,opt,name=more,proto3" json:"more,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1472,6 +1475,13 @@ func (x *RoomEvent) GetSessionState() *SessionState {
 		}
 	}
 	return nil
+}
+
+func (x *RoomEvent) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
 }
 
 type isRoomEvent_Event interface {
@@ -2473,7 +2483,7 @@ const file_onair_room_v1_room_proto_rawDesc = "" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fKIND_KICKED_OUT\x10\x01\x12\x1a\n" +
-	"\x16KIND_TOKEN_WILL_EXPIRE\x10\x02\"\xe2\x04\n" +
+	"\x16KIND_TOKEN_WILL_EXPIRE\x10\x02\"\xf6\x04\n" +
 	"\tRoomEvent\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x03R\brevision\x125\n" +
 	"\bsnapshot\x18\x02 \x01(\v2\x17.onair.room.v1.SnapshotH\x00R\bsnapshot\x12<\n" +
@@ -2484,7 +2494,9 @@ const file_onair_room_v1_room_proto_rawDesc = "" +
 	"\x16room_extra_info_update\x18\x06 \x01(\v2\".onair.room.v1.RoomExtraInfoUpdateH\x00R\x13roomExtraInfoUpdate\x126\n" +
 	"\amessage\x18\a \x01(\v2\x1a.onair.room.v1.RoomMessageH\x00R\amessage\x12?\n" +
 	"\fonline_count\x18\b \x01(\v2\x1a.onair.room.v1.OnlineCountH\x00R\vonlineCount\x12B\n" +
-	"\rsession_state\x18\t \x01(\v2\x1b.onair.room.v1.SessionStateH\x00R\fsessionStateB\a\n" +
+	"\rsession_state\x18\t \x01(\v2\x1b.onair.room.v1.SessionStateH\x00R\fsessionState\x12\x12\n" +
+	"\x04more\x18\n" +
+	" \x01(\bR\x04moreB\a\n" +
 	"\x05event\"`\n" +
 	"\x17SetRoomExtraInfoRequest\x12\x1d\n" +
 	"\n" +

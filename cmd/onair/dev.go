@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/onair-dev/onair/gateway"
+	"github.com/onair-dev/onair/internal/discovery"
+	"github.com/onair-dev/onair/internal/embedetcd"
+	"github.com/onair-dev/onair/internal/node"
+	"github.com/onair-dev/onair/internal/telemetry"
+	"github.com/onair-dev/onair/services/auth"
+	"github.com/onair-dev/onair/token04"
+)
+
+// devApp is the app `onair dev` seeds, remembered in the data dir so that
+// a restart keeps the same AppID and secret.
+type devApp struct {
+	AppID    uint32 `json:"app_id"`
+	Secret   string `json:"server_secret"`
+	AdminKey string `json:"admin_key"`
+}
+
+// runDev runs every role, the gateway and an embedded etcd in one process.
+func runDev(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	var sf serviceFlags
+	var rf roleFlags
+	sf.register(fs, "127.0.0.1:8080")
+	rf.register(fs)
+	dataDir := fs.String("data-dir", filepath.Join(".onair", "dev"), "where the embedded etcd keeps its data")
+	appID := fs.Uint("app-id", 0, "AppID to seed (default: a generated one, kept in the data dir)")
+	appSecret := fs.String("app-secret", "", "ServerSecret to seed with --app-id (32 characters; default generated)")
+	rf.debugTokens = true
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := setupLogging(sf.logLevel); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(*dataDir, 0o700); err != nil {
+		return err
+	}
+	app, err := loadDevApp(*dataDir, uint32(*appID), *appSecret, rf.adminKey)
+	if err != nil {
+		return err
+	}
+	rf.adminKey = app.AdminKey
+	if sf.internalKey == "" {
+		sf.internalKey = randomKey()
+	}
+
+	etcd, err := embedetcd.Start(ctx, embedetcd.Config{Name: "dev", Dir: filepath.Join(*dataDir, "etcd"), AutoCompactionRetention: "1h"})
+	if err != nil {
+		return err
+	}
+	defer etcd.Close()
+	cli, err := etcd.Client()
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	tel, err := telemetry.Setup(ctx, "onair-dev")
+	if err != nil {
+		return err
+	}
+	defer shutdownTelemetry(tel)
+
+	cfg := node.Config{Roles: []string{discovery.Auth, discovery.Stream, discovery.Room}, Etcd: cli,
+		GRPCAddr: sf.grpcAddr, AdvertiseAddr: sf.advertiseAddr, InternalKey: sf.internalKey, LeaseTTL: sf.leaseTTL, Telemetry: tel}
+	rf.nodeConfig(&cfg)
+	n, err := node.Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if _, err := n.AuthServer.EnsureApp(ctx, app.AppID, app.Secret); err != nil {
+		return err
+	}
+	gw, err := gateway.New(ctx, gateway.Config{Etcd: cli, Telemetry: tel})
+	if err != nil {
+		return err
+	}
+	defer gw.Close()
+	web, err := serveHTTP(sf.httpAddr, gw)
+	if err != nil {
+		return err
+	}
+	tok, err := token04.Mint(app.AppID, "dev-user", app.Secret, 24*time.Hour, nil)
+	if err != nil {
+		return err
+	}
+	printDevBanner(os.Stdout, n.Addr(), sf.httpAddr, app, tok)
+	slog.Info("onair dev is up", "grpc", n.Addr(), "http", sf.httpAddr, "data_dir", *dataDir)
+	return waitAndStop(ctx, n, web, sf.drain)
+}
+
+func loadDevApp(dir string, appID uint32, secret, adminKey string) (*devApp, error) {
+	path := filepath.Join(dir, "dev-app.json")
+	app := &devApp{}
+	if b, err := os.ReadFile(path); err == nil {
+		if err := json.Unmarshal(b, app); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	if appID != 0 {
+		app.AppID = appID
+		app.Secret = secret
+	}
+	if app.AppID == 0 {
+		app.AppID = 1_000_000_000 + uint32(time.Now().UnixNano()%1_000_000_000)
+	}
+	if app.Secret == "" {
+		app.Secret = auth.NewSecret()
+	}
+	if len(app.Secret) != 32 {
+		return nil, fmt.Errorf("--app-secret must be 32 characters, got %d", len(app.Secret))
+	}
+	if adminKey != "" {
+		app.AdminKey = adminKey
+	}
+	if app.AdminKey == "" {
+		app.AdminKey = randomKey()
+	}
+	b, _ := json.MarshalIndent(app, "", "  ")
+	return app, os.WriteFile(path, b, 0o600)
+}
+
+func printDevBanner(w io.Writer, grpcAddr, httpAddr string, app *devApp, tok string) {
+	fmt.Fprintf(w, `
+OnAir dev is running.
+
+  gRPC         %s
+  HTTP (REST)  http://%s   (OpenAPI: /openapi.json, metrics: /metrics)
+  AppID        %d
+  ServerSecret %s
+  Admin key    %s
+  Token        %s
+               (user "dev-user", 24h; mint others with: onair token --app-id %d --app-secret %s --user-id <id>)
+
+`, grpcAddr, httpAddr, app.AppID, app.Secret, app.AdminKey, tok, app.AppID, app.Secret)
+}

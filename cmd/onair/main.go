@@ -1,0 +1,76 @@
+// Command onair runs OnAir: every role at once with an embedded etcd
+// (`onair dev`), or one role per process against an etcd cluster.
+//
+//	onair dev                       everything on a laptop
+//	onair auth|room|stream|media    one service against --etcd-endpoints
+//	onair gateway                   REST, WHIP/WHEP and OpenAPI on --http-addr
+//	onair token --app-id ...        mint a Token04 token
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `onair runs the OnAir live-streaming backend.
+
+usage:
+  onair dev       run every role and an embedded etcd in one process
+  onair auth      run the auth service
+  onair room      run the room service
+  onair stream    run the stream registry
+  onair media     run a media edge
+  onair gateway   run the REST / WHIP / WHEP gateway
+  onair token     mint a Token04 token
+
+Run "onair <command> -h" for a command's flags.
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cmd, args := os.Args[1], os.Args[2:]
+	var err error
+	switch cmd {
+	case "dev":
+		err = runDev(ctx, args)
+	case "auth", "room", "stream", "media":
+		err = runRole(ctx, cmd, args)
+	case "gateway":
+		err = runGateway(ctx, args)
+	case "token":
+		err = runToken(os.Stdout, args)
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+		return
+	default:
+		fmt.Fprintf(os.Stderr, "onair: unknown command %q\n\n%s", cmd, usage)
+		os.Exit(2)
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		slog.Error("onair "+cmd+" failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+func setupLogging(level string) error {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})))
+	return nil
+}

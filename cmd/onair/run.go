@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/onair-dev/onair/gateway"
+	"github.com/onair-dev/onair/internal/embedetcd"
+	"github.com/onair-dev/onair/internal/node"
+	"github.com/onair-dev/onair/internal/telemetry"
+	"github.com/onair-dev/onair/services/room"
+)
+
+// roleFlags are the flags of the individual roles; one set serves all of
+// them so `onair dev` accepts each role's settings too.
+type roleFlags struct {
+	adminKey       string
+	debugTokens    bool
+	sessionTimeout time.Duration
+	onlineCount    time.Duration
+	loginRate      float64
+}
+
+func (r *roleFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&r.adminKey, "admin-key", "", "auth: key that opens the admin RPCs (CreateApp, GetApp, EnableService)")
+	fs.BoolVar(&r.debugTokens, "debug-tokens", false, "auth: enable IssueDebugToken (development only)")
+	fs.DurationVar(&r.sessionTimeout, "session-timeout", room.DefaultSessionTimeout, "room: remove a session after this long without a heartbeat")
+	fs.DurationVar(&r.onlineCount, "online-count-interval", room.DefaultOnlineCountInterval, "room: how often the online user count is pushed")
+	fs.Float64Var(&r.loginRate, "login-rate", room.DefaultLoginRate, "room: logins per second per room on each replica")
+}
+
+func (r *roleFlags) nodeConfig(c *node.Config) {
+	c.Auth = node.AuthConfig{AdminKey: r.adminKey, DebugTokens: r.debugTokens}
+	c.Room = node.RoomConfig{SessionTimeout: r.sessionTimeout, OnlineCountInterval: r.onlineCount, LoginRate: r.loginRate}
+}
+
+// runRole runs one service against an etcd cluster.
+func runRole(ctx context.Context, role string, args []string) error {
+	fs := flag.NewFlagSet(role, flag.ContinueOnError)
+	var sf serviceFlags
+	var rf roleFlags
+	sf.register(fs, "")
+	rf.register(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := setupLogging(sf.logLevel); err != nil {
+		return err
+	}
+	cli, err := embedetcd.NewClient(sf.etcdEndpoints)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	tel, err := telemetry.Setup(ctx, "onair-"+role)
+	if err != nil {
+		return err
+	}
+	defer shutdownTelemetry(tel)
+	cfg := node.Config{Roles: []string{role}, Etcd: cli, GRPCAddr: sf.grpcAddr, AdvertiseAddr: sf.advertiseAddr,
+		InternalKey: sf.internalKey, LeaseTTL: sf.leaseTTL, Telemetry: tel}
+	rf.nodeConfig(&cfg)
+	n, err := node.Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	slog.Info("serving", "role", role, "grpc", n.Addr())
+	var web *http.Server
+	if sf.httpAddr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", tel.MetricsHandler())
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+		if web, err = serveHTTP(sf.httpAddr, mux); err != nil {
+			return err
+		}
+	}
+	return waitAndStop(ctx, n, web, sf.drain)
+}
+
+// runGateway serves REST for every RPC, and WHIP/WHEP, on --http-addr.
+func runGateway(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	var sf serviceFlags
+	sf.register(fs, "127.0.0.1:8080")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := setupLogging(sf.logLevel); err != nil {
+		return err
+	}
+	cli, err := embedetcd.NewClient(sf.etcdEndpoints)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	tel, err := telemetry.Setup(ctx, "onair-gateway")
+	if err != nil {
+		return err
+	}
+	defer shutdownTelemetry(tel)
+	gw, err := gateway.New(ctx, gateway.Config{Etcd: cli, Telemetry: tel})
+	if err != nil {
+		return err
+	}
+	defer gw.Close()
+	web, err := serveHTTP(sf.httpAddr, gw)
+	if err != nil {
+		return err
+	}
+	slog.Info("serving", "role", "gateway", "http", sf.httpAddr)
+	return waitAndStop(ctx, nil, web, sf.drain)
+}
+
+func serveHTTP(addr string, h http.Handler) (*http.Server, error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			slog.Error("http server", "err", err)
+		}
+	}()
+	return srv, nil
+}
+
+// waitAndStop blocks until ctx ends (SIGTERM), then leaves discovery, stops
+// taking HTTP requests and drains.
+func waitAndStop(ctx context.Context, n *node.Node, web *http.Server, drain time.Duration) error {
+	var served error
+	if n != nil {
+		select {
+		case <-ctx.Done():
+		case served = <-n.Done():
+		}
+	} else {
+		<-ctx.Done()
+	}
+	slog.Info("shutting down", "drain", drain)
+	sctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	var errs []error
+	if web != nil {
+		errs = append(errs, web.Shutdown(sctx))
+	}
+	if n != nil {
+		errs = append(errs, n.Stop(sctx, drain))
+	}
+	if served != nil && !errors.Is(served, net.ErrClosed) {
+		errs = append(errs, served)
+	}
+	return errors.Join(errs...)
+}
+
+func shutdownTelemetry(tel *telemetry.Providers) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = tel.Shutdown(ctx)
+}
+
+func randomKey() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

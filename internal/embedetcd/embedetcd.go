@@ -1,0 +1,128 @@
+// Package embedetcd runs an etcd member inside the process, for `onair dev`,
+// the local cluster and tests.
+package embedetcd
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+)
+
+// Config describes an embedded member. Zero values give a single-member
+// cluster on random loopback ports.
+type Config struct {
+	// Name is the member name; "default" if empty.
+	Name string
+	// Dir holds the member's data.
+	Dir string
+	// ClientAddr and PeerAddr are host:port to listen on; empty picks a free
+	// loopback port.
+	ClientAddr, PeerAddr string
+	// InitialCluster is "name=http://peer,..." for a multi-member cluster;
+	// empty for a single member.
+	InitialCluster string
+	// AutoCompactionRetention keeps this much revision history (e.g. "1h");
+	// empty keeps etcd's default (no auto compaction).
+	AutoCompactionRetention string
+}
+
+// Server is a running embedded member.
+type Server struct {
+	etcd      *embed.Etcd
+	endpoints []string
+}
+
+// Start starts a member and waits until it serves clients.
+func Start(ctx context.Context, c Config) (*Server, error) {
+	cfg := embed.NewConfig()
+	if c.Name != "" {
+		cfg.Name = c.Name
+	}
+	cfg.Dir = c.Dir
+	cfg.LogLevel = "error"
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	clientAddr, peerAddr := c.ClientAddr, c.PeerAddr
+	var err error
+	if clientAddr == "" {
+		if clientAddr, err = freeAddr(); err != nil {
+			return nil, err
+		}
+	}
+	if peerAddr == "" {
+		if peerAddr, err = freeAddr(); err != nil {
+			return nil, err
+		}
+	}
+	cu, _ := url.Parse("http://" + clientAddr)
+	pu, _ := url.Parse("http://" + peerAddr)
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
+	if c.InitialCluster != "" {
+		cfg.InitialCluster = c.InitialCluster
+	} else {
+		cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	}
+	if c.AutoCompactionRetention != "" {
+		cfg.AutoCompactionMode = "periodic"
+		cfg.AutoCompactionRetention = c.AutoCompactionRetention
+	}
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("embedetcd: start: %w", err)
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+	case err := <-e.Err():
+		e.Close()
+		return nil, fmt.Errorf("embedetcd: %w", err)
+	case <-ctx.Done():
+		e.Close()
+		return nil, ctx.Err()
+	case <-time.After(60 * time.Second):
+		e.Close()
+		return nil, fmt.Errorf("embedetcd: member %s not ready after 60s", cfg.Name)
+	}
+	return &Server{etcd: e, endpoints: []string{cu.String()}}, nil
+}
+
+// Endpoints are the client URLs of the member.
+func (s *Server) Endpoints() []string { return s.endpoints }
+
+// Client returns a new client of the member; the caller closes it.
+func (s *Server) Client() (*clientv3.Client, error) {
+	return clientv3.New(clientv3.Config{Endpoints: s.endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+}
+
+// Close stops the member.
+func (s *Server) Close() { s.etcd.Close() }
+
+// Err reports a fatal error of the member after it started.
+func (s *Server) Err() <-chan error { return s.etcd.Err() }
+
+// freeAddr reserves a loopback port by listening and closing.
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// NewClient connects to a comma-separated list of endpoints.
+func NewClient(endpoints string) (*clientv3.Client, error) {
+	var eps []string
+	for _, e := range strings.Split(endpoints, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			eps = append(eps, e)
+		}
+	}
+	return clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+}

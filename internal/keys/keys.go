@@ -1,0 +1,100 @@
+// Package keys is the etcd key layout shared by the services. Everything
+// about one room lives under its room prefix, so one watch of that prefix
+// sees every change to the room in revision order.
+//
+//	/onair/rooms/{app}/{room}/users/{user}      member (room service; session lease)
+//	/onair/rooms/{app}/{room}/streams/{stream}  stream (stream registry; owner lease)
+//	/onair/rooms/{app}/{room}/info/{key}        room extra info (room service)
+//	/onair/rooms/{app}/{room}/msgs/{id}         room message (room service; short lease)
+//	/onair/streams/{app}/{stream}               stream by ID: uniqueness per AppID
+//	/onair/sessions/{app}/{user}                session by user: uniqueness per AppID
+//	/onair/session-ids/{session}                session by ID
+package keys
+
+import (
+	"strconv"
+	"strings"
+)
+
+func app(id uint32) string { return strconv.FormatUint(uint64(id), 10) }
+
+// Room is the prefix of everything about a room.
+func Room(appID uint32, roomID string) string { return "/onair/rooms/" + app(appID) + "/" + roomID + "/" }
+
+// RoomUsers is the prefix of a room's members.
+func RoomUsers(appID uint32, roomID string) string { return Room(appID, roomID) + "users/" }
+
+// RoomUser is one member of a room.
+func RoomUser(appID uint32, roomID, userID string) string { return RoomUsers(appID, roomID) + userID }
+
+// RoomStreams is the prefix of a room's streams.
+func RoomStreams(appID uint32, roomID string) string { return Room(appID, roomID) + "streams/" }
+
+// RoomStream is one stream in a room.
+func RoomStream(appID uint32, roomID, streamID string) string {
+	return RoomStreams(appID, roomID) + streamID
+}
+
+// RoomInfo is the prefix of a room's extra info.
+func RoomInfo(appID uint32, roomID string) string { return Room(appID, roomID) + "info/" }
+
+// RoomMessages is the prefix of a room's in-flight messages.
+func RoomMessages(appID uint32, roomID string) string { return Room(appID, roomID) + "msgs/" }
+
+// Stream is a stream by ID.
+func Stream(appID uint32, streamID string) string { return "/onair/streams/" + app(appID) + "/" + streamID }
+
+// Session is a user's session in an app.
+func Session(appID uint32, userID string) string { return "/onair/sessions/" + app(appID) + "/" + userID }
+
+// SessionID is a session by its ID.
+func SessionID(id string) string { return "/onair/session-ids/" + id }
+
+// Kind is what a key under a room prefix is.
+type Kind int
+
+// Kinds of room keys.
+const (
+	KindUnknown Kind = iota
+	KindUser
+	KindStream
+	KindInfo
+	KindMessage
+)
+
+// Parse splits a key under roomPrefix into its kind and name.
+func Parse(roomPrefix, key string) (Kind, string) {
+	rest, ok := strings.CutPrefix(key, roomPrefix)
+	if !ok {
+		return KindUnknown, ""
+	}
+	kind, name, ok := strings.Cut(rest, "/")
+	if !ok {
+		return KindUnknown, ""
+	}
+	switch kind {
+	case "users":
+		return KindUser, name
+	case "streams":
+		return KindStream, name
+	case "info":
+		return KindInfo, name
+	case "msgs":
+		return KindMessage, name
+	}
+	return KindUnknown, ""
+}
+
+// SessionRecord is the value of a Session and SessionID key.
+type SessionRecord struct {
+	SessionID     string `json:"session_id"`
+	RoomSessionID string `json:"room_session_id"`
+	AppID         uint32 `json:"app_id"`
+	RoomID        string `json:"room_id"`
+	UserID        string `json:"user_id"`
+	UserName      string `json:"user_name"`
+	Lease         int64  `json:"lease"`
+	TokenExpire   int64  `json:"token_expire"`
+	UserNotify    bool   `json:"user_notify"`
+	LoginTimeMs   int64  `json:"login_time_ms"`
+}

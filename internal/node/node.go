@@ -1,0 +1,223 @@
+// Package node runs a set of OnAir roles on one gRPC server: one role per
+// process in a cluster, all of them in `onair dev`, several nodes side by
+// side in tests.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/onair-dev/onair/internal/discovery"
+	"github.com/onair-dev/onair/internal/grpcserver"
+	"github.com/onair-dev/onair/internal/telemetry"
+	authv1 "github.com/onair-dev/onair/proto/onair/auth/v1"
+	roomv1 "github.com/onair-dev/onair/proto/onair/room/v1"
+	streamv1 "github.com/onair-dev/onair/proto/onair/stream/v1"
+	"github.com/onair-dev/onair/services/auth"
+	"github.com/onair-dev/onair/services/room"
+	"github.com/onair-dev/onair/services/stream"
+)
+
+// Config says which roles to run and how.
+type Config struct {
+	// Roles to run: discovery.Auth, Room, Stream, Media.
+	Roles []string
+	Etcd  *clientv3.Client
+	// GRPCAddr is the listen address; "127.0.0.1:0" picks a port.
+	GRPCAddr string
+	// AdvertiseAddr is what is registered in etcd; the bound address if empty.
+	AdvertiseAddr string
+	// InternalKey marks calls between services (grpcserver.InternalKeyHeader).
+	InternalKey string
+	// LeaseTTL is the discovery lease TTL.
+	LeaseTTL time.Duration
+	// Telemetry may be nil.
+	Telemetry *telemetry.Providers
+	Logger    *slog.Logger
+
+	Auth AuthConfig
+	Room RoomConfig
+}
+
+// RoomConfig configures the room role.
+type RoomConfig struct {
+	// SessionTimeout: a session without heartbeat for this long is removed.
+	SessionTimeout time.Duration
+	// OnlineCountInterval: how often the online count is pushed.
+	OnlineCountInterval time.Duration
+	// LoginRate: logins per room per second on each replica.
+	LoginRate float64
+}
+
+// AuthConfig configures the auth role.
+type AuthConfig struct {
+	AdminKey    string
+	DebugTokens bool
+}
+
+// Node is a running set of roles.
+type Node struct {
+	cfg   Config
+	lis   net.Listener
+	srv   *grpcserver.Server
+	regs  []*discovery.Registration
+	conns []*grpc.ClientConn
+	stops []func()
+	done  chan error
+
+	// AuthServer is the auth service when the node runs the auth role.
+	AuthServer *auth.Server
+	// RoomServer is the room service when the node runs the room role.
+	RoomServer *room.Server
+}
+
+// Start listens, builds the roles, registers them in etcd and serves.
+func Start(ctx context.Context, cfg Config) (n *Node, err error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	lis, err := net.Listen("tcp", cfg.GRPCAddr)
+	if err != nil {
+		return nil, err
+	}
+	var sopts []grpc.ServerOption
+	if cfg.Telemetry != nil {
+		sopts = cfg.Telemetry.GRPCServerOptions()
+	}
+	n = &Node{cfg: cfg, lis: lis, done: make(chan error, 1),
+		srv: grpcserver.New(grpcserver.Config{InternalKey: cfg.InternalKey, Logger: cfg.Logger, Options: sopts})}
+	defer func() {
+		if err != nil {
+			n.Kill()
+		}
+	}()
+	addr := cfg.AdvertiseAddr
+	if addr == "" {
+		addr = lis.Addr().String()
+	}
+	for _, role := range cfg.Roles {
+		if err := n.startRole(ctx, role); err != nil {
+			return nil, fmt.Errorf("role %s: %w", role, err)
+		}
+	}
+	go func() { n.done <- n.srv.Server.Serve(lis) }()
+	for _, role := range cfg.Roles {
+		reg, err := discovery.Register(ctx, cfg.Etcd, role, addr, cfg.LeaseTTL, nil)
+		if err != nil {
+			return nil, err
+		}
+		n.regs = append(n.regs, reg)
+	}
+	n.srv.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	return n, nil
+}
+
+// dial connects to another service through discovery, as another process
+// would, so a node behaves the same whether its peers are local or not.
+func (n *Node) dial(service string) (*grpc.ClientConn, error) {
+	opts := []grpc.DialOption{grpcserver.InternalCredentials(n.cfg.InternalKey)}
+	if n.cfg.Telemetry != nil {
+		opts = append(opts, n.cfg.Telemetry.GRPCDialOptions()...)
+	}
+	cc, err := discovery.Dial(n.cfg.Etcd, service, opts...)
+	if err != nil {
+		return nil, err
+	}
+	n.conns = append(n.conns, cc)
+	return cc, nil
+}
+
+func (n *Node) startRole(ctx context.Context, role string) error {
+	switch role {
+	case discovery.Auth:
+		n.AuthServer = auth.New(auth.Config{Etcd: n.cfg.Etcd, AdminKey: n.cfg.Auth.AdminKey, DebugTokens: n.cfg.Auth.DebugTokens})
+		authv1.RegisterAuthServiceServer(n.srv.Server, n.AuthServer)
+		n.srv.Health.SetServingStatus(authv1.AuthService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	case discovery.Stream:
+		authConn, err := n.dial(discovery.Auth)
+		if err != nil {
+			return err
+		}
+		srv := stream.New(stream.Config{Etcd: n.cfg.Etcd, Auth: authv1.NewAuthServiceClient(authConn)})
+		streamv1.RegisterStreamServiceServer(n.srv.Server, srv)
+		n.srv.Health.SetServingStatus(streamv1.StreamService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	case discovery.Room:
+		authConn, err := n.dial(discovery.Auth)
+		if err != nil {
+			return err
+		}
+		streamConn, err := n.dial(discovery.Stream)
+		if err != nil {
+			return err
+		}
+		rc := n.cfg.Room
+		n.RoomServer = room.New(room.Config{Etcd: n.cfg.Etcd, Auth: authv1.NewAuthServiceClient(authConn),
+			Streams: streamv1.NewStreamServiceClient(streamConn), SessionTimeout: rc.SessionTimeout,
+			OnlineCountInterval: rc.OnlineCountInterval, LoginRate: rc.LoginRate, Logger: n.cfg.Logger})
+		n.stops = append(n.stops, n.RoomServer.Close)
+		roomv1.RegisterRoomServiceServer(n.srv.Server, n.RoomServer)
+		roomv1.RegisterRoomServerServiceServer(n.srv.Server, n.RoomServer.ServerAPI())
+		n.srv.Health.SetServingStatus(roomv1.RoomService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	default:
+		return fmt.Errorf("unknown role %q", role)
+	}
+	return nil
+}
+
+// Addr is the address the node's gRPC server listens on.
+func (n *Node) Addr() string { return n.lis.Addr().String() }
+
+// Has reports whether the node runs role.
+func (n *Node) Has(role string) bool { return slices.Contains(n.cfg.Roles, role) }
+
+// Done reports the gRPC server's exit.
+func (n *Node) Done() <-chan error { return n.done }
+
+// Stop shuts the node down gracefully: it leaves discovery first, so callers
+// stop picking it, then lets in-flight calls finish for up to grace.
+func (n *Node) Stop(ctx context.Context, grace time.Duration) error {
+	var errs []error
+	for _, r := range n.regs {
+		errs = append(errs, r.Close(ctx))
+	}
+	n.srv.Health.Shutdown()
+	for i := len(n.stops) - 1; i >= 0; i-- {
+		n.stops[i]()
+	}
+	stopped := make(chan struct{})
+	go func() { n.srv.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(grace):
+		n.srv.Stop()
+		<-stopped
+	}
+	for _, c := range n.conns {
+		_ = c.Close()
+	}
+	return errors.Join(errs...)
+}
+
+// Kill stops the node as a crash would: connections cut at once, leases
+// left to expire.
+func (n *Node) Kill() {
+	for _, r := range n.regs {
+		r.Abandon()
+	}
+	for i := len(n.stops) - 1; i >= 0; i-- {
+		n.stops[i]()
+	}
+	n.srv.Stop()
+	for _, c := range n.conns {
+		_ = c.Close()
+	}
+}

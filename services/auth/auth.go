@@ -1,0 +1,398 @@
+// Package auth is the auth service: apps (AppID, ServerSecret, enabled
+// services) stored in etcd, Token04 verification with privilege checks, and
+// the signature check of the business-server API.
+package auth
+
+import (
+	"context"
+	"crypto/md5"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/onair-dev/onair/errcode"
+	"github.com/onair-dev/onair/internal/grpcserver"
+	authv1 "github.com/onair-dev/onair/proto/onair/auth/v1"
+	"github.com/onair-dev/onair/token04"
+)
+
+// AdminKeyHeader is the metadata key that opens the admin RPCs.
+const AdminKeyHeader = "x-onair-admin-key"
+
+// MaxClockSkew is how far a server-API timestamp may be from our clock.
+const MaxClockSkew = 10 * time.Minute
+
+// Config configures the auth service.
+type Config struct {
+	Etcd *clientv3.Client
+	// AdminKey opens CreateApp, GetApp and EnableService to callers that
+	// send it; empty leaves them to other OnAir services only.
+	AdminKey string
+	// DebugTokens enables IssueDebugToken. Never in production.
+	DebugTokens bool
+	// Now is the clock; time.Now if nil.
+	Now func() time.Time
+}
+
+// Server implements authv1.AuthServiceServer.
+type Server struct {
+	authv1.UnimplementedAuthServiceServer
+	cfg Config
+
+	nonceMu    sync.Mutex
+	nonceLease clientv3.LeaseID
+	nonceUntil time.Time
+}
+
+// New returns an auth service on cfg.Etcd.
+func New(cfg Config) *Server {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Server{cfg: cfg}
+}
+
+func appKey(appID uint32) string { return "/onair/apps/" + strconv.FormatUint(uint64(appID), 10) }
+
+func (s *Server) requireAdmin(ctx context.Context) error {
+	if grpcserver.IsInternal(ctx) {
+		return nil
+	}
+	if s.cfg.AdminKey != "" {
+		md, _ := metadata.FromIncomingContext(ctx)
+		for _, v := range md.Get(AdminKeyHeader) {
+			if subtle.ConstantTimeCompare([]byte(v), []byte(s.cfg.AdminKey)) == 1 {
+				return nil
+			}
+		}
+	}
+	return errcode.New(errcode.AdminOnly, "this call needs the admin key (x-onair-admin-key)")
+}
+
+// CreateApp creates an app. The AppID is unique by an etcd transaction.
+func (s *Server) CreateApp(ctx context.Context, req *authv1.CreateAppRequest) (*authv1.CreateAppResponse, error) {
+	if err := s.requireAdmin(ctx); err != nil {
+		return nil, err
+	}
+	secret := req.GetServerSecret()
+	if secret == "" {
+		secret = NewSecret()
+	} else if len(secret) != 32 {
+		return nil, errcode.New(errcode.InvalidParameter, "server_secret must be 32 characters")
+	}
+	for attempt := 0; attempt < 8; attempt++ {
+		id := req.GetAppId()
+		if id == 0 {
+			id = randomAppID()
+		}
+		app := &authv1.App{
+			AppId: id, ServerSecret: secret, Name: req.GetName(), CallbackUrl: req.GetCallbackUrl(),
+			CreateTimeUnix: s.cfg.Now().Unix(),
+		}
+		created, err := s.putIfAbsent(ctx, app)
+		if err != nil {
+			return nil, err
+		}
+		if created {
+			return &authv1.CreateAppResponse{App: app}, nil
+		}
+		if req.GetAppId() != 0 {
+			return nil, errcode.Newf(errcode.InvalidParameter, "app %d already exists", id)
+		}
+	}
+	return nil, errcode.New(errcode.TokenInternal, "could not pick a free AppID")
+}
+
+func (s *Server) putIfAbsent(ctx context.Context, app *authv1.App) (bool, error) {
+	b, err := proto.Marshal(app)
+	if err != nil {
+		return false, err
+	}
+	k := appKey(app.AppId)
+	resp, err := s.cfg.Etcd.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
+		Then(clientv3.OpPut(k, string(b))).Commit()
+	if err != nil {
+		return false, unavailable(err)
+	}
+	return resp.Succeeded, nil
+}
+
+// EnsureApp makes sure app appID exists with secret and live streaming on;
+// `onair dev` seeds its app with it. An existing app's secret is replaced.
+func (s *Server) EnsureApp(ctx context.Context, appID uint32, secret string) (*authv1.App, error) {
+	if len(secret) != 32 {
+		return nil, errcode.New(errcode.InvalidParameter, "server secret must be 32 characters")
+	}
+	app, err := s.app(ctx, appID)
+	if err != nil && errcode.Of(err) != errcode.AppNotFound {
+		return nil, err
+	}
+	if app == nil {
+		app = &authv1.App{AppId: appID, Name: "dev", CreateTimeUnix: s.cfg.Now().Unix()}
+	}
+	app.ServerSecret = secret
+	if !slices.Contains(app.EnabledServices, authv1.Service_SERVICE_LIVE_STREAMING) {
+		app.EnabledServices = append(app.EnabledServices, authv1.Service_SERVICE_LIVE_STREAMING)
+	}
+	b, err := proto.Marshal(app)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.cfg.Etcd.Put(ctx, appKey(appID), string(b)); err != nil {
+		return nil, unavailable(err)
+	}
+	return app, nil
+}
+
+func (s *Server) app(ctx context.Context, appID uint32) (*authv1.App, error) {
+	resp, err := s.cfg.Etcd.Get(ctx, appKey(appID))
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, errcode.Newf(errcode.AppNotFound, "app %d does not exist", appID)
+	}
+	app := new(authv1.App)
+	if err := proto.Unmarshal(resp.Kvs[0].Value, app); err != nil {
+		return nil, fmt.Errorf("auth: decode app %d: %w", appID, err)
+	}
+	return app, nil
+}
+
+// GetApp returns an app with its secret (admin only).
+func (s *Server) GetApp(ctx context.Context, req *authv1.GetAppRequest) (*authv1.GetAppResponse, error) {
+	if err := s.requireAdmin(ctx); err != nil {
+		return nil, err
+	}
+	app, err := s.app(ctx, req.GetAppId())
+	if err != nil {
+		return nil, err
+	}
+	return &authv1.GetAppResponse{App: app}, nil
+}
+
+// EnableService switches a service on or off for an app. The read-modify-
+// write is guarded by the key's mod revision so concurrent calls don't lose
+// each other's changes.
+func (s *Server) EnableService(ctx context.Context, req *authv1.EnableServiceRequest) (*authv1.EnableServiceResponse, error) {
+	if err := s.requireAdmin(ctx); err != nil {
+		return nil, err
+	}
+	if req.GetService() == authv1.Service_SERVICE_UNSPECIFIED {
+		return nil, errcode.New(errcode.InvalidParameter, "service must be given")
+	}
+	k := appKey(req.GetAppId())
+	for {
+		resp, err := s.cfg.Etcd.Get(ctx, k)
+		if err != nil {
+			return nil, unavailable(err)
+		}
+		if len(resp.Kvs) == 0 {
+			return nil, errcode.Newf(errcode.AppNotFound, "app %d does not exist", req.GetAppId())
+		}
+		app := new(authv1.App)
+		if err := proto.Unmarshal(resp.Kvs[0].Value, app); err != nil {
+			return nil, err
+		}
+		app.EnabledServices = slices.DeleteFunc(app.EnabledServices, func(v authv1.Service) bool { return v == req.GetService() })
+		if req.GetEnabled() {
+			app.EnabledServices = append(app.EnabledServices, req.GetService())
+		}
+		b, _ := proto.Marshal(app)
+		txn, err := s.cfg.Etcd.Txn(ctx).
+			If(clientv3.Compare(clientv3.ModRevision(k), "=", resp.Kvs[0].ModRevision)).
+			Then(clientv3.OpPut(k, string(b))).Commit()
+		if err != nil {
+			return nil, unavailable(err)
+		}
+		if txn.Succeeded {
+			return &authv1.EnableServiceResponse{App: app}, nil
+		}
+	}
+}
+
+// VerifyToken verifies a token and the privilege for the requested action.
+// Publish and play failures carry the publish/play auth codes (1003072,
+// 1004003) with the token's own reason in the message.
+func (s *Server) VerifyToken(ctx context.Context, req *authv1.VerifyTokenRequest) (*authv1.VerifyTokenResponse, error) {
+	resp, err := s.verify(ctx, req)
+	if err == nil {
+		return resp, nil
+	}
+	var code errcode.Code
+	switch req.GetAction() {
+	case authv1.Action_ACTION_PUBLISH:
+		code = errcode.PublishAuthError
+	case authv1.Action_ACTION_PLAY:
+		code = errcode.PlayAuthError
+	default:
+		return nil, err
+	}
+	if errcode.Of(err) == code {
+		return nil, err
+	}
+	return nil, errcode.Newf(code, "%s", errcode.Message(err))
+}
+
+func (s *Server) verify(ctx context.Context, req *authv1.VerifyTokenRequest) (*authv1.VerifyTokenResponse, error) {
+	if req.GetToken() == "" {
+		return nil, errcode.New(errcode.NoToken, "no token given")
+	}
+	app, err := s.app(ctx, req.GetAppId())
+	if errcode.Of(err) == errcode.AppNotFound {
+		return nil, errcode.Newf(errcode.LoginAuthFailed, "app %d does not exist", req.GetAppId())
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !slices.Contains(app.EnabledServices, authv1.Service_SERVICE_LIVE_STREAMING) {
+		return nil, errcode.Newf(errcode.LoginAuthFailed, "live streaming is not enabled for app %d", app.AppId)
+	}
+	claims, err := token04.Verify(req.GetToken(), req.GetAppId(), req.GetUserId(), app.ServerSecret, s.cfg.Now())
+	if err != nil {
+		return nil, err
+	}
+	switch req.GetAction() {
+	case authv1.Action_ACTION_LOGIN:
+		if !claims.AllowsLogin(req.GetRoomId()) {
+			return nil, errcode.Newf(errcode.LoginAuthFailed, "token does not allow logging into room %q", req.GetRoomId())
+		}
+	case authv1.Action_ACTION_PUBLISH:
+		if !claims.AllowsPublish(req.GetRoomId(), req.GetStreamId()) {
+			return nil, errcode.Newf(errcode.PublishAuthError, "token does not allow publishing stream %q in room %q", req.GetStreamId(), req.GetRoomId())
+		}
+	}
+	out := &authv1.VerifyTokenResponse{
+		AppId: claims.AppID, UserId: claims.UserID, ExpireUnix: claims.ExpireTime.Unix(),
+		Privilege: &authv1.Privilege{AnyStreamId: true, Login: true, Publish: true},
+	}
+	if p := claims.Privilege; p != nil {
+		out.Privilege = &authv1.Privilege{
+			Restricted: true, RoomId: p.RoomID, Login: p.Login, Publish: p.Publish,
+			StreamIds: p.StreamIDs, AnyStreamId: p.StreamIDs == nil,
+		}
+	}
+	return out, nil
+}
+
+// IssueDebugToken mints a basic token for development.
+func (s *Server) IssueDebugToken(ctx context.Context, req *authv1.IssueDebugTokenRequest) (*authv1.IssueDebugTokenResponse, error) {
+	if !s.cfg.DebugTokens {
+		return nil, errcode.New(errcode.AdminOnly, "debug tokens are disabled on this server (start it with --debug-tokens)")
+	}
+	app, err := s.app(ctx, req.GetAppId())
+	if err != nil {
+		return nil, err
+	}
+	ttl := time.Duration(req.GetTtlSeconds()) * time.Second
+	if ttl <= 0 {
+		ttl = time.Hour
+	}
+	now := s.cfg.Now()
+	tok, err := token04.Mint(app.AppId, req.GetUserId(), app.ServerSecret, ttl, &token04.Options{Now: func() time.Time { return now }})
+	if err != nil {
+		return nil, errcode.New(errcode.InvalidParameter, err.Error())
+	}
+	return &authv1.IssueDebugTokenResponse{Token: tok, ExpireUnix: now.Add(ttl).Unix()}, nil
+}
+
+// VerifyServerSignature checks md5(AppId + SignatureNonce + ServerSecret +
+// Timestamp) and remembers the nonce for longer than the allowed skew, so a
+// captured request can't be replayed.
+func (s *Server) VerifyServerSignature(ctx context.Context, req *authv1.VerifyServerSignatureRequest) (*authv1.VerifyServerSignatureResponse, error) {
+	a := req.GetAuth()
+	if a == nil {
+		return nil, errcode.New(errcode.ServerSignatureInvalid, "the request is not signed (AppId, SignatureNonce, Timestamp, Signature)")
+	}
+	app, err := s.app(ctx, a.GetAppId())
+	if errcode.Of(err) == errcode.AppNotFound {
+		return nil, errcode.Newf(errcode.ServerSignatureInvalid, "app %d does not exist", a.GetAppId())
+	}
+	if err != nil {
+		return nil, err
+	}
+	now := s.cfg.Now()
+	if d := now.Sub(time.Unix(a.GetTimestamp(), 0)); d > MaxClockSkew || d < -MaxClockSkew {
+		return nil, errcode.New(errcode.ServerTimestampSkew, "timestamp is more than 10 minutes from the server's clock")
+	}
+	if len(a.GetSignatureNonce()) != 16 {
+		return nil, errcode.New(errcode.ServerSignatureInvalid, "signature nonce must be 16 hex characters")
+	}
+	want := Sign(a.GetAppId(), a.GetSignatureNonce(), app.ServerSecret, a.GetTimestamp())
+	if subtle.ConstantTimeCompare([]byte(want), []byte(a.GetSignature())) != 1 {
+		return nil, errcode.New(errcode.ServerSignatureInvalid, "signature does not match")
+	}
+	lease, err := s.nonceLeaseID(ctx, now)
+	if err != nil {
+		return nil, err
+	}
+	k := fmt.Sprintf("/onair/nonces/%d/%s", a.GetAppId(), a.GetSignatureNonce())
+	txn, err := s.cfg.Etcd.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
+		Then(clientv3.OpPut(k, "", clientv3.WithLease(lease))).Commit()
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	if !txn.Succeeded {
+		return nil, errcode.New(errcode.ServerNonceReplayed, "signature nonce was already used")
+	}
+	return &authv1.VerifyServerSignatureResponse{AppId: a.GetAppId()}, nil
+}
+
+// nonceLeaseID shares one lease among the nonces of a few minutes. The lease
+// outlives the skew window by a margin, so a nonce is remembered for as long
+// as its timestamp would be accepted.
+func (s *Server) nonceLeaseID(ctx context.Context, now time.Time) (clientv3.LeaseID, error) {
+	s.nonceMu.Lock()
+	defer s.nonceMu.Unlock()
+	if s.nonceLease != 0 && now.Before(s.nonceUntil) {
+		return s.nonceLease, nil
+	}
+	const rotate = 5 * time.Minute
+	g, err := s.cfg.Etcd.Grant(ctx, int64((2*MaxClockSkew+rotate)/time.Second))
+	if err != nil {
+		return 0, unavailable(err)
+	}
+	s.nonceLease, s.nonceUntil = g.ID, now.Add(rotate)
+	return g.ID, nil
+}
+
+// Sign computes a server-API signature: hex md5(AppId + SignatureNonce +
+// ServerSecret + Timestamp).
+func Sign(appID uint32, nonce, secret string, timestamp int64) string {
+	sum := md5.Sum([]byte(strconv.FormatUint(uint64(appID), 10) + nonce + secret + strconv.FormatInt(timestamp, 10)))
+	return hex.EncodeToString(sum[:])
+}
+
+// NewSecret returns a random 32-character ServerSecret.
+func NewSecret() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// randomAppID returns a 10-digit AppID like the vendor's.
+func randomAppID() uint32 {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return 1_000_000_000 + binary.BigEndian.Uint32(b[:])%3_000_000_000
+}
+
+func unavailable(err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return errcode.Newf(errcode.ServiceUnavailable, "store unavailable: %v", err)
+}

@@ -1,0 +1,517 @@
+package room
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/onair-dev/onair/errcode"
+	"github.com/onair-dev/onair/internal/keys"
+	roomv1 "github.com/onair-dev/onair/proto/onair/room/v1"
+	streamv1 "github.com/onair-dev/onair/proto/onair/stream/v1"
+)
+
+// ringSize bounds the resume history a hub keeps; a client further behind
+// gets a fresh snapshot to reconcile with.
+const ringSize = 8192
+
+// item is one room event with what a hub needs to route it.
+type item struct {
+	ev *roomv1.RoomEvent
+	// userEvent items go only to sessions that asked for user updates.
+	userEvent bool
+	// to limits a custom command to these users.
+	to []string
+	// fromSession is not echoed its own message; fromUser is not told of its
+	// own room extra info change.
+	fromSession, fromUser string
+	// forSession, when set, is the only session the item is for.
+	forSession string
+	// endsSession closes forSession's subscription after delivery.
+	endsSession bool
+}
+
+// hub is one replica's view of one room: a single etcd watch of the room
+// prefix, merged with the stream registry's WatchStreams, applied to an
+// in-memory state and fanned out to local subscribers.
+type hub struct {
+	s      *Server
+	key    roomKey
+	prefix string
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	rev     int64 // every event up to rev is applied
+	users   map[string]*member
+	streams map[string]*streamv1.Stream
+	info    map[string]*roomv1.RoomExtraInfo
+	ring    []*item
+	// complete: the ring holds every event after this revision.
+	complete int64
+	subs     map[*subscriber]struct{}
+	idleAt   time.Time
+	failed   error
+}
+
+// snapshotAt reads the room as of rev (0 = now).
+func (s *Server) snapshotAt(ctx context.Context, k roomKey, rev int64) (*hub, error) {
+	h := &hub{s: s, key: k, prefix: keys.Room(k.app, k.room), users: map[string]*member{},
+		streams: map[string]*streamv1.Stream{}, info: map[string]*roomv1.RoomExtraInfo{}, subs: map[*subscriber]struct{}{}}
+	opts := []clientv3.OpOption{clientv3.WithPrefix()}
+	if rev > 0 {
+		opts = append(opts, clientv3.WithRev(rev))
+	}
+	users, err := s.cfg.Etcd.Get(ctx, keys.RoomUsers(k.app, k.room), opts...)
+	if err != nil {
+		return nil, err
+	}
+	if rev == 0 {
+		rev = users.Header.Revision
+		opts = append(opts, clientv3.WithRev(rev))
+	}
+	info, err := s.cfg.Etcd.Get(ctx, keys.RoomInfo(k.app, k.room), opts...)
+	if err != nil {
+		return nil, err
+	}
+	streams, err := s.cfg.Streams.ListStreams(ctx, &streamv1.ListStreamsRequest{AppId: k.app, RoomId: k.room, Revision: rev})
+	if err != nil {
+		return nil, err
+	}
+	for _, kv := range users.Kvs {
+		m := new(member)
+		if json.Unmarshal(kv.Value, m) == nil && !m.Left {
+			h.users[m.UserID] = m
+		}
+	}
+	for _, kv := range info.Kvs {
+		ri := new(roomv1.RoomExtraInfo)
+		if protojson.Unmarshal(kv.Value, ri) == nil {
+			h.info[ri.Key] = ri
+		}
+	}
+	for _, st := range streams.GetStreams() {
+		h.streams[st.StreamId] = st
+	}
+	h.rev, h.complete = rev, rev
+	return h, nil
+}
+
+// attach finds or starts the room's hub and subscribes sub to it, from
+// sub.after (0: with a snapshot).
+func (s *Server) attach(ctx context.Context, k roomKey, sub *subscriber) error {
+	for {
+		s.mu.Lock()
+		h := s.hubs[k]
+		s.mu.Unlock()
+		if h == nil {
+			var err error
+			h, err = s.startHub(ctx, k, sub.after)
+			if err != nil {
+				return err
+			}
+		}
+		if h.add(sub) {
+			return nil
+		}
+		// The hub was closing; start a new one.
+	}
+}
+
+func (s *Server) startHub(ctx context.Context, k roomKey, from int64) (*hub, error) {
+	h, err := s.snapshotAt(ctx, k, from)
+	if from > 0 && (errors.Is(err, rpctypes.ErrCompacted) || errcode.Of(err) == errcode.InvalidParameter) {
+		h, err = s.snapshotAt(ctx, k, 0)
+	}
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if existing := s.hubs[k]; existing != nil {
+		return existing, nil
+	}
+	hctx, cancel := context.WithCancel(s.ctx)
+	h.cancel = cancel
+	s.hubs[k] = h
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		err := h.run(hctx)
+		s.mu.Lock()
+		if s.hubs[k] == h {
+			delete(s.hubs, k)
+		}
+		s.mu.Unlock()
+		h.close(err)
+	}()
+	return h, nil
+}
+
+// add subscribes sub: a snapshot if it starts fresh or is too far behind,
+// otherwise the events after sub.after from the ring.
+func (h *hub) add(sub *subscriber) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.failed != nil {
+		return false
+	}
+	h.subs[sub] = struct{}{}
+	switch {
+	case sub.after == 0 || sub.after < h.complete:
+		sub.push(h.snapshot(sub, sub.after != 0))
+	default:
+		for _, it := range h.ring {
+			if it.ev.Revision > sub.after {
+				sub.push(it)
+			}
+		}
+	}
+	if sub.after > h.rev {
+		// The client has seen more than this hub: skip what it has.
+		sub.skipTo = sub.after
+	}
+	sub.push(h.countItem())
+	return true
+}
+
+func (h *hub) remove(sub *subscriber) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.subs, sub)
+	if len(h.subs) == 0 {
+		h.idleAt = time.Now()
+	}
+}
+
+func (h *hub) snapshot(sub *subscriber, resync bool) *item {
+	snap := &roomv1.Snapshot{OnlineCount: uint32(len(h.users)), Resync: resync, ExtraInfo: map[string]*roomv1.RoomExtraInfo{}}
+	if sub.rec.UserNotify {
+		for _, m := range h.users {
+			snap.Users = append(snap.Users, &roomv1.User{UserId: m.UserID, UserName: m.UserName})
+		}
+	}
+	for _, st := range h.streams {
+		snap.Streams = append(snap.Streams, st)
+	}
+	for k, v := range h.info {
+		snap.ExtraInfo[k] = v
+	}
+	return &item{ev: &roomv1.RoomEvent{Revision: h.rev, Event: &roomv1.RoomEvent_Snapshot{Snapshot: snap}}}
+}
+
+func (h *hub) countItem() *item {
+	return &item{ev: &roomv1.RoomEvent{Revision: h.rev, Event: &roomv1.RoomEvent_OnlineCount{OnlineCount: &roomv1.OnlineCount{Count: uint32(len(h.users))}}}}
+}
+
+// close ends every subscription with err (they reconnect and resync).
+func (h *hub) close(err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err == nil {
+		err = errcode.New(errcode.ConnectionBroken, "room hub stopped")
+	}
+	h.failed = err
+	for sub := range h.subs {
+		sub.fail(err)
+	}
+	clear(h.subs)
+}
+
+// streamFeed is the registry's WatchStreams for the room, reconnected from
+// the last revision it delivered whenever the registry replica goes away.
+type streamFeed struct {
+	h    *hub
+	from int64
+	recv func() (*streamv1.StreamEvent, error)
+	stop context.CancelFunc
+}
+
+func (f *streamFeed) next(ctx context.Context) (*streamv1.StreamEvent, error) {
+	backoff := 50 * time.Millisecond
+	for {
+		if f.recv == nil {
+			sctx, cancel := context.WithCancel(ctx)
+			w, err := f.h.s.cfg.Streams.WatchStreams(sctx, &streamv1.WatchStreamsRequest{AppId: f.h.key.app, RoomId: f.h.key.room, FromRevision: f.from})
+			if err != nil {
+				cancel()
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				time.Sleep(backoff)
+				backoff = min(2*backoff, 2*time.Second)
+				continue
+			}
+			f.recv, f.stop = w.Recv, cancel
+		}
+		ev, err := f.recv()
+		if err == nil {
+			f.from = ev.Revision
+			return ev, nil
+		}
+		f.stop()
+		f.recv = nil
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if errcode.Of(err) == errcode.InvalidParameter {
+			return nil, fmt.Errorf("stream history compacted: %w", err)
+		}
+		if !errors.Is(err, io.EOF) {
+			f.h.s.log.Debug("stream watch broke; resuming", "room", f.h.key.room, "from", f.from, "err", err)
+		}
+	}
+}
+
+// run watches the room until ctx ends or the hub has been idle for the
+// linger time. Stream key changes seen on the room watch are resolved by the
+// registry's events of the same revision, so the merged order is exactly
+// etcd's.
+func (h *hub) run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	feed := &streamFeed{h: h, from: h.rev}
+	defer func() {
+		if feed.stop != nil {
+			feed.stop()
+		}
+	}()
+	watch := h.s.cfg.Etcd.Watch(ctx, h.prefix, clientv3.WithPrefix(), clientv3.WithPrevKV(), clientv3.WithRev(h.rev+1))
+	linger := time.NewTicker(h.s.cfg.HubLinger / 2)
+	defer linger.Stop()
+	count := time.NewTicker(h.s.cfg.OnlineCountInterval)
+	defer count.Stop()
+	lastCount := -1
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-linger.C:
+			h.mu.Lock()
+			idle := len(h.subs) == 0 && !h.idleAt.IsZero() && time.Since(h.idleAt) > h.s.cfg.HubLinger
+			h.mu.Unlock()
+			if idle {
+				return nil
+			}
+		case <-count.C:
+			h.mu.Lock()
+			if n := len(h.users); n != lastCount {
+				lastCount = n
+				h.publish(h.countItem(), false)
+			}
+			h.mu.Unlock()
+		case resp, ok := <-watch:
+			if !ok {
+				return errcode.New(errcode.ConnectionBroken, "room watch ended")
+			}
+			if resp.CompactRevision != 0 {
+				return errcode.New(errcode.ConnectionBroken, "room history compacted")
+			}
+			if err := resp.Err(); err != nil {
+				return unavailable(err)
+			}
+			if err := h.apply(ctx, feed, resp.Events); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// apply turns one watch response into items, grouped by revision.
+func (h *hub) apply(ctx context.Context, feed *streamFeed, events []*clientv3.Event) error {
+	var batch []*item
+	flush := func(rev int64) {
+		h.mu.Lock()
+		for i, it := range batch {
+			it.ev.Revision = rev
+			it.ev.More = i < len(batch)-1
+			h.publish(it, true)
+		}
+		h.rev = rev
+		h.mu.Unlock()
+		batch = batch[:0]
+	}
+	for i, ev := range events {
+		rev := ev.Kv.ModRevision
+		kind, name := keys.Parse(h.prefix, string(ev.Kv.Key))
+		var it []*item
+		var err error
+		switch kind {
+		case keys.KindUser:
+			it = h.userChange(ev, name)
+		case keys.KindStream:
+			it, err = h.streamChange(ctx, feed, rev)
+		case keys.KindInfo:
+			it = h.infoChange(ev)
+		case keys.KindMessage:
+			it = h.messageChange(ev)
+		}
+		if err != nil {
+			return err
+		}
+		batch = append(batch, it...)
+		if i == len(events)-1 || events[i+1].Kv.ModRevision != rev {
+			flush(rev)
+		}
+	}
+	return nil
+}
+
+// publish appends it to the ring (if durable) and hands it to subscribers.
+// Called with h.mu held.
+func (h *hub) publish(it *item, durable bool) {
+	if durable {
+		if len(h.ring) == ringSize {
+			h.complete = h.ring[0].ev.Revision
+			h.ring = h.ring[1:]
+		}
+		h.ring = append(h.ring, it)
+	}
+	for sub := range h.subs {
+		sub.push(it)
+	}
+}
+
+func (h *hub) userChange(ev *clientv3.Event, userID string) []*item {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var prev *member
+	if ev.PrevKv != nil {
+		prev = new(member)
+		if json.Unmarshal(ev.PrevKv.Value, prev) != nil {
+			prev = nil
+		}
+	}
+	leave := func(m *member, reason roomv1.UserLeaveReason) []*item {
+		delete(h.users, m.UserID)
+		return []*item{{userEvent: true, ev: &roomv1.RoomEvent{Event: &roomv1.RoomEvent_UserUpdate{UserUpdate: &roomv1.UserUpdate{
+			UpdateType: streamv1.UpdateType_UPDATE_TYPE_DELETE, Reason: reason,
+			Users: []*roomv1.User{{UserId: m.UserID, UserName: m.UserName}}}}}}}
+	}
+	kick := func(m *member, code errcode.Code, reason string) *item {
+		return &item{forSession: m.SessionID, endsSession: true, ev: &roomv1.RoomEvent{Event: &roomv1.RoomEvent_SessionState{
+			SessionState: &roomv1.SessionState{Kind: roomv1.SessionState_KIND_KICKED_OUT, ErrorCode: int32(code), Message: reason}}}}
+	}
+	if ev.Type == mvccpb.DELETE {
+		if prev == nil || prev.Left {
+			return nil
+		}
+		// No mark: the session's lease expired.
+		return leave(prev, roomv1.UserLeaveReason_USER_LEAVE_REASON_HEARTBEAT_TIMEOUT)
+	}
+	cur := new(member)
+	if json.Unmarshal(ev.Kv.Value, cur) != nil {
+		return nil
+	}
+	switch {
+	case cur.Left:
+		if prev != nil && prev.Left {
+			return nil
+		}
+		out := leave(cur, cur.Reason)
+		if cur.Code != 0 {
+			out = append(out, kick(cur, cur.Code, leaveMessage(cur.Code)))
+		}
+		return out
+	case prev == nil || prev.Left:
+		h.users[userID] = cur
+		return []*item{{userEvent: true, ev: &roomv1.RoomEvent{Event: &roomv1.RoomEvent_UserUpdate{UserUpdate: &roomv1.UserUpdate{
+			UpdateType: streamv1.UpdateType_UPDATE_TYPE_ADD, Users: []*roomv1.User{{UserId: cur.UserID, UserName: cur.UserName}}}}}}}
+	case prev.SessionID != cur.SessionID:
+		// The user logged in again in this room: to the room it stays, the
+		// earlier session is kicked out.
+		h.users[userID] = cur
+		return []*item{kick(prev, errcode.KickedSameUser, leaveMessage(errcode.KickedSameUser))}
+	default:
+		// Same session, new token expiry.
+		h.users[userID] = cur
+		for sub := range h.subs {
+			if sub.rec.SessionID == cur.SessionID {
+				sub.setTokenExpire(cur.TokenExpire)
+			}
+		}
+		return nil
+	}
+}
+
+func leaveMessage(code errcode.Code) string {
+	switch code {
+	case errcode.KickedSameUser:
+		return "the same user logged in elsewhere"
+	case errcode.KickedByServer:
+		return "kicked out by the business server"
+	case errcode.KickedTokenExpired:
+		return "the token expired"
+	}
+	return "the session ended"
+}
+
+func (h *hub) streamChange(ctx context.Context, feed *streamFeed, rev int64) ([]*item, error) {
+	ev, err := feed.next(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if ev.Revision != rev {
+		return nil, fmt.Errorf("stream feed out of step: got revision %d, want %d", ev.Revision, rev)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	st := ev.GetStream()
+	switch ev.GetKind() {
+	case streamv1.StreamEvent_KIND_ADD:
+		h.streams[st.StreamId] = st
+		return []*item{{ev: &roomv1.RoomEvent{Event: &roomv1.RoomEvent_StreamUpdate{StreamUpdate: &roomv1.StreamUpdate{
+			UpdateType: streamv1.UpdateType_UPDATE_TYPE_ADD, Streams: []*streamv1.Stream{st}, ExtendedData: "{}"}}}}}, nil
+	case streamv1.StreamEvent_KIND_DELETE:
+		delete(h.streams, st.StreamId)
+		ext, _ := json.Marshal(map[string]any{"stream_delete_reason": []map[string]any{{"stream_id": st.StreamId, "code": int(ev.Reason)}}})
+		return []*item{{ev: &roomv1.RoomEvent{Event: &roomv1.RoomEvent_StreamUpdate{StreamUpdate: &roomv1.StreamUpdate{
+			UpdateType: streamv1.UpdateType_UPDATE_TYPE_DELETE, Streams: []*streamv1.Stream{st}, Reason: ev.Reason, ExtendedData: string(ext)}}}}}, nil
+	case streamv1.StreamEvent_KIND_EXTRA_INFO:
+		h.streams[st.StreamId] = st
+		return []*item{{ev: &roomv1.RoomEvent{Event: &roomv1.RoomEvent_StreamExtraInfoUpdate{StreamExtraInfoUpdate: &roomv1.StreamExtraInfoUpdate{
+			Streams: []*streamv1.Stream{st}}}}}}, nil
+	}
+	return nil, nil
+}
+
+func (h *hub) infoChange(ev *clientv3.Event) []*item {
+	if ev.Type == mvccpb.DELETE {
+		return nil
+	}
+	ri := new(roomv1.RoomExtraInfo)
+	if protojson.Unmarshal(ev.Kv.Value, ri) != nil {
+		return nil
+	}
+	h.mu.Lock()
+	h.info[ri.Key] = ri
+	h.mu.Unlock()
+	return []*item{{fromUser: ri.GetUpdateUser().GetUserId(), ev: &roomv1.RoomEvent{Event: &roomv1.RoomEvent_RoomExtraInfoUpdate{
+		RoomExtraInfoUpdate: &roomv1.RoomExtraInfoUpdate{ExtraInfo: []*roomv1.RoomExtraInfo{ri}}}}}}
+}
+
+func (h *hub) messageChange(ev *clientv3.Event) []*item {
+	if ev.Type == mvccpb.DELETE || ev.Kv.CreateRevision != ev.Kv.ModRevision {
+		return nil
+	}
+	var env envelope
+	if json.Unmarshal(ev.Kv.Value, &env) != nil {
+		return nil
+	}
+	msg := new(roomv1.RoomMessage)
+	if protojson.Unmarshal(env.Message, msg) != nil {
+		return nil
+	}
+	return []*item{{to: env.To, fromSession: env.FromSession, ev: &roomv1.RoomEvent{Event: &roomv1.RoomEvent_Message{Message: msg}}}}
+}
+
+func marshal(m proto.Message) ([]byte, error) { return protojson.Marshal(m) }

@@ -1,0 +1,226 @@
+package room
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/onair-dev/onair/errcode"
+	"github.com/onair-dev/onair/internal/keys"
+	roomv1 "github.com/onair-dev/onair/proto/onair/room/v1"
+	streamv1 "github.com/onair-dev/onair/proto/onair/stream/v1"
+)
+
+// maxQueue is how far a subscriber may fall behind before it is given a
+// fresh snapshot instead: a slow client never holds the others back.
+const maxQueue = 4096
+
+// maxBatchUsers caps the users in one batched user update.
+const maxBatchUsers = 500
+
+// subscriber is one SubscribeRoomEvents call.
+type subscriber struct {
+	rec    *keys.SessionRecord
+	after  int64
+	skipTo int64
+
+	mu          sync.Mutex
+	queue       []*item
+	overflow    bool
+	err         error
+	tokenExpire int64
+	wake        chan struct{}
+}
+
+func newSubscriber(rec *keys.SessionRecord, after int64) *subscriber {
+	return &subscriber{rec: rec, after: after, tokenExpire: rec.TokenExpire, wake: make(chan struct{}, 1)}
+}
+
+func (s *subscriber) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// wants reports whether the item is for this session.
+func (s *subscriber) wants(it *item) bool {
+	switch {
+	case it.forSession != "":
+		return it.forSession == s.rec.SessionID
+	case it.userEvent && !s.rec.UserNotify:
+		return false
+	case it.fromSession != "" && it.fromSession == s.rec.SessionID:
+		return false
+	case it.fromUser != "" && it.fromUser == s.rec.UserID:
+		return false
+	case len(it.to) > 0:
+		return slices.Contains(it.to, s.rec.UserID)
+	}
+	return true
+}
+
+// push queues an item; called by the hub with its lock held.
+func (s *subscriber) push(it *item) {
+	if !s.wants(it) {
+		return
+	}
+	s.mu.Lock()
+	if s.overflow {
+		s.mu.Unlock()
+		return
+	}
+	if len(s.queue) >= maxQueue {
+		s.queue, s.overflow = nil, true
+	} else {
+		s.queue = append(s.queue, it)
+	}
+	s.mu.Unlock()
+	s.signal()
+}
+
+func (s *subscriber) fail(err error) {
+	s.mu.Lock()
+	s.err = err
+	s.mu.Unlock()
+	s.signal()
+}
+
+func (s *subscriber) setTokenExpire(t int64) {
+	s.mu.Lock()
+	s.tokenExpire = t
+	s.mu.Unlock()
+	s.signal()
+}
+
+// take returns what is queued, whether a resync is due, and a failure.
+func (s *subscriber) take() ([]*item, bool, error, int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q, over := s.queue, s.overflow
+	s.queue, s.overflow = nil, false
+	return q, over, s.err, s.tokenExpire
+}
+
+// SubscribeRoomEvents streams the session's room. See roomv1 for the
+// contract; events carry revisions and a client resumes on any replica.
+func (s *Server) SubscribeRoomEvents(req *roomv1.SubscribeRoomEventsRequest, srv roomv1.RoomService_SubscribeRoomEventsServer) error {
+	ctx := srv.Context()
+	rec, err := s.session(ctx, req.GetSessionId())
+	if err != nil {
+		return err
+	}
+	k := roomKey{rec.AppID, rec.RoomID}
+	sub := newSubscriber(rec, req.GetFromRevision())
+	if err := s.attach(ctx, k, sub); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	h := s.hubs[k]
+	s.mu.Unlock()
+	if h != nil {
+		defer h.remove(sub)
+	}
+	var warned int64
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		items, resync, err, expire := sub.take()
+		if err != nil {
+			return err
+		}
+		if resync && h != nil {
+			h.mu.Lock()
+			snap := h.snapshot(sub, true)
+			h.mu.Unlock()
+			items = []*item{snap}
+		}
+		if len(items) > 0 && s.largeRoom(h) && items[0].userEvent {
+			// Let a burst of joins or leaves gather into one message.
+			time.Sleep(s.cfg.UserBatchWindow)
+			more, over, _, _ := sub.take()
+			if over {
+				sub.mu.Lock()
+				sub.overflow = true
+				sub.mu.Unlock()
+				sub.signal()
+			} else {
+				items = append(items, more...)
+			}
+		}
+		for _, ev := range batch(items, sub) {
+			if err := srv.Send(ev.ev); err != nil {
+				return err
+			}
+			if ev.endsSession {
+				return nil
+			}
+		}
+		now := s.cfg.Now()
+		var wait time.Duration = time.Hour
+		if expire > 0 {
+			exp := time.Unix(expire, 0)
+			switch {
+			case !now.Before(exp):
+				_ = s.endSession(context.WithoutCancel(ctx), rec, roomv1.UserLeaveReason_USER_LEAVE_REASON_TOKEN_EXPIRED,
+					errcode.KickedTokenExpired, streamv1.DeleteReason_DELETE_REASON_KICKED)
+				wait = time.Second // the kick arrives through the hub
+			case !now.Before(exp.Add(-TokenWarning)) && warned != expire:
+				warned = expire
+				if err := srv.Send(&roomv1.RoomEvent{Event: &roomv1.RoomEvent_SessionState{SessionState: &roomv1.SessionState{
+					Kind: roomv1.SessionState_KIND_TOKEN_WILL_EXPIRE, TokenExpireUnix: expire,
+					Message: "the token expires in 30 seconds: renew it"}}}); err != nil {
+					return err
+				}
+				wait = exp.Sub(now)
+			case warned == expire:
+				wait = exp.Sub(now)
+			default:
+				wait = exp.Add(-TokenWarning).Sub(now)
+			}
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-sub.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+func (s *Server) largeRoom(h *hub) bool {
+	if h == nil {
+		return false
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.users) > 100
+}
+
+// batch drops what the subscriber has already seen and merges runs of user
+// updates of one kind into single messages.
+func batch(items []*item, sub *subscriber) []*item {
+	out := make([]*item, 0, len(items))
+	for _, it := range items {
+		if sub.skipTo > 0 && it.ev.GetSnapshot() == nil && it.ev.Revision <= sub.skipTo && it.forSession == "" {
+			continue
+		}
+		if it.ev.GetSnapshot() != nil {
+			sub.skipTo = 0
+		}
+		if n := len(out); n > 0 {
+			last := out[n-1]
+			lu, cu := last.ev.GetUserUpdate(), it.ev.GetUserUpdate()
+			if lu != nil && cu != nil && lu.UpdateType == cu.UpdateType && lu.Reason == cu.Reason && len(lu.Users)+len(cu.Users) <= maxBatchUsers {
+				merged := &roomv1.UserUpdate{UpdateType: lu.UpdateType, Reason: lu.Reason, Users: append(slices.Clip(lu.Users), cu.Users...)}
+				out[n-1] = &item{userEvent: true, ev: &roomv1.RoomEvent{Revision: it.ev.Revision, More: it.ev.More,
+					Event: &roomv1.RoomEvent_UserUpdate{UserUpdate: merged}}}
+				continue
+			}
+		}
+		out = append(out, it)
+	}
+	return out
+}
