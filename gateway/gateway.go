@@ -12,10 +12,11 @@
 //
 //	{"code":1005004,"message":"app 123 does not exist","status":"NOT_FOUND"}
 //
-// served with the HTTP status that grpc-gateway maps the gRPC code to. When
-// a stream fails after it has started, the same object arrives as a final
-// line, {"error": {...}}. See errorBody for the code of errors that carry no
-// vendor code.
+// served with the HTTP status that grpc-gateway maps the gRPC code to. A
+// server stream that fails ends with one more line holding the same object,
+// {"error": {...}}; when it fails before its first message, that line is the
+// whole body and the HTTP status is the error's. See errorBody for the code
+// of errors that carry no vendor code.
 package gateway
 
 import (

@@ -141,6 +141,20 @@ func newEnv(t *testing.T) *testEnv {
 		t.Cleanup(func() { reg.Close(context.Background()) })
 	}
 
+	// Fail fast and clearly if discovery cannot reach what was just
+	// registered, instead of every HTTP call below timing out.
+	cc, err := discovery.Dial(cli, discovery.Auth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	_, err = authv1.NewAuthServiceClient(cc).GetApp(dctx, &authv1.GetAppRequest{AppId: 123})
+	cancel()
+	cc.Close()
+	if err != nil {
+		t.Fatalf("discovery.Dial does not reach the registered auth instance: %v", err)
+	}
+
 	e.tel, err = telemetry.Setup(ctx, "gateway-test")
 	if err != nil {
 		t.Fatal(err)
@@ -442,17 +456,14 @@ func TestServerStream(t *testing.T) {
 		t.Errorf("line after the error: %s", lines.Text())
 	}
 
-	// A stream that fails before its first message fails like a unary
-	// call would, with its HTTP status.
+	// A stream that fails before its first message answers with the
+	// error's HTTP status and the error line alone.
 	r := do(t, "GET", hs.URL+"/v1/apps/123/rooms/bad/streams:watch", "", nil)
 	if r.status != http.StatusBadRequest {
 		t.Errorf("status %d: %s", r.status, r.body)
 	}
-	obj := decode(t, strings.TrimSpace(r.body))
-	if inner, ok := obj["error"].(map[string]any); ok {
-		obj = inner
-	}
-	checkError(t, obj, errcode.RoomIDInvalid, "INVALID_ARGUMENT")
+	errObj, _ = decode(t, strings.TrimSpace(r.body))["error"].(map[string]any)
+	checkError(t, errObj, errcode.RoomIDInvalid, "INVALID_ARGUMENT")
 
 	// The access log line is written once the handler returns, which may
 	// be just after the client has read the response.

@@ -19,7 +19,9 @@ import (
 func app(id uint32) string { return strconv.FormatUint(uint64(id), 10) }
 
 // Room is the prefix of everything about a room.
-func Room(appID uint32, roomID string) string { return "/onair/rooms/" + app(appID) + "/" + roomID + "/" }
+func Room(appID uint32, roomID string) string {
+	return "/onair/rooms/" + app(appID) + "/" + roomID + "/"
+}
 
 // RoomUsers is the prefix of a room's members.
 func RoomUsers(appID uint32, roomID string) string { return Room(appID, roomID) + "users/" }
@@ -42,10 +44,14 @@ func RoomInfo(appID uint32, roomID string) string { return Room(appID, roomID) +
 func RoomMessages(appID uint32, roomID string) string { return Room(appID, roomID) + "msgs/" }
 
 // Stream is a stream by ID.
-func Stream(appID uint32, streamID string) string { return "/onair/streams/" + app(appID) + "/" + streamID }
+func Stream(appID uint32, streamID string) string {
+	return "/onair/streams/" + app(appID) + "/" + streamID
+}
 
 // Session is a user's session in an app.
-func Session(appID uint32, userID string) string { return "/onair/sessions/" + app(appID) + "/" + userID }
+func Session(appID uint32, userID string) string {
+	return "/onair/sessions/" + app(appID) + "/" + userID
+}
 
 // SessionID is a session by its ID.
 func SessionID(id string) string { return "/onair/session-ids/" + id }

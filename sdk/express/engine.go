@@ -1,0 +1,317 @@
+// Package express is the Go client SDK of OnAir, shaped like the Express
+// engine: create an engine with a profile and an event handler, log into a
+// room with a token, and get told as users and streams come and go.
+//
+// Calls that talk to the server take a context and return an error that
+// carries the vendor's code (see ErrorCode); everything the server pushes
+// arrives as EventHandler callbacks, in order, on one goroutine per engine.
+// A broken connection is repaired by the engine itself: the handler sees
+// Reconnecting and then Reconnected, and no user or stream update is lost
+// or repeated in between.
+package express
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
+
+	"github.com/onair-dev/onair/errcode"
+	roomv1 "github.com/onair-dev/onair/proto/onair/room/v1"
+)
+
+// ErrorCode returns the vendor error code carried by err (0 if none).
+func ErrorCode(err error) int { return int(errcode.Of(err)) }
+
+// Engine is a client of OnAir. It is safe for concurrent use.
+type Engine struct {
+	profile EngineProfile
+	conn    *grpc.ClientConn
+	rooms   roomv1.RoomServiceClient
+	events  *dispatcher
+
+	mu      sync.Mutex
+	handler EventHandler
+	room    *roomSession
+	closed  bool
+}
+
+// CreateEngine connects an engine to OnAir. The connection is made lazily;
+// LoginRoom reports when the server can't be reached.
+func CreateEngine(profile EngineProfile, handler EventHandler) (*Engine, error) {
+	if profile.AppID == 0 {
+		return nil, errcode.New(errcode.InvalidParameter, "EngineProfile.AppID is required")
+	}
+	if profile.Server == "" {
+		return nil, errcode.New(errcode.InvalidParameter, "EngineProfile.Server is required")
+	}
+	if profile.ReconnectTimeout <= 0 {
+		profile.ReconnectTimeout = 20 * time.Minute
+	}
+	if handler == nil {
+		handler = BaseEventHandler{}
+	}
+	// A manual resolver with every given address and pick_first: the engine
+	// sticks to one server and moves to the next when it goes away.
+	r := manual.NewBuilderWithScheme("onair")
+	var addrs []resolver.Address
+	for _, a := range strings.Split(profile.Server, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			addrs = append(addrs, resolver.Address{Addr: a})
+		}
+	}
+	r.InitialState(resolver.State{Addresses: addrs})
+	conn, err := grpc.NewClient(r.Scheme()+":///onair",
+		grpc.WithResolvers(r),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"pick_first":{}}]}`))
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{profile: profile, conn: conn, rooms: roomv1.NewRoomServiceClient(conn), handler: handler}
+	e.events = newDispatcher()
+	return e, nil
+}
+
+// SetEventHandler replaces the handler; callbacks already queued go to the
+// new one.
+func (e *Engine) SetEventHandler(h EventHandler) {
+	if h == nil {
+		h = BaseEventHandler{}
+	}
+	e.mu.Lock()
+	e.handler = h
+	e.mu.Unlock()
+}
+
+// emit queues a callback for the handler goroutine.
+func (e *Engine) emit(f func(h EventHandler)) {
+	e.events.push(func() {
+		e.mu.Lock()
+		h := e.handler
+		e.mu.Unlock()
+		f(h)
+	})
+}
+
+// LoginRoom logs user into roomID with config.Token and starts receiving
+// the room's events. It returns when the server has accepted or refused the
+// login; the handler sees Logining, then Logined or LoginFailed.
+func (e *Engine) LoginRoom(ctx context.Context, roomID string, user User, config RoomConfig) error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return errcode.New(errcode.InvalidParameter, "the engine is destroyed")
+	}
+	if e.room != nil {
+		e.mu.Unlock()
+		return errcode.Newf(errcode.LoginTwice, "already logged into room %q: log out first", e.room.roomID)
+	}
+	rs := &roomSession{e: e, roomID: roomID, user: user, config: config,
+		users: map[string]User{}, streams: map[string]Stream{}}
+	e.room = rs
+	e.mu.Unlock()
+
+	e.emit(func(h EventHandler) { h.OnRoomStateChanged(RoomStateChangedReasonLogining, 0, "{}", roomID) })
+	resp, err := rs.login(ctx)
+	if err != nil {
+		code := ErrorCode(err)
+		if code == 0 {
+			code = int(errcode.ConnectFailed)
+			err = errcode.Newf(errcode.ConnectFailed, "could not reach OnAir: %v", err)
+		}
+		e.emit(func(h EventHandler) { h.OnRoomStateChanged(RoomStateChangedReasonLoginFailed, code, "{}", roomID) })
+		e.mu.Lock()
+		e.room = nil
+		e.mu.Unlock()
+		return err
+	}
+	e.emit(func(h EventHandler) {
+		h.OnRoomStateChanged(RoomStateChangedReasonLogined, 0, roomSessionData(resp.GetRoomSessionId()), roomID)
+	})
+	rs.start()
+	return nil
+}
+
+func roomSessionData(id string) string { return fmt.Sprintf(`{"room_session_id":%q}`, id) }
+
+func (e *Engine) session(roomID string) (*roomSession, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.room == nil || (roomID != "" && e.room.roomID != roomID) {
+		return nil, errcode.Newf(errcode.SessionNotFound, "not logged into room %q", roomID)
+	}
+	return e.room, nil
+}
+
+// LogoutRoom leaves the room; the handler sees Logout (or LogoutFailed).
+func (e *Engine) LogoutRoom(ctx context.Context, roomID string) error {
+	rs, err := e.session(roomID)
+	if err != nil {
+		return err
+	}
+	rs.stop()
+	e.mu.Lock()
+	if e.room == rs {
+		e.room = nil
+	}
+	e.mu.Unlock()
+	_, err = e.rooms.LogoutRoom(ctx, &roomv1.LogoutRoomRequest{SessionId: rs.sessionID()})
+	if err != nil && errcode.Of(err) != errcode.SessionNotFound {
+		code := ErrorCode(err)
+		e.emit(func(h EventHandler) { h.OnRoomStateChanged(RoomStateChangedReasonLogoutFailed, code, "{}", rs.roomID) })
+		return err
+	}
+	e.emit(func(h EventHandler) { h.OnRoomStateChanged(RoomStateChangedReasonLogout, 0, "{}", rs.roomID) })
+	return nil
+}
+
+// RenewToken gives the session a new token before the old one expires.
+func (e *Engine) RenewToken(ctx context.Context, roomID, token string) error {
+	rs, err := e.session(roomID)
+	if err != nil {
+		return err
+	}
+	if _, err := e.rooms.RenewToken(ctx, &roomv1.RenewTokenRequest{SessionId: rs.sessionID(), Token: token}); err != nil {
+		return err
+	}
+	rs.mu.Lock()
+	rs.config.Token = token
+	rs.mu.Unlock()
+	return nil
+}
+
+// SetRoomExtraInfo sets one key of the room's extra info; the others in the
+// room get OnRoomExtraInfoUpdate.
+func (e *Engine) SetRoomExtraInfo(ctx context.Context, roomID, key, value string) error {
+	rs, err := e.session(roomID)
+	if err != nil {
+		return err
+	}
+	_, err = e.rooms.SetRoomExtraInfo(ctx, &roomv1.SetRoomExtraInfoRequest{SessionId: rs.sessionID(), Key: key, Value: value})
+	return err
+}
+
+// SendBroadcastMessage sends a message to everyone else in the room and
+// returns its ID.
+func (e *Engine) SendBroadcastMessage(ctx context.Context, roomID, message string) (string, error) {
+	rs, err := e.session(roomID)
+	if err != nil {
+		return "", err
+	}
+	resp, err := e.rooms.SendRoomMessage(ctx, &roomv1.SendRoomMessageRequest{SessionId: rs.sessionID(),
+		Kind: roomv1.MessageKind_MESSAGE_KIND_BROADCAST, Content: message})
+	if err != nil {
+		return "", err
+	}
+	return resp.GetMessageId(), nil
+}
+
+// SendCustomCommand sends a command to the listed users of the room.
+func (e *Engine) SendCustomCommand(ctx context.Context, roomID, command string, toUsers []User) error {
+	rs, err := e.session(roomID)
+	if err != nil {
+		return err
+	}
+	to := make([]string, len(toUsers))
+	for i, u := range toUsers {
+		to[i] = u.UserID
+	}
+	_, err = e.rooms.SendRoomMessage(ctx, &roomv1.SendRoomMessageRequest{SessionId: rs.sessionID(),
+		Kind: roomv1.MessageKind_MESSAGE_KIND_CUSTOM_COMMAND, Content: command, ToUserIds: to})
+	return err
+}
+
+// DestroyEngine logs out, closes the connection and calls callback (if not
+// nil) once every queued callback has been delivered.
+func (e *Engine) DestroyEngine(callback func()) {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return
+	}
+	e.closed = true
+	rs := e.room
+	e.mu.Unlock()
+	if rs != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = e.LogoutRoom(ctx, rs.roomID)
+		cancel()
+	}
+	_ = e.conn.Close()
+	e.events.close(callback)
+}
+
+// dispatcher runs callbacks in order on one goroutine, with an unbounded
+// queue so the network side never waits for the application.
+type dispatcher struct {
+	mu    sync.Mutex
+	queue []func()
+	wake  chan struct{}
+	done  chan struct{}
+	final func()
+	stop  bool
+}
+
+func newDispatcher() *dispatcher {
+	d := &dispatcher{wake: make(chan struct{}, 1), done: make(chan struct{})}
+	go d.run()
+	return d
+}
+
+func (d *dispatcher) push(f func()) {
+	d.mu.Lock()
+	if !d.stop {
+		d.queue = append(d.queue, f)
+	}
+	d.mu.Unlock()
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (d *dispatcher) run() {
+	defer close(d.done)
+	for range d.wake {
+		for {
+			d.mu.Lock()
+			q := d.queue
+			d.queue = nil
+			stop := d.stop
+			d.mu.Unlock()
+			for _, f := range q {
+				f()
+			}
+			if len(q) > 0 {
+				continue
+			}
+			if stop {
+				if d.final != nil {
+					d.final()
+				}
+				return
+			}
+			break
+		}
+	}
+}
+
+func (d *dispatcher) close(final func()) {
+	d.mu.Lock()
+	d.stop, d.final = true, final
+	d.mu.Unlock()
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+var errStopped = errors.New("express: room session stopped")

@@ -1,0 +1,432 @@
+package express
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"sort"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/onair-dev/onair/errcode"
+	roomv1 "github.com/onair-dev/onair/proto/onair/room/v1"
+	streamv1 "github.com/onair-dev/onair/proto/onair/stream/v1"
+)
+
+// roomSession is one logged-in room: the event subscription, heartbeats,
+// and what the handler has been told, which is what reconciliation after a
+// broken resume is computed against.
+type roomSession struct {
+	e      *Engine
+	roomID string
+	user   User
+
+	mu        sync.Mutex
+	config    RoomConfig
+	id        string
+	lastRev   int64
+	heartbeat time.Duration
+	cancel    context.CancelFunc
+	done      chan struct{}
+
+	// users and streams are what the handler currently knows; only the
+	// session goroutine touches them.
+	users    map[string]User
+	streams  map[string]Stream
+	loggedIn bool
+}
+
+func (rs *roomSession) sessionID() string {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return rs.id
+}
+
+func (rs *roomSession) login(ctx context.Context) (*roomv1.LoginRoomResponse, error) {
+	rs.mu.Lock()
+	cfg := rs.config
+	rs.mu.Unlock()
+	resp, err := rs.e.rooms.LoginRoom(ctx, &roomv1.LoginRoomRequest{
+		AppId: rs.e.profile.AppID, RoomId: rs.roomID, Token: cfg.Token,
+		User:   &roomv1.User{UserId: rs.user.UserID, UserName: rs.user.UserName},
+		Config: &roomv1.RoomConfig{IsUserStatusNotify: cfg.IsUserStatusNotify, MaxMemberCount: cfg.MaxMemberCount},
+	})
+	if err != nil {
+		return nil, err
+	}
+	rs.mu.Lock()
+	rs.id, rs.lastRev = resp.GetSessionId(), 0
+	rs.heartbeat = time.Duration(resp.GetHeartbeatIntervalMs()) * time.Millisecond
+	rs.mu.Unlock()
+	return resp, nil
+}
+
+func (rs *roomSession) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	rs.mu.Lock()
+	rs.cancel, rs.done = cancel, make(chan struct{})
+	rs.mu.Unlock()
+	go rs.heartbeats(ctx)
+	go func() {
+		defer close(rs.done)
+		rs.run(ctx)
+	}()
+}
+
+func (rs *roomSession) stop() {
+	rs.mu.Lock()
+	cancel, done := rs.cancel, rs.done
+	rs.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+}
+
+func (rs *roomSession) heartbeats(ctx context.Context) {
+	for {
+		rs.mu.Lock()
+		every := rs.heartbeat
+		rs.mu.Unlock()
+		if every <= 0 {
+			every = 10 * time.Second
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(every):
+		}
+		hctx, cancel := context.WithTimeout(ctx, every)
+		_, _ = rs.e.rooms.Heartbeat(hctx, &roomv1.HeartbeatRequest{SessionId: rs.sessionID()})
+		cancel()
+	}
+}
+
+// run keeps a subscription open, resuming after the last complete revision
+// whenever it breaks, until the session ends.
+func (rs *roomSession) run(ctx context.Context) {
+	var brokenSince time.Time
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := rs.subscribe(ctx, func() {
+			if !brokenSince.IsZero() {
+				brokenSince = time.Time{}
+				backoff = 100 * time.Millisecond
+				rs.e.emit(func(h EventHandler) {
+					h.OnRoomStateChanged(RoomStateChangedReasonReconnected, 0, "{}", rs.roomID)
+				})
+			}
+		})
+		if ctx.Err() != nil || errors.Is(err, errStopped) {
+			return
+		}
+		if brokenSince.IsZero() {
+			brokenSince = time.Now()
+			rs.e.emit(func(h EventHandler) {
+				h.OnRoomStateChanged(RoomStateChangedReasonReconnecting, int(errcode.ConnectionBroken), "{}", rs.roomID)
+			})
+		}
+		if time.Since(brokenSince) > rs.e.profile.ReconnectTimeout {
+			rs.giveUp(errcode.ReconnectGaveUp)
+			return
+		}
+		if errcode.Of(err) == errcode.SessionNotFound {
+			// The server dropped the session (we were away longer than the
+			// heartbeat timeout): log in again and reconcile from scratch.
+			lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			_, lerr := rs.login(lctx)
+			cancel()
+			if c := errcode.Of(lerr); c != 0 && c != errcode.ServiceUnavailable {
+				rs.giveUp(c)
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+func (rs *roomSession) giveUp(code errcode.Code) {
+	rs.e.emit(func(h EventHandler) {
+		h.OnRoomStateChanged(RoomStateChangedReasonReconnectFailed, int(code), "{}", rs.roomID)
+	})
+	rs.detach()
+}
+
+// detach forgets the session in the engine so a new login can start.
+func (rs *roomSession) detach() {
+	rs.e.mu.Lock()
+	if rs.e.room == rs {
+		rs.e.room = nil
+	}
+	rs.e.mu.Unlock()
+}
+
+func (rs *roomSession) subscribe(ctx context.Context, connected func()) error {
+	rs.mu.Lock()
+	req := &roomv1.SubscribeRoomEventsRequest{SessionId: rs.id, FromRevision: rs.lastRev}
+	rs.mu.Unlock()
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := rs.e.rooms.SubscribeRoomEvents(sctx, req)
+	if err != nil {
+		return err
+	}
+	first := true
+	for {
+		ev, err := stream.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return status.Error(codes.Unavailable, "event stream ended")
+			}
+			return err
+		}
+		if first {
+			first = false
+			connected()
+		}
+		if stop := rs.handle(ev); stop {
+			return errStopped
+		}
+		if !ev.GetMore() && ev.GetRevision() > 0 {
+			rs.mu.Lock()
+			rs.lastRev = max(rs.lastRev, ev.GetRevision())
+			rs.mu.Unlock()
+		}
+	}
+}
+
+// handle turns one event into callbacks; it reports whether the session is
+// over.
+func (rs *roomSession) handle(ev *roomv1.RoomEvent) bool {
+	room := rs.roomID
+	switch x := ev.Event.(type) {
+	case *roomv1.RoomEvent_Snapshot:
+		rs.reconcile(x.Snapshot)
+	case *roomv1.RoomEvent_UserUpdate:
+		if x.UserUpdate.GetUpdateType() == streamv1.UpdateType_UPDATE_TYPE_ADD {
+			rs.addUsers(fromUsers(x.UserUpdate.GetUsers()))
+		} else {
+			rs.deleteUsers(fromUsers(x.UserUpdate.GetUsers()))
+		}
+	case *roomv1.RoomEvent_StreamUpdate:
+		u := x.StreamUpdate
+		if u.GetUpdateType() == streamv1.UpdateType_UPDATE_TYPE_ADD {
+			rs.addStreams(fromStreams(u.GetStreams()))
+		} else {
+			rs.deleteStreams(fromStreams(u.GetStreams()), u.GetExtendedData())
+		}
+	case *roomv1.RoomEvent_StreamExtraInfoUpdate:
+		var changed []Stream
+		for _, st := range fromStreams(x.StreamExtraInfoUpdate.GetStreams()) {
+			if _, ok := rs.streams[st.StreamID]; ok {
+				rs.streams[st.StreamID] = st
+				changed = append(changed, st)
+			}
+		}
+		if len(changed) > 0 {
+			rs.e.emit(func(h EventHandler) { h.OnRoomStreamExtraInfoUpdate(changed, room) })
+		}
+	case *roomv1.RoomEvent_RoomExtraInfoUpdate:
+		infos := fromInfos(x.RoomExtraInfoUpdate.GetExtraInfo())
+		rs.e.emit(func(h EventHandler) { h.OnRoomExtraInfoUpdate(infos, room) })
+	case *roomv1.RoomEvent_Message:
+		m := x.Message
+		from := User{UserID: m.GetFromUser().GetUserId(), UserName: m.GetFromUser().GetUserName()}
+		if m.GetKind() == roomv1.MessageKind_MESSAGE_KIND_CUSTOM_COMMAND {
+			rs.e.emit(func(h EventHandler) { h.OnIMRecvCustomCommand(m.GetContent(), from, room) })
+		} else {
+			msg := BroadcastMessageInfo{Message: m.GetContent(), MessageID: m.GetMessageId(),
+				SendTime: time.UnixMilli(m.GetSendTimeMs()), FromUser: from}
+			rs.e.emit(func(h EventHandler) { h.OnIMRecvBroadcastMessage([]BroadcastMessageInfo{msg}, room) })
+		}
+	case *roomv1.RoomEvent_OnlineCount:
+		n := int(x.OnlineCount.GetCount())
+		rs.e.emit(func(h EventHandler) { h.OnRoomOnlineUserCountUpdate(n, room) })
+	case *roomv1.RoomEvent_SessionState:
+		st := x.SessionState
+		switch st.GetKind() {
+		case roomv1.SessionState_KIND_KICKED_OUT:
+			code := int(st.GetErrorCode())
+			rs.e.emit(func(h EventHandler) { h.OnRoomStateChanged(RoomStateChangedReasonKickOut, code, "{}", room) })
+			rs.detach()
+			return true
+		case roomv1.SessionState_KIND_TOKEN_WILL_EXPIRE:
+			remain := int(time.Until(time.Unix(st.GetTokenExpireUnix(), 0)).Round(time.Second) / time.Second)
+			rs.e.emit(func(h EventHandler) { h.OnRoomTokenWillExpire(max(remain, 0), room) })
+		}
+	}
+	return false
+}
+
+// reconcile applies a snapshot: on the first one it lists what exists; after
+// a broken resume it reports exactly the differences from what the handler
+// was told.
+func (rs *roomSession) reconcile(snap *roomv1.Snapshot) {
+	room := rs.roomID
+	users := map[string]User{}
+	for _, u := range fromUsers(snap.GetUsers()) {
+		users[u.UserID] = u
+	}
+	streams := map[string]Stream{}
+	for _, st := range fromStreams(snap.GetStreams()) {
+		streams[st.StreamID] = st
+	}
+	var goneStreams []Stream
+	for id, st := range rs.streams {
+		if _, ok := streams[id]; !ok {
+			goneStreams = append(goneStreams, st)
+		}
+	}
+	rs.deleteStreams(goneStreams, "{}")
+	if rs.config.IsUserStatusNotify {
+		var goneUsers []User
+		for id, u := range rs.users {
+			if _, ok := users[id]; !ok {
+				goneUsers = append(goneUsers, u)
+			}
+		}
+		rs.deleteUsers(goneUsers)
+		rs.addUsers(sortedUsers(users))
+	}
+	rs.addStreams(sortedStreams(streams))
+	if !rs.loggedIn {
+		rs.loggedIn = true
+		if infos := snap.GetExtraInfo(); len(infos) > 0 {
+			list := make([]*roomv1.RoomExtraInfo, 0, len(infos))
+			for _, v := range infos {
+				list = append(list, v)
+			}
+			out := fromInfos(list)
+			rs.e.emit(func(h EventHandler) { h.OnRoomExtraInfoUpdate(out, room) })
+		}
+	}
+}
+
+func (rs *roomSession) addUsers(in []User) {
+	var out []User
+	for _, u := range in {
+		if _, ok := rs.users[u.UserID]; ok || u.UserID == rs.user.UserID {
+			continue
+		}
+		rs.users[u.UserID] = u
+		out = append(out, u)
+	}
+	if len(out) > 0 {
+		room := rs.roomID
+		rs.e.emit(func(h EventHandler) { h.OnRoomUserUpdate(UpdateTypeAdd, out, room) })
+	}
+}
+
+func (rs *roomSession) deleteUsers(in []User) {
+	var out []User
+	for _, u := range in {
+		if _, ok := rs.users[u.UserID]; !ok {
+			continue
+		}
+		delete(rs.users, u.UserID)
+		out = append(out, u)
+	}
+	if len(out) > 0 {
+		room := rs.roomID
+		rs.e.emit(func(h EventHandler) { h.OnRoomUserUpdate(UpdateTypeDelete, out, room) })
+	}
+}
+
+func (rs *roomSession) addStreams(in []Stream) {
+	var out []Stream
+	for _, st := range in {
+		if _, ok := rs.streams[st.StreamID]; ok || st.User.UserID == rs.user.UserID {
+			continue
+		}
+		rs.streams[st.StreamID] = st
+		out = append(out, st)
+	}
+	if len(out) > 0 {
+		room := rs.roomID
+		rs.e.emit(func(h EventHandler) { h.OnRoomStreamUpdate(UpdateTypeAdd, out, "{}", room) })
+	}
+}
+
+func (rs *roomSession) deleteStreams(in []Stream, extended string) {
+	var out []Stream
+	for _, st := range in {
+		if _, ok := rs.streams[st.StreamID]; !ok {
+			continue
+		}
+		delete(rs.streams, st.StreamID)
+		out = append(out, st)
+	}
+	if len(out) > 0 {
+		if extended == "{}" || extended == "" {
+			extended = deleteReasonData(out, int(streamv1.DeleteReason_DELETE_REASON_STOPPED))
+		}
+		room := rs.roomID
+		rs.e.emit(func(h EventHandler) { h.OnRoomStreamUpdate(UpdateTypeDelete, out, extended, room) })
+	}
+}
+
+func deleteReasonData(streams []Stream, code int) string {
+	type reason struct {
+		StreamID string `json:"stream_id"`
+		Code     int    `json:"code"`
+	}
+	rs := make([]reason, len(streams))
+	for i, st := range streams {
+		rs[i] = reason{st.StreamID, code}
+	}
+	b, _ := json.Marshal(map[string]any{"stream_delete_reason": rs})
+	return string(b)
+}
+
+func fromUsers(in []*roomv1.User) []User {
+	out := make([]User, len(in))
+	for i, u := range in {
+		out[i] = User{UserID: u.GetUserId(), UserName: u.GetUserName()}
+	}
+	return out
+}
+
+func fromStreams(in []*streamv1.Stream) []Stream {
+	out := make([]Stream, len(in))
+	for i, st := range in {
+		out[i] = Stream{User: User{UserID: st.GetUserId(), UserName: st.GetUserName()}, StreamID: st.GetStreamId(), ExtraInfo: st.GetExtraInfo()}
+	}
+	return out
+}
+
+func fromInfos(in []*roomv1.RoomExtraInfo) []RoomExtraInfo {
+	out := make([]RoomExtraInfo, len(in))
+	for i, ri := range in {
+		out[i] = RoomExtraInfo{Key: ri.GetKey(), Value: ri.GetValue(),
+			UpdateUser: User{UserID: ri.GetUpdateUser().GetUserId(), UserName: ri.GetUpdateUser().GetUserName()},
+			UpdateTime: time.UnixMilli(ri.GetUpdateTimeMs())}
+	}
+	return out
+}
+
+func sortedUsers(m map[string]User) []User {
+	out := make([]User, 0, len(m))
+	for _, u := range m {
+		out = append(out, u)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].UserID < out[j].UserID })
+	return out
+}
+
+func sortedStreams(m map[string]Stream) []Stream {
+	out := make([]Stream, 0, len(m))
+	for _, st := range m {
+		out = append(out, st)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].StreamID < out[j].StreamID })
+	return out
+}
