@@ -156,7 +156,8 @@ func Dial(cli *clientv3.Client, service string, opts ...grpc.DialOption) (*grpc.
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
 	}, opts...)
-	return grpc.NewClient("etcd://"+prefix(service), all...)
+	// The resolver drops the path's leading slash, hence the extra one.
+	return grpc.NewClient("etcd:///"+prefix(service), all...)
 }
 
 // Instances lists the registered addresses of service and their metadata.

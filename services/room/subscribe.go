@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc/metadata"
+
 	"github.com/onair-dev/onair/errcode"
 	"github.com/onair-dev/onair/internal/keys"
 	roomv1 "github.com/onair-dev/onair/proto/onair/room/v1"
@@ -121,6 +123,9 @@ func (s *Server) SubscribeRoomEvents(req *roomv1.SubscribeRoomEventsRequest, srv
 	s.mu.Unlock()
 	if h != nil {
 		defer h.remove(sub)
+	}
+	if err := srv.SendHeader(metadata.MD{}); err != nil {
+		return err
 	}
 	var warned int64
 	timer := time.NewTimer(time.Hour)

@@ -14,6 +14,7 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/onair-dev/onair/errcode"
@@ -316,6 +317,11 @@ func (s *Server) SetStreamExtraInfo(ctx context.Context, req *streamv1.SetStream
 // the revisions it saw, and merge without guessing.
 func (s *Server) WatchStreams(req *streamv1.WatchStreamsRequest, srv streamv1.StreamService_WatchStreamsServer) error {
 	if err := ids.Room(req.GetRoomId()); err != nil {
+		return err
+	}
+	// Headers now, so an HTTP client behind the gateway sees the stream
+	// open before the first event.
+	if err := srv.SendHeader(metadata.MD{}); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(srv.Context()))
