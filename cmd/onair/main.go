@@ -28,6 +28,8 @@ usage:
   onair media     run a media edge
   onair gateway   run the REST / WHIP / WHEP gateway
   onair token     mint a Token04 token
+  onair etcd      run one member of an etcd cluster (embedded etcd)
+  onair cluster   run a local cluster: 3 etcd members, 2 replicas of each service and the gateway as processes
 
 Run "onair <command> -h" for a command's flags.
 `
@@ -50,6 +52,10 @@ func main() {
 		err = runGateway(ctx, args)
 	case "token":
 		err = runToken(os.Stdout, args)
+	case "etcd":
+		err = runEtcd(ctx, args)
+	case "cluster":
+		err = runCluster(ctx, args)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return

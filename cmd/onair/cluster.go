@@ -1,0 +1,684 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/onair-dev/onair/errcode"
+	authv1 "github.com/onair-dev/onair/proto/onair/auth/v1"
+	"github.com/onair-dev/onair/services/auth"
+	"github.com/onair-dev/onair/token04"
+)
+
+// Port layout of `onair cluster`, as offsets from --base-port.
+const (
+	etcdPortOffset     = 0  // member i: client base+2i, peer base+2i+1
+	grpcPortOffset     = 10 // service replicas in start order
+	roleHTTPPortOffset = 20 // their /metrics and /healthz
+	mediaUDPPortOffset = 28 // media replicas' UDP ports, if the role has --udp-port
+	clusterPortSpan    = 30
+	clusterTokenUser   = "cluster-user"
+)
+
+// clusterProc is one child process of the cluster.
+type clusterProc struct {
+	Name       string `json:"name"`
+	Role       string `json:"role"`
+	PID        int    `json:"pid"`
+	GRPCAddr   string `json:"grpc_addr,omitempty"`
+	HTTPAddr   string `json:"http_addr,omitempty"`
+	ClientAddr string `json:"client_addr,omitempty"`
+	PeerAddr   string `json:"peer_addr,omitempty"`
+
+	args     []string
+	optional bool // media: skipped if it does not come up
+	cmd      *exec.Cmd
+	exited   chan struct{}
+	mu       sync.Mutex
+	stopping bool
+	waitErr  error
+}
+
+func (p *clusterProc) alive() bool {
+	select {
+	case <-p.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+func (p *clusterProc) startFailed() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return fmt.Errorf("%s exited while starting (%s); see its log above", p.Name, exitStatus(p.waitErr))
+}
+
+// clusterSummary is printed as one JSON line after "CLUSTER " for scripts
+// and tests.
+type clusterSummary struct {
+	DataDir       string         `json:"data_dir"`
+	EtcdEndpoints []string       `json:"etcd_endpoints"`
+	Gateway       string         `json:"gateway"`
+	AppID         uint32         `json:"app_id"`
+	ServerSecret  string         `json:"server_secret"`
+	AdminKey      string         `json:"admin_key"`
+	TokenUser     string         `json:"token_user"`
+	Token         string         `json:"token"`
+	Processes     []*clusterProc `json:"processes"`
+}
+
+// clusterState is kept in the data dir so a restarted cluster keeps its app
+// and keys.
+type clusterState struct {
+	AppID       uint32 `json:"app_id"`
+	Secret      string `json:"server_secret"`
+	AdminKey    string `json:"admin_key"`
+	InternalKey string `json:"internal_key"`
+}
+
+type clusterRunner struct {
+	exe      string
+	out      *lockedWriter
+	nameW    int
+	procs    []*clusterProc
+	groups   [][]*clusterProc // start order; stopped in reverse
+	stopWait time.Duration
+}
+
+// runCluster runs a three-member etcd, two replicas of every service and the
+// gateway as separate processes of this binary on 127.0.0.1.
+func runCluster(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("cluster", flag.ContinueOnError)
+	dataDir := fs.String("data-dir", filepath.Join(".onair", "cluster"), "where the etcd members keep their data and the cluster its app and keys")
+	basePort := fs.Int("base-port", 23790, fmt.Sprintf("first of the %d consecutive 127.0.0.1 ports used by etcd and the services", clusterPortSpan))
+	httpAddr := fs.String("http-addr", "127.0.0.1:8080", "address of the gateway (REST, WHIP/WHEP, OpenAPI)")
+	appID := fs.Uint("app-id", 0, "AppID to seed (default: a generated one, kept in the data dir)")
+	appSecret := fs.String("app-secret", "", "ServerSecret to seed with --app-id (32 characters; default generated)")
+	logLevel := fs.String("log-level", "info", "log level of the cluster and its processes: debug, info, warn or error")
+	leaseTTL := fs.Duration("lease-ttl", 5*time.Second, "etcd lease TTL of every service replica")
+	drain := fs.Duration("drain-timeout", 5*time.Second, "how long each process gets to drain on shutdown before it is killed (plus 5s)")
+	startTimeout := fs.Duration("start-timeout", 90*time.Second, "how long the cluster may take to come up")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	out := &lockedWriter{w: os.Stderr}
+	slog.SetDefault(slog.New(slog.NewTextHandler(&prefixWriter{out: out, prefix: "cluster | "}, &slog.HandlerOptions{Level: level})))
+	if *basePort <= 0 || *basePort+clusterPortSpan > 65535 {
+		return fmt.Errorf("--base-port %d out of range", *basePort)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	if *dataDir, err = filepath.Abs(*dataDir); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(*dataDir, 0o700); err != nil {
+		return err
+	}
+	state, err := loadClusterState(*dataDir, uint32(*appID), *appSecret)
+	if err != nil {
+		return err
+	}
+	if err := checkPortsFree(*basePort, *httpAddr); err != nil {
+		return err
+	}
+
+	r := &clusterRunner{exe: exe, out: out, stopWait: *drain + 5*time.Second}
+	r.plan(*basePort, *httpAddr, *dataDir, state, *logLevel, *leaseTTL, *drain, mediaHelp(ctx, exe))
+	startCtx, cancel := context.WithTimeout(ctx, *startTimeout)
+	defer cancel()
+	summary, err := r.start(startCtx, state)
+	if err != nil {
+		r.stopAll()
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	summary.DataDir = *dataDir
+	summary.Gateway = "http://" + *httpAddr
+	printClusterBanner(os.Stdout, summary)
+	b, _ := json.Marshal(summary)
+	fmt.Fprintf(os.Stdout, "CLUSTER %s\n", b)
+	slog.Info("onair cluster is up; Ctrl-C stops it", "processes", len(summary.Processes))
+
+	<-ctx.Done()
+	slog.Info("stopping the cluster")
+	r.stopAll()
+	slog.Info("cluster stopped")
+	return nil
+}
+
+// plan lays out the processes and their flags. mediaFlags is the output of `onair media -h`, empty if the binary has no
+// media role.
+func (r *clusterRunner) plan(base int, httpAddr, dataDir string, st *clusterState, logLevel string, leaseTTL, drain time.Duration, mediaFlags string) {
+	addr := func(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
+	var etcd []*clusterProc
+	var initial, endpoints []string
+	for i := range 3 {
+		name := fmt.Sprintf("n%d", i+1)
+		p := &clusterProc{Name: "etcd-" + strconv.Itoa(i+1), Role: "etcd",
+			ClientAddr: addr(base + etcdPortOffset + 2*i), PeerAddr: addr(base + etcdPortOffset + 2*i + 1)}
+		initial = append(initial, name+"=http://"+p.PeerAddr)
+		endpoints = append(endpoints, "http://"+p.ClientAddr)
+		p.args = []string{"etcd", "--name", name, "--data-dir", filepath.Join(dataDir, "etcd-"+name),
+			"--client-addr", p.ClientAddr, "--peer-addr", p.PeerAddr, "--log-level", logLevel}
+		etcd = append(etcd, p)
+	}
+	for _, p := range etcd {
+		p.args = append(p.args, "--initial-cluster", strings.Join(initial, ","))
+	}
+	r.add(etcd...)
+
+	common := []string{"--etcd-endpoints", strings.Join(endpoints, ","), "--internal-key", st.InternalKey,
+		"--lease-ttl", leaseTTL.String(), "--drain-timeout", drain.String(), "--log-level", logLevel}
+	roles := []string{"auth", "stream", "room"}
+	if mediaFlags != "" {
+		roles = append(roles, "media")
+	}
+	slot := 0
+	for _, role := range roles {
+		var group []*clusterProc
+		for i := range 2 {
+			p := &clusterProc{Name: fmt.Sprintf("%s-%d", role, i+1), Role: role, optional: role == "media",
+				GRPCAddr: addr(base + grpcPortOffset + slot), HTTPAddr: addr(base + roleHTTPPortOffset + slot)}
+			slot++
+			p.args = append([]string{role, "--grpc-addr", p.GRPCAddr, "--http-addr", p.HTTPAddr}, common...)
+			if role == "auth" {
+				p.args = append(p.args, "--admin-key", st.AdminKey)
+			}
+			if role == "media" && strings.Contains(mediaFlags, "-udp-port") {
+				p.args = append(p.args, "--udp-port", strconv.Itoa(base+mediaUDPPortOffset+i))
+			}
+			if role == "media" && strings.Contains(mediaFlags, "-public-ip") {
+				p.args = append(p.args, "--public-ip", "127.0.0.1")
+			}
+			group = append(group, p)
+		}
+		r.add(group...)
+	}
+	gw := &clusterProc{Name: "gateway", Role: "gateway", HTTPAddr: httpAddr}
+	gw.args = append([]string{"gateway", "--http-addr", httpAddr}, common...)
+	r.add(gw)
+}
+
+func (r *clusterRunner) add(group ...*clusterProc) {
+	r.groups = append(r.groups, group)
+	r.procs = append(r.procs, group...)
+	for _, p := range group {
+		r.nameW = max(r.nameW, len(p.Name))
+	}
+}
+
+// start starts every process, waits until each serves and seeds the app.
+func (r *clusterRunner) start(ctx context.Context, st *clusterState) (*clusterSummary, error) {
+	etcd := r.groups[0]
+	for _, p := range etcd {
+		if err := r.spawn(p); err != nil {
+			return nil, err
+		}
+	}
+	var endpoints []string
+	for _, p := range etcd {
+		endpoints = append(endpoints, "http://"+p.ClientAddr)
+	}
+	if err := waitEtcd(ctx, etcd); err != nil {
+		return nil, err
+	}
+	slog.Info("etcd is up", "endpoints", strings.Join(endpoints, ","))
+	for _, g := range r.groups[1:] {
+		for _, p := range g {
+			if err := r.spawn(p); err != nil {
+				return nil, err
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(r.procs))
+	for i, p := range r.procs {
+		if p.Role == "etcd" {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = waitProcReady(ctx, p)
+		}()
+	}
+	wg.Wait()
+	var live []*clusterProc
+	for i, p := range r.procs {
+		if errs[i] != nil && p.optional {
+			slog.Warn("optional process did not come up; the cluster runs without it", "name", p.Name, "err", errs[i])
+			r.stop(p)
+			continue
+		}
+		if errs[i] != nil {
+			return nil, errs[i]
+		}
+		live = append(live, p)
+	}
+
+	var authAddrs []string
+	for _, p := range r.procs {
+		if p.Role == "auth" {
+			authAddrs = append(authAddrs, p.GRPCAddr)
+		}
+	}
+	app, err := seedApp(ctx, authAddrs, st)
+	if err != nil {
+		return nil, fmt.Errorf("seed app: %w", err)
+	}
+	tok, err := token04.Mint(app.AppId, clusterTokenUser, app.ServerSecret, 24*time.Hour, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &clusterSummary{EtcdEndpoints: endpoints, AppID: app.AppId, ServerSecret: app.ServerSecret,
+		AdminKey: st.AdminKey, TokenUser: clusterTokenUser, Token: tok, Processes: live}, nil
+}
+
+// spawn starts a child; its output goes to the cluster's stderr with its
+// name in front of every line.
+func (r *clusterRunner) spawn(p *clusterProc) error {
+	cmd := exec.Command(r.exe, p.args...)
+	w := &prefixWriter{out: r.out, prefix: fmt.Sprintf("%-*s | ", r.nameW, p.Name)}
+	cmd.Stdout, cmd.Stderr = w, w
+	cmd.SysProcAttr = childSysProcAttr()
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", p.Name, err)
+	}
+	p.cmd, p.PID, p.exited = cmd, cmd.Process.Pid, make(chan struct{})
+	slog.Info("started", "name", p.Name, "pid", p.PID)
+	go func() {
+		err := cmd.Wait()
+		w.flush()
+		p.mu.Lock()
+		p.waitErr = err
+		stopping := p.stopping
+		p.mu.Unlock()
+		close(p.exited)
+		if !stopping {
+			slog.Error("process exited unexpectedly; the rest of the cluster keeps running", "name", p.Name, "pid", p.PID, "status", exitStatus(err))
+		}
+	}()
+	return nil
+}
+
+// stopAll stops the processes group by group in reverse start order:
+// SIGTERM, then SIGKILL if one is not gone after stopWait. The replicas of a
+// service stop together; etcd members one at a time, since members that
+// stop together may lose quorum and hang in their shutdown.
+func (r *clusterRunner) stopAll() {
+	for i := len(r.groups) - 1; i >= 0; i-- {
+		var wg sync.WaitGroup
+		group := r.groups[i]
+		for j := range group {
+			p := group[len(group)-1-j]
+			if p.cmd == nil {
+				continue
+			}
+			if p.Role == "etcd" {
+				r.stop(p)
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r.stop(p)
+			}()
+		}
+		wg.Wait()
+	}
+}
+
+func (r *clusterRunner) stop(p *clusterProc) {
+	p.mu.Lock()
+	p.stopping = true
+	p.mu.Unlock()
+	if !p.alive() {
+		return
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		_ = p.cmd.Process.Kill()
+	}
+	select {
+	case <-p.exited:
+	case <-time.After(r.stopWait):
+		slog.Warn("process did not stop in time; killing it", "name", p.Name, "pid", p.PID)
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+	}
+	p.mu.Lock()
+	err := p.waitErr
+	p.mu.Unlock()
+	slog.Info("stopped", "name", p.Name, "pid", p.PID, "status", exitStatus(err))
+}
+
+func exitStatus(err error) string {
+	if err == nil {
+		return "exit 0"
+	}
+	return err.Error()
+}
+
+// waitEtcd waits until every member answers a status request, which needs
+// the members to have formed the cluster.
+func waitEtcd(ctx context.Context, members []*clusterProc) error {
+	var eps []string
+	for _, p := range members {
+		eps = append(eps, "http://"+p.ClientAddr)
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	for i, p := range members {
+		for {
+			if !p.alive() {
+				return p.startFailed()
+			}
+			sctx, cancel := context.WithTimeout(ctx, time.Second)
+			_, err := cli.Status(sctx, eps[i])
+			cancel()
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return fmt.Errorf("%s not ready: %w", p.Name, err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// waitProcReady waits until a service reports SERVING on the gRPC health
+// service, or the gateway answers /healthz.
+func waitProcReady(ctx context.Context, p *clusterProc) error {
+	check := func(ctx context.Context) error {
+		if p.Role == "gateway" {
+			req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+p.HTTPAddr+"/healthz", nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("/healthz: %s", resp.Status)
+			}
+			return nil
+		}
+		cc, err := grpc.NewClient(p.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return err
+		}
+		defer cc.Close()
+		resp, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
+		if err != nil {
+			return err
+		}
+		if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			return fmt.Errorf("health: %s", resp.GetStatus())
+		}
+		return nil
+	}
+	for {
+		if !p.alive() {
+			return p.startFailed()
+		}
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		err := check(cctx)
+		cancel()
+		if err == nil {
+			slog.Info("ready", "name", p.Name, "pid", p.PID)
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s not ready: %w", p.Name, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// seedApp makes sure the cluster's app exists with live streaming on, using
+// the admin RPCs of any auth replica.
+func seedApp(ctx context.Context, authAddrs []string, st *clusterState) (*authv1.App, error) {
+	ctx = metadata.AppendToOutgoingContext(ctx, auth.AdminKeyHeader, st.AdminKey)
+	var lastErr error
+	for {
+		for _, addr := range authAddrs {
+			app, err := seedAppAt(ctx, addr, st)
+			if err == nil {
+				return app, nil
+			}
+			lastErr = fmt.Errorf("%s: %w", addr, err)
+			if c := errcode.Of(err); c == errcode.InvalidParameter || c == errcode.AdminOnly {
+				return nil, lastErr
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, lastErr
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func seedAppAt(ctx context.Context, addr string, st *clusterState) (*authv1.App, error) {
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	defer cc.Close()
+	cli := authv1.NewAuthServiceClient(cc)
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var app *authv1.App
+	if st.AppID != 0 {
+		resp, err := cli.GetApp(ctx, &authv1.GetAppRequest{AppId: st.AppID})
+		switch {
+		case err == nil:
+			app = resp.GetApp()
+			if app.GetServerSecret() != st.Secret {
+				return nil, errcode.Newf(errcode.InvalidParameter, "app %d already exists with another ServerSecret", st.AppID)
+			}
+		case errcode.Of(err) != errcode.AppNotFound:
+			return nil, err
+		}
+	}
+	if app == nil {
+		resp, err := cli.CreateApp(ctx, &authv1.CreateAppRequest{Name: "cluster", AppId: st.AppID, ServerSecret: st.Secret})
+		if err != nil {
+			return nil, err
+		}
+		app = resp.GetApp()
+	}
+	resp, err := cli.EnableService(ctx, &authv1.EnableServiceRequest{AppId: app.GetAppId(),
+		Service: authv1.Service_SERVICE_LIVE_STREAMING, Enabled: true})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetApp(), nil
+}
+
+// loadClusterState reads the app and keys of an earlier run, or makes new
+// ones; an explicit --app-id/--app-secret wins.
+func loadClusterState(dir string, appID uint32, secret string) (*clusterState, error) {
+	path := filepath.Join(dir, "cluster.json")
+	st := &clusterState{}
+	if b, err := os.ReadFile(path); err == nil {
+		if err := json.Unmarshal(b, st); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	if appID != 0 && appID != st.AppID {
+		st.AppID, st.Secret = appID, ""
+	}
+	if secret != "" {
+		st.Secret = secret
+	}
+	if st.AppID == 0 {
+		st.AppID = 1_000_000_000 + uint32(time.Now().UnixNano()%1_000_000_000)
+	}
+	if st.Secret == "" {
+		st.Secret = auth.NewSecret()
+	}
+	if len(st.Secret) != 32 {
+		return nil, fmt.Errorf("--app-secret must be 32 characters, got %d", len(st.Secret))
+	}
+	if st.AdminKey == "" {
+		st.AdminKey = randomKey()
+	}
+	if st.InternalKey == "" {
+		st.InternalKey = randomKey()
+	}
+	b, _ := json.MarshalIndent(st, "", "  ")
+	return st, os.WriteFile(path, b, 0o600)
+}
+
+// checkPortsFree fails early, with a useful message, if a port of the
+// layout is taken.
+func checkPortsFree(base int, httpAddr string) error {
+	addrs := []string{httpAddr}
+	for i := range clusterPortSpan {
+		addrs = append(addrs, "127.0.0.1:"+strconv.Itoa(base+i))
+	}
+	for _, a := range addrs {
+		l, err := net.Listen("tcp", a)
+		if err != nil {
+			return fmt.Errorf("%s is not free (the cluster uses 127.0.0.1 ports %d-%d and %s; pick others with --base-port and --http-addr): %w",
+				a, base, base+clusterPortSpan-1, httpAddr, err)
+		}
+		l.Close()
+	}
+	return nil
+}
+
+// mediaHelp returns the flags of the media role (`onair media -h`), or ""
+// if this binary has no media role (the command fails).
+func mediaHelp(ctx context.Context, exe string) string {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, exe, "media", "-h").CombinedOutput()
+	if err != nil {
+		return ""
+	}
+	return string(out) + " "
+}
+
+func printClusterBanner(w io.Writer, s *clusterSummary) {
+	var b strings.Builder
+	b.WriteString("\nOnAir local cluster is running.\n\n")
+	fmt.Fprintf(&b, "  %-10s %-8s %-8s %s\n", "NAME", "ROLE", "PID", "ADDRESSES")
+	for _, p := range s.Processes {
+		var addrs []string
+		if p.ClientAddr != "" {
+			addrs = append(addrs, "client http://"+p.ClientAddr, "peer http://"+p.PeerAddr)
+		}
+		if p.GRPCAddr != "" {
+			addrs = append(addrs, "grpc "+p.GRPCAddr)
+		}
+		if p.HTTPAddr != "" {
+			addrs = append(addrs, "http http://"+p.HTTPAddr)
+		}
+		fmt.Fprintf(&b, "  %-10s %-8s %-8d %s\n", p.Name, p.Role, p.PID, strings.Join(addrs, "  "))
+	}
+	var rooms []string
+	for _, p := range s.Processes {
+		if p.Role == "room" {
+			rooms = append(rooms, p.GRPCAddr)
+		}
+	}
+	fmt.Fprintf(&b, `
+  etcd         %s
+  REST         %s   (OpenAPI: /openapi.json)
+  SDK server   %s   (EngineProfile.Server)
+  AppID        %d
+  ServerSecret %s
+  Admin key    %s
+  Token        %s
+               (user %q, 24h; mint others with: onair token --app-id %d --app-secret %s --user-id <id>)
+  Data         %s
+
+`, strings.Join(s.EtcdEndpoints, ","), s.Gateway, strings.Join(rooms, ","), s.AppID, s.ServerSecret, s.AdminKey,
+		s.Token, s.TokenUser, s.AppID, s.ServerSecret, s.DataDir)
+	io.WriteString(w, b.String())
+}
+
+// lockedWriter serializes whole-line writes from several sources.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// prefixWriter puts a prefix before every line and writes whole lines only.
+type prefixWriter struct {
+	out    io.Writer
+	prefix string
+	mu     sync.Mutex
+	buf    []byte
+}
+
+func (w *prefixWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			break
+		}
+		w.emit(w.buf[:i+1])
+		w.buf = w.buf[i+1:]
+	}
+	return len(p), nil
+}
+
+func (w *prefixWriter) emit(line []byte) {
+	_, _ = w.out.Write(append([]byte(w.prefix), line...))
+}
+
+// flush writes a last line that had no newline.
+func (w *prefixWriter) flush() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.buf) > 0 {
+		w.emit(append(w.buf, '\n'))
+		w.buf = nil
+	}
+}

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"bytes"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Every process of the local cluster gets its own ports inside the block
+// --base-port promises, and the flags tie them into one cluster.
+func TestClusterPlan(t *testing.T) {
+	const base = 30000
+	st := &clusterState{AppID: 1, Secret: strings.Repeat("s", 32), AdminKey: "admin", InternalKey: "internal"}
+	r := &clusterRunner{}
+	r.plan(base, "127.0.0.1:8080", "/data", st, "info", 5*time.Second, 5*time.Second, "  -udp-port int\n  -public-ip string\n")
+
+	roles := map[string]int{}
+	seen := map[string]string{}
+	use := func(p *clusterProc, addr string) {
+		t.Helper()
+		if addr == "" {
+			return
+		}
+		if other, dup := seen[addr]; dup {
+			t.Errorf("%s and %s both use %s", p.Name, other, addr)
+		}
+		seen[addr] = p.Name
+		if p.Role == "gateway" {
+			return
+		}
+		port, _ := strconv.Atoi(strings.TrimPrefix(addr, "127.0.0.1:"))
+		if port < base || port >= base+clusterPortSpan {
+			t.Errorf("%s uses %s outside %d-%d", p.Name, addr, base, base+clusterPortSpan-1)
+		}
+	}
+	for _, p := range r.procs {
+		roles[p.Role]++
+		use(p, p.GRPCAddr)
+		use(p, p.HTTPAddr)
+		use(p, p.ClientAddr)
+		use(p, p.PeerAddr)
+		args := strings.Join(p.args, " ")
+		if p.args[0] != p.Role {
+			t.Errorf("%s runs %q", p.Name, p.args[0])
+		}
+		switch p.Role {
+		case "etcd":
+			if !strings.Contains(args, "--initial-cluster n1=http://127.0.0.1:30001,n2=http://127.0.0.1:30003,n3=http://127.0.0.1:30005") {
+				t.Errorf("%s: %s", p.Name, args)
+			}
+		default:
+			if !strings.Contains(args, "--etcd-endpoints http://127.0.0.1:30000,http://127.0.0.1:30002,http://127.0.0.1:30004") ||
+				!strings.Contains(args, "--internal-key internal") {
+				t.Errorf("%s: %s", p.Name, args)
+			}
+		}
+		if p.Role == "auth" && !strings.Contains(args, "--admin-key admin") {
+			t.Errorf("%s has no admin key: %s", p.Name, args)
+		}
+		if p.Role == "media" {
+			use(p, "127.0.0.1:"+argAfter(p.args, "--udp-port"))
+		}
+	}
+	want := map[string]int{"etcd": 3, "auth": 2, "stream": 2, "room": 2, "media": 2, "gateway": 1}
+	for role, n := range want {
+		if roles[role] != n {
+			t.Errorf("%d %s processes, want %d", roles[role], role, n)
+		}
+	}
+	if len(r.groups) != 6 || r.groups[0][0].Role != "etcd" || r.groups[5][0].Role != "gateway" {
+		t.Errorf("start groups are out of order")
+	}
+
+	r = &clusterRunner{}
+	r.plan(base, "127.0.0.1:8080", "/data", st, "info", time.Second, time.Second, "")
+	for _, p := range r.procs {
+		if p.Role == "media" {
+			t.Fatal("media planned although the binary has no media role")
+		}
+	}
+}
+
+func argAfter(args []string, flag string) string {
+	for i, a := range args {
+		if a == flag && i+1 < len(args) {
+			return args[i+1]
+		}
+	}
+	return ""
+}
+
+func TestPrefixWriter(t *testing.T) {
+	var out bytes.Buffer
+	w := &prefixWriter{out: &lockedWriter{w: &out}, prefix: "room-1 | "}
+	w.Write([]byte("one\ntw"))
+	w.Write([]byte("o\nthr"))
+	if got := out.String(); got != "room-1 | one\nroom-1 | two\n" {
+		t.Fatalf("got %q", got)
+	}
+	w.flush()
+	if got := out.String(); got != "room-1 | one\nroom-1 | two\nroom-1 | thr\n" {
+		t.Fatalf("after flush %q", got)
+	}
+}

@@ -1,0 +1,356 @@
+//go:build unix
+
+package cluster
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/onair-dev/onair/sdk/express"
+	"github.com/onair-dev/onair/token04"
+)
+
+// portSpan is how many consecutive ports `onair cluster` takes from
+// --base-port (kept in step with cmd/onair/cluster.go).
+const portSpan = 30
+
+// summary is the JSON `onair cluster` prints after "CLUSTER ".
+type summary struct {
+	EtcdEndpoints []string `json:"etcd_endpoints"`
+	Gateway       string   `json:"gateway"`
+	AppID         uint32   `json:"app_id"`
+	ServerSecret  string   `json:"server_secret"`
+	Token         string   `json:"token"`
+	Processes     []struct {
+		Name     string `json:"name"`
+		Role     string `json:"role"`
+		PID      int    `json:"pid"`
+		GRPCAddr string `json:"grpc_addr"`
+	} `json:"processes"`
+}
+
+func (s *summary) proc(t *testing.T, name string) (pid int, grpcAddr string) {
+	t.Helper()
+	for _, p := range s.Processes {
+		if p.Name == name {
+			return p.PID, p.GRPCAddr
+		}
+	}
+	t.Fatalf("no process %q in the cluster summary", name)
+	return 0, ""
+}
+
+// syncBuffer collects the cluster's log.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// buildOnair builds the binary once for this test run.
+func buildOnair(t *testing.T) string {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("the go command is needed to build onair:", err)
+	}
+	bin := filepath.Join(t.TempDir(), "onair")
+	cmd := exec.Command(goBin, "build", "-o", bin, "./cmd/onair")
+	cmd.Dir = filepath.Join("..", "..")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/onair: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// freeBase finds n consecutive free loopback ports below the usual
+// ephemeral range, so outgoing connections do not take them meanwhile.
+func freeBase(t *testing.T, n int) int {
+	t.Helper()
+	for range 100 {
+		base := 20000 + rand.IntN(12000-n)
+		ok := true
+		for p := base; p < base+n && ok; p++ {
+			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+			if err != nil {
+				ok = false
+				break
+			}
+			l.Close()
+		}
+		if ok {
+			return base
+		}
+	}
+	t.Fatal("no block of free ports")
+	return 0
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startCluster runs `onair cluster` in its own process group, waits for its
+// summary line and makes sure every process is gone when the test ends.
+func startCluster(t *testing.T) (*exec.Cmd, <-chan struct{}, *summary, *syncBuffer) {
+	t.Helper()
+	bin := buildOnair(t)
+	logs := &syncBuffer{}
+	cmd := exec.Command(bin, "cluster", "--data-dir", t.TempDir(), "--base-port", strconv.Itoa(freeBase(t, portSpan)),
+		"--http-addr", freePort(t), "--lease-ttl", "2s", "--drain-timeout", "2s", "--start-timeout", "90s")
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "ONAIR_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Stderr = logs
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			if s, ok := strings.CutPrefix(sc.Text(), "CLUSTER "); ok {
+				lines <- s
+			}
+		}
+		close(lines)
+	}()
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	var sum summary
+	t.Cleanup(func() {
+		// Whatever happened: the cluster's group, then every child (they
+		// have groups of their own and die with the cluster anyway).
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		for _, p := range sum.Processes {
+			_ = syscall.Kill(-p.PID, syscall.SIGKILL)
+		}
+		<-exited
+		if t.Failed() || os.Getenv("CLUSTER_LOG") != "" {
+			t.Logf("onair cluster output:\n%s", logs.String())
+		}
+	})
+	select {
+	case line, ok := <-lines:
+		if !ok {
+			<-exited
+			t.Fatalf("onair cluster exited before it was up: %v", cmd.ProcessState)
+		}
+		if err := json.Unmarshal([]byte(line), &sum); err != nil {
+			t.Fatalf("summary %q: %v", line, err)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("onair cluster did not come up")
+	}
+	return cmd, exited, &sum, logs
+}
+
+// recorder writes down the callbacks a test looks at.
+type recorder struct {
+	express.BaseEventHandler
+	mu     sync.Mutex
+	states []express.RoomStateChangedReason
+	users  map[string]bool // user -> present (Add) or gone (Delete)
+}
+
+func newRecorder() *recorder { return &recorder{users: map[string]bool{}} }
+
+func (r *recorder) OnRoomStateChanged(reason express.RoomStateChangedReason, _ int, _, _ string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.states = append(r.states, reason)
+}
+
+func (r *recorder) OnRoomUserUpdate(t express.UpdateType, users []express.User, _ string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, u := range users {
+		r.users[u.UserID] = t == express.UpdateTypeAdd
+	}
+}
+
+func (r *recorder) present(user string) func() bool {
+	return func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.users[user]
+	}
+}
+
+func (r *recorder) gone(user string) func() bool {
+	return func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		v, ok := r.users[user]
+		return ok && !v
+	}
+}
+
+// reconnected reports Reconnecting followed later by Reconnected.
+func (r *recorder) reconnected() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	i := slices.Index(r.states, express.RoomStateChangedReasonReconnecting)
+	return i >= 0 && slices.Contains(r.states[i:], express.RoomStateChangedReasonReconnected)
+}
+
+// eventually polls cond; the deadline is a generous bound for correctness,
+// not a performance assertion.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+type client struct {
+	user string
+	e    *express.Engine
+	rec  *recorder
+}
+
+// login logs a user in with the given server list, retrying while the
+// cluster settles (e.g. an etcd election after a member died).
+func login(t *testing.T, s *summary, servers []string, room, user string) *client {
+	t.Helper()
+	rec := newRecorder()
+	e, err := express.CreateEngine(express.EngineProfile{AppID: s.AppID, Server: strings.Join(servers, ","),
+		ReconnectTimeout: time.Minute}, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.DestroyEngine(nil) })
+	tok, err := token04.Mint(s.AppID, user, s.ServerSecret, time.Hour, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lastErr error
+	eventually(t, user+" to log in", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		lastErr = e.LoginRoom(ctx, room, express.User{UserID: user, UserName: user},
+			express.RoomConfig{IsUserStatusNotify: true, Token: tok})
+		if lastErr != nil {
+			t.Logf("login %s: %v (retrying)", user, lastErr)
+			time.Sleep(500 * time.Millisecond)
+		}
+		return lastErr == nil
+	})
+	return &client{user: user, e: e, rec: rec}
+}
+
+// The local cluster as real processes: clients on different room replicas
+// see each other, and keep doing so after a room replica and an etcd member
+// are killed with SIGKILL; then the cluster stops cleanly on SIGTERM.
+func TestLocalClusterSurvivesKilledRoomReplicaAndEtcdMember(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a multi-process cluster")
+	}
+	cmd, exited, s, logs := startCluster(t)
+	roomAPID, roomA := s.proc(t, "room-1")
+	_, roomB := s.proc(t, "room-2")
+	etcdPID, _ := s.proc(t, "etcd-1")
+	const room = "cluster-room"
+
+	alice := login(t, s, []string{roomA, roomB}, room, "alice")
+	bob := login(t, s, []string{roomB, roomA}, room, "bob")
+	eventually(t, "alice to see bob", alice.rec.present("bob"))
+	eventually(t, "bob to see alice", bob.rec.present("alice"))
+
+	// Alice's room replica and an etcd member die hard.
+	for _, pid := range []int{roomAPID, etcdPID} {
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatalf("kill %d: %v", pid, err)
+		}
+	}
+	eventually(t, "the cluster to notice room-1 died", func() bool {
+		return strings.Contains(logs.String(), fmt.Sprintf("name=room-1 pid=%d status=\"signal: killed\"", roomAPID))
+	})
+
+	carol := login(t, s, []string{roomB, roomA}, room, "carol")
+	eventually(t, "alice to see carol", alice.rec.present("carol"))
+	eventually(t, "bob to see carol", bob.rec.present("carol"))
+	eventually(t, "alice to reconnect (Reconnecting, then Reconnected)", alice.rec.reconnected)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := bob.e.LogoutRoom(ctx, room); err != nil {
+		t.Fatalf("bob logout: %v", err)
+	}
+	eventually(t, "alice to see bob leave", alice.rec.gone("bob"))
+	eventually(t, "carol to see bob leave", carol.rec.gone("bob"))
+
+	// Clean stop: the clients leave, SIGTERM, every process exits.
+	for _, c := range []*client{alice, bob, carol} {
+		c.e.DestroyEngine(nil)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(time.Minute):
+		t.Fatal("onair cluster did not exit within a minute of SIGTERM")
+	}
+	if !cmd.ProcessState.Success() {
+		t.Errorf("onair cluster exited with %v", cmd.ProcessState)
+	}
+	for _, p := range s.Processes {
+		eventually(t, p.Name+" to be gone", func() bool { return processGone(p.PID) })
+	}
+	if !strings.Contains(logs.String(), `msg="cluster stopped"`) {
+		t.Error(`no "cluster stopped" in the cluster's log`)
+	}
+}
+
+// processGone reports whether pid no longer exists (or is a zombie nobody
+// waited for yet, which kill(0) can't tell; the cluster reaps its children).
+func processGone(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return errors.Is(err, syscall.ESRCH)
+}
