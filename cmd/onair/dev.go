@@ -39,6 +39,7 @@ func runDev(ctx context.Context, args []string) error {
 	appID := fs.Uint("app-id", 0, "AppID to seed (default: a generated one, kept in the data dir)")
 	appSecret := fs.String("app-secret", "", "ServerSecret to seed with --app-id (32 characters; default generated)")
 	rf.debugTokens = true
+	rf.publicIP = "127.0.0.1"
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -73,7 +74,7 @@ func runDev(ctx context.Context, args []string) error {
 	}
 	defer shutdownTelemetry(tel)
 
-	cfg := node.Config{Roles: []string{discovery.Auth, discovery.Stream, discovery.Room}, Etcd: cli,
+	cfg := node.Config{Roles: []string{discovery.Auth, discovery.Stream, discovery.Room, discovery.Media}, Etcd: cli,
 		GRPCAddr: sf.grpcAddr, AdvertiseAddr: sf.advertiseAddr, InternalKey: sf.internalKey, LeaseTTL: sf.leaseTTL, Telemetry: tel}
 	rf.nodeConfig(&cfg)
 	n, err := node.Start(ctx, cfg)
@@ -88,6 +89,9 @@ func runDev(ctx context.Context, args []string) error {
 		return err
 	}
 	defer gw.Close()
+	whip := gateway.NewWHIP(gateway.WHIPConfig{Etcd: cli})
+	whip.Register(gw)
+	defer whip.Close()
 	web, err := serveHTTP(sf.httpAddr, gw)
 	if err != nil {
 		return err

@@ -27,6 +27,8 @@ type roleFlags struct {
 	sessionTimeout time.Duration
 	onlineCount    time.Duration
 	loginRate      float64
+	mediaUDPPort   int
+	publicIP       string
 }
 
 func (r *roleFlags) register(fs *flag.FlagSet) {
@@ -35,11 +37,14 @@ func (r *roleFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&r.sessionTimeout, "session-timeout", room.DefaultSessionTimeout, "room: remove a session after this long without a heartbeat")
 	fs.DurationVar(&r.onlineCount, "online-count-interval", room.DefaultOnlineCountInterval, "room: how often the online user count is pushed")
 	fs.Float64Var(&r.loginRate, "login-rate", room.DefaultLoginRate, "room: logins per second per room on each replica")
+	fs.IntVar(&r.mediaUDPPort, "media-udp-port", 0, "media: the one UDP port of every WebRTC session (0 picks one)")
+	fs.StringVar(&r.publicIP, "public-ip", "", "media: IPv4 address advertised in ICE candidates (a loopback address also keeps ICE on loopback); empty advertises the host's addresses")
 }
 
 func (r *roleFlags) nodeConfig(c *node.Config) {
 	c.Auth = node.AuthConfig{AdminKey: r.adminKey, DebugTokens: r.debugTokens}
 	c.Room = node.RoomConfig{SessionTimeout: r.sessionTimeout, OnlineCountInterval: r.onlineCount, LoginRate: r.loginRate}
+	c.Media = node.MediaConfig{UDPPort: r.mediaUDPPort, PublicIP: r.publicIP}
 }
 
 // runRole runs one service against an etcd cluster.
@@ -111,6 +116,9 @@ func runGateway(ctx context.Context, args []string) error {
 		return err
 	}
 	defer gw.Close()
+	whip := gateway.NewWHIP(gateway.WHIPConfig{Etcd: cli})
+	whip.Register(gw)
+	defer whip.Close()
 	web, err := serveHTTP(sf.httpAddr, gw)
 	if err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"slices"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -20,9 +21,11 @@ import (
 	"github.com/onair-dev/onair/internal/grpcserver"
 	"github.com/onair-dev/onair/internal/telemetry"
 	authv1 "github.com/onair-dev/onair/proto/onair/auth/v1"
+	mediav1 "github.com/onair-dev/onair/proto/onair/media/v1"
 	roomv1 "github.com/onair-dev/onair/proto/onair/room/v1"
 	streamv1 "github.com/onair-dev/onair/proto/onair/stream/v1"
 	"github.com/onair-dev/onair/services/auth"
+	"github.com/onair-dev/onair/services/media"
 	"github.com/onair-dev/onair/services/room"
 	"github.com/onair-dev/onair/services/stream"
 )
@@ -44,8 +47,17 @@ type Config struct {
 	Telemetry *telemetry.Providers
 	Logger    *slog.Logger
 
-	Auth AuthConfig
-	Room RoomConfig
+	Auth  AuthConfig
+	Room  RoomConfig
+	Media MediaConfig
+}
+
+// MediaConfig configures the media role.
+type MediaConfig struct {
+	// UDPPort is the one UDP port of every WebRTC session; 0 picks one.
+	UDPPort int
+	// PublicIP is the address advertised in ICE candidates (see media.Config).
+	PublicIP string
 }
 
 // RoomConfig configures the room role.
@@ -78,6 +90,10 @@ type Node struct {
 	AuthServer *auth.Server
 	// RoomServer is the room service when the node runs the room role.
 	RoomServer *room.Server
+	// MediaServer is the media edge when the node runs the media role.
+	MediaServer *media.Server
+
+	addr string
 }
 
 // Start listens, builds the roles, registers them in etcd and serves.
@@ -95,15 +111,17 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 	n = &Node{cfg: cfg, lis: lis, done: make(chan error, 1),
 		srv: grpcserver.New(grpcserver.Config{InternalKey: cfg.InternalKey, Logger: cfg.Logger, Options: sopts})}
+	started := n
 	defer func() {
 		if err != nil {
-			n.Kill()
+			started.Kill()
 		}
 	}()
 	addr := cfg.AdvertiseAddr
 	if addr == "" {
 		addr = lis.Addr().String()
 	}
+	n.addr = addr
 	for _, role := range cfg.Roles {
 		if err := n.startRole(ctx, role); err != nil {
 			return nil, fmt.Errorf("role %s: %w", role, err)
@@ -111,6 +129,9 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 	go func() { n.done <- n.srv.Server.Serve(lis) }()
 	for _, role := range cfg.Roles {
+		if role == discovery.Media {
+			continue // registered by startRole: its streams need the lease
+		}
 		reg, err := discovery.Register(ctx, cfg.Etcd, role, addr, cfg.LeaseTTL, nil)
 		if err != nil {
 			return nil, err
@@ -167,9 +188,68 @@ func (n *Node) startRole(ctx context.Context, role string) error {
 		roomv1.RegisterRoomServiceServer(n.srv.Server, n.RoomServer)
 		roomv1.RegisterRoomServerServiceServer(n.srv.Server, n.RoomServer.ServerAPI())
 		n.srv.Health.SetServingStatus(roomv1.RoomService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	case discovery.Media:
+		return n.startMedia(ctx)
 	default:
 		return fmt.Errorf("unknown role %q", role)
 	}
+	return nil
+}
+
+// startMedia runs a media edge. The edge registers in discovery here, before
+// it serves, because the streams it publishes live under that registration's
+// lease; its load goes into the discovery metadata every few seconds.
+func (n *Node) startMedia(ctx context.Context) error {
+	var clients [3]*grpc.ClientConn
+	for i, svc := range []string{discovery.Auth, discovery.Stream, discovery.Room} {
+		cc, err := n.dial(svc)
+		if err != nil {
+			return err
+		}
+		clients[i] = cc
+	}
+	reg, err := discovery.Register(ctx, n.cfg.Etcd, discovery.Media, n.addr, n.cfg.LeaseTTL, map[string]int{"publishers": 0, "players": 0})
+	if err != nil {
+		return err
+	}
+	n.regs = append(n.regs, reg)
+	srv, err := media.New(media.Config{
+		Auth: authv1.NewAuthServiceClient(clients[0]), Streams: streamv1.NewStreamServiceClient(clients[1]),
+		Rooms: roomv1.NewRoomServiceClient(clients[2]), EdgeAddr: n.addr,
+		Lease:   func() int64 { return int64(reg.Lease()) },
+		UDPPort: n.cfg.Media.UDPPort, PublicIP: n.cfg.Media.PublicIP, Logger: n.cfg.Logger,
+	})
+	if err != nil {
+		return err
+	}
+	n.MediaServer = srv
+	stop := make(chan struct{})
+	go func() {
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		last := ""
+		for {
+			select {
+			case <-stop:
+				return
+			case <-reg.Done():
+				return
+			case <-t.C:
+			}
+			load := srv.Load()
+			if s := fmt.Sprint(load); s != last {
+				uctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				if reg.UpdateMeta(uctx, n.addr, load) == nil {
+					last = s
+				}
+				cancel()
+			}
+		}
+	}()
+	var once sync.Once
+	n.stops = append(n.stops, func() { once.Do(func() { close(stop); srv.Close() }) })
+	mediav1.RegisterMediaServiceServer(n.srv.Server, srv)
+	n.srv.Health.SetServingStatus(mediav1.MediaService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	return nil
 }
 

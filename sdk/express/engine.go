@@ -41,6 +41,8 @@ type Engine struct {
 	handler EventHandler
 	room    *roomSession
 	closed  bool
+
+	media mediaState // publishing and playing (publish.go, play.go)
 }
 
 // CreateEngine connects an engine to OnAir. The connection is made lazily;
@@ -245,6 +247,7 @@ func (e *Engine) DestroyEngine(callback func()) {
 		_ = e.LogoutRoom(ctx, rs.roomID)
 		cancel()
 	}
+	e.stopMedia()
 	_ = e.conn.Close()
 	e.events.close(callback)
 }

@@ -29,6 +29,21 @@ type EventHandler interface {
 	// OnRoomTokenWillExpire warns 30 seconds before the token expires; call
 	// RenewToken.
 	OnRoomTokenWillExpire(remainTimeInSecond int, roomID string)
+
+	// OnPublisherStateUpdate reports a published stream's state: requesting
+	// (also while it reconnects, with 1002051), publishing, or stopped
+	// (with the error code when it failed).
+	OnPublisherStateUpdate(state PublisherState, errorCode int, extendedData string, streamID string)
+	// OnPlayerStateUpdate reports a played stream's state the same way;
+	// NoPlay with 1004002 when the stream ended.
+	OnPlayerStateUpdate(state PlayerState, errorCode int, extendedData string, streamID string)
+	// OnPlayerRecvVideoFirstFrame reports the first decodable video frame of
+	// a StartPlayingStream.
+	OnPlayerRecvVideoFirstFrame(streamID string)
+	// OnPublisherQualityUpdate reports a published stream's quality every 3 s.
+	OnPublisherQualityUpdate(quality PublishStreamQuality, streamID string)
+	// OnPlayerQualityUpdate reports a played stream's quality every 3 s.
+	OnPlayerQualityUpdate(quality PlayStreamQuality, streamID string)
 }
 
 // BaseEventHandler implements EventHandler with callbacks that do nothing.
@@ -60,3 +75,18 @@ func (BaseEventHandler) OnIMRecvCustomCommand(string, User, string) {}
 
 // OnRoomTokenWillExpire does nothing.
 func (BaseEventHandler) OnRoomTokenWillExpire(int, string) {}
+
+// OnPublisherStateUpdate does nothing.
+func (BaseEventHandler) OnPublisherStateUpdate(PublisherState, int, string, string) {}
+
+// OnPlayerStateUpdate does nothing.
+func (BaseEventHandler) OnPlayerStateUpdate(PlayerState, int, string, string) {}
+
+// OnPlayerRecvVideoFirstFrame does nothing.
+func (BaseEventHandler) OnPlayerRecvVideoFirstFrame(string) {}
+
+// OnPublisherQualityUpdate does nothing.
+func (BaseEventHandler) OnPublisherQualityUpdate(PublishStreamQuality, string) {}
+
+// OnPlayerQualityUpdate does nothing.
+func (BaseEventHandler) OnPlayerQualityUpdate(PlayStreamQuality, string) {}

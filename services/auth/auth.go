@@ -260,7 +260,14 @@ func (s *Server) verify(ctx context.Context, req *authv1.VerifyTokenRequest) (*a
 	if !slices.Contains(app.EnabledServices, authv1.Service_SERVICE_LIVE_STREAMING) {
 		return nil, errcode.Newf(errcode.LoginAuthFailed, "live streaming is not enabled for app %d", app.AppId)
 	}
-	claims, err := token04.Verify(req.GetToken(), req.GetAppId(), req.GetUserId(), app.ServerSecret, s.cfg.Now())
+	var claims *token04.Claims
+	if req.GetUserId() == "" && (req.GetAction() == authv1.Action_ACTION_PUBLISH || req.GetAction() == authv1.Action_ACTION_PLAY) {
+		// WHIP/WHEP name no user: the token's own user is the caller, and
+		// the response tells who that is.
+		claims, err = token04.VerifyAnyUser(req.GetToken(), req.GetAppId(), app.ServerSecret, s.cfg.Now())
+	} else {
+		claims, err = token04.Verify(req.GetToken(), req.GetAppId(), req.GetUserId(), app.ServerSecret, s.cfg.Now())
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -138,15 +138,19 @@ func (SessionEvent_State) EnumDescriptor() ([]byte, []int) {
 }
 
 type PublishRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	AppId         uint32                 `protobuf:"varint,1,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
-	RoomId        string                 `protobuf:"bytes,2,opt,name=room_id,json=roomId,proto3" json:"room_id,omitempty"`
-	StreamId      string                 `protobuf:"bytes,3,opt,name=stream_id,json=streamId,proto3" json:"stream_id,omitempty"`
-	UserId        string                 `protobuf:"bytes,4,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	UserName      string                 `protobuf:"bytes,5,opt,name=user_name,json=userName,proto3" json:"user_name,omitempty"`
-	Token         string                 `protobuf:"bytes,6,opt,name=token,proto3" json:"token,omitempty"`
-	SdpOffer      string                 `protobuf:"bytes,7,opt,name=sdp_offer,json=sdpOffer,proto3" json:"sdp_offer,omitempty"`
-	ExtraInfo     string                 `protobuf:"bytes,8,opt,name=extra_info,json=extraInfo,proto3" json:"extra_info,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	AppId     uint32                 `protobuf:"varint,1,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	RoomId    string                 `protobuf:"bytes,2,opt,name=room_id,json=roomId,proto3" json:"room_id,omitempty"`
+	StreamId  string                 `protobuf:"bytes,3,opt,name=stream_id,json=streamId,proto3" json:"stream_id,omitempty"`
+	UserId    string                 `protobuf:"bytes,4,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	UserName  string                 `protobuf:"bytes,5,opt,name=user_name,json=userName,proto3" json:"user_name,omitempty"`
+	Token     string                 `protobuf:"bytes,6,opt,name=token,proto3" json:"token,omitempty"`
+	SdpOffer  string                 `protobuf:"bytes,7,opt,name=sdp_offer,json=sdpOffer,proto3" json:"sdp_offer,omitempty"`
+	ExtraInfo string                 `protobuf:"bytes,8,opt,name=extra_info,json=extraInfo,proto3" json:"extra_info,omitempty"`
+	// join_room asks the edge to keep the publisher logged into room_id as the
+	// token's user for the session's life (WHIP publishers never log in).
+	// user_id may then be empty: the token names the user.
+	JoinRoom      bool `protobuf:"varint,9,opt,name=join_room,json=joinRoom,proto3" json:"join_room,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -237,6 +241,13 @@ func (x *PublishRequest) GetExtraInfo() string {
 	return ""
 }
 
+func (x *PublishRequest) GetJoinRoom() bool {
+	if x != nil {
+		return x.JoinRoom
+	}
+	return false
+}
+
 type PublishResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	SessionId     string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
@@ -290,13 +301,14 @@ func (x *PublishResponse) GetSdpAnswer() string {
 }
 
 type PlayRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	AppId         uint32                 `protobuf:"varint,1,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
-	StreamId      string                 `protobuf:"bytes,2,opt,name=stream_id,json=streamId,proto3" json:"stream_id,omitempty"`
-	UserId        string                 `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	Token         string                 `protobuf:"bytes,4,opt,name=token,proto3" json:"token,omitempty"`
-	SdpOffer      string                 `protobuf:"bytes,5,opt,name=sdp_offer,json=sdpOffer,proto3" json:"sdp_offer,omitempty"`
-	ResourceMode  ResourceMode           `protobuf:"varint,6,opt,name=resource_mode,json=resourceMode,proto3,enum=onair.media.v1.ResourceMode" json:"resource_mode,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	AppId    uint32                 `protobuf:"varint,1,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	StreamId string                 `protobuf:"bytes,2,opt,name=stream_id,json=streamId,proto3" json:"stream_id,omitempty"`
+	// user_id may be empty (WHEP): the token names the user.
+	UserId        string       `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	Token         string       `protobuf:"bytes,4,opt,name=token,proto3" json:"token,omitempty"`
+	SdpOffer      string       `protobuf:"bytes,5,opt,name=sdp_offer,json=sdpOffer,proto3" json:"sdp_offer,omitempty"`
+	ResourceMode  ResourceMode `protobuf:"varint,6,opt,name=resource_mode,json=resourceMode,proto3,enum=onair.media.v1.ResourceMode" json:"resource_mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -374,9 +386,13 @@ func (x *PlayRequest) GetResourceMode() ResourceMode {
 }
 
 type PlayResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	SessionId     string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	SdpAnswer     string                 `protobuf:"bytes,2,opt,name=sdp_answer,json=sdpAnswer,proto3" json:"sdp_answer,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	SessionId string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	SdpAnswer string                 `protobuf:"bytes,2,opt,name=sdp_answer,json=sdpAnswer,proto3" json:"sdp_answer,omitempty"`
+	// redirect_addr is set, with no session or answer, when the stream's
+	// origin is another edge: send the same request to that gRPC address
+	// (OnlyRTC plays from the origin).
+	RedirectAddr  string `protobuf:"bytes,3,opt,name=redirect_addr,json=redirectAddr,proto3" json:"redirect_addr,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -421,6 +437,13 @@ func (x *PlayResponse) GetSessionId() string {
 func (x *PlayResponse) GetSdpAnswer() string {
 	if x != nil {
 		return x.SdpAnswer
+	}
+	return ""
+}
+
+func (x *PlayResponse) GetRedirectAddr() string {
+	if x != nil {
+		return x.RedirectAddr
 	}
 	return ""
 }
@@ -614,7 +637,7 @@ var File_onair_media_v1_media_proto protoreflect.FileDescriptor
 
 const file_onair_media_v1_media_proto_rawDesc = "" +
 	"\n" +
-	"\x1aonair/media/v1/media.proto\x12\x0eonair.media.v1\"\xe5\x01\n" +
+	"\x1aonair/media/v1/media.proto\x12\x0eonair.media.v1\"\x82\x02\n" +
 	"\x0ePublishRequest\x12\x15\n" +
 	"\x06app_id\x18\x01 \x01(\rR\x05appId\x12\x17\n" +
 	"\aroom_id\x18\x02 \x01(\tR\x06roomId\x12\x1b\n" +
@@ -624,7 +647,8 @@ const file_onair_media_v1_media_proto_rawDesc = "" +
 	"\x05token\x18\x06 \x01(\tR\x05token\x12\x1b\n" +
 	"\tsdp_offer\x18\a \x01(\tR\bsdpOffer\x12\x1d\n" +
 	"\n" +
-	"extra_info\x18\b \x01(\tR\textraInfo\"O\n" +
+	"extra_info\x18\b \x01(\tR\textraInfo\x12\x1b\n" +
+	"\tjoin_room\x18\t \x01(\bR\bjoinRoom\"O\n" +
 	"\x0fPublishResponse\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x1d\n" +
@@ -636,12 +660,13 @@ const file_onair_media_v1_media_proto_rawDesc = "" +
 	"\auser_id\x18\x03 \x01(\tR\x06userId\x12\x14\n" +
 	"\x05token\x18\x04 \x01(\tR\x05token\x12\x1b\n" +
 	"\tsdp_offer\x18\x05 \x01(\tR\bsdpOffer\x12A\n" +
-	"\rresource_mode\x18\x06 \x01(\x0e2\x1c.onair.media.v1.ResourceModeR\fresourceMode\"L\n" +
+	"\rresource_mode\x18\x06 \x01(\x0e2\x1c.onair.media.v1.ResourceModeR\fresourceMode\"q\n" +
 	"\fPlayResponse\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x1d\n" +
 	"\n" +
-	"sdp_answer\x18\x02 \x01(\tR\tsdpAnswer\",\n" +
+	"sdp_answer\x18\x02 \x01(\tR\tsdpAnswer\x12#\n" +
+	"\rredirect_addr\x18\x03 \x01(\tR\fredirectAddr\",\n" +
 	"\vStopRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\"\x0e\n" +

@@ -1,0 +1,374 @@
+package gateway
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pion/sdp/v3"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/onair-dev/onair/errcode"
+	"github.com/onair-dev/onair/internal/discovery"
+	mediav1 "github.com/onair-dev/onair/proto/onair/media/v1"
+)
+
+// WHIPConfig is what the WHIP/WHEP endpoints need.
+type WHIPConfig struct {
+	// Etcd finds the media edges.
+	Etcd *clientv3.Client
+	// DialOptions are added to every edge connection.
+	DialOptions []grpc.DialOption
+	// RetryAfter is what a WHEP player of a stream that is not live is told
+	// to wait; 5 s if zero.
+	RetryAfter time.Duration
+}
+
+// WHIP serves WHIP (RFC 9725) and WHEP on the gateway: the HTTP side of
+// WebRTC ingest and egress, for encoders and players that speak nothing but
+// HTTP and WebRTC. The gateway has no media: each offer goes over gRPC to a
+// media edge, which answers once its ICE gathering is complete (no trickle
+// from the edge).
+//
+//	POST   /whip/{app_id}/{room_id}/{stream_id}  offer -> 201, Location, answer
+//	POST   /whep/{app_id}/{stream_id}            offer -> 201, Location, answer
+//	PATCH  /whip/sessions/{id}, /whep/sessions/{id}  trickle-ice-sdpfrag -> 204
+//	DELETE /whip/sessions/{id}, /whep/sessions/{id}  -> 200
+//	OPTIONS on the POST URLs: Accept-Post: application/sdp
+//
+// Authorization: Bearer <Token04>. The token names the user: a WHIP
+// publisher is logged into the room as that user for the session's life.
+// Statuses: 400 bad SDP or URL, 401 bad or missing token, 403 publishing
+// forbidden, 409 stream ID taken (WHIP) or stream not live (WHEP, with
+// Retry-After), 415 wrong content type, 503 no edge.
+//
+// A WHIP publisher goes to the edge with the least load in discovery; a
+// WHEP player to the stream's origin edge. The session URL carries the
+// edge's address and the edge's session ID, so any gateway replica can end
+// it; the address is checked against the registered edges before use.
+type WHIP struct {
+	cfg WHIPConfig
+
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn
+}
+
+// NewWHIP returns the WHIP/WHEP endpoints; Register mounts them.
+func NewWHIP(cfg WHIPConfig) *WHIP {
+	if cfg.RetryAfter <= 0 {
+		cfg.RetryAfter = 5 * time.Second
+	}
+	return &WHIP{cfg: cfg, conns: map[string]*grpc.ClientConn{}}
+}
+
+// Register mounts the endpoints on g.
+func (w *WHIP) Register(g *Gateway) {
+	g.Handle("POST /whip/{app_id}/{room_id}/{stream_id}", http.HandlerFunc(w.publish))
+	g.Handle("OPTIONS /whip/{app_id}/{room_id}/{stream_id}", http.HandlerFunc(options))
+	g.Handle("POST /whep/{app_id}/{stream_id}", http.HandlerFunc(w.play))
+	g.Handle("OPTIONS /whep/{app_id}/{stream_id}", http.HandlerFunc(options))
+	for _, kind := range []string{"whip", "whep"} {
+		g.Handle("DELETE /"+kind+"/sessions/{id}", http.HandlerFunc(w.stop))
+		g.Handle("PATCH /"+kind+"/sessions/{id}", http.HandlerFunc(w.patch))
+	}
+}
+
+// Close closes the edge connections.
+func (w *WHIP) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var errs []error
+	for _, cc := range w.conns {
+		errs = append(errs, cc.Close())
+	}
+	w.conns = map[string]*grpc.ClientConn{}
+	return errors.Join(errs...)
+}
+
+func options(rw http.ResponseWriter, _ *http.Request) {
+	h := rw.Header()
+	h.Set("Accept-Post", "application/sdp")
+	h.Set("Allow", "OPTIONS, POST")
+	rw.WriteHeader(http.StatusNoContent)
+}
+
+func (w *WHIP) edge(addr string) (mediav1.MediaServiceClient, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if cc := w.conns[addr]; cc != nil {
+		return mediav1.NewMediaServiceClient(cc), nil
+	}
+	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, w.cfg.DialOptions...)
+	cc, err := grpc.NewClient(addr, opts...)
+	if err != nil {
+		return nil, err
+	}
+	w.conns[addr] = cc
+	return mediav1.NewMediaServiceClient(cc), nil
+}
+
+// edges lists the registered media edges with their load.
+func (w *WHIP) edges(ctx context.Context) (map[string]int, error) {
+	inst, err := discovery.Instances(ctx, w.cfg.Etcd, discovery.Media)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]int, len(inst))
+	for addr, meta := range inst {
+		load := 0
+		if m, ok := meta.(map[string]any); ok {
+			for _, v := range m {
+				if f, ok := v.(float64); ok {
+					load += int(f)
+				}
+			}
+		}
+		out[addr] = load
+	}
+	return out, nil
+}
+
+// leastLoaded picks the edge with the fewest sessions.
+func (w *WHIP) leastLoaded(ctx context.Context) (string, error) {
+	edges, err := w.edges(ctx)
+	if err != nil {
+		return "", err
+	}
+	best, bestLoad := "", 0
+	for addr, load := range edges {
+		if best == "" || load < bestLoad || (load == bestLoad && addr < best) {
+			best, bestLoad = addr, load
+		}
+	}
+	if best == "" {
+		return "", errcode.New(errcode.ServiceUnavailable, "no media edge is available")
+	}
+	return best, nil
+}
+
+// offer reads and checks the request: content type, bearer token, SDP.
+func offer(rw http.ResponseWriter, r *http.Request) (appID uint32, token, sdpOffer string, ok bool) {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/sdp" {
+		httpError(rw, http.StatusUnsupportedMediaType, "the body must be an SDP offer (Content-Type: application/sdp)")
+		return 0, "", "", false
+	}
+	id, err := strconv.ParseUint(r.PathValue("app_id"), 10, 32)
+	if err != nil || id == 0 {
+		httpError(rw, http.StatusBadRequest, "app_id must be a number")
+		return 0, "", "", false
+	}
+	token, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !found || strings.TrimSpace(token) == "" {
+		rw.Header().Set("WWW-Authenticate", `Bearer realm="onair"`)
+		httpError(rw, http.StatusUnauthorized, "send the Token04 token as Authorization: Bearer <token>")
+		return 0, "", "", false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(rw, r.Body, 256<<10))
+	if err != nil {
+		httpError(rw, http.StatusBadRequest, "cannot read the offer")
+		return 0, "", "", false
+	}
+	var d sdp.SessionDescription
+	if err := d.UnmarshalString(string(body)); err != nil || len(d.MediaDescriptions) == 0 {
+		httpError(rw, http.StatusBadRequest, "the body is not an SDP offer with media")
+		return 0, "", "", false
+	}
+	return uint32(id), strings.TrimSpace(token), string(body), true
+}
+
+func (w *WHIP) publish(rw http.ResponseWriter, r *http.Request) {
+	appID, token, sdpOffer, ok := offer(rw, r)
+	if !ok {
+		return
+	}
+	addr, err := w.leastLoaded(r.Context())
+	if err != nil {
+		w.fail(rw, err, false)
+		return
+	}
+	client, err := w.edge(addr)
+	if err != nil {
+		w.fail(rw, err, false)
+		return
+	}
+	resp, err := client.Publish(r.Context(), &mediav1.PublishRequest{AppId: appID, RoomId: r.PathValue("room_id"),
+		StreamId: r.PathValue("stream_id"), Token: token, SdpOffer: sdpOffer, JoinRoom: true})
+	if err != nil {
+		w.fail(rw, err, false)
+		return
+	}
+	created(rw, "/whip/sessions/"+sessionToken(addr, resp.GetSessionId()), resp.GetSdpAnswer())
+}
+
+func (w *WHIP) play(rw http.ResponseWriter, r *http.Request) {
+	appID, token, sdpOffer, ok := offer(rw, r)
+	if !ok {
+		return
+	}
+	addr, err := w.leastLoaded(r.Context())
+	if err != nil {
+		w.fail(rw, err, true)
+		return
+	}
+	req := &mediav1.PlayRequest{AppId: appID, StreamId: r.PathValue("stream_id"), Token: token, SdpOffer: sdpOffer,
+		ResourceMode: mediav1.ResourceMode_RESOURCE_MODE_ONLY_RTC}
+	for hop := 0; ; hop++ {
+		client, err := w.edge(addr)
+		if err != nil {
+			w.fail(rw, err, true)
+			return
+		}
+		resp, err := client.Play(r.Context(), req)
+		if err != nil {
+			w.fail(rw, err, true)
+			return
+		}
+		if next := resp.GetRedirectAddr(); next != "" && hop == 0 {
+			addr = next
+			continue
+		}
+		if resp.GetSessionId() == "" {
+			w.fail(rw, errcode.New(errcode.ServiceUnavailable, "the stream's edge could not be reached"), true)
+			return
+		}
+		created(rw, "/whep/sessions/"+sessionToken(addr, resp.GetSessionId()), resp.GetSdpAnswer())
+		return
+	}
+}
+
+func created(rw http.ResponseWriter, location, answer string) {
+	h := rw.Header()
+	h.Set("Content-Type", "application/sdp")
+	h.Set("Location", location)
+	rw.WriteHeader(http.StatusCreated)
+	_, _ = io.WriteString(rw, answer)
+}
+
+func sessionToken(addr, id string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(addr)) + "." + id
+}
+
+// session resolves a session URL to its edge, which must be registered.
+func (w *WHIP) session(rw http.ResponseWriter, r *http.Request) (mediav1.MediaServiceClient, string, bool) {
+	enc, id, found := strings.Cut(r.PathValue("id"), ".")
+	addr, err := base64.RawURLEncoding.DecodeString(enc)
+	if !found || err != nil || id == "" {
+		httpError(rw, http.StatusNotFound, "no such session")
+		return nil, "", false
+	}
+	edges, err := w.edges(r.Context())
+	if err != nil {
+		w.fail(rw, err, false)
+		return nil, "", false
+	}
+	if _, ok := edges[string(addr)]; !ok {
+		httpError(rw, http.StatusNotFound, "the session's media edge is gone")
+		return nil, "", false
+	}
+	client, err := w.edge(string(addr))
+	if err != nil {
+		w.fail(rw, err, false)
+		return nil, "", false
+	}
+	return client, id, true
+}
+
+func (w *WHIP) stop(rw http.ResponseWriter, r *http.Request) {
+	client, id, ok := w.session(rw, r)
+	if !ok {
+		return
+	}
+	if _, err := client.Stop(r.Context(), &mediav1.StopRequest{SessionId: id}); err != nil {
+		if errcode.Of(err) == errcode.SessionNotFound {
+			httpError(rw, http.StatusNotFound, "no such session")
+			return
+		}
+		w.fail(rw, err, false)
+		return
+	}
+	rw.WriteHeader(http.StatusOK)
+}
+
+// patch accepts trickled candidates. The edge's answer carries all of its
+// candidates and a client's further ones are found by ICE connectivity
+// checks (peer-reflexive), so they are acknowledged and not forwarded. ICE
+// restart is not supported.
+func (w *WHIP) patch(rw http.ResponseWriter, r *http.Request) {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/trickle-ice-sdpfrag" {
+		httpError(rw, http.StatusUnsupportedMediaType, "PATCH takes application/trickle-ice-sdpfrag")
+		return
+	}
+	if _, _, ok := w.session(rw, r); !ok {
+		return
+	}
+	if r.Header.Get("If-Match") == "*" {
+		httpError(rw, http.StatusMethodNotAllowed, "ICE restart is not supported: start a new session")
+		return
+	}
+	rw.WriteHeader(http.StatusNoContent)
+}
+
+// fail answers with the status an error's vendor code calls for.
+func (w *WHIP) fail(rw http.ResponseWriter, err error, whep bool) {
+	code := errcode.Of(err)
+	status := http.StatusInternalServerError
+	switch code {
+	case errcode.InvalidParameter, errcode.StreamIDInvalid, errcode.StreamIDTooLong, errcode.RoomIDEmpty,
+		errcode.RoomIDInvalid, errcode.RoomIDTooLong, errcode.UserIDInvalid, errcode.UserIDTooLong:
+		status = http.StatusBadRequest
+	case errcode.PublishAuthError, errcode.PlayAuthError, errcode.LoginAuthFailed, errcode.NoToken,
+		errcode.TokenExpired, errcode.TokenAppIDMismatch, errcode.TokenUserIDMismatch, errcode.TokenWrongVersion,
+		errcode.TokenPayloadNotJSON, errcode.TokenInternal:
+		rw.Header().Set("WWW-Authenticate", `Bearer realm="onair", error="invalid_token"`)
+		status = http.StatusUnauthorized
+	case errcode.PublishForbidden:
+		status = http.StatusForbidden
+	case errcode.StreamIDExists:
+		status = http.StatusConflict
+	case errcode.StreamNotFound:
+		status = http.StatusNotFound
+		if whep {
+			status = http.StatusConflict
+			rw.Header().Set("Retry-After", strconv.Itoa(int(w.cfg.RetryAfter/time.Second)))
+		}
+	case errcode.ServiceUnavailable:
+		status = http.StatusServiceUnavailable
+	default:
+		if s, ok := status2(err); ok && (s == codes.Unavailable || s == codes.DeadlineExceeded) {
+			status = http.StatusServiceUnavailable
+		}
+	}
+	msg := errcode.Message(err)
+	if code != 0 {
+		msg = fmt.Sprintf("%s (code %d)", msg, code)
+	}
+	httpError(rw, status, msg)
+}
+
+func status2(err error) (codes.Code, bool) {
+	s, ok := status.FromError(err)
+	if !ok {
+		return codes.Unknown, false
+	}
+	return s.Code(), true
+}
+
+func httpError(rw http.ResponseWriter, status int, msg string) {
+	rw.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	rw.WriteHeader(status)
+	_, _ = io.WriteString(rw, msg+"\n")
+}
