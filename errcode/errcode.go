@@ -7,6 +7,7 @@
 package errcode
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -188,4 +189,17 @@ func Message(err error) string {
 		return st.Message()
 	}
 	return err.Error()
+}
+
+// Unavailable reports a failure of the store or a peer service as 1000037,
+// so a client knows to retry. Cancellations stay as they are (the caller
+// gave up), and an error that already carries a code keeps it.
+func Unavailable(err error) error {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	if Of(err) != 0 {
+		return err
+	}
+	return Newf(ServiceUnavailable, "store unavailable: %v", err)
 }

@@ -1,6 +1,7 @@
 package errcode
 
 import (
+	"context"
 	"fmt"
 	"testing"
 
@@ -46,5 +47,25 @@ func TestOfWithoutCode(t *testing.T) {
 	}
 	if Of(fmt.Errorf("wrapped: %w", New(NoToken, "no token"))) != NoToken {
 		t.Error("wrapped *Error lost its code")
+	}
+}
+
+func TestUnavailable(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want Code
+	}{
+		{"store failure", fmt.Errorf("etcdserver: request timed out"), ServiceUnavailable},
+		{"keeps a code", New(StreamIDExists, "taken"), StreamIDExists},
+		{"nil", nil, OK},
+	}
+	for _, tt := range tests {
+		if got := Of(Unavailable(tt.err)); got != tt.want {
+			t.Errorf("%s: code %d, want %d", tt.name, got, tt.want)
+		}
+	}
+	if err := Unavailable(context.Canceled); err != context.Canceled {
+		t.Errorf("cancellation became %v", err)
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"crypto/subtle"
 	"encoding/binary"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -124,7 +123,7 @@ func (s *Server) putIfAbsent(ctx context.Context, app *authv1.App) (bool, error)
 		If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
 		Then(clientv3.OpPut(k, string(b))).Commit()
 	if err != nil {
-		return false, unavailable(err)
+		return false, errcode.Unavailable(err)
 	}
 	return resp.Succeeded, nil
 }
@@ -151,7 +150,7 @@ func (s *Server) EnsureApp(ctx context.Context, appID uint32, secret string) (*a
 		return nil, err
 	}
 	if _, err := s.cfg.Etcd.Put(ctx, appKey(appID), string(b)); err != nil {
-		return nil, unavailable(err)
+		return nil, errcode.Unavailable(err)
 	}
 	return app, nil
 }
@@ -159,7 +158,7 @@ func (s *Server) EnsureApp(ctx context.Context, appID uint32, secret string) (*a
 func (s *Server) app(ctx context.Context, appID uint32) (*authv1.App, error) {
 	resp, err := s.cfg.Etcd.Get(ctx, appKey(appID))
 	if err != nil {
-		return nil, unavailable(err)
+		return nil, errcode.Unavailable(err)
 	}
 	if len(resp.Kvs) == 0 {
 		return nil, errcode.Newf(errcode.AppNotFound, "app %d does not exist", appID)
@@ -197,7 +196,7 @@ func (s *Server) EnableService(ctx context.Context, req *authv1.EnableServiceReq
 	for {
 		resp, err := s.cfg.Etcd.Get(ctx, k)
 		if err != nil {
-			return nil, unavailable(err)
+			return nil, errcode.Unavailable(err)
 		}
 		if len(resp.Kvs) == 0 {
 			return nil, errcode.Newf(errcode.AppNotFound, "app %d does not exist", req.GetAppId())
@@ -215,7 +214,7 @@ func (s *Server) EnableService(ctx context.Context, req *authv1.EnableServiceReq
 			If(clientv3.Compare(clientv3.ModRevision(k), "=", resp.Kvs[0].ModRevision)).
 			Then(clientv3.OpPut(k, string(b))).Commit()
 		if err != nil {
-			return nil, unavailable(err)
+			return nil, errcode.Unavailable(err)
 		}
 		if txn.Succeeded {
 			return &authv1.EnableServiceResponse{App: app}, nil
@@ -350,7 +349,7 @@ func (s *Server) VerifyServerSignature(ctx context.Context, req *authv1.VerifySe
 		If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
 		Then(clientv3.OpPut(k, "", clientv3.WithLease(lease))).Commit()
 	if err != nil {
-		return nil, unavailable(err)
+		return nil, errcode.Unavailable(err)
 	}
 	if !txn.Succeeded {
 		return nil, errcode.New(errcode.ServerNonceReplayed, "signature nonce was already used")
@@ -370,7 +369,7 @@ func (s *Server) nonceLeaseID(ctx context.Context, now time.Time) (clientv3.Leas
 	const rotate = 5 * time.Minute
 	g, err := s.cfg.Etcd.Grant(ctx, int64((2*MaxClockSkew+rotate)/time.Second))
 	if err != nil {
-		return 0, unavailable(err)
+		return 0, errcode.Unavailable(err)
 	}
 	s.nonceLease, s.nonceUntil = g.ID, now.Add(rotate)
 	return g.ID, nil
@@ -395,11 +394,4 @@ func randomAppID() uint32 {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	return 1_000_000_000 + binary.BigEndian.Uint32(b[:])%3_000_000_000
-}
-
-func unavailable(err error) error {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return err
-	}
-	return errcode.Newf(errcode.ServiceUnavailable, "store unavailable: %v", err)
 }

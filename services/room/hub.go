@@ -133,7 +133,7 @@ func (s *Server) startHub(ctx context.Context, k roomKey, from int64) (*hub, err
 		h, err = s.snapshotAt(ctx, k, 0)
 	}
 	if err != nil {
-		return nil, unavailable(err)
+		return nil, errcode.Unavailable(err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -317,7 +317,7 @@ func (h *hub) run(ctx context.Context) error {
 				return errcode.New(errcode.ConnectionBroken, "room history compacted")
 			}
 			if err := resp.Err(); err != nil {
-				return unavailable(err)
+				return errcode.Unavailable(err)
 			}
 			if err := h.apply(ctx, feed, resp.Events); err != nil {
 				return err

@@ -16,7 +16,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -200,7 +199,7 @@ func (s *Server) LoginRoom(ctx context.Context, req *roomv1.LoginRoomRequest) (*
 	}
 	lease, err := s.cfg.Etcd.Grant(ctx, int64((s.cfg.SessionTimeout+time.Second-1)/time.Second))
 	if err != nil {
-		return nil, unavailable(err)
+		return nil, errcode.Unavailable(err)
 	}
 	now := s.cfg.Now()
 	rec := keys.SessionRecord{
@@ -225,7 +224,7 @@ func (s *Server) LoginRoom(ctx context.Context, req *roomv1.LoginRoomRequest) (*
 			cnt, err := s.cfg.Etcd.Get(ctx, usersPrefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
 			if err != nil {
 				s.revoke(lease.ID)
-				return nil, unavailable(err)
+				return nil, errcode.Unavailable(err)
 			}
 			n := cnt.Count
 			if old != nil && old.RoomID == rec.RoomID {
@@ -253,7 +252,7 @@ func (s *Server) LoginRoom(ctx context.Context, req *roomv1.LoginRoomRequest) (*
 		resp, err := s.cfg.Etcd.Txn(ctx).If(conds...).Then(ops...).Commit()
 		if err != nil {
 			s.revoke(lease.ID)
-			return nil, unavailable(err)
+			return nil, errcode.Unavailable(err)
 		}
 		if !resp.Succeeded {
 			continue
@@ -291,7 +290,7 @@ func (s *Server) endSession(ctx context.Context, rec *keys.SessionRecord, reason
 		Then(clientv3.OpPut(userKey, leftJSON(rec, reason, code), clientv3.WithIgnoreLease()),
 			clientv3.OpDelete(keys.SessionID(rec.SessionID))).Commit()
 	if err != nil {
-		return unavailable(err)
+		return errcode.Unavailable(err)
 	}
 	if !resp.Succeeded {
 		return errcode.New(errcode.SessionNotFound, "the session has already ended")
@@ -340,7 +339,7 @@ func (s *Server) revoke(id clientv3.LeaseID) {
 func (s *Server) sessionByUser(ctx context.Context, appID uint32, userID string) (*keys.SessionRecord, int64, error) {
 	resp, err := s.cfg.Etcd.Get(ctx, keys.Session(appID, userID))
 	if err != nil {
-		return nil, 0, unavailable(err)
+		return nil, 0, errcode.Unavailable(err)
 	}
 	if len(resp.Kvs) == 0 {
 		return nil, 0, nil
@@ -359,7 +358,7 @@ func (s *Server) session(ctx context.Context, id string) (*keys.SessionRecord, e
 	}
 	resp, err := s.cfg.Etcd.Get(ctx, keys.SessionID(id))
 	if err != nil {
-		return nil, unavailable(err)
+		return nil, errcode.Unavailable(err)
 	}
 	if len(resp.Kvs) == 0 {
 		return nil, errcode.New(errcode.SessionNotFound, "the session does not exist or has ended: log in again")
@@ -398,7 +397,7 @@ func (s *Server) Heartbeat(ctx context.Context, req *roomv1.HeartbeatRequest) (*
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 			return nil, errcode.New(errcode.SessionNotFound, "the session timed out: log in again")
 		}
-		return nil, unavailable(err)
+		return nil, errcode.Unavailable(err)
 	}
 	return &roomv1.HeartbeatResponse{TokenExpireUnix: rec.TokenExpire}, nil
 }
@@ -427,7 +426,7 @@ func (s *Server) RenewToken(ctx context.Context, req *roomv1.RenewTokenRequest) 
 			clientv3.OpPut(keys.SessionID(rec.SessionID), string(recJSON), clientv3.WithIgnoreLease()),
 			clientv3.OpPut(userKey, string(memberJSON), clientv3.WithIgnoreLease())).Commit()
 	if err != nil {
-		return nil, unavailable(err)
+		return nil, errcode.Unavailable(err)
 	}
 	if !resp.Succeeded {
 		return nil, errcode.New(errcode.SessionNotFound, "the session has ended")
@@ -454,7 +453,7 @@ func (s *Server) SetRoomExtraInfo(ctx context.Context, req *roomv1.SetRoomExtraI
 	b, _ := marshal(info)
 	resp, err := s.cfg.Etcd.Put(ctx, keys.RoomInfo(rec.AppID, rec.RoomID)+req.GetKey(), string(b))
 	if err != nil {
-		return nil, unavailable(err)
+		return nil, errcode.Unavailable(err)
 	}
 	return &roomv1.SetRoomExtraInfoResponse{Revision: resp.Header.Revision}, nil
 }
@@ -501,7 +500,7 @@ func (s *Server) SendRoomMessage(ctx context.Context, req *roomv1.SendRoomMessag
 		return nil, err
 	}
 	if _, err := s.cfg.Etcd.Put(ctx, keys.RoomMessages(rec.AppID, rec.RoomID)+msg.MessageId, string(env), clientv3.WithLease(lease)); err != nil {
-		return nil, unavailable(err)
+		return nil, errcode.Unavailable(err)
 	}
 	return &roomv1.SendRoomMessageResponse{MessageId: msg.MessageId}, nil
 }
@@ -530,11 +529,11 @@ func (s *Server) listUsers(ctx context.Context, appID uint32, roomID string, siz
 	}
 	resp, err := s.cfg.Etcd.Get(ctx, from, clientv3.WithRange(clientv3.GetPrefixRangeEnd(prefix)), clientv3.WithLimit(int64(size)+1))
 	if err != nil {
-		return nil, "", 0, unavailable(err)
+		return nil, "", 0, errcode.Unavailable(err)
 	}
 	cnt, err := s.cfg.Etcd.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly(), clientv3.WithRev(resp.Header.Revision))
 	if err != nil {
-		return nil, "", 0, unavailable(err)
+		return nil, "", 0, errcode.Unavailable(err)
 	}
 	var users []*roomv1.User
 	next := ""
@@ -572,7 +571,7 @@ func (r *rotatingLease) get(ctx context.Context) (clientv3.LeaseID, error) {
 	}
 	g, err := r.etcd.Grant(ctx, int64(r.ttl/time.Second))
 	if err != nil {
-		return 0, unavailable(err)
+		return 0, errcode.Unavailable(err)
 	}
 	r.id, r.until = g.ID, time.Now().Add(r.every)
 	return g.ID, nil
@@ -589,16 +588,3 @@ func randUint64() uint64 {
 	_, _ = rand.Read(b[:])
 	return binary.BigEndian.Uint64(b[:]) >> 1
 }
-
-func unavailable(err error) error {
-	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return err
-	}
-	var e *errcode.Error
-	if errors.As(err, &e) {
-		return err
-	}
-	return errcode.Newf(errcode.ServiceUnavailable, "store unavailable: %v", err)
-}
-
-var _ = fmt.Sprintf

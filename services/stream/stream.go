@@ -132,7 +132,7 @@ func (s *Server) RegisterStream(ctx context.Context, req *streamv1.RegisterStrea
 			return nil, errcode.New(errcode.PublishForbidden, "the publisher's session or edge is gone")
 		}
 		if err != nil {
-			return nil, unavailable(err)
+			return nil, errcode.Unavailable(err)
 		}
 		if resp.Succeeded {
 			return &streamv1.RegisterStreamResponse{Stream: st, Revision: resp.Header.Revision}, nil
@@ -144,7 +144,7 @@ func (s *Server) RegisterStream(ctx context.Context, req *streamv1.RegisterStrea
 func (s *Server) session(ctx context.Context, appID uint32, userID string) (*keys.SessionRecord, int64, error) {
 	resp, err := s.cfg.Etcd.Get(ctx, keys.Session(appID, userID))
 	if err != nil {
-		return nil, 0, unavailable(err)
+		return nil, 0, errcode.Unavailable(err)
 	}
 	if len(resp.Kvs) == 0 {
 		return nil, 0, nil
@@ -160,7 +160,7 @@ func (s *Server) session(ctx context.Context, appID uint32, userID string) (*key
 func (s *Server) get(ctx context.Context, key string, opts ...clientv3.OpOption) (*streamv1.Stream, int64, error) {
 	resp, err := s.cfg.Etcd.Get(ctx, key, opts...)
 	if err != nil {
-		return nil, 0, unavailable(err)
+		return nil, 0, errcode.Unavailable(err)
 	}
 	if len(resp.Kvs) == 0 {
 		return nil, 0, nil
@@ -216,7 +216,7 @@ func (s *Server) UnregisterStream(ctx context.Context, req *streamv1.UnregisterS
 			Then(clientv3.OpPut(idKey, string(b), clientv3.WithIgnoreLease()),
 				clientv3.OpPut(roomKey, string(b), clientv3.WithIgnoreLease())).Commit()
 		if err != nil {
-			return nil, unavailable(err)
+			return nil, errcode.Unavailable(err)
 		}
 		if !resp.Succeeded {
 			continue
@@ -227,7 +227,7 @@ func (s *Server) UnregisterStream(ctx context.Context, req *streamv1.UnregisterS
 		if err != nil {
 			// The ended mark stays until its owner's lease ends; readers
 			// treat it as gone, so nothing is lost.
-			return nil, unavailable(err)
+			return nil, errcode.Unavailable(err)
 		}
 		_ = del
 		return &streamv1.UnregisterStreamResponse{Revision: resp.Header.Revision}, nil
@@ -260,7 +260,7 @@ func (s *Server) ListStreams(ctx context.Context, req *streamv1.ListStreamsReque
 		return nil, errcode.Newf(errcode.InvalidParameter, "revision %d is compacted", req.GetRevision())
 	}
 	if err != nil {
-		return nil, unavailable(err)
+		return nil, errcode.Unavailable(err)
 	}
 	out := &streamv1.ListStreamsResponse{Revision: resp.Header.Revision}
 	if req.GetRevision() > 0 {
@@ -302,7 +302,7 @@ func (s *Server) SetStreamExtraInfo(ctx context.Context, req *streamv1.SetStream
 			Then(clientv3.OpPut(idKey, string(b), clientv3.WithIgnoreLease()),
 				clientv3.OpPut(keys.RoomStream(st.AppId, st.RoomId, st.StreamId), string(b), clientv3.WithIgnoreLease())).Commit()
 		if err != nil {
-			return nil, unavailable(err)
+			return nil, errcode.Unavailable(err)
 		}
 		if resp.Succeeded {
 			return &streamv1.SetStreamExtraInfoResponse{Stream: st, Revision: resp.Header.Revision}, nil
@@ -335,7 +335,7 @@ func (s *Server) WatchStreams(req *streamv1.WatchStreamsRequest, srv streamv1.St
 			return errcode.Newf(errcode.InvalidParameter, "revision %d is compacted (oldest %d)", req.GetFromRevision(), resp.CompactRevision)
 		}
 		if err := resp.Err(); err != nil {
-			return unavailable(err)
+			return errcode.Unavailable(err)
 		}
 		for _, ev := range resp.Events {
 			out, err := Event(ev)
@@ -347,7 +347,7 @@ func (s *Server) WatchStreams(req *streamv1.WatchStreamsRequest, srv streamv1.St
 			}
 		}
 	}
-	return unavailable(ctx.Err())
+	return errcode.Unavailable(ctx.Err())
 }
 
 // Event turns a change of a room stream key into a StreamEvent.
@@ -388,11 +388,4 @@ func Event(ev *clientv3.Event) (*streamv1.StreamEvent, error) {
 		out.Kind = streamv1.StreamEvent_KIND_EXTRA_INFO
 	}
 	return out, nil
-}
-
-func unavailable(err error) error {
-	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return err
-	}
-	return errcode.Newf(errcode.ServiceUnavailable, "store unavailable: %v", err)
 }
