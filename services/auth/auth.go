@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/onair-dev/onair/errcode"
 	"github.com/onair-dev/onair/internal/grpcserver"
+	"github.com/onair-dev/onair/internal/sharedlease"
 	authv1 "github.com/onair-dev/onair/proto/onair/auth/v1"
 	"github.com/onair-dev/onair/token04"
 )
@@ -49,9 +49,10 @@ type Server struct {
 	authv1.UnimplementedAuthServiceServer
 	cfg Config
 
-	nonceMu    sync.Mutex
-	nonceLease clientv3.LeaseID
-	nonceUntil time.Time
+	// nonces shares leases among used signature nonces; a lease outlives
+	// the skew window, so a nonce is remembered as long as its timestamp
+	// would be accepted.
+	nonces *sharedlease.Pool
 }
 
 // New returns an auth service on cfg.Etcd.
@@ -59,7 +60,7 @@ func New(cfg Config) *Server {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Server{cfg: cfg}
+	return &Server{cfg: cfg, nonces: sharedlease.New(cfg.Etcd, 2*MaxClockSkew+5*time.Minute, 5*time.Minute)}
 }
 
 func appKey(appID uint32) string { return "/onair/apps/" + strconv.FormatUint(uint64(appID), 10) }
@@ -340,9 +341,9 @@ func (s *Server) VerifyServerSignature(ctx context.Context, req *authv1.VerifySe
 	if subtle.ConstantTimeCompare([]byte(want), []byte(a.GetSignature())) != 1 {
 		return nil, errcode.New(errcode.ServerSignatureInvalid, "signature does not match")
 	}
-	lease, err := s.nonceLeaseID(ctx, now)
+	lease, err := s.nonces.Get(ctx)
 	if err != nil {
-		return nil, err
+		return nil, errcode.Unavailable(err)
 	}
 	k := fmt.Sprintf("/onair/nonces/%d/%s", a.GetAppId(), a.GetSignatureNonce())
 	txn, err := s.cfg.Etcd.Txn(ctx).
@@ -355,24 +356,6 @@ func (s *Server) VerifyServerSignature(ctx context.Context, req *authv1.VerifySe
 		return nil, errcode.New(errcode.ServerNonceReplayed, "signature nonce was already used")
 	}
 	return &authv1.VerifyServerSignatureResponse{AppId: a.GetAppId()}, nil
-}
-
-// nonceLeaseID shares one lease among the nonces of a few minutes. The lease
-// outlives the skew window by a margin, so a nonce is remembered for as long
-// as its timestamp would be accepted.
-func (s *Server) nonceLeaseID(ctx context.Context, now time.Time) (clientv3.LeaseID, error) {
-	s.nonceMu.Lock()
-	defer s.nonceMu.Unlock()
-	if s.nonceLease != 0 && now.Before(s.nonceUntil) {
-		return s.nonceLease, nil
-	}
-	const rotate = 5 * time.Minute
-	g, err := s.cfg.Etcd.Grant(ctx, int64((2*MaxClockSkew+rotate)/time.Second))
-	if err != nil {
-		return 0, errcode.Unavailable(err)
-	}
-	s.nonceLease, s.nonceUntil = g.ID, now.Add(rotate)
-	return g.ID, nil
 }
 
 // Sign computes a server-API signature: hex md5(AppId + SignatureNonce +

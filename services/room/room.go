@@ -28,6 +28,7 @@ import (
 	"github.com/onair-dev/onair/errcode"
 	"github.com/onair-dev/onair/internal/ids"
 	"github.com/onair-dev/onair/internal/keys"
+	"github.com/onair-dev/onair/internal/sharedlease"
 	authv1 "github.com/onair-dev/onair/proto/onair/auth/v1"
 	roomv1 "github.com/onair-dev/onair/proto/onair/room/v1"
 	streamv1 "github.com/onair-dev/onair/proto/onair/stream/v1"
@@ -87,7 +88,7 @@ type Server struct {
 	mu       sync.Mutex
 	hubs     map[roomKey]*hub
 	limiters map[roomKey]*roomLimits
-	msgLease rotatingLease
+	msgLease *sharedlease.Pool
 }
 
 type roomKey struct {
@@ -142,7 +143,7 @@ func New(cfg Config) *Server {
 	ctx, stop := context.WithCancel(context.Background())
 	return &Server{cfg: cfg, log: cfg.Logger, ctx: ctx, stop: stop,
 		hubs: map[roomKey]*hub{}, limiters: map[roomKey]*roomLimits{},
-		msgLease: rotatingLease{etcd: cfg.Etcd, ttl: time.Minute, every: 20 * time.Second}}
+		msgLease: sharedlease.New(cfg.Etcd, time.Minute, 20*time.Second)}
 }
 
 // Close stops every hub. Sessions stay in etcd: clients resume them on
@@ -495,9 +496,9 @@ func (s *Server) SendRoomMessage(ctx context.Context, req *roomv1.SendRoomMessag
 		FromUser: &roomv1.User{UserId: rec.UserID, UserName: rec.UserName}, Content: req.GetContent(), SendTimeMs: s.cfg.Now().UnixMilli()}
 	mb, _ := marshal(msg)
 	env, _ := json.Marshal(envelope{Message: mb, To: req.GetToUserIds(), FromSession: rec.SessionID})
-	lease, err := s.msgLease.get(ctx)
+	lease, err := s.msgLease.Get(ctx)
 	if err != nil {
-		return nil, err
+		return nil, errcode.Unavailable(err)
 	}
 	if _, err := s.cfg.Etcd.Put(ctx, keys.RoomMessages(rec.AppID, rec.RoomID)+msg.MessageId, string(env), clientv3.WithLease(lease)); err != nil {
 		return nil, errcode.Unavailable(err)
@@ -549,32 +550,6 @@ func (s *Server) listUsers(ctx context.Context, appID uint32, roomID string, siz
 		users = append(users, &roomv1.User{UserId: m.UserID, UserName: m.UserName})
 	}
 	return users, next, uint32(cnt.Count), nil
-}
-
-// rotatingLease shares one lease among short-lived keys for a while, so
-// writing such a key costs no lease grant.
-type rotatingLease struct {
-	etcd  *clientv3.Client
-	ttl   time.Duration
-	every time.Duration
-
-	mu    sync.Mutex
-	id    clientv3.LeaseID
-	until time.Time
-}
-
-func (r *rotatingLease) get(ctx context.Context) (clientv3.LeaseID, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.id != 0 && time.Now().Before(r.until) {
-		return r.id, nil
-	}
-	g, err := r.etcd.Grant(ctx, int64(r.ttl/time.Second))
-	if err != nil {
-		return 0, errcode.Unavailable(err)
-	}
-	r.id, r.until = g.ID, time.Now().Add(r.every)
-	return g.ID, nil
 }
 
 func newID() string {

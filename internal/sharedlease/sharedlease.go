@@ -1,0 +1,45 @@
+// Package sharedlease hands one etcd lease to many short-lived keys (room
+// messages, used signature nonces), so writing such a key costs no lease
+// grant. A lease is used for a while, then a new one is granted; each lives
+// its TTL from its grant, so every key outlives its writing by at least
+// TTL minus the rotation period.
+package sharedlease
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Pool is a rotating shared lease. The zero value is not usable; use New.
+type Pool struct {
+	etcd   *clientv3.Client
+	ttl    time.Duration
+	rotate time.Duration
+
+	mu    sync.Mutex
+	id    clientv3.LeaseID
+	until time.Time
+}
+
+// New returns a pool whose leases live ttl and are replaced every rotate.
+func New(etcd *clientv3.Client, ttl, rotate time.Duration) *Pool {
+	return &Pool{etcd: etcd, ttl: ttl, rotate: rotate}
+}
+
+// Get returns the current lease, granting a new one when it is due.
+func (p *Pool) Get(ctx context.Context) (clientv3.LeaseID, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.id != 0 && time.Now().Before(p.until) {
+		return p.id, nil
+	}
+	g, err := p.etcd.Grant(ctx, int64((p.ttl+time.Second-1)/time.Second))
+	if err != nil {
+		return 0, err
+	}
+	p.id, p.until = g.ID, time.Now().Add(p.rotate)
+	return g.ID, nil
+}
