@@ -333,33 +333,23 @@ func (p *player) run(ctx context.Context, ended <-chan sessionEnd, user string, 
 		p.e.emit(func(h EventHandler) {
 			h.OnPlayerStateUpdate(PlayerStatePlayRequesting, int(errcode.ConnectionBroken), "{}", p.streamID)
 		})
-		brokenSince := time.Now()
-		backoff := 200 * time.Millisecond
-		for {
-			actx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		// 1004002 is retried too: the stream may be coming back (its
+		// publisher reconnecting to another edge).
+		err := retry(ctx, p.e.profile.ReconnectTimeout, func(actx context.Context) error {
 			e, err := p.attempt(actx, user, token())
-			cancel()
 			if err == nil {
 				ended = e
-				break
 			}
-			if ctx.Err() != nil {
-				return
-			}
+			return err
+		}, func(c errcode.Code) bool { return c == errcode.PlayAuthError })
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
 			c := errcode.Of(err)
-			if c == errcode.PlayAuthError || time.Since(brokenSince) > p.e.profile.ReconnectTimeout {
-				p.forget()
-				p.e.emit(func(h EventHandler) { h.OnPlayerStateUpdate(PlayerStateNoPlay, int(c), "{}", p.streamID) })
-				return
-			}
-			// 1004002 included: the stream may be coming back (its
-			// publisher reconnecting to another edge).
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, 2*time.Second)
+			p.forget()
+			p.e.emit(func(h EventHandler) { h.OnPlayerStateUpdate(PlayerStateNoPlay, int(c), "{}", p.streamID) })
+			return
 		}
 	}
 }

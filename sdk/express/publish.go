@@ -3,13 +3,11 @@ package express
 import (
 	"context"
 	"errors"
-	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -18,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/onair-dev/onair/errcode"
+	"github.com/onair-dev/onair/internal/iceloopback"
 	mediav1 "github.com/onair-dev/onair/proto/onair/media/v1"
 )
 
@@ -113,16 +112,7 @@ func (e *Engine) SetMediaSettings(f func(*webrtc.SettingEngine)) {
 
 // LoopbackOnly restricts ICE to loopback: loopback candidates on, every
 // other interface and address filtered out, IPv4 UDP, no mDNS.
-func LoopbackOnly(se *webrtc.SettingEngine) {
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetInterfaceFilter(func(name string) bool {
-		ifc, err := net.InterfaceByName(name)
-		return err == nil && ifc.Flags&net.FlagLoopback != 0
-	})
-	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-}
+func LoopbackOnly(se *webrtc.SettingEngine) { iceloopback.Restrict(se) }
 
 // newPeerConnection builds a peer connection with the default codecs and
 // interceptors plus one that counts what flows, for quality reports.
@@ -425,38 +415,59 @@ func (p *publisher) run(ctx context.Context, broken <-chan struct{}, token func(
 		p.e.emit(func(h EventHandler) {
 			h.OnPublisherStateUpdate(PublisherStatePublishRequesting, int(errcode.ConnectionBroken), "{}", p.streamID)
 		})
-		backoff := 200 * time.Millisecond
-		for {
-			actx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		// A publisher keeps trying until it is stopped or refused for good.
+		err := retry(ctx, 0, func(actx context.Context) error {
 			b, err := p.attempt(actx, token())
-			cancel()
 			if err == nil {
 				broken = b
-				break
 			}
-			if ctx.Err() != nil {
-				return
+			return err
+		}, func(c errcode.Code) bool {
+			return c == errcode.PublishAuthError || c == errcode.StreamIDExists || c == errcode.PublishForbidden
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			c := errcode.Of(err)
+			p.e.emit(func(h EventHandler) { h.OnPublisherStateUpdate(PublisherStateNoPublish, int(c), "{}", p.streamID) })
+			p.e.media.mu.Lock()
+			if p.e.media.pubs[p.streamID] == p {
+				delete(p.e.media.pubs, p.streamID)
 			}
-			if c := errcode.Of(err); c == errcode.PublishAuthError || c == errcode.StreamIDExists || c == errcode.PublishForbidden {
-				p.e.emit(func(h EventHandler) { h.OnPublisherStateUpdate(PublisherStateNoPublish, int(c), "{}", p.streamID) })
-				p.e.media.mu.Lock()
-				if p.e.media.pubs[p.streamID] == p {
-					delete(p.e.media.pubs, p.streamID)
-				}
-				p.e.media.mu.Unlock()
-				return
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, 2*time.Second)
+			p.e.media.mu.Unlock()
+			return
 		}
 	}
 }
 
 const qualityInterval = 3 * time.Second
+
+// retry calls attempt (with a 15 s deadline each time) until it succeeds,
+// ctx ends, fatal says the error is final, or giveUpAfter (0: never) has
+// passed. It waits 200 ms, doubling up to 2 s, between tries, and returns
+// the last error.
+func retry(ctx context.Context, giveUpAfter time.Duration, attempt func(context.Context) error, fatal func(errcode.Code) bool) error {
+	start := time.Now()
+	backoff := 200 * time.Millisecond
+	for {
+		actx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		err := attempt(actx)
+		cancel()
+		if err == nil || ctx.Err() != nil || fatal(errcode.Of(err)) {
+			return err
+		}
+		if giveUpAfter > 0 && time.Since(start) > giveUpAfter {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
 
 func (p *publisher) quality(ctx context.Context) {
 	t := time.NewTicker(qualityInterval)

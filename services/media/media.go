@@ -46,6 +46,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/onair-dev/onair/errcode"
+	"github.com/onair-dev/onair/internal/iceloopback"
 	authv1 "github.com/onair-dev/onair/proto/onair/auth/v1"
 	mediav1 "github.com/onair-dev/onair/proto/onair/media/v1"
 	roomv1 "github.com/onair-dev/onair/proto/onair/room/v1"
@@ -152,7 +153,7 @@ func New(cfg Config) (*Server, error) {
 		se.SetNAT1To1IPs([]string{cfg.PublicIP}, webrtc.ICECandidateTypeHost)
 	}
 	if loopback {
-		LoopbackOnly(&se)
+		iceloopback.Restrict(&se)
 	}
 	api, err := NewAPI(se)
 	if err != nil {
@@ -161,20 +162,6 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.api = api
 	return s, nil
-}
-
-// LoopbackOnly restricts a SettingEngine's ICE to loopback: loopback
-// candidates on, every other interface and address filtered out, IPv4 UDP,
-// no mDNS.
-func LoopbackOnly(se *webrtc.SettingEngine) {
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetInterfaceFilter(func(name string) bool {
-		ifc, err := net.InterfaceByName(name)
-		return err == nil && ifc.Flags&net.FlagLoopback != 0
-	})
-	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 }
 
 // NewAPI is a WebRTC API with the default codecs (Opus, VP8, VP9, H.264,
