@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onair-dev/onair/internal/testcluster"
+
 	"net/http"
 
 	"github.com/onair-dev/onair/errcode"
@@ -21,17 +23,17 @@ import (
 // Two auth replicas: stopping one leaves calls succeeding through the other.
 func TestAuthReplicaFailover(t *testing.T) {
 	c := newCluster(t)
-	a1 := c.start(discovery.Auth)
-	a2 := c.start(discovery.Auth)
-	client := authv1.NewAuthServiceClient(c.dial(discovery.Auth, false))
-	tok := c.token("alice", nil)
+	a1 := c.Start(discovery.Auth)
+	a2 := c.Start(discovery.Auth)
+	client := authv1.NewAuthServiceClient(c.Dial(discovery.Auth, false))
+	tok := c.Token("alice", nil)
 	ctx := context.Background()
 	verify := func() error {
-		_, err := client.VerifyToken(ctx, &authv1.VerifyTokenRequest{AppId: c.appID, UserId: "alice", Token: tok})
+		_, err := client.VerifyToken(ctx, &authv1.VerifyTokenRequest{AppId: testcluster.AppID, UserId: "alice", Token: tok})
 		return err
 	}
 	eventually(t, "both replicas registered", func() bool {
-		inst, _ := discovery.Instances(ctx, c.cli, discovery.Auth)
+		inst, _ := discovery.Instances(ctx, c.Etcd, discovery.Auth)
 		return len(inst) == 2
 	})
 	for i := 0; i < 20; i++ {
@@ -44,7 +46,7 @@ func TestAuthReplicaFailover(t *testing.T) {
 	if err := a1.Stop(sctx, time.Second); err != nil {
 		t.Fatal(err)
 	}
-	inst, err := discovery.Instances(ctx, c.cli, discovery.Auth)
+	inst, err := discovery.Instances(ctx, c.Etcd, discovery.Auth)
 	if err != nil || len(inst) != 1 || inst[a2.Addr()] == nil && len(inst) != 1 {
 		t.Fatalf("after stop, registered = %v (%v), want only %s", inst, err, a2.Addr())
 	}
@@ -58,18 +60,18 @@ func TestAuthReplicaFailover(t *testing.T) {
 // A replica that dies without deregistering drops out when its lease expires.
 func TestAuthReplicaCrashLeavesRotation(t *testing.T) {
 	c := newCluster(t)
-	a1 := c.start(discovery.Auth)
-	c.start(discovery.Auth)
+	a1 := c.Start(discovery.Auth)
+	c.Start(discovery.Auth)
 	ctx := context.Background()
 	a1.Kill()
 	eventually(t, "the dead replica's lease to expire", func() bool {
-		inst, _ := discovery.Instances(ctx, c.cli, discovery.Auth)
+		inst, _ := discovery.Instances(ctx, c.Etcd, discovery.Auth)
 		_, stillThere := inst[a1.Addr()]
 		return len(inst) == 1 && !stillThere
 	})
-	client := authv1.NewAuthServiceClient(c.dial(discovery.Auth, false))
+	client := authv1.NewAuthServiceClient(c.Dial(discovery.Auth, false))
 	for i := 0; i < 20; i++ {
-		if _, err := client.VerifyToken(ctx, &authv1.VerifyTokenRequest{AppId: c.appID, UserId: "u", Token: c.token("u", nil)}); err != nil {
+		if _, err := client.VerifyToken(ctx, &authv1.VerifyTokenRequest{AppId: testcluster.AppID, UserId: "u", Token: c.Token("u", nil)}); err != nil {
 			t.Fatalf("call %d: %v", i, err)
 		}
 	}
@@ -79,24 +81,24 @@ func TestAuthReplicaCrashLeavesRotation(t *testing.T) {
 // get their codes on both.
 func TestTokenFromCLIVerifiesOverGRPCAndREST(t *testing.T) {
 	c := newCluster(t)
-	c.start(discovery.Auth)
+	c.Start(discovery.Auth)
 	out, err := exec.Command("go", "run", "../cmd/onair", "token", "--app-id", "1234567890",
-		"--app-secret", c.secret, "--user-id", "bob", "--room-id", "r1").CombinedOutput()
+		"--app-secret", testcluster.Secret, "--user-id", "bob", "--room-id", "r1").CombinedOutput()
 	if err != nil {
 		t.Fatalf("onair token: %v\n%s", err, out)
 	}
 	cliToken := strings.TrimSpace(string(out))
 	ctx := context.Background()
-	gw, err := gateway.New(ctx, gateway.Config{Etcd: c.cli})
+	gw, err := gateway.New(ctx, gateway.Config{Etcd: c.Etcd})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { gw.Close() })
 	web := httptest.NewServer(gw)
 	t.Cleanup(web.Close)
-	client := authv1.NewAuthServiceClient(c.dial(discovery.Auth, false))
+	client := authv1.NewAuthServiceClient(c.Dial(discovery.Auth, false))
 
-	expired, _ := token04.Mint(c.appID, "bob", c.secret, time.Second, &token04.Options{Now: func() time.Time { return time.Now().Add(-time.Hour) }})
+	expired, _ := token04.Mint(testcluster.AppID, "bob", testcluster.Secret, time.Second, &token04.Options{Now: func() time.Time { return time.Now().Add(-time.Hour) }})
 	raw, _ := base64.StdEncoding.DecodeString(cliToken[2:])
 	raw[len(raw)-5] ^= 0x01
 	tampered := "04" + base64.StdEncoding.EncodeToString(raw)
@@ -108,14 +110,14 @@ func TestTokenFromCLIVerifiesOverGRPCAndREST(t *testing.T) {
 		want   errcode.Code
 		status int
 	}{
-		{"valid", c.appID, "bob", cliToken, 0, 200},
-		{"no token", c.appID, "bob", "", errcode.NoToken, 401},
-		{"expired", c.appID, "bob", expired, errcode.TokenExpired, 401},
-		{"tampered", c.appID, "bob", tampered, errcode.LoginAuthFailed, 401},
-		{"wrong app", c.appID, "bob", mustMint(t, 42, "bob", c.secret), errcode.TokenAppIDMismatch, 401},
-		{"wrong user", c.appID, "carol", cliToken, errcode.TokenUserIDMismatch, 401},
-		{"wrong version", c.appID, "bob", "03" + cliToken[2:], errcode.TokenWrongVersion, 401},
-		{"wrong room", c.appID, "bob", cliToken, errcode.LoginAuthFailed, 401},
+		{"valid", testcluster.AppID, "bob", cliToken, 0, 200},
+		{"no token", testcluster.AppID, "bob", "", errcode.NoToken, 401},
+		{"expired", testcluster.AppID, "bob", expired, errcode.TokenExpired, 401},
+		{"tampered", testcluster.AppID, "bob", tampered, errcode.LoginAuthFailed, 401},
+		{"wrong app", testcluster.AppID, "bob", mustMint(t, 42, "bob", testcluster.Secret), errcode.TokenAppIDMismatch, 401},
+		{"wrong user", testcluster.AppID, "carol", cliToken, errcode.TokenUserIDMismatch, 401},
+		{"wrong version", testcluster.AppID, "bob", "03" + cliToken[2:], errcode.TokenWrongVersion, 401},
+		{"wrong room", testcluster.AppID, "bob", cliToken, errcode.LoginAuthFailed, 401},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -155,9 +157,9 @@ func TestTokenFromCLIVerifiesOverGRPCAndREST(t *testing.T) {
 // Admin RPCs are closed to token holders and open with the admin key.
 func TestAdminRPCsNeedAdminKey(t *testing.T) {
 	c := newCluster(t)
-	c.start(discovery.Auth)
+	c.Start(discovery.Auth)
 	ctx := context.Background()
-	gw, err := gateway.New(ctx, gateway.Config{Etcd: c.cli})
+	gw, err := gateway.New(ctx, gateway.Config{Etcd: c.Etcd})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,11 +168,11 @@ func TestAdminRPCsNeedAdminKey(t *testing.T) {
 	t.Cleanup(web.Close)
 	post := func(key string) (int, map[string]any) {
 		req, _ := http.NewRequest("POST", web.URL+"/v1/apps", strings.NewReader(`{"name":"x"}`))
-		req.Header.Set("Authorization", "Bearer "+c.token("u", nil))
+		req.Header.Set("Authorization", "Bearer "+c.Token("u", nil))
 		if key != "" {
 			req.Header.Set("X-Onair-Admin-Key", key)
 		}
-		req.Header.Set("Grpc-Metadata-X-Onair-Internal-Key", internalKey)
+		req.Header.Set("Grpc-Metadata-X-Onair-Internal-Key", testcluster.InternalKey)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)

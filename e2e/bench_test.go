@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onair-dev/onair/internal/testcluster"
+
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -21,14 +23,14 @@ import (
 	streamv1 "github.com/onair-dev/onair/proto/onair/stream/v1"
 )
 
-func startBench(b *testing.B) (*cluster, [2]roomv1.RoomServiceClient, streamv1.StreamServiceClient) {
+func startBench(b *testing.B) (*testcluster.Cluster, [2]roomv1.RoomServiceClient, streamv1.StreamServiceClient) {
 	b.Helper()
 	tb := b
-	c := newClusterTB(tb)
-	c.room = node.RoomConfig{LoginRate: 1e6, OnlineCountInterval: time.Hour}
-	c.startTB(tb, discovery.Auth, discovery.Stream)
-	r1 := c.startTB(tb, discovery.Room)
-	r2 := c.startTB(tb, discovery.Room)
+	c := newCluster(tb)
+	c.Room = node.RoomConfig{LoginRate: 1e6, OnlineCountInterval: time.Hour}
+	c.Start(discovery.Auth, discovery.Stream)
+	r1 := c.Start(discovery.Room)
+	r2 := c.Start(discovery.Room)
 	var rooms [2]roomv1.RoomServiceClient
 	for i, n := range []*node.Node{r1, r2} {
 		cc, err := grpc.NewClient(n.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -38,7 +40,7 @@ func startBench(b *testing.B) (*cluster, [2]roomv1.RoomServiceClient, streamv1.S
 		b.Cleanup(func() { cc.Close() })
 		rooms[i] = roomv1.NewRoomServiceClient(cc)
 	}
-	sc, err := discovery.Dial(c.cli, discovery.Stream)
+	sc, err := discovery.Dial(c.Etcd, discovery.Stream)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -61,7 +63,7 @@ func BenchmarkLogin(b *testing.B) {
 	const n = 2000
 	toks := make([]string, n)
 	for i := range toks {
-		toks[i] = c.tokenTB(b, "u"+strconv.Itoa(i))
+		toks[i] = c.Token("u"+strconv.Itoa(i), nil)
 	}
 	ctx := context.Background()
 	b.ResetTimer()
@@ -80,7 +82,7 @@ func BenchmarkLogin(b *testing.B) {
 						return
 					}
 					t0 := time.Now()
-					_, err := rooms[i%2].LoginRoom(ctx, &roomv1.LoginRoomRequest{AppId: c.appID, RoomId: fmt.Sprintf("bench-%d-%d", it, i/50),
+					_, err := rooms[i%2].LoginRoom(ctx, &roomv1.LoginRoomRequest{AppId: testcluster.AppID, RoomId: fmt.Sprintf("bench-%d-%d", it, i/50),
 						Token: toks[i], User: &roomv1.User{UserId: "u" + strconv.Itoa(i), UserName: "u"}})
 					if err != nil {
 						b.Error(err)
@@ -100,7 +102,7 @@ func BenchmarkLogin(b *testing.B) {
 
 // subscribeAll logs n users into room (alternating replicas) and subscribes
 // each; onEvent is called for every event each subscriber receives.
-func subscribeAll(b *testing.B, c *cluster, rooms [2]roomv1.RoomServiceClient, room string, n int, notify bool, onEvent func(i int, ev *roomv1.RoomEvent)) (cancel func(), heartbeat func()) {
+func subscribeAll(b *testing.B, c *testcluster.Cluster, rooms [2]roomv1.RoomServiceClient, room string, n int, notify bool, onEvent func(i int, ev *roomv1.RoomEvent)) (cancel func(), heartbeat func()) {
 	ctx, stop := context.WithCancel(context.Background())
 	sessions := make([]string, n)
 	var wg sync.WaitGroup
@@ -112,7 +114,7 @@ func subscribeAll(b *testing.B, c *cluster, rooms [2]roomv1.RoomServiceClient, r
 			defer wg.Done()
 			defer func() { <-sem }()
 			user := room + "-u" + strconv.Itoa(i)
-			resp, err := rooms[i%2].LoginRoom(ctx, &roomv1.LoginRoomRequest{AppId: c.appID, RoomId: room, Token: c.tokenTB(b, user),
+			resp, err := rooms[i%2].LoginRoom(ctx, &roomv1.LoginRoomRequest{AppId: testcluster.AppID, RoomId: room, Token: c.Token(user, nil),
 				User: &roomv1.User{UserId: user, UserName: user}, Config: &roomv1.RoomConfig{IsUserStatusNotify: notify}})
 			if err != nil {
 				b.Error(err)
@@ -169,8 +171,8 @@ func BenchmarkStreamAddFanout(b *testing.B) {
 		clear(got)
 		mu.Unlock()
 		t0 := time.Now()
-		if _, err := streams.RegisterStream(ctx, &streamv1.RegisterStreamRequest{AppId: c.appID, RoomId: "fanout", StreamId: want,
-			UserId: "fanout-u0", Token: c.tokenTB(b, "fanout-u0")}); err != nil {
+		if _, err := streams.RegisterStream(ctx, &streamv1.RegisterStreamRequest{AppId: testcluster.AppID, RoomId: "fanout", StreamId: want,
+			UserId: "fanout-u0", Token: c.Token("fanout-u0", nil)}); err != nil {
 			b.Fatal(err)
 		}
 		for {

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onair-dev/onair/internal/testcluster"
+
 	"github.com/onair-dev/onair/errcode"
 	"github.com/onair-dev/onair/internal/discovery"
 	"github.com/onair-dev/onair/internal/node"
@@ -18,16 +20,17 @@ import (
 
 // roomCluster is one auth, one stream registry and two room replicas.
 type roomCluster struct {
-	*cluster
+	*testcluster.Cluster
+	t       *testing.T
 	r1, r2  *node.Node
 	streams streamv1.StreamServiceClient
 }
 
 func newRoomCluster(t *testing.T) *roomCluster {
 	c := newCluster(t)
-	c.start(discovery.Auth, discovery.Stream)
-	rc := &roomCluster{cluster: c, r1: c.start(discovery.Room), r2: c.start(discovery.Room)}
-	rc.streams = streamv1.NewStreamServiceClient(c.dial(discovery.Stream, false))
+	c.Start(discovery.Auth, discovery.Stream)
+	rc := &roomCluster{Cluster: c, t: t, r1: c.Start(discovery.Room), r2: c.Start(discovery.Room)}
+	rc.streams = streamv1.NewStreamServiceClient(c.Dial(discovery.Stream, false))
 	return rc
 }
 
@@ -35,7 +38,7 @@ func newRoomCluster(t *testing.T) *roomCluster {
 // second the other.
 func (rc *roomCluster) engine(first, second *node.Node, h express.EventHandler) *express.Engine {
 	rc.t.Helper()
-	e, err := express.CreateEngine(express.EngineProfile{AppID: rc.appID, Server: first.Addr() + "," + second.Addr(),
+	e, err := express.CreateEngine(express.EngineProfile{AppID: testcluster.AppID, Server: first.Addr() + "," + second.Addr(),
 		ReconnectTimeout: 30 * time.Second}, h)
 	if err != nil {
 		rc.t.Fatal(err)
@@ -47,21 +50,21 @@ func (rc *roomCluster) engine(first, second *node.Node, h express.EventHandler) 
 func (rc *roomCluster) login(e *express.Engine, room, user string) {
 	rc.t.Helper()
 	err := e.LoginRoom(context.Background(), room, express.User{UserID: user, UserName: "name-" + user},
-		express.RoomConfig{IsUserStatusNotify: true, Token: rc.token(user, nil)})
+		express.RoomConfig{IsUserStatusNotify: true, Token: rc.Token(user, nil)})
 	if err != nil {
 		rc.t.Fatalf("login %s: %v", user, err)
 	}
 }
 
 func (rc *roomCluster) publish(room, user, stream, extra string) error {
-	_, err := rc.streams.RegisterStream(context.Background(), &streamv1.RegisterStreamRequest{AppId: rc.appID, RoomId: room,
-		StreamId: stream, UserId: user, Token: rc.token(user, nil), ExtraInfo: extra})
+	_, err := rc.streams.RegisterStream(context.Background(), &streamv1.RegisterStreamRequest{AppId: testcluster.AppID, RoomId: room,
+		StreamId: stream, UserId: user, Token: rc.Token(user, nil), ExtraInfo: extra})
 	return err
 }
 
 func (rc *roomCluster) unpublish(user, stream string) error {
-	_, err := rc.streams.UnregisterStream(context.Background(), &streamv1.UnregisterStreamRequest{AppId: rc.appID,
-		StreamId: stream, UserId: user, Token: rc.token(user, nil)})
+	_, err := rc.streams.UnregisterStream(context.Background(), &streamv1.UnregisterStreamRequest{AppId: testcluster.AppID,
+		StreamId: stream, UserId: user, Token: rc.Token(user, nil)})
 	return err
 }
 
@@ -92,8 +95,8 @@ func TestRoomUsersAndStreamsAcrossReplicas(t *testing.T) {
 		t.Errorf("carol's first callbacks = %v", got)
 	}
 
-	if _, err := rc.streams.SetStreamExtraInfo(context.Background(), &streamv1.SetStreamExtraInfoRequest{AppId: rc.appID,
-		StreamId: "bob-cam", ExtraInfo: "changed", UserId: "bob", Token: rc.token("bob", nil)}); err != nil {
+	if _, err := rc.streams.SetStreamExtraInfo(context.Background(), &streamv1.SetStreamExtraInfoRequest{AppId: testcluster.AppID,
+		StreamId: "bob-cam", ExtraInfo: "changed", UserId: "bob", Token: rc.Token("bob", nil)}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "stream extra info update", a.has(func(r *recorder) bool { return r.streams["bob-cam"] == "changed" }))
@@ -221,17 +224,17 @@ func TestRoomReplicaFailover(t *testing.T) {
 func TestRoomErrorCodes(t *testing.T) {
 	rc := newRoomCluster(t)
 	ctx := context.Background()
-	rooms := roomv1.NewRoomServiceClient(rc.dial(discovery.Room, false))
+	rooms := roomv1.NewRoomServiceClient(rc.Dial(discovery.Room, false))
 	login := func(room, user string, tok string, max uint32) error {
-		_, err := rooms.LoginRoom(ctx, &roomv1.LoginRoomRequest{AppId: rc.appID, RoomId: room, Token: tok,
+		_, err := rooms.LoginRoom(ctx, &roomv1.LoginRoomRequest{AppId: testcluster.AppID, RoomId: room, Token: tok,
 			User: &roomv1.User{UserId: user, UserName: user}, Config: &roomv1.RoomConfig{MaxMemberCount: max}})
 		return err
 	}
-	onlyRoomA := rc.token("u1", &token04.Options{Privilege: &token04.Privilege{RoomID: "A", Login: true}})
-	noPublish := rc.token("u2", &token04.Options{Privilege: &token04.Privilege{Login: true, Publish: false}})
-	onlyS1 := rc.token("u3", &token04.Options{Privilege: &token04.Privilege{Login: true, Publish: true, StreamIDs: []string{"s1"}}})
+	onlyRoomA := rc.Token("u1", &token04.Privilege{RoomID: "A", Login: true})
+	noPublish := rc.Token("u2", &token04.Privilege{Login: true, Publish: false})
+	onlyS1 := rc.Token("u3", &token04.Privilege{Login: true, Publish: true, StreamIDs: []string{"s1"}})
 	for _, u := range []string{"u2", "u3", "u4"} {
-		tok := rc.token(u, nil)
+		tok := rc.Token(u, nil)
 		if u == "u2" {
 			tok = noPublish
 		}
@@ -243,7 +246,7 @@ func TestRoomErrorCodes(t *testing.T) {
 		}
 	}
 	register := func(user, stream, tok, extra string) error {
-		_, err := rc.streams.RegisterStream(ctx, &streamv1.RegisterStreamRequest{AppId: rc.appID, RoomId: "R", StreamId: stream,
+		_, err := rc.streams.RegisterStream(ctx, &streamv1.RegisterStreamRequest{AppId: testcluster.AppID, RoomId: "R", StreamId: stream,
 			UserId: user, Token: tok, ExtraInfo: extra})
 		return err
 	}
@@ -252,23 +255,23 @@ func TestRoomErrorCodes(t *testing.T) {
 		err  error
 		want errcode.Code
 	}{
-		{"room ID empty", login("", "x", rc.token("x", nil), 0), errcode.RoomIDEmpty},
-		{"room ID bad char", login("a b", "x", rc.token("x", nil), 0), errcode.RoomIDInvalid},
-		{"room ID too long", login(strings.Repeat("r", 128), "x", rc.token("x", nil), 0), errcode.RoomIDTooLong},
-		{"user ID bad char", login("R", "x/y", rc.token("x/y", nil), 0), errcode.UserIDInvalid},
-		{"user ID too long", login("R", strings.Repeat("u", 64), rc.token("x", nil), 0), errcode.UserIDTooLong},
+		{"room ID empty", login("", "x", rc.Token("x", nil), 0), errcode.RoomIDEmpty},
+		{"room ID bad char", login("a b", "x", rc.Token("x", nil), 0), errcode.RoomIDInvalid},
+		{"room ID too long", login(strings.Repeat("r", 128), "x", rc.Token("x", nil), 0), errcode.RoomIDTooLong},
+		{"user ID bad char", login("R", "x/y", rc.Token("x/y", nil), 0), errcode.UserIDInvalid},
+		{"user ID too long", login("R", strings.Repeat("u", 64), rc.Token("x", nil), 0), errcode.UserIDTooLong},
 		{"no token", login("R", "x", "", 0), errcode.NoToken},
 		{"token for another room", login("B", "u1", onlyRoomA, 0), errcode.LoginAuthFailed},
-		{"token of another user", login("R", "x", rc.token("y", nil), 0), errcode.TokenUserIDMismatch},
-		{"member limit", login("R", "x", rc.token("x", nil), 3), errcode.MemberLimit},
+		{"token of another user", login("R", "x", rc.Token("y", nil), 0), errcode.TokenUserIDMismatch},
+		{"member limit", login("R", "x", rc.Token("x", nil), 3), errcode.MemberLimit},
 		{"publish not granted", register("u2", "s9", noPublish, ""), errcode.PublishAuthError},
 		{"stream not in list", register("u3", "s2", onlyS1, ""), errcode.PublishAuthError},
 		{"stream in list", register("u3", "s1", onlyS1, ""), 0},
-		{"stream ID taken", register("u4", "s1", rc.token("u4", nil), ""), errcode.StreamIDExists},
-		{"stream ID bad", register("u4", "s.1", rc.token("u4", nil), ""), errcode.StreamIDInvalid},
-		{"stream ID too long", register("u4", strings.Repeat("s", 256), rc.token("u4", nil), ""), errcode.StreamIDTooLong},
-		{"extra info too long", register("u4", "s4", rc.token("u4", nil), strings.Repeat("x", 1024)), errcode.StreamExtraInfoTooLong},
-		{"publisher not in room", register("x", "s5", rc.token("x", nil), ""), errcode.PublishForbidden},
+		{"stream ID taken", register("u4", "s1", rc.Token("u4", nil), ""), errcode.StreamIDExists},
+		{"stream ID bad", register("u4", "s.1", rc.Token("u4", nil), ""), errcode.StreamIDInvalid},
+		{"stream ID too long", register("u4", strings.Repeat("s", 256), rc.Token("u4", nil), ""), errcode.StreamIDTooLong},
+		{"extra info too long", register("u4", "s4", rc.Token("u4", nil), strings.Repeat("x", 1024)), errcode.StreamExtraInfoTooLong},
+		{"publisher not in room", register("x", "s5", rc.Token("x", nil), ""), errcode.PublishForbidden},
 	}
 	for _, tt := range tests {
 		if got := errcode.Of(tt.err); got != tt.want {
@@ -303,13 +306,13 @@ func TestDuplicateUserIsKickedOut(t *testing.T) {
 // streams, and the room hears why.
 func TestHeartbeatTimeout(t *testing.T) {
 	c := newCluster(t)
-	c.room.SessionTimeout = 2 * time.Second
-	c.start(discovery.Auth, discovery.Stream)
-	r := c.start(discovery.Room)
-	rc := &roomCluster{cluster: c, r1: r, r2: r, streams: streamv1.NewStreamServiceClient(c.dial(discovery.Stream, false))}
+	c.Room.SessionTimeout = 2 * time.Second
+	c.Start(discovery.Auth, discovery.Stream)
+	r := c.Start(discovery.Room)
+	rc := &roomCluster{Cluster: c, t: t, r1: r, r2: r, streams: streamv1.NewStreamServiceClient(c.Dial(discovery.Stream, false))}
 	ctx := context.Background()
-	rooms := roomv1.NewRoomServiceClient(c.dial(discovery.Room, false))
-	watch, err := rooms.LoginRoom(ctx, &roomv1.LoginRoomRequest{AppId: c.appID, RoomId: "hb", Token: c.token("w", nil),
+	rooms := roomv1.NewRoomServiceClient(c.Dial(discovery.Room, false))
+	watch, err := rooms.LoginRoom(ctx, &roomv1.LoginRoomRequest{AppId: testcluster.AppID, RoomId: "hb", Token: c.Token("w", nil),
 		User: &roomv1.User{UserId: "w", UserName: "w"}, Config: &roomv1.RoomConfig{IsUserStatusNotify: true}})
 	if err != nil {
 		t.Fatal(err)
@@ -331,7 +334,7 @@ func TestHeartbeatTimeout(t *testing.T) {
 		}
 	}()
 	// The crashing client: logs in, publishes, never heartbeats.
-	if _, err := rooms.LoginRoom(ctx, &roomv1.LoginRoomRequest{AppId: c.appID, RoomId: "hb", Token: c.token("crash", nil),
+	if _, err := rooms.LoginRoom(ctx, &roomv1.LoginRoomRequest{AppId: testcluster.AppID, RoomId: "hb", Token: c.Token("crash", nil),
 		User: &roomv1.User{UserId: "crash", UserName: "crash"}}); err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onair-dev/onair/internal/testcluster"
+
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -23,7 +25,6 @@ import (
 
 	"github.com/onair-dev/onair/errcode"
 	"github.com/onair-dev/onair/internal/discovery"
-	"github.com/onair-dev/onair/internal/embedetcd"
 	"github.com/onair-dev/onair/internal/telemetry"
 	authv1 "github.com/onair-dev/onair/proto/onair/auth/v1"
 	streamv1 "github.com/onair-dev/onair/proto/onair/stream/v1"
@@ -112,16 +113,7 @@ func newEnv(t *testing.T) *testEnv {
 	t.Setenv("OTEL_METRICS_EXPORTER", "")
 	ctx := t.Context()
 
-	es, err := embedetcd.Start(ctx, embedetcd.Config{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(es.Close)
-	cli, err := es.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
+	cli := testcluster.New(t).Etcd
 
 	e := &testEnv{etcd: cli, auth: &fakeAuth{}, streams: &fakeStreams{proceed: make(chan struct{})}}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")

@@ -11,22 +11,22 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onair-dev/onair/internal/testcluster"
+
 	"github.com/pion/interceptor"
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media/samplebuilder"
 
 	"github.com/onair-dev/onair/gateway"
-	"github.com/onair-dev/onair/internal/discovery"
-	"github.com/onair-dev/onair/internal/embedetcd"
 	"github.com/onair-dev/onair/internal/node"
 	"github.com/onair-dev/onair/sdk/express"
 	"github.com/onair-dev/onair/token04"
 )
 
 const (
-	whipApp    = uint32(1234567890)
-	whipSecret = "0123456789abcdef0123456789abcdef"
+	whipApp    = testcluster.AppID
+	whipSecret = testcluster.Secret
 )
 
 // whipCluster runs etcd, one node with every role and the gateway with
@@ -34,30 +34,9 @@ const (
 func whipCluster(t *testing.T) (base string, n *node.Node) {
 	t.Helper()
 	ctx := context.Background()
-	e, err := embedetcd.Start(ctx, embedetcd.Config{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	cli, err := e.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
-	n, err = node.Start(ctx, node.Config{Roles: []string{discovery.Auth, discovery.Stream, discovery.Room, discovery.Media},
-		Etcd: cli, GRPCAddr: "127.0.0.1:0", InternalKey: "k", LeaseTTL: 2 * time.Second,
-		Media: node.MediaConfig{PublicIP: "127.0.0.1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = n.Stop(sctx, time.Second)
-	})
-	if _, err := n.AuthServer.EnsureApp(ctx, whipApp, whipSecret); err != nil {
-		t.Fatal(err)
-	}
+	c := testcluster.New(t)
+	cli := c.Etcd
+	n = c.Start(testcluster.AllRoles...)
 	gw, err := gateway.New(ctx, gateway.Config{Etcd: cli})
 	if err != nil {
 		t.Fatal(err)

@@ -88,7 +88,7 @@ func BenchmarkFanout(b *testing.B) {
 
 func fanout(b *testing.B, players int) {
 	c := newCluster(b)
-	nd := c.start(allRoles...)
+	nd := c.Start(allRoles...)
 	host := c.login(nd.Addr(), "bench", "host")
 	tp, err := express.NewTestPattern(express.TestPatternOptions{Bitrate: 2_500_000, Width: 1280, Height: 720})
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/onair-dev/onair/internal/node"
 	"github.com/onair-dev/onair/sdk/express"
 )
 
@@ -16,8 +15,8 @@ import (
 // node, resumes by itself.
 func TestEdgeKilled(t *testing.T) {
 	c := newCluster(t)
-	a := c.start(allRoles...)
-	b := c.start(allRoles...)
+	a := c.Start(allRoles...)
+	b := c.Start(allRoles...)
 	aAddr := a.Addr()
 
 	host := c.login(aAddr, "room1", "host")
@@ -49,7 +48,7 @@ func TestEdgeKilled(t *testing.T) {
 	eventually(t, "the player retrying", func() bool { return viewer.has("player s1 1 1002051") })
 
 	// An edge comes back at A's address (a restarted pod keeps its address).
-	_ = c.startAt(aAddr)
+	_ = c.StartAt(aAddr, allRoles...)
 	before := viewer.frameCount("s1")
 	eventually(t, "the stream back in the room", func() bool {
 		n := 0
@@ -74,34 +73,4 @@ func TestEdgeKilled(t *testing.T) {
 	})
 	eventually(t, "the player's frames resuming", func() bool { return viewer.frameCount("s1") > before+30 })
 	t.Logf("player resumed %v after the kill", time.Since(killed).Round(time.Millisecond))
-}
-
-// startAt runs a node with every role on a given address.
-func (c *cluster) startAt(addr string) *node.Node {
-	c.t.Helper()
-	ctx := context.Background()
-	var n *node.Node
-	var err error
-	for range 50 { // the port may take a moment to be free again
-		n, err = node.Start(ctx, node.Config{Roles: allRoles, Etcd: c.cli, GRPCAddr: addr,
-			InternalKey: internalKey, LeaseTTL: 2 * time.Second, Logger: logger(),
-			Room:  node.RoomConfig{OnlineCountInterval: time.Second},
-			Media: node.MediaConfig{PublicIP: "127.0.0.1"}})
-		if err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	c.t.Cleanup(func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = n.Stop(sctx, time.Second)
-	})
-	if _, err := n.AuthServer.EnsureApp(ctx, c.appID, c.secret); err != nil {
-		c.t.Fatal(err)
-	}
-	return n
 }

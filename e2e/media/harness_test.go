@@ -5,97 +5,35 @@ package media
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/onair-dev/onair/internal/testcluster"
+
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/onair-dev/onair/internal/discovery"
-	"github.com/onair-dev/onair/internal/embedetcd"
-	"github.com/onair-dev/onair/internal/node"
 	"github.com/onair-dev/onair/sdk/express"
-	"github.com/onair-dev/onair/token04"
 )
 
-const internalKey = "media-e2e-internal-key"
+var (
+	allRoles   = testcluster.AllRoles
+	eventually = testcluster.Eventually
+)
 
-var allRoles = []string{discovery.Auth, discovery.Stream, discovery.Room, discovery.Media}
-
+// cluster is an etcd for media nodes, plus logging SDK clients in.
 type cluster struct {
-	t      testing.TB
-	cli    *clientv3.Client
-	appID  uint32
-	secret string
+	*testcluster.Cluster
+	tb testing.TB
 }
 
-func logger() *slog.Logger {
-	lvl := slog.LevelError
-	if os.Getenv("E2E_LOG") != "" {
-		lvl = slog.LevelDebug
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
-}
-
-func newCluster(t testing.TB) *cluster {
-	t.Helper()
-	e, err := embedetcd.Start(context.Background(), embedetcd.Config{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	cli, err := e.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
-	return &cluster{t: t, cli: cli, appID: 1234567890, secret: "0123456789abcdef0123456789abcdef"}
-}
-
-// start runs a node; lease TTL 2 s so a killed edge's streams go quickly.
-func (c *cluster) start(roles ...string) *node.Node {
-	c.t.Helper()
-	ctx := context.Background()
-	n, err := node.Start(ctx, node.Config{Roles: roles, Etcd: c.cli, GRPCAddr: "127.0.0.1:0",
-		InternalKey: internalKey, LeaseTTL: 2 * time.Second, Logger: logger(),
-		Room:  node.RoomConfig{OnlineCountInterval: time.Second},
-		Media: node.MediaConfig{PublicIP: "127.0.0.1"}})
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	var once sync.Once
-	c.t.Cleanup(func() {
-		once.Do(func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = n.Stop(sctx, time.Second)
-		})
-	})
-	if n.AuthServer != nil {
-		if _, err := n.AuthServer.EnsureApp(ctx, c.appID, c.secret); err != nil {
-			c.t.Fatal(err)
-		}
-	}
-	return n
-}
-
-func (c *cluster) token(userID string, priv *token04.Privilege) string {
-	c.t.Helper()
-	var opts *token04.Options
-	if priv != nil {
-		opts = &token04.Options{Privilege: priv}
-	}
-	tok, err := token04.Mint(c.appID, userID, c.secret, time.Hour, opts)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	return tok
+func newCluster(tb testing.TB) *cluster {
+	c := testcluster.New(tb)
+	c.Room.OnlineCountInterval = time.Second
+	return &cluster{Cluster: c, tb: tb}
 }
 
 // client is an SDK engine logged into a room, with a recorder.
@@ -106,22 +44,22 @@ type client struct {
 }
 
 func (c *cluster) login(server, roomID, userID string) *client {
-	c.t.Helper()
+	c.tb.Helper()
 	r := newRecorder()
-	e, err := express.CreateEngine(express.EngineProfile{AppID: c.appID, Server: server, ReconnectTimeout: time.Minute}, r)
+	e, err := express.CreateEngine(express.EngineProfile{AppID: testcluster.AppID, Server: server, ReconnectTimeout: time.Minute}, r)
 	if err != nil {
-		c.t.Fatal(err)
+		c.tb.Fatal(err)
 	}
 	e.SetMediaSettings(express.LoopbackOnly)
-	c.t.Cleanup(func() {
+	c.tb.Cleanup(func() {
 		done := make(chan struct{})
 		e.DestroyEngine(func() { close(done) })
 		<-done
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := e.LoginRoom(ctx, roomID, express.User{UserID: userID, UserName: userID}, express.RoomConfig{Token: c.token(userID, nil)}); err != nil {
-		c.t.Fatal(err)
+	if err := e.LoginRoom(ctx, roomID, express.User{UserID: userID, UserName: userID}, express.RoomConfig{Token: c.Token(userID, nil)}); err != nil {
+		c.tb.Fatal(err)
 	}
 	return &client{recorder: r, e: e, user: userID}
 }
@@ -214,15 +152,4 @@ func (r *recorder) frameCount(id string) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.frames[id]
-}
-
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

@@ -16,7 +16,7 @@ import (
 // sees Delete (reason 1) and NoPlay.
 func TestPublishPlayStop(t *testing.T) {
 	c := newCluster(t)
-	n := c.start(allRoles...)
+	n := c.Start(allRoles...)
 	host := c.login(n.Addr(), "room1", "host")
 	viewer := c.login(n.Addr(), "room1", "viewer")
 
