@@ -317,7 +317,11 @@ func TestHeartbeatTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sub, err := rooms.SubscribeRoomEvents(ctx, &roomv1.SubscribeRoomEventsRequest{SessionId: watch.SessionId})
+	// A bound on the wait, so a missing event fails the test instead of
+	// hanging it.
+	subCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	sub, err := rooms.SubscribeRoomEvents(subCtx, &roomv1.SubscribeRoomEventsRequest{SessionId: watch.SessionId})
 	if err != nil {
 		t.Fatal(err)
 	}
