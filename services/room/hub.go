@@ -107,8 +107,8 @@ func (s *Server) snapshotAt(ctx context.Context, k roomKey, rev int64) (*hub, er
 }
 
 // attach finds or starts the room's hub and subscribes sub to it, from
-// sub.after (0: with a snapshot).
-func (s *Server) attach(ctx context.Context, k roomKey, sub *subscriber) error {
+// sub.after (0: with a snapshot). It returns the hub sub is on.
+func (s *Server) attach(ctx context.Context, k roomKey, sub *subscriber) (*hub, error) {
 	for {
 		s.mu.Lock()
 		h := s.hubs[k]
@@ -117,11 +117,11 @@ func (s *Server) attach(ctx context.Context, k roomKey, sub *subscriber) error {
 			var err error
 			h, err = s.startHub(ctx, k, sub.after)
 			if err != nil {
-				return err
+				return nil, err
 			}
 		}
 		if h.add(sub) {
-			return nil
+			return h, nil
 		}
 		// The hub was closing; start a new one.
 	}

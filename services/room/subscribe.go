@@ -115,15 +115,11 @@ func (s *Server) SubscribeRoomEvents(req *roomv1.SubscribeRoomEventsRequest, srv
 	}
 	k := roomKey{rec.AppID, rec.RoomID}
 	sub := newSubscriber(rec, req.GetFromRevision())
-	if err := s.attach(ctx, k, sub); err != nil {
+	h, err := s.attach(ctx, k, sub)
+	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	h := s.hubs[k]
-	s.mu.Unlock()
-	if h != nil {
-		defer h.remove(sub)
-	}
+	defer h.remove(sub)
 	if err := srv.SendHeader(metadata.MD{}); err != nil {
 		return err
 	}
@@ -135,7 +131,7 @@ func (s *Server) SubscribeRoomEvents(req *roomv1.SubscribeRoomEventsRequest, srv
 		if err != nil {
 			return err
 		}
-		if resync && h != nil {
+		if resync {
 			h.mu.Lock()
 			snap := h.snapshot(sub, true)
 			h.mu.Unlock()
@@ -196,9 +192,6 @@ func (s *Server) SubscribeRoomEvents(req *roomv1.SubscribeRoomEventsRequest, srv
 }
 
 func (s *Server) largeRoom(h *hub) bool {
-	if h == nil {
-		return false
-	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return len(h.users) > 100

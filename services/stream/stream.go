@@ -112,19 +112,12 @@ func (s *Server) RegisterStream(ctx context.Context, req *streamv1.RegisterStrea
 		if old != nil && !old.Ended && (old.UserId != st.UserId || old.RoomId != st.RoomId) {
 			return nil, errcode.Newf(errcode.StreamIDExists, "stream %q is already being published", st.StreamId)
 		}
-		b, _ := proto.Marshal(st)
-		ops := []clientv3.Op{
-			clientv3.OpPut(idKey, string(b), clientv3.WithLease(clientv3.LeaseID(st.OwnerLease))),
-			clientv3.OpPut(keys.RoomStream(st.AppId, st.RoomId, st.StreamId), string(b), clientv3.WithLease(clientv3.LeaseID(st.OwnerLease))),
+		if old != nil && !old.Ended {
+			st.CreateTimeMs = old.CreateTimeMs
 		}
+		ops := putOps(st, clientv3.WithLease(clientv3.LeaseID(st.OwnerLease)))
 		if old != nil && old.RoomId != st.RoomId {
 			ops = append(ops, clientv3.OpDelete(keys.RoomStream(old.AppId, old.RoomId, old.StreamId)))
-		}
-		if old != nil && old.CreateTimeMs != 0 && !old.Ended {
-			st.CreateTimeMs = old.CreateTimeMs
-			b, _ = proto.Marshal(st)
-			ops[0] = clientv3.OpPut(idKey, string(b), clientv3.WithLease(clientv3.LeaseID(st.OwnerLease)))
-			ops[1] = clientv3.OpPut(keys.RoomStream(st.AppId, st.RoomId, st.StreamId), string(b), clientv3.WithLease(clientv3.LeaseID(st.OwnerLease)))
 		}
 		conds = append(conds, clientv3.Compare(clientv3.ModRevision(idKey), "=", oldRev))
 		resp, err := s.cfg.Etcd.Txn(ctx).If(conds...).Then(ops...).Commit()
@@ -154,6 +147,16 @@ func (s *Server) session(ctx context.Context, appID uint32, userID string) (*key
 		return nil, 0, fmt.Errorf("stream: decode session: %w", err)
 	}
 	return &rec, resp.Kvs[0].ModRevision, nil
+}
+
+// putOps writes a stream under both its keys: by ID (uniqueness) and in
+// its room (what the room watches).
+func putOps(st *streamv1.Stream, opt clientv3.OpOption) []clientv3.Op {
+	b, _ := proto.Marshal(st)
+	return []clientv3.Op{
+		clientv3.OpPut(keys.Stream(st.AppId, st.StreamId), string(b), opt),
+		clientv3.OpPut(keys.RoomStream(st.AppId, st.RoomId, st.StreamId), string(b), opt),
+	}
 }
 
 // get reads a stream record and its mod revision (0 if absent).
@@ -209,27 +212,23 @@ func (s *Server) UnregisterStream(ctx context.Context, req *streamv1.UnregisterS
 			reason = streamv1.DeleteReason_DELETE_REASON_STOPPED
 		}
 		st.Ended, st.DeleteReason = true, reason
-		b, _ := proto.Marshal(st)
 		roomKey := keys.RoomStream(st.AppId, st.RoomId, st.StreamId)
 		resp, err := s.cfg.Etcd.Txn(ctx).
 			If(clientv3.Compare(clientv3.ModRevision(idKey), "=", rev)).
-			Then(clientv3.OpPut(idKey, string(b), clientv3.WithIgnoreLease()),
-				clientv3.OpPut(roomKey, string(b), clientv3.WithIgnoreLease())).Commit()
+			Then(putOps(st, clientv3.WithIgnoreLease())...).Commit()
 		if err != nil {
 			return nil, errcode.Unavailable(err)
 		}
 		if !resp.Succeeded {
 			continue
 		}
-		del, err := s.cfg.Etcd.Txn(ctx).
+		if _, err := s.cfg.Etcd.Txn(ctx).
 			If(clientv3.Compare(clientv3.ModRevision(idKey), "=", resp.Header.Revision)).
-			Then(clientv3.OpDelete(idKey), clientv3.OpDelete(roomKey)).Commit()
-		if err != nil {
+			Then(clientv3.OpDelete(idKey), clientv3.OpDelete(roomKey)).Commit(); err != nil {
 			// The ended mark stays until its owner's lease ends; readers
 			// treat it as gone, so nothing is lost.
 			return nil, errcode.Unavailable(err)
 		}
-		_ = del
 		return &streamv1.UnregisterStreamResponse{Revision: resp.Header.Revision}, nil
 	}
 }
@@ -296,11 +295,9 @@ func (s *Server) SetStreamExtraInfo(ctx context.Context, req *streamv1.SetStream
 			return nil, err
 		}
 		st.ExtraInfo = req.GetExtraInfo()
-		b, _ := proto.Marshal(st)
 		resp, err := s.cfg.Etcd.Txn(ctx).
 			If(clientv3.Compare(clientv3.ModRevision(idKey), "=", rev)).
-			Then(clientv3.OpPut(idKey, string(b), clientv3.WithIgnoreLease()),
-				clientv3.OpPut(keys.RoomStream(st.AppId, st.RoomId, st.StreamId), string(b), clientv3.WithIgnoreLease())).Commit()
+			Then(putOps(st, clientv3.WithIgnoreLease())...).Commit()
 		if err != nil {
 			return nil, errcode.Unavailable(err)
 		}
