@@ -90,15 +90,6 @@ type clusterSummary struct {
 	Processes     []*clusterProc `json:"processes"`
 }
 
-// clusterState is kept in the data dir so a restarted cluster keeps its app
-// and keys.
-type clusterState struct {
-	AppID       uint32 `json:"app_id"`
-	Secret      string `json:"server_secret"`
-	AdminKey    string `json:"admin_key"`
-	InternalKey string `json:"internal_key"`
-}
-
 type clusterRunner struct {
 	exe      string
 	out      *lockedWriter
@@ -143,7 +134,7 @@ func runCluster(ctx context.Context, args []string) error {
 	if err := os.MkdirAll(*dataDir, 0o700); err != nil {
 		return err
 	}
-	state, err := loadClusterState(*dataDir, uint32(*appID), *appSecret)
+	state, err := loadLocalApp(*dataDir, "cluster.json", uint32(*appID), *appSecret, "")
 	if err != nil {
 		return err
 	}
@@ -179,7 +170,7 @@ func runCluster(ctx context.Context, args []string) error {
 
 // plan lays out the processes and their flags. mediaFlags is the output of `onair media -h`, empty if the binary has no
 // media role.
-func (r *clusterRunner) plan(base int, httpAddr, dataDir string, st *clusterState, logLevel string, leaseTTL, drain time.Duration, mediaFlags string) {
+func (r *clusterRunner) plan(base int, httpAddr, dataDir string, st *localApp, logLevel string, leaseTTL, drain time.Duration, mediaFlags string) {
 	addr := func(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
 	var etcd []*clusterProc
 	var initial, endpoints []string
@@ -239,7 +230,7 @@ func (r *clusterRunner) add(group ...*clusterProc) {
 }
 
 // start starts every process, waits until each serves and seeds the app.
-func (r *clusterRunner) start(ctx context.Context, st *clusterState) (*clusterSummary, error) {
+func (r *clusterRunner) start(ctx context.Context, st *localApp) (*clusterSummary, error) {
 	etcd := r.groups[0]
 	for _, p := range etcd {
 		if err := r.spawn(p); err != nil {
@@ -471,7 +462,7 @@ func waitProcReady(ctx context.Context, p *clusterProc) error {
 
 // seedApp makes sure the cluster's app exists with live streaming on, using
 // the admin RPCs of any auth replica.
-func seedApp(ctx context.Context, authAddrs []string, st *clusterState) (*authv1.App, error) {
+func seedApp(ctx context.Context, authAddrs []string, st *localApp) (*authv1.App, error) {
 	ctx = metadata.AppendToOutgoingContext(ctx, auth.AdminKeyHeader, st.AdminKey)
 	var lastErr error
 	for {
@@ -493,7 +484,7 @@ func seedApp(ctx context.Context, authAddrs []string, st *clusterState) (*authv1
 	}
 }
 
-func seedAppAt(ctx context.Context, addr string, st *clusterState) (*authv1.App, error) {
+func seedAppAt(ctx context.Context, addr string, st *localApp) (*authv1.App, error) {
 	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return nil, err
@@ -528,41 +519,6 @@ func seedAppAt(ctx context.Context, addr string, st *clusterState) (*authv1.App,
 		return nil, err
 	}
 	return resp.GetApp(), nil
-}
-
-// loadClusterState reads the app and keys of an earlier run, or makes new
-// ones; an explicit --app-id/--app-secret wins.
-func loadClusterState(dir string, appID uint32, secret string) (*clusterState, error) {
-	path := filepath.Join(dir, "cluster.json")
-	st := &clusterState{}
-	if b, err := os.ReadFile(path); err == nil {
-		if err := json.Unmarshal(b, st); err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-	}
-	if appID != 0 && appID != st.AppID {
-		st.AppID, st.Secret = appID, ""
-	}
-	if secret != "" {
-		st.Secret = secret
-	}
-	if st.AppID == 0 {
-		st.AppID = 1_000_000_000 + uint32(time.Now().UnixNano()%1_000_000_000)
-	}
-	if st.Secret == "" {
-		st.Secret = auth.NewSecret()
-	}
-	if len(st.Secret) != 32 {
-		return nil, fmt.Errorf("--app-secret must be 32 characters, got %d", len(st.Secret))
-	}
-	if st.AdminKey == "" {
-		st.AdminKey = randomKey()
-	}
-	if st.InternalKey == "" {
-		st.InternalKey = randomKey()
-	}
-	b, _ := json.MarshalIndent(st, "", "  ")
-	return st, os.WriteFile(path, b, 0o600)
 }
 
 // checkPortsFree fails early, with a useful message, if a port of the

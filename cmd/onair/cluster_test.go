@@ -12,7 +12,7 @@ import (
 // --base-port promises, and the flags tie them into one cluster.
 func TestClusterPlan(t *testing.T) {
 	const base = 30000
-	st := &clusterState{AppID: 1, Secret: strings.Repeat("s", 32), AdminKey: "admin", InternalKey: "internal"}
+	st := &localApp{AppID: 1, Secret: strings.Repeat("s", 32), AdminKey: "admin", InternalKey: "internal"}
 	r := &clusterRunner{}
 	r.plan(base, "127.0.0.1:8080", "/data", st, "info", 5*time.Second, 5*time.Second, "  -udp-port int\n  -public-ip string\n")
 

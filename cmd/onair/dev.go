@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -11,22 +10,12 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/onair-dev/onair/gateway"
 	"github.com/onair-dev/onair/internal/discovery"
 	"github.com/onair-dev/onair/internal/embedetcd"
 	"github.com/onair-dev/onair/internal/node"
 	"github.com/onair-dev/onair/internal/telemetry"
-	"github.com/onair-dev/onair/services/auth"
 	"github.com/onair-dev/onair/token04"
 )
-
-// devApp is the app `onair dev` seeds, remembered in the data dir so that
-// a restart keeps the same AppID and secret.
-type devApp struct {
-	AppID    uint32 `json:"app_id"`
-	Secret   string `json:"server_secret"`
-	AdminKey string `json:"admin_key"`
-}
 
 // runDev runs every role, the gateway and an embedded etcd in one process.
 func runDev(ctx context.Context, args []string) error {
@@ -49,13 +38,13 @@ func runDev(ctx context.Context, args []string) error {
 	if err := os.MkdirAll(*dataDir, 0o700); err != nil {
 		return err
 	}
-	app, err := loadDevApp(*dataDir, uint32(*appID), *appSecret, rf.adminKey)
+	app, err := loadLocalApp(*dataDir, "dev-app.json", uint32(*appID), *appSecret, rf.adminKey)
 	if err != nil {
 		return err
 	}
 	rf.adminKey = app.AdminKey
 	if sf.internalKey == "" {
-		sf.internalKey = randomKey()
+		sf.internalKey = app.InternalKey
 	}
 
 	etcd, err := embedetcd.Start(ctx, embedetcd.Config{Name: "dev", Dir: filepath.Join(*dataDir, "etcd"), AutoCompactionRetention: "1h"})
@@ -84,18 +73,11 @@ func runDev(ctx context.Context, args []string) error {
 	if _, err := n.AuthServer.EnsureApp(ctx, app.AppID, app.Secret); err != nil {
 		return err
 	}
-	gw, err := gateway.New(ctx, gateway.Config{Etcd: cli, Telemetry: tel})
+	web, closeGateway, err := startGateway(ctx, cli, tel, sf.httpAddr)
 	if err != nil {
 		return err
 	}
-	defer gw.Close()
-	whip := gateway.NewWHIP(gateway.WHIPConfig{Etcd: cli})
-	whip.Register(gw)
-	defer whip.Close()
-	web, err := serveHTTP(sf.httpAddr, gw)
-	if err != nil {
-		return err
-	}
+	defer closeGateway()
 	tok, err := token04.Mint(app.AppID, "dev-user", app.Secret, 24*time.Hour, nil)
 	if err != nil {
 		return err
@@ -105,38 +87,7 @@ func runDev(ctx context.Context, args []string) error {
 	return waitAndStop(ctx, n, web, sf.drain)
 }
 
-func loadDevApp(dir string, appID uint32, secret, adminKey string) (*devApp, error) {
-	path := filepath.Join(dir, "dev-app.json")
-	app := &devApp{}
-	if b, err := os.ReadFile(path); err == nil {
-		if err := json.Unmarshal(b, app); err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-	}
-	if appID != 0 {
-		app.AppID = appID
-		app.Secret = secret
-	}
-	if app.AppID == 0 {
-		app.AppID = 1_000_000_000 + uint32(time.Now().UnixNano()%1_000_000_000)
-	}
-	if app.Secret == "" {
-		app.Secret = auth.NewSecret()
-	}
-	if len(app.Secret) != 32 {
-		return nil, fmt.Errorf("--app-secret must be 32 characters, got %d", len(app.Secret))
-	}
-	if adminKey != "" {
-		app.AdminKey = adminKey
-	}
-	if app.AdminKey == "" {
-		app.AdminKey = randomKey()
-	}
-	b, _ := json.MarshalIndent(app, "", "  ")
-	return app, os.WriteFile(path, b, 0o600)
-}
-
-func printDevBanner(w io.Writer, grpcAddr, httpAddr string, app *devApp, tok string) {
+func printDevBanner(w io.Writer, grpcAddr, httpAddr string, app *localApp, tok string) {
 	fmt.Fprintf(w, `
 OnAir dev is running.
 

@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/onair-dev/onair/gateway"
 	"github.com/onair-dev/onair/internal/embedetcd"
 	"github.com/onair-dev/onair/internal/node"
@@ -60,16 +62,11 @@ func runRole(ctx context.Context, role string, args []string) error {
 	if err := setupLogging(sf.logLevel); err != nil {
 		return err
 	}
-	cli, err := embedetcd.NewClient(sf.etcdEndpoints)
+	cli, tel, done, err := connect(ctx, sf.etcdEndpoints, "onair-"+role)
 	if err != nil {
 		return err
 	}
-	defer cli.Close()
-	tel, err := telemetry.Setup(ctx, "onair-"+role)
-	if err != nil {
-		return err
-	}
-	defer shutdownTelemetry(tel)
+	defer done()
 	cfg := node.Config{Roles: []string{role}, Etcd: cli, GRPCAddr: sf.grpcAddr, AdvertiseAddr: sf.advertiseAddr,
 		InternalKey: sf.internalKey, LeaseTTL: sf.leaseTTL, Telemetry: tel}
 	rf.nodeConfig(&cfg)
@@ -101,30 +98,54 @@ func runGateway(ctx context.Context, args []string) error {
 	if err := setupLogging(sf.logLevel); err != nil {
 		return err
 	}
-	cli, err := embedetcd.NewClient(sf.etcdEndpoints)
+	cli, tel, done, err := connect(ctx, sf.etcdEndpoints, "onair-gateway")
 	if err != nil {
 		return err
 	}
-	defer cli.Close()
-	tel, err := telemetry.Setup(ctx, "onair-gateway")
+	defer done()
+	web, closeGateway, err := startGateway(ctx, cli, tel, sf.httpAddr)
 	if err != nil {
 		return err
 	}
-	defer shutdownTelemetry(tel)
-	gw, err := gateway.New(ctx, gateway.Config{Etcd: cli, Telemetry: tel})
-	if err != nil {
-		return err
-	}
-	defer gw.Close()
-	whip := gateway.NewWHIP(gateway.WHIPConfig{Etcd: cli})
-	whip.Register(gw)
-	defer whip.Close()
-	web, err := serveHTTP(sf.httpAddr, gw)
-	if err != nil {
-		return err
-	}
+	defer closeGateway()
 	slog.Info("serving", "role", "gateway", "http", sf.httpAddr)
 	return waitAndStop(ctx, nil, web, sf.drain)
+}
+
+// connect opens the etcd client and the telemetry of a role's process;
+// done closes both.
+func connect(ctx context.Context, endpoints, service string) (*clientv3.Client, *telemetry.Providers, func(), error) {
+	cli, err := embedetcd.NewClient(endpoints)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	tel, err := telemetry.Setup(ctx, service)
+	if err != nil {
+		cli.Close()
+		return nil, nil, nil, err
+	}
+	return cli, tel, func() { shutdownTelemetry(tel); cli.Close() }, nil
+}
+
+// startGateway serves REST for every RPC, the OpenAPI document, metrics and
+// WHIP/WHEP on addr. closeGateway releases its connections once the HTTP
+// server has been shut down.
+func startGateway(ctx context.Context, cli *clientv3.Client, tel *telemetry.Providers, addr string) (web *http.Server, closeGateway func(), err error) {
+	gw, err := gateway.New(ctx, gateway.Config{Etcd: cli, Telemetry: tel})
+	if err != nil {
+		return nil, nil, err
+	}
+	whip := gateway.NewWHIP(gateway.WHIPConfig{Etcd: cli})
+	whip.Register(gw)
+	closeGateway = func() {
+		whip.Close()
+		gw.Close()
+	}
+	if web, err = serveHTTP(addr, gw); err != nil {
+		closeGateway()
+		return nil, nil, err
+	}
+	return web, closeGateway, nil
 }
 
 func serveHTTP(addr string, h http.Handler) (*http.Server, error) {
