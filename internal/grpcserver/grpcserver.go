@@ -66,26 +66,20 @@ func New(cfg Config) *Server {
 		}
 		return ctx
 	}
+	// guard turns a panic into codes.Internal and logs failed calls.
+	guard := func(method string, start time.Time, err *error) {
+		if p := recover(); p != nil {
+			log.Error("panic in rpc", "method", method, "panic", p, "stack", string(debug.Stack()))
+			*err = status.Error(codes.Internal, "internal error")
+		}
+		logResult(log, method, start, *err)
+	}
 	unary := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
-		start := time.Now()
-		defer func() {
-			if p := recover(); p != nil {
-				log.Error("panic in rpc", "method", info.FullMethod, "panic", p, "stack", string(debug.Stack()))
-				err = status.Error(codes.Internal, "internal error")
-			}
-			logResult(log, info.FullMethod, start, err)
-		}()
+		defer guard(info.FullMethod, time.Now(), &err)
 		return h(mark(ctx), req)
 	}
 	stream := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) (err error) {
-		start := time.Now()
-		defer func() {
-			if p := recover(); p != nil {
-				log.Error("panic in rpc", "method", info.FullMethod, "panic", p, "stack", string(debug.Stack()))
-				err = status.Error(codes.Internal, "internal error")
-			}
-			logResult(log, info.FullMethod, start, err)
-		}()
+		defer guard(info.FullMethod, time.Now(), &err)
 		return h(srv, &markedStream{ServerStream: ss, ctx: mark(ss.Context())})
 	}
 	opts := append([]grpc.ServerOption{
