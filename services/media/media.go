@@ -331,9 +331,12 @@ type origin struct {
 	expected int
 	ready    chan struct{}
 
-	mu         sync.Mutex
-	tracks     []*forwarder
-	players    map[*session]struct{}
+	mu      sync.Mutex
+	tracks  []*forwarder
+	players map[*session]struct{}
+	// watching mirrors len(players) for the per-packet egress count, which
+	// must not take mu.
+	watching   atomic.Int64
 	registered bool
 	stopRoom   func()
 	why        *streamv1.DeleteReason
@@ -380,10 +383,7 @@ func (f *forwarder) run() {
 		// A write error is one player's closed connection; the others
 		// were written.
 		_ = f.local.WriteRTP(pkt)
-		f.o.mu.Lock()
-		n := len(f.o.players)
-		f.o.mu.Unlock()
-		f.o.s.Egress.Add(int64(n))
+		f.o.s.Egress.Add(f.o.watching.Load())
 	}
 }
 
@@ -419,6 +419,7 @@ func (o *origin) end(reason streamv1.DeleteReason) {
 		players = append(players, p)
 	}
 	o.players = nil
+	o.watching.Store(0)
 	registered := o.registered
 	o.registered = false
 	stopRoom := o.stopRoom
@@ -726,6 +727,7 @@ func (s *Server) Play(ctx context.Context, req *mediav1.PlayRequest) (*mediav1.P
 	ss.onEnd = append(ss.onEnd, func() {
 		o.mu.Lock()
 		delete(o.players, ss)
+		o.watching.Store(int64(len(o.players)))
 		o.mu.Unlock()
 	})
 	sdpAnswer, err := answer(ctx, pc, req.GetSdpOffer())
@@ -741,6 +743,7 @@ func (s *Server) Play(ctx context.Context, req *mediav1.PlayRequest) (*mediav1.P
 	gone := o.players == nil
 	if !gone {
 		o.players[ss] = struct{}{}
+		o.watching.Store(int64(len(o.players)))
 	}
 	o.mu.Unlock()
 	if gone {
