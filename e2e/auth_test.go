@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"encoding/base64"
-	"net/http/httptest"
 	"os/exec"
 	"strings"
 	"testing"
@@ -14,7 +13,6 @@ import (
 	"net/http"
 
 	"github.com/onair-dev/onair/errcode"
-	"github.com/onair-dev/onair/gateway"
 	"github.com/onair-dev/onair/internal/discovery"
 	authv1 "github.com/onair-dev/onair/proto/onair/auth/v1"
 	"github.com/onair-dev/onair/token04"
@@ -90,13 +88,7 @@ func TestTokenFromCLIVerifiesOverGRPCAndREST(t *testing.T) {
 	}
 	cliToken := strings.TrimSpace(string(out))
 	ctx := context.Background()
-	gw, err := gateway.New(ctx, gateway.Config{Etcd: c.Etcd})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { gw.Close() })
-	web := httptest.NewServer(gw)
-	t.Cleanup(web.Close)
+	web := restGateway(t, c)
 	client := authv1.NewAuthServiceClient(c.Dial(discovery.Auth, false))
 
 	expired, _ := token04.Mint(testcluster.AppID, "bob", testcluster.Secret, time.Second, &token04.Options{Now: func() time.Time { return time.Now().Add(-time.Hour) }})
@@ -159,14 +151,7 @@ func TestTokenFromCLIVerifiesOverGRPCAndREST(t *testing.T) {
 func TestAdminRPCsNeedAdminKey(t *testing.T) {
 	c := newCluster(t)
 	c.Start(discovery.Auth)
-	ctx := context.Background()
-	gw, err := gateway.New(ctx, gateway.Config{Etcd: c.Etcd})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { gw.Close() })
-	web := httptest.NewServer(gw)
-	t.Cleanup(web.Close)
+	web := restGateway(t, c)
 	post := func(key string) (int, map[string]any) {
 		req, _ := http.NewRequest("POST", web.URL+"/v1/apps", strings.NewReader(`{"name":"x"}`))
 		req.Header.Set("Authorization", "Bearer "+c.Token("u", nil))

@@ -6,14 +6,12 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/onair-dev/onair/errcode"
-	"github.com/onair-dev/onair/gateway"
 	"github.com/onair-dev/onair/internal/discovery"
 	"github.com/onair-dev/onair/internal/testcluster"
 	authv1 "github.com/onair-dev/onair/proto/onair/auth/v1"
@@ -151,13 +149,7 @@ func TestTokenExpiry(t *testing.T) {
 // Room events over REST: newline-delimited JSON through the gateway.
 func TestRoomEventsOverREST(t *testing.T) {
 	rc := newRoomCluster(t)
-	gw, err := gateway.New(context.Background(), gateway.Config{Etcd: rc.Etcd})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { gw.Close() })
-	web := httptest.NewServer(gw)
-	t.Cleanup(web.Close)
+	web := restGateway(t, rc.Cluster)
 	login := func(user string) string {
 		body := `{"app_id":` + itoa(testcluster.AppID) + `,"user":{"user_id":"` + user + `","user_name":"` + user +
 			`"},"token":"` + rc.Token(user, nil) + `","config":{"is_user_status_notify":true}}`

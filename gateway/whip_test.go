@@ -157,17 +157,6 @@ func (r *roomWatcher) has(s string) bool {
 	return false
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestWHIPWHEP: a WHIP publisher (plain HTTP + pion) goes live in a room it
 // never logged into; a WHEP player receives decodable VP8 frames; DELETE
 // ends the stream; and the status codes of RFC 9725 where due.
@@ -234,8 +223,8 @@ func TestWHIPWHEP(t *testing.T) {
 	if err := pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the WHIP user in the room", func() bool { return w.has("user Add encoder") })
-	waitFor(t, "the WHIP stream in the room", func() bool { return w.has("stream Add cam encoder") })
+	testcluster.Eventually(t, "the WHIP user in the room", func() bool { return w.has("user Add encoder") })
+	testcluster.Eventually(t, "the WHIP stream in the room", func() bool { return w.has("stream Add cam encoder") })
 
 	// Another user publishing the same stream ID: 409.
 	pub2 := peer(t)
@@ -296,9 +285,9 @@ func TestWHIPWHEP(t *testing.T) {
 	if err := player.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "a decodable keyframe over WHEP", func() bool { return keyframes.Load() > 0 })
-	waitFor(t, "30 frames over WHEP", func() bool { return frames.Load() >= 30 })
-	waitFor(t, "audio over WHEP", func() bool { return audio.Load() > 10 })
+	testcluster.Eventually(t, "a decodable keyframe over WHEP", func() bool { return keyframes.Load() > 0 })
+	testcluster.Eventually(t, "30 frames over WHEP", func() bool { return frames.Load() >= 30 })
+	testcluster.Eventually(t, "audio over WHEP", func() bool { return audio.Load() > 10 })
 
 	// Trickle is acknowledged; ICE restart is not supported.
 	patch := func(loc, ct, ifMatch string) int {
@@ -336,9 +325,9 @@ func TestWHIPWHEP(t *testing.T) {
 	if s := del(pubLoc); s != http.StatusOK {
 		t.Fatalf("DELETE the WHIP session: %d", s)
 	}
-	waitFor(t, "the stream's Delete", func() bool { return w.has("stream Delete cam encoder") })
-	waitFor(t, "the WHIP user's Delete", func() bool { return w.has("user Delete encoder") })
-	waitFor(t, "the WHEP player closed", func() bool {
+	testcluster.Eventually(t, "the stream's Delete", func() bool { return w.has("stream Delete cam encoder") })
+	testcluster.Eventually(t, "the WHIP user's Delete", func() bool { return w.has("user Delete encoder") })
+	testcluster.Eventually(t, "the WHEP player closed", func() bool {
 		s := player.ConnectionState()
 		return s == webrtc.PeerConnectionStateClosed || s == webrtc.PeerConnectionStateFailed || s == webrtc.PeerConnectionStateDisconnected
 	})
