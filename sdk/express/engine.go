@@ -117,7 +117,8 @@ func (e *Engine) LoginRoom(ctx context.Context, roomID string, user User, config
 		return errcode.Newf(errcode.LoginTwice, "already logged into room %q: log out first", e.room.roomID)
 	}
 	rs := &roomSession{e: e, roomID: roomID, user: user, config: config,
-		users: map[string]User{}, streams: map[string]Stream{}}
+		users:   newKnown(func(u User) string { return u.UserID }),
+		streams: newKnown(func(st Stream) string { return st.StreamID })}
 	e.room = rs
 	e.mu.Unlock()
 

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"sort"
 	"sync"
 	"time"
 
@@ -35,8 +34,8 @@ type roomSession struct {
 
 	// users and streams are what the handler currently knows; only the
 	// session goroutine touches them.
-	users    map[string]User
-	streams  map[string]Stream
+	users    known[User]
+	streams  known[Stream]
 	loggedIn bool
 }
 
@@ -225,14 +224,7 @@ func (rs *roomSession) handle(ev *roomv1.RoomEvent) bool {
 			rs.deleteStreams(fromStreams(u.GetStreams()), u.GetExtendedData())
 		}
 	case *roomv1.RoomEvent_StreamExtraInfoUpdate:
-		var changed []Stream
-		for _, st := range fromStreams(x.StreamExtraInfoUpdate.GetStreams()) {
-			if _, ok := rs.streams[st.StreamID]; ok {
-				rs.streams[st.StreamID] = st
-				changed = append(changed, st)
-			}
-		}
-		if len(changed) > 0 {
+		if changed := rs.streams.update(fromStreams(x.StreamExtraInfoUpdate.GetStreams())); len(changed) > 0 {
 			rs.e.emit(func(h EventHandler) { h.OnRoomStreamExtraInfoUpdate(changed, room) })
 		}
 	case *roomv1.RoomEvent_RoomExtraInfoUpdate:
@@ -272,32 +264,16 @@ func (rs *roomSession) handle(ev *roomv1.RoomEvent) bool {
 // was told.
 func (rs *roomSession) reconcile(snap *roomv1.Snapshot) {
 	room := rs.roomID
-	users := map[string]User{}
-	for _, u := range fromUsers(snap.GetUsers()) {
-		users[u.UserID] = u
-	}
-	streams := map[string]Stream{}
-	for _, st := range fromStreams(snap.GetStreams()) {
-		streams[st.StreamID] = st
-	}
-	var goneStreams []Stream
-	for id, st := range rs.streams {
-		if _, ok := streams[id]; !ok {
-			goneStreams = append(goneStreams, st)
-		}
-	}
-	rs.deleteStreams(goneStreams, "{}")
+	users := fromUsers(snap.GetUsers())
+	rs.users.sort(users)
+	streams := fromStreams(snap.GetStreams())
+	rs.streams.sort(streams)
+	rs.deleteStreams(rs.streams.absentFrom(streams), "{}")
 	if rs.config.IsUserStatusNotify {
-		var goneUsers []User
-		for id, u := range rs.users {
-			if _, ok := users[id]; !ok {
-				goneUsers = append(goneUsers, u)
-			}
-		}
-		rs.deleteUsers(goneUsers)
-		rs.addUsers(sortedUsers(users))
+		rs.deleteUsers(rs.users.absentFrom(users))
+		rs.addUsers(users)
 	}
-	rs.addStreams(sortedStreams(streams))
+	rs.addStreams(streams)
 	if !rs.loggedIn {
 		rs.loggedIn = true
 		if infos := snap.GetExtraInfo(); len(infos) > 0 {
@@ -311,60 +287,32 @@ func (rs *roomSession) reconcile(snap *roomv1.Snapshot) {
 	}
 }
 
+func (rs *roomSession) ownUser(u User) bool      { return u.UserID == rs.user.UserID }
+func (rs *roomSession) ownStream(st Stream) bool { return st.User.UserID == rs.user.UserID }
+
 func (rs *roomSession) addUsers(in []User) {
-	var out []User
-	for _, u := range in {
-		if _, ok := rs.users[u.UserID]; ok || u.UserID == rs.user.UserID {
-			continue
-		}
-		rs.users[u.UserID] = u
-		out = append(out, u)
-	}
-	if len(out) > 0 {
+	if out := rs.users.add(in, rs.ownUser); len(out) > 0 {
 		room := rs.roomID
 		rs.e.emit(func(h EventHandler) { h.OnRoomUserUpdate(UpdateTypeAdd, out, room) })
 	}
 }
 
 func (rs *roomSession) deleteUsers(in []User) {
-	var out []User
-	for _, u := range in {
-		if _, ok := rs.users[u.UserID]; !ok {
-			continue
-		}
-		delete(rs.users, u.UserID)
-		out = append(out, u)
-	}
-	if len(out) > 0 {
+	if out := rs.users.remove(in); len(out) > 0 {
 		room := rs.roomID
 		rs.e.emit(func(h EventHandler) { h.OnRoomUserUpdate(UpdateTypeDelete, out, room) })
 	}
 }
 
 func (rs *roomSession) addStreams(in []Stream) {
-	var out []Stream
-	for _, st := range in {
-		if _, ok := rs.streams[st.StreamID]; ok || st.User.UserID == rs.user.UserID {
-			continue
-		}
-		rs.streams[st.StreamID] = st
-		out = append(out, st)
-	}
-	if len(out) > 0 {
+	if out := rs.streams.add(in, rs.ownStream); len(out) > 0 {
 		room := rs.roomID
 		rs.e.emit(func(h EventHandler) { h.OnRoomStreamUpdate(UpdateTypeAdd, out, "{}", room) })
 	}
 }
 
 func (rs *roomSession) deleteStreams(in []Stream, extended string) {
-	var out []Stream
-	for _, st := range in {
-		if _, ok := rs.streams[st.StreamID]; !ok {
-			continue
-		}
-		delete(rs.streams, st.StreamID)
-		out = append(out, st)
-	}
+	out := rs.streams.remove(in)
 	if len(out) > 0 {
 		if extended == "{}" || extended == "" {
 			extended = deleteReasonData(out, int(streamv1.DeleteReason_DELETE_REASON_STOPPED))
@@ -410,23 +358,5 @@ func fromInfos(in []*roomv1.RoomExtraInfo) []RoomExtraInfo {
 			UpdateUser: User{UserID: ri.GetUpdateUser().GetUserId(), UserName: ri.GetUpdateUser().GetUserName()},
 			UpdateTime: time.UnixMilli(ri.GetUpdateTimeMs())}
 	}
-	return out
-}
-
-func sortedUsers(m map[string]User) []User {
-	out := make([]User, 0, len(m))
-	for _, u := range m {
-		out = append(out, u)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].UserID < out[j].UserID })
-	return out
-}
-
-func sortedStreams(m map[string]Stream) []Stream {
-	out := make([]Stream, 0, len(m))
-	for _, st := range m {
-		out = append(out, st)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].StreamID < out[j].StreamID })
 	return out
 }
