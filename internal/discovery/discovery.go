@@ -1,5 +1,5 @@
 // Package discovery registers service instances in etcd and dials services
-// by name through etcd's gRPC naming resolver.
+// by name: a gRPC resolver follows the registered instances in etcd.
 //
 // Every instance holds one lease. Its discovery entry is attached to that
 // lease, so an instance that dies drops out of every caller's rotation when
@@ -17,7 +17,6 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/naming/endpoints"
-	"go.etcd.io/etcd/client/v3/naming/resolver"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 )
@@ -147,17 +146,12 @@ func (r *Registration) Close(ctx context.Context) error {
 // Dial returns a client connection to service that follows its registered
 // instances and balances calls over them round-robin.
 func Dial(cli *clientv3.Client, service string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
-	b, err := resolver.NewBuilder(cli)
-	if err != nil {
-		return nil, err
-	}
 	all := append([]grpc.DialOption{
-		grpc.WithResolvers(b),
+		grpc.WithResolvers(builder{cli: cli}),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
 	}, opts...)
-	// The resolver drops the path's leading slash, hence the extra one.
-	return grpc.NewClient("etcd:///"+prefix(service), all...)
+	return grpc.NewClient(scheme+"://"+prefix(service), all...)
 }
 
 // Instances lists the registered addresses of service and their metadata.
