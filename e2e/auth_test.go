@@ -180,3 +180,24 @@ func TestAdminRPCsNeedAdminKey(t *testing.T) {
 		t.Fatalf("created app = %v", app)
 	}
 }
+
+// A service with no instance running answers 503 at once, not after the
+// client's timeout.
+func TestMissingServiceIs503(t *testing.T) {
+	c := newCluster(t)
+	c.Start(discovery.Auth) // no media edge
+	web := restGateway(t, c)
+	client := &http.Client{Timeout: 20 * time.Second}
+	resp, err := client.Post(web.URL+"/v1/media/play", "application/json", strings.NewReader(`{"app_id":1,"stream_id":"s"}`))
+	if err != nil {
+		t.Fatalf("no answer: %v", err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Code int `json:"code"`
+	}
+	decodeJSON(t, resp, &body)
+	if resp.StatusCode != http.StatusServiceUnavailable || errcode.Code(body.Code) != errcode.ServiceUnavailable {
+		t.Errorf("got %d code %d, want 503 code %d", resp.StatusCode, body.Code, errcode.ServiceUnavailable)
+	}
+}
