@@ -175,6 +175,19 @@ func (s *Server) get(ctx context.Context, key string, opts ...clientv3.OpOption)
 	return st, resp.Kvs[0].ModRevision, nil
 }
 
+// live reads a stream that is live, with its mod revision, or fails with
+// 1004002.
+func (s *Server) live(ctx context.Context, appID uint32, streamID string) (*streamv1.Stream, int64, error) {
+	st, rev, err := s.get(ctx, keys.Stream(appID, streamID))
+	if err != nil {
+		return nil, 0, err
+	}
+	if st == nil || st.Ended {
+		return nil, 0, errcode.Newf(errcode.StreamNotFound, "stream %q does not exist", streamID)
+	}
+	return st, rev, nil
+}
+
 // authorizeOwner lets internal callers through and checks that a client is
 // the stream's publisher with a valid token.
 func (s *Server) authorizeOwner(ctx context.Context, st *streamv1.Stream, userID, token string) error {
@@ -197,12 +210,9 @@ func (s *Server) authorizeOwner(ctx context.Context, st *streamv1.Stream, userID
 func (s *Server) UnregisterStream(ctx context.Context, req *streamv1.UnregisterStreamRequest) (*streamv1.UnregisterStreamResponse, error) {
 	idKey := keys.Stream(req.GetAppId(), req.GetStreamId())
 	for {
-		st, rev, err := s.get(ctx, idKey)
+		st, rev, err := s.live(ctx, req.GetAppId(), req.GetStreamId())
 		if err != nil {
 			return nil, err
-		}
-		if st == nil || st.Ended {
-			return nil, errcode.Newf(errcode.StreamNotFound, "stream %q does not exist", req.GetStreamId())
 		}
 		if err := s.authorizeOwner(ctx, st, req.GetUserId(), req.GetToken()); err != nil {
 			return nil, err
@@ -235,12 +245,9 @@ func (s *Server) UnregisterStream(ctx context.Context, req *streamv1.UnregisterS
 
 // GetStream returns a live stream or 1004002.
 func (s *Server) GetStream(ctx context.Context, req *streamv1.GetStreamRequest) (*streamv1.GetStreamResponse, error) {
-	st, _, err := s.get(ctx, keys.Stream(req.GetAppId(), req.GetStreamId()))
+	st, _, err := s.live(ctx, req.GetAppId(), req.GetStreamId())
 	if err != nil {
 		return nil, err
-	}
-	if st == nil || st.Ended {
-		return nil, errcode.Newf(errcode.StreamNotFound, "stream %q does not exist", req.GetStreamId())
 	}
 	return &streamv1.GetStreamResponse{Stream: st}, nil
 }
@@ -284,12 +291,9 @@ func (s *Server) SetStreamExtraInfo(ctx context.Context, req *streamv1.SetStream
 	}
 	idKey := keys.Stream(req.GetAppId(), req.GetStreamId())
 	for {
-		st, rev, err := s.get(ctx, idKey)
+		st, rev, err := s.live(ctx, req.GetAppId(), req.GetStreamId())
 		if err != nil {
 			return nil, err
-		}
-		if st == nil || st.Ended {
-			return nil, errcode.Newf(errcode.StreamNotFound, "stream %q does not exist", req.GetStreamId())
 		}
 		if err := s.authorizeOwner(ctx, st, req.GetUserId(), req.GetToken()); err != nil {
 			return nil, err
