@@ -15,7 +15,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/onair-dev/onair/gateway"
-	"github.com/onair-dev/onair/internal/embedetcd"
+	"github.com/onair-dev/onair/internal/etcdclient"
 	"github.com/onair-dev/onair/internal/node"
 	"github.com/onair-dev/onair/internal/telemetry"
 	"github.com/onair-dev/onair/services/room"
@@ -115,7 +115,7 @@ func runGateway(ctx context.Context, args []string) error {
 // connect opens the etcd client and the telemetry of a role's process;
 // done closes both.
 func connect(ctx context.Context, endpoints, service string) (*clientv3.Client, *telemetry.Providers, func(), error) {
-	cli, err := embedetcd.NewClient(endpoints)
+	cli, err := etcdclient.New(etcdclient.Config{Endpoints: etcdclient.ParseEndpoints(endpoints)})
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -7,12 +7,13 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+
+	"github.com/onair-dev/onair/internal/etcdclient"
 )
 
 // Config describes an embedded member. Zero values give a single-member
@@ -97,7 +98,7 @@ func (s *Server) Endpoints() []string { return s.endpoints }
 
 // Client returns a new client of the member; the caller closes it.
 func (s *Server) Client() (*clientv3.Client, error) {
-	return clientv3.New(clientv3.Config{Endpoints: s.endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	return etcdclient.New(etcdclient.Config{Endpoints: s.endpoints})
 }
 
 // Close stops the member.
@@ -114,15 +115,4 @@ func freeAddr() (string, error) {
 	}
 	defer l.Close()
 	return l.Addr().String(), nil
-}
-
-// NewClient connects to a comma-separated list of endpoints.
-func NewClient(endpoints string) (*clientv3.Client, error) {
-	var eps []string
-	for _, e := range strings.Split(endpoints, ",") {
-		if e = strings.TrimSpace(e); e != "" {
-			eps = append(eps, e)
-		}
-	}
-	return clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 }

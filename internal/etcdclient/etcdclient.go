@@ -1,0 +1,176 @@
+// Package etcdclient opens the etcd client every OnAir process uses, made
+// to fail fast when etcd cannot serve.
+//
+// A plain clientv3 call waits for its caller's deadline when the member it
+// talks to has lost its leader or is stopped: it retries reads and blocks
+// writes. OnAir answers users, so every unary call (KV and lease) carries
+// etcd's require-leader flag, which makes a leaderless member refuse at
+// once, and a short deadline of its own, which bounds a call to a stalled
+// member. Watches and lease keep-alives are long-lived and left alone; the
+// code that holds them recovers them itself.
+package etcdclient
+
+import (
+	"context"
+	"crypto/tls"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// DefaultCallTimeout bounds one etcd call. A healthy etcd answers in
+// milliseconds; this leaves room for a leader election (about a second)
+// and still lets a request that needs etcd fail within two seconds.
+const DefaultCallTimeout = 1500 * time.Millisecond
+
+// Config says how to reach etcd.
+type Config struct {
+	// Endpoints are the members' client URLs.
+	Endpoints []string
+	// TLS, when set, is used to connect to the members.
+	TLS *tls.Config
+	// CallTimeout bounds every unary call; DefaultCallTimeout if zero.
+	CallTimeout time.Duration
+}
+
+// ParseEndpoints splits a comma-separated endpoint list, as flags give it.
+func ParseEndpoints(s string) []string {
+	var eps []string
+	for _, e := range strings.Split(s, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			eps = append(eps, e)
+		}
+	}
+	return eps
+}
+
+// New connects to etcd. The connection is lazy: New does not wait for a
+// member to answer.
+func New(cfg Config) (*clientv3.Client, error) {
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   cfg.Endpoints,
+		TLS:         cfg.TLS,
+		DialTimeout: 5 * time.Second,
+		// Probing the connection finds a stopped member within seconds, so
+		// calls stop going to it.
+		DialKeepAliveTime:    2 * time.Second,
+		DialKeepAliveTimeout: 2 * time.Second,
+		Logger:               zap.NewNop(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	timeout := cfg.CallTimeout
+	if timeout <= 0 {
+		timeout = DefaultCallTimeout
+	}
+	cli.KV = &kv{KV: cli.KV, timeout: timeout}
+	cli.Lease = &lease{Lease: cli.Lease, timeout: timeout}
+	return cli, nil
+}
+
+// bound gives a call the require-leader flag and the call deadline, unless
+// the caller's deadline is sooner.
+func bound(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(clientv3.WithRequireLeader(ctx), timeout)
+}
+
+type kv struct {
+	clientv3.KV
+	timeout time.Duration
+}
+
+func (k *kv) Put(ctx context.Context, key, val string, opts ...clientv3.OpOption) (*clientv3.PutResponse, error) {
+	ctx, cancel := bound(ctx, k.timeout)
+	defer cancel()
+	return k.KV.Put(ctx, key, val, opts...)
+}
+
+func (k *kv) Get(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
+	ctx, cancel := bound(ctx, k.timeout)
+	defer cancel()
+	return k.KV.Get(ctx, key, opts...)
+}
+
+func (k *kv) Delete(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.DeleteResponse, error) {
+	ctx, cancel := bound(ctx, k.timeout)
+	defer cancel()
+	return k.KV.Delete(ctx, key, opts...)
+}
+
+func (k *kv) Compact(ctx context.Context, rev int64, opts ...clientv3.CompactOption) (*clientv3.CompactResponse, error) {
+	ctx, cancel := bound(ctx, k.timeout)
+	defer cancel()
+	return k.KV.Compact(ctx, rev, opts...)
+}
+
+func (k *kv) Do(ctx context.Context, op clientv3.Op) (clientv3.OpResponse, error) {
+	ctx, cancel := bound(ctx, k.timeout)
+	defer cancel()
+	return k.KV.Do(ctx, op)
+}
+
+// Txn collects the transaction and bounds only its Commit: the context
+// given here is the one the commit runs under.
+func (k *kv) Txn(ctx context.Context) clientv3.Txn {
+	return &txn{ctx: ctx, kv: k}
+}
+
+type txn struct {
+	ctx              context.Context
+	kv               *kv
+	cmps             []clientv3.Cmp
+	thenOps, elseOps []clientv3.Op
+}
+
+func (t *txn) If(cs ...clientv3.Cmp) clientv3.Txn {
+	t.cmps = append(t.cmps, cs...)
+	return t
+}
+
+func (t *txn) Then(ops ...clientv3.Op) clientv3.Txn {
+	t.thenOps = append(t.thenOps, ops...)
+	return t
+}
+
+func (t *txn) Else(ops ...clientv3.Op) clientv3.Txn {
+	t.elseOps = append(t.elseOps, ops...)
+	return t
+}
+
+func (t *txn) Commit() (*clientv3.TxnResponse, error) {
+	ctx, cancel := bound(t.ctx, t.kv.timeout)
+	defer cancel()
+	return t.kv.KV.Txn(ctx).If(t.cmps...).Then(t.thenOps...).Else(t.elseOps...).Commit()
+}
+
+type lease struct {
+	clientv3.Lease
+	timeout time.Duration
+}
+
+func (l *lease) Grant(ctx context.Context, ttl int64) (*clientv3.LeaseGrantResponse, error) {
+	ctx, cancel := bound(ctx, l.timeout)
+	defer cancel()
+	return l.Lease.Grant(ctx, ttl)
+}
+
+func (l *lease) Revoke(ctx context.Context, id clientv3.LeaseID) (*clientv3.LeaseRevokeResponse, error) {
+	ctx, cancel := bound(ctx, l.timeout)
+	defer cancel()
+	return l.Lease.Revoke(ctx, id)
+}
+
+func (l *lease) TimeToLive(ctx context.Context, id clientv3.LeaseID, opts ...clientv3.LeaseOption) (*clientv3.LeaseTimeToLiveResponse, error) {
+	ctx, cancel := bound(ctx, l.timeout)
+	defer cancel()
+	return l.Lease.TimeToLive(ctx, id, opts...)
+}
+
+func (l *lease) KeepAliveOnce(ctx context.Context, id clientv3.LeaseID) (*clientv3.LeaseKeepAliveResponse, error) {
+	ctx, cancel := bound(ctx, l.timeout)
+	defer cancel()
+	return l.Lease.KeepAliveOnce(ctx, id)
+}
