@@ -59,6 +59,10 @@ type Config struct {
 	DialOptions []grpc.DialOption
 	// Logger receives access logs at Debug level; nil means slog.Default().
 	Logger *slog.Logger
+	// Ready, when set, answers GET /readyz (503 while it says false): in
+	// `onair dev` it is the node's registration. /healthz is liveness and
+	// stays ok.
+	Ready func() bool
 }
 
 // Gateway is an http.Handler serving OnAir's HTTP API.
@@ -146,6 +150,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 
 	g.mux.HandleFunc("GET /openapi.json", serveOpenAPI)
 	g.mux.HandleFunc("GET /healthz", serveHealthz)
+	g.mux.Handle("GET /readyz", ReadyHandler(cfg.Ready))
 	if cfg.Telemetry != nil {
 		g.mux.Handle("GET /metrics", cfg.Telemetry.MetricsHandler())
 	}
@@ -200,6 +205,22 @@ func (g *Gateway) route(w http.ResponseWriter, r *http.Request) {
 func serveOpenAPI(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(openAPI)
+}
+
+// ReadyHandler answers a readiness probe: 200 "ready" while ready reports
+// true (or is nil), 503 "not ready" otherwise, so a load balancer or
+// Kubernetes stops sending to a process that is not registered while
+// leaving it running to heal.
+func ReadyHandler(ready func() bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if ready != nil && !ready() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("not ready: not registered in discovery\n"))
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
 }
 
 // serveHealthz reports that the gateway process serves HTTP. It does not

@@ -73,7 +73,7 @@ func runDev(ctx context.Context, args []string) error {
 	if _, err := n.AuthServer.EnsureApp(ctx, app.AppID, app.Secret); err != nil {
 		return err
 	}
-	web, closeGateway, err := startGateway(ctx, cli, tel, sf.httpAddr)
+	web, closeGateway, err := startGateway(ctx, cli, tel, sf.httpAddr, n.Ready)
 	if err != nil {
 		return err
 	}

@@ -80,6 +80,7 @@ func runRole(ctx context.Context, role string, args []string) error {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", tel.MetricsHandler())
 		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+		mux.Handle("GET /readyz", gateway.ReadyHandler(n.Ready))
 		if web, err = serveHTTP(sf.httpAddr, mux); err != nil {
 			return err
 		}
@@ -103,7 +104,7 @@ func runGateway(ctx context.Context, args []string) error {
 		return err
 	}
 	defer done()
-	web, closeGateway, err := startGateway(ctx, cli, tel, sf.httpAddr)
+	web, closeGateway, err := startGateway(ctx, cli, tel, sf.httpAddr, nil)
 	if err != nil {
 		return err
 	}
@@ -130,8 +131,8 @@ func connect(ctx context.Context, endpoints, service string) (*clientv3.Client, 
 // startGateway serves REST for every RPC, the OpenAPI document, metrics and
 // WHIP/WHEP on addr. closeGateway releases its connections once the HTTP
 // server has been shut down.
-func startGateway(ctx context.Context, cli *clientv3.Client, tel *telemetry.Providers, addr string) (web *http.Server, closeGateway func(), err error) {
-	gw, err := gateway.New(ctx, gateway.Config{Etcd: cli, Telemetry: tel})
+func startGateway(ctx context.Context, cli *clientv3.Client, tel *telemetry.Providers, addr string, ready func() bool) (web *http.Server, closeGateway func(), err error) {
+	gw, err := gateway.New(ctx, gateway.Config{Etcd: cli, Telemetry: tel, Ready: ready})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -21,22 +22,29 @@ const scheme = "onair-etcd"
 // first instance appears, so a call to a service with no instance waits
 // for its deadline; this one reports the empty list at once, and a call
 // fails fast with Unavailable instead, which the gateway turns into 503.
-type builder struct{ cli *clientv3.Client }
+//
+// It counts what it reports, so a failed call can say whether the service
+// has no instance at all or none that answers.
+type builder struct {
+	cli       *clientv3.Client
+	instances *atomic.Int64
+}
 
 func (b builder) Scheme() string { return scheme }
 
 func (b builder) Build(target resolver.Target, cc resolver.ClientConn, _ resolver.BuildOptions) (resolver.Resolver, error) {
 	prefix := strings.TrimSuffix(target.URL.Path, "/") + "/"
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &etcdResolver{cancel: cancel}
+	r := &etcdResolver{cancel: cancel, instances: b.instances}
 	r.wg.Add(1)
 	go r.run(ctx, b.cli, prefix, cc)
 	return r, nil
 }
 
 type etcdResolver struct {
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	instances *atomic.Int64
 }
 
 // run reads the prefix, reports it, and then follows every change, reading
@@ -54,7 +62,7 @@ func (r *etcdResolver) run(ctx context.Context, cli *clientv3.Client, prefix str
 		for _, kv := range resp.Kvs {
 			addrs[string(kv.Key)] = addrOf(kv.Value)
 		}
-		report(cc, addrs)
+		r.report(cc, addrs)
 		wctx, stop := context.WithCancel(clientv3.WithRequireLeader(ctx))
 		for w := range cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1)) {
 			if w.Err() != nil {
@@ -67,7 +75,7 @@ func (r *etcdResolver) run(ctx context.Context, cli *clientv3.Client, prefix str
 					addrs[string(ev.Kv.Key)] = addrOf(ev.Kv.Value)
 				}
 			}
-			report(cc, addrs)
+			r.report(cc, addrs)
 		}
 		stop()
 		pause(ctx)
@@ -91,12 +99,15 @@ func addrOf(value []byte) string {
 	return ep.Addr
 }
 
-func report(cc resolver.ClientConn, addrs map[string]string) {
+func (r *etcdResolver) report(cc resolver.ClientConn, addrs map[string]string) {
 	var eps []resolver.Endpoint
 	for _, a := range addrs {
 		if a != "" {
 			eps = append(eps, resolver.Endpoint{Addresses: []resolver.Address{{Addr: a}}})
 		}
+	}
+	if r.instances != nil {
+		r.instances.Store(int64(len(eps)))
 	}
 	_ = cc.UpdateState(resolver.State{Endpoints: eps})
 }

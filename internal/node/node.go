@@ -78,13 +78,17 @@ type AuthConfig struct {
 
 // Node is a running set of roles.
 type Node struct {
-	cfg   Config
-	lis   net.Listener
-	srv   *grpcserver.Server
-	regs  []*discovery.Registration
-	conns []*grpc.ClientConn
-	stops []func()
-	done  chan error
+	cfg  Config
+	lis  net.Listener
+	srv  *grpcserver.Server
+	inst *discovery.Instance
+	// services are the gRPC service names the roles registered, whose
+	// health follows the instance's lease.
+	mu       sync.Mutex
+	services []string
+	conns    []*grpc.ClientConn
+	stops    []func()
+	done     chan error
 
 	// AuthServer is the auth service when the node runs the auth role.
 	AuthServer *auth.Server
@@ -122,6 +126,12 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 		addr = lis.Addr().String()
 	}
 	n.addr = addr
+	// The lease comes first: a media edge's streams live under it.
+	n.inst, err = discovery.NewInstance(ctx, cfg.Etcd, discovery.InstanceConfig{
+		TTL: cfg.LeaseTTL, Logger: cfg.Logger, OnServing: n.setServing})
+	if err != nil {
+		return nil, err
+	}
 	for _, role := range cfg.Roles {
 		if err := n.startRole(ctx, role); err != nil {
 			return nil, fmt.Errorf("role %s: %w", role, err)
@@ -130,17 +140,43 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	go func() { n.done <- n.srv.Server.Serve(lis) }()
 	for _, role := range cfg.Roles {
 		if role == discovery.Media {
-			continue // registered by startRole: its streams need the lease
+			continue // advertised by startMedia, with its load
 		}
-		reg, err := discovery.Register(ctx, cfg.Etcd, role, addr, cfg.LeaseTTL, nil)
-		if err != nil {
+		if _, err := n.inst.Advertise(ctx, role, addr, nil); err != nil {
 			return nil, err
 		}
-		n.regs = append(n.regs, reg)
 	}
-	n.srv.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	n.setServing(n.inst.Serving())
 	return n, nil
 }
+
+// serve marks a gRPC service as one of the node's; its health follows the
+// node's lease from then on.
+func (n *Node) serve(service string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.services = append(n.services, service)
+	n.srv.Health.SetServingStatus(service, healthpb.HealthCheckResponse_SERVING)
+}
+
+// setServing reports the instance's state in gRPC health: NOT_SERVING
+// while the node has no lease, so balancers and probes that read health
+// stop sending to it until it is registered again.
+func (n *Node) setServing(serving bool) {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if serving {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, svc := range append([]string{""}, n.services...) {
+		n.srv.Health.SetServingStatus(svc, st)
+	}
+}
+
+// Ready reports whether the node is registered in discovery with
+// everything it attaches to its lease: what a readiness probe asks.
+func (n *Node) Ready() bool { return n.inst != nil && n.inst.Serving() }
 
 // dial connects to another service through discovery, as another process
 // would, so a node behaves the same whether its peers are local or not.
@@ -162,7 +198,7 @@ func (n *Node) startRole(ctx context.Context, role string) error {
 	case discovery.Auth:
 		n.AuthServer = auth.New(auth.Config{Etcd: n.cfg.Etcd, AdminKey: n.cfg.Auth.AdminKey, DebugTokens: n.cfg.Auth.DebugTokens})
 		authv1.RegisterAuthServiceServer(n.srv.Server, n.AuthServer)
-		n.srv.Health.SetServingStatus(authv1.AuthService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+		n.serve(authv1.AuthService_ServiceDesc.ServiceName)
 	case discovery.Stream:
 		authConn, err := n.dial(discovery.Auth)
 		if err != nil {
@@ -170,7 +206,7 @@ func (n *Node) startRole(ctx context.Context, role string) error {
 		}
 		srv := stream.New(stream.Config{Etcd: n.cfg.Etcd, Auth: authv1.NewAuthServiceClient(authConn)})
 		streamv1.RegisterStreamServiceServer(n.srv.Server, srv)
-		n.srv.Health.SetServingStatus(streamv1.StreamService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+		n.serve(streamv1.StreamService_ServiceDesc.ServiceName)
 	case discovery.Room:
 		authConn, err := n.dial(discovery.Auth)
 		if err != nil {
@@ -187,7 +223,7 @@ func (n *Node) startRole(ctx context.Context, role string) error {
 		n.stops = append(n.stops, n.RoomServer.Close)
 		roomv1.RegisterRoomServiceServer(n.srv.Server, n.RoomServer)
 		roomv1.RegisterRoomServerServiceServer(n.srv.Server, n.RoomServer.ServerAPI())
-		n.srv.Health.SetServingStatus(roomv1.RoomService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+		n.serve(roomv1.RoomService_ServiceDesc.ServiceName)
 	case discovery.Media:
 		return n.startMedia(ctx)
 	default:
@@ -196,9 +232,9 @@ func (n *Node) startRole(ctx context.Context, role string) error {
 	return nil
 }
 
-// startMedia runs a media edge. The edge registers in discovery here, before
-// it serves, because the streams it publishes live under that registration's
-// lease; its load goes into the discovery metadata every few seconds.
+// startMedia runs a media edge. Its streams live under the node's lease,
+// and its load goes into its discovery metadata every few seconds. After a
+// lost lease its streams are registered again under the fresh one.
 func (n *Node) startMedia(ctx context.Context) error {
 	var clients [3]*grpc.ClientConn
 	for i, svc := range []string{discovery.Auth, discovery.Stream, discovery.Room} {
@@ -208,22 +244,28 @@ func (n *Node) startMedia(ctx context.Context) error {
 		}
 		clients[i] = cc
 	}
-	reg, err := discovery.Register(ctx, n.cfg.Etcd, discovery.Media, n.addr, n.cfg.LeaseTTL, map[string]int{"publishers": 0, "players": 0})
-	if err != nil {
-		return err
-	}
-	n.regs = append(n.regs, reg)
 	srv, err := media.New(media.Config{
 		Auth: authv1.NewAuthServiceClient(clients[0]), Streams: streamv1.NewStreamServiceClient(clients[1]),
 		Rooms: roomv1.NewRoomServiceClient(clients[2]), EdgeAddr: n.addr,
-		Lease:   func() int64 { return int64(reg.Lease()) },
+		Lease:   func() int64 { return int64(n.inst.Lease()) },
 		UDPPort: n.cfg.Media.UDPPort, PublicIP: n.cfg.Media.PublicIP, Logger: n.cfg.Logger,
 	})
 	if err != nil {
 		return err
 	}
 	n.MediaServer = srv
+	var once sync.Once
 	stop := make(chan struct{})
+	n.stops = append(n.stops, func() { once.Do(func() { close(stop); srv.Close() }) })
+	if err := n.inst.Attach(ctx, func(ctx context.Context, lease clientv3.LeaseID) error {
+		return srv.Reregister(ctx, int64(lease))
+	}); err != nil {
+		return err
+	}
+	ep, err := n.inst.Advertise(ctx, discovery.Media, n.addr, srv.Load())
+	if err != nil {
+		return err
+	}
 	go func() {
 		t := time.NewTicker(5 * time.Second)
 		defer t.Stop()
@@ -232,24 +274,20 @@ func (n *Node) startMedia(ctx context.Context) error {
 			select {
 			case <-stop:
 				return
-			case <-reg.Done():
-				return
 			case <-t.C:
 			}
 			load := srv.Load()
 			if s := fmt.Sprint(load); s != last {
 				uctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-				if reg.UpdateMeta(uctx, n.addr, load) == nil {
+				if ep.SetMeta(uctx, load) == nil {
 					last = s
 				}
 				cancel()
 			}
 		}
 	}()
-	var once sync.Once
-	n.stops = append(n.stops, func() { once.Do(func() { close(stop); srv.Close() }) })
 	mediav1.RegisterMediaServiceServer(n.srv.Server, srv)
-	n.srv.Health.SetServingStatus(mediav1.MediaService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	n.serve(mediav1.MediaService_ServiceDesc.ServiceName)
 	return nil
 }
 
@@ -266,8 +304,8 @@ func (n *Node) Done() <-chan error { return n.done }
 // stop picking it, then lets in-flight calls finish for up to grace.
 func (n *Node) Stop(ctx context.Context, grace time.Duration) error {
 	var errs []error
-	for _, r := range n.regs {
-		errs = append(errs, r.Close(ctx))
+	if n.inst != nil {
+		errs = append(errs, n.inst.Close(ctx))
 	}
 	n.srv.Health.Shutdown()
 	for i := len(n.stops) - 1; i >= 0; i-- {
@@ -290,8 +328,8 @@ func (n *Node) Stop(ctx context.Context, grace time.Duration) error {
 // Kill stops the node as a crash would: connections cut at once, leases
 // left to expire.
 func (n *Node) Kill() {
-	for _, r := range n.regs {
-		r.Abandon()
+	if n.inst != nil {
+		n.inst.Abandon()
 	}
 	for i := len(n.stops) - 1; i >= 0; i-- {
 		n.stops[i]()

@@ -338,8 +338,13 @@ type origin struct {
 	// must not take mu.
 	watching   atomic.Int64
 	registered bool
-	stopRoom   func()
-	why        *streamv1.DeleteReason
+	// userName and extraInfo are what the stream was registered with, and
+	// lease the lease it lives under: enough to register it again when
+	// the edge's lease is lost (Reregister).
+	userName, extraInfo string
+	lease               int64
+	stopRoom            func()
+	why                 *streamv1.DeleteReason
 }
 
 // forwarder carries one publisher track to the shared local track every
@@ -578,6 +583,7 @@ func (s *Server) Publish(ctx context.Context, req *mediav1.PublishRequest) (*med
 	s.mu.Unlock()
 	o.mu.Lock()
 	o.registered = true
+	o.userName, o.extraInfo, o.lease = userName, req.GetExtraInfo(), lease
 	o.mu.Unlock()
 	if old != nil {
 		// The same publisher again (a retry): the new session takes over.
