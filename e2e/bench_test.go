@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/onair-dev/onair/internal/discovery"
+	"github.com/onair-dev/onair/internal/grpcserver"
 	"github.com/onair-dev/onair/internal/node"
 	roomv1 "github.com/onair-dev/onair/proto/onair/room/v1"
 	streamv1 "github.com/onair-dev/onair/proto/onair/stream/v1"
@@ -40,7 +41,8 @@ func startBench(b *testing.B) (*testcluster.Cluster, [2]roomv1.RoomServiceClient
 		b.Cleanup(func() { cc.Close() })
 		rooms[i] = roomv1.NewRoomServiceClient(cc)
 	}
-	sc, err := discovery.Dial(c.Etcd, discovery.Stream)
+	// The registry is internal; the benchmark publishes as a media edge would.
+	sc, err := discovery.Dial(c.Etcd, discovery.Stream, grpcserver.InternalCredentials(testcluster.InternalKey))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -30,7 +30,9 @@ func newRoomCluster(t *testing.T) *roomCluster {
 	c := newCluster(t)
 	c.Start(discovery.Auth, discovery.Stream)
 	rc := &roomCluster{Cluster: c, t: t, r1: c.Start(discovery.Room), r2: c.Start(discovery.Room)}
-	rc.streams = streamv1.NewStreamServiceClient(c.Dial(discovery.Stream, false))
+	// The registry is internal: the tests publish as a media edge would,
+	// passing the publisher's token on (the registry still checks it).
+	rc.streams = streamv1.NewStreamServiceClient(c.Dial(discovery.Stream, true))
 	return rc
 }
 
@@ -309,7 +311,7 @@ func TestHeartbeatTimeout(t *testing.T) {
 	c.Room.SessionTimeout = 2 * time.Second
 	c.Start(discovery.Auth, discovery.Stream)
 	r := c.Start(discovery.Room)
-	rc := &roomCluster{Cluster: c, t: t, r1: r, r2: r, streams: streamv1.NewStreamServiceClient(c.Dial(discovery.Stream, false))}
+	rc := &roomCluster{Cluster: c, t: t, r1: r, r2: r, streams: streamv1.NewStreamServiceClient(c.Dial(discovery.Stream, true))}
 	ctx := context.Background()
 	rooms := roomv1.NewRoomServiceClient(c.Dial(discovery.Room, false))
 	watch, err := rooms.LoginRoom(ctx, &roomv1.LoginRoomRequest{AppId: testcluster.AppID, RoomId: "hb", Token: c.Token("w", nil),

@@ -80,6 +80,9 @@ const (
 	AppNotFound            Code = 1005004
 	AdminOnly              Code = 1005005
 	ServiceNotEnabled      Code = 1005006
+	// InternalOnly refuses a call that only OnAir services may make (it
+	// needs the internal key); a client or business server never can.
+	InternalOnly Code = 1005007
 )
 
 // grpcCodes maps a vendor code to the gRPC code it travels under; codes not
@@ -100,14 +103,16 @@ var grpcCodes = map[Code]codes.Code{
 	TokenAppIDMismatch: codes.Unauthenticated, TokenUserIDMismatch: codes.Unauthenticated,
 	TokenExpired: codes.Unauthenticated, TokenWrongVersion: codes.Unauthenticated,
 	RoomInternal: codes.Internal, RoomExtraInfoTooLong: codes.InvalidArgument, MessageTooLong: codes.InvalidArgument,
-	SessionNotFound:   codes.NotFound,
+	// A session ID is the client's credential: one that opens nothing is
+	// refused as any other bad credential (HTTP 401), not "not found".
+	SessionNotFound:   codes.Unauthenticated,
 	AlreadyPublishing: codes.AlreadyExists, PublishForbidden: codes.PermissionDenied,
 	StreamIDExists: codes.AlreadyExists, StreamExtraInfoTooLong: codes.InvalidArgument,
 	PublishAuthError: codes.PermissionDenied,
 	StreamNotFound:   codes.NotFound, PlayAuthError: codes.PermissionDenied, TooManyPlays: codes.ResourceExhausted,
 	ServerSignatureInvalid: codes.Unauthenticated, ServerTimestampSkew: codes.Unauthenticated,
 	ServerNonceReplayed: codes.Unauthenticated, AppNotFound: codes.NotFound, AdminOnly: codes.PermissionDenied,
-	ServiceNotEnabled: codes.FailedPrecondition,
+	ServiceNotEnabled: codes.FailedPrecondition, InternalOnly: codes.PermissionDenied,
 }
 
 // GRPCCode is the gRPC status code that c travels under.

@@ -1,7 +1,12 @@
-// Package gateway is OnAir's HTTP front door: REST for every RPC of the auth,
-// room, stream and media services through grpc-gateway, the OpenAPI
+// Package gateway is OnAir's HTTP front door: REST for every public RPC of
+// the auth, room and media services through grpc-gateway, the OpenAPI
 // document, health and metrics, and any handlers mounted with Handle (WHIP
 // and WHEP).
+//
+// Every route is in one access class (open, client, business server, admin;
+// see README "REST"). Internal RPCs, the stream registry among them, have no
+// route, and the internal key never travels from HTTP to a service, so the
+// services refuse them from here whatever a request carries.
 //
 // The routes are the ones in proto/gateway.yaml. Bodies are protojson with the
 // proto's snake_case field names, every field present and enums by name;
@@ -38,7 +43,6 @@ import (
 	authv1 "github.com/onair-dev/onair/proto/onair/auth/v1"
 	mediav1 "github.com/onair-dev/onair/proto/onair/media/v1"
 	roomv1 "github.com/onair-dev/onair/proto/onair/room/v1"
-	streamv1 "github.com/onair-dev/onair/proto/onair/stream/v1"
 )
 
 // openAPI is the document scripts/gen.sh generates from the protos and
@@ -74,9 +78,8 @@ type Gateway struct {
 	logger  *slog.Logger
 }
 
-// New dials the auth, room, stream and media services through etcd
-// discovery and serves REST for each of their unary and server-streaming
-// RPCs. Dialing does not wait for instances: a call to a service with none
+// New dials the auth, room and media services through etcd discovery and
+// serves REST for each of their routed unary and server-streaming RPCs. Dialing does not wait for instances: a call to a service with none
 // registered fails with 503 until one appears. ctx is only used while New
 // runs.
 func New(ctx context.Context, cfg Config) (*Gateway, error) {
@@ -129,9 +132,6 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 				roomv1.RegisterRoomServiceHandlerClient(ctx, g.api, roomv1.NewRoomServiceClient(cc)),
 				roomv1.RegisterRoomServerServiceHandlerClient(ctx, g.api, roomv1.NewRoomServerServiceClient(cc)),
 			)
-		}},
-		{discovery.Stream, func(cc *grpc.ClientConn) error {
-			return streamv1.RegisterStreamServiceHandlerClient(ctx, g.api, streamv1.NewStreamServiceClient(cc))
 		}},
 		{discovery.Media, func(cc *grpc.ClientConn) error {
 			return mediav1.RegisterMediaServiceHandlerClient(ctx, g.api, mediav1.NewMediaServiceClient(cc))

@@ -27,6 +27,7 @@ import (
 	"github.com/onair-dev/onair/internal/discovery"
 	"github.com/onair-dev/onair/internal/telemetry"
 	authv1 "github.com/onair-dev/onair/proto/onair/auth/v1"
+	roomv1 "github.com/onair-dev/onair/proto/onair/room/v1"
 	streamv1 "github.com/onair-dev/onair/proto/onair/stream/v1"
 )
 
@@ -68,22 +69,22 @@ func (f *fakeAuth) VerifyToken(_ context.Context, req *authv1.VerifyTokenRequest
 	return &authv1.VerifyTokenResponse{AppId: req.GetAppId(), UserId: req.GetUserId(), ExpireUnix: 1700000000}, nil
 }
 
-// fakeStreams sends one event, waits for proceed (so the test can see that
-// the event was flushed to HTTP before the stream goes on), sends another,
-// and fails. Room "bad" fails at once.
-type fakeStreams struct {
-	streamv1.UnimplementedStreamServiceServer
+// fakeRooms serves room events: it sends one event, waits for proceed (so
+// the test can see that the event was flushed to HTTP before the stream goes
+// on), sends another, and fails. Session "bad" fails at once.
+type fakeRooms struct {
+	roomv1.UnimplementedRoomServiceServer
 	proceed chan struct{}
 }
 
-func (f *fakeStreams) WatchStreams(req *streamv1.WatchStreamsRequest, srv grpc.ServerStreamingServer[streamv1.StreamEvent]) error {
-	if req.GetRoomId() == "bad" {
-		return errcode.New(errcode.RoomIDInvalid, "room ID is not valid")
+func (f *fakeRooms) SubscribeRoomEvents(req *roomv1.SubscribeRoomEventsRequest, srv grpc.ServerStreamingServer[roomv1.RoomEvent]) error {
+	if req.GetSessionId() == "bad" {
+		return errcode.New(errcode.SessionNotFound, "the session does not exist or has ended: log in again")
 	}
-	ev := func(rev int64, id string) *streamv1.StreamEvent {
-		return &streamv1.StreamEvent{Kind: streamv1.StreamEvent_KIND_ADD, Revision: rev, Stream: &streamv1.Stream{
-			AppId: req.GetAppId(), RoomId: req.GetRoomId(), StreamId: id,
-		}}
+	ev := func(rev int64, id string) *roomv1.RoomEvent {
+		return &roomv1.RoomEvent{Revision: rev, Event: &roomv1.RoomEvent_StreamUpdate{StreamUpdate: &roomv1.StreamUpdate{
+			Streams: []*streamv1.Stream{{AppId: 123, RoomId: "r1", StreamId: id}},
+		}}}
 	}
 	if err := srv.Send(ev(7, "s1")); err != nil {
 		return err
@@ -102,7 +103,7 @@ func (f *fakeStreams) WatchStreams(req *streamv1.WatchStreamsRequest, srv grpc.S
 type testEnv struct {
 	etcd    *clientv3.Client
 	auth    *fakeAuth
-	streams *fakeStreams
+	rooms   *fakeRooms
 	tel     *telemetry.Providers
 }
 
@@ -115,17 +116,17 @@ func newEnv(t *testing.T) *testEnv {
 
 	cli := testcluster.New(t).Etcd
 
-	e := &testEnv{etcd: cli, auth: &fakeAuth{}, streams: &fakeStreams{proceed: make(chan struct{})}}
+	e := &testEnv{etcd: cli, auth: &fakeAuth{}, rooms: &fakeRooms{proceed: make(chan struct{})}}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := grpc.NewServer()
 	authv1.RegisterAuthServiceServer(srv, e.auth)
-	streamv1.RegisterStreamServiceServer(srv, e.streams)
+	roomv1.RegisterRoomServiceServer(srv, e.rooms)
 	go srv.Serve(lis)
 	t.Cleanup(srv.Stop)
-	for _, svc := range []string{discovery.Auth, discovery.Stream} {
+	for _, svc := range []string{discovery.Auth, discovery.Room} {
 		reg, err := discovery.Register(ctx, cli, svc, lis.Addr().String(), 2*time.Second, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -413,7 +414,7 @@ func TestServerStream(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", hs.URL+"/v1/apps/123/rooms/r1/streams:watch", nil)
+	req, _ := http.NewRequestWithContext(ctx, "GET", hs.URL+"/v1/sessions/s1/events", nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -434,11 +435,16 @@ func TestServerStream(t *testing.T) {
 	// The service holds the second event back until the first has
 	// arrived here, so this line can only come from a prompt flush.
 	first, _ := next()["result"].(map[string]any)
-	close(e.streams.proceed)
+	close(e.rooms.proceed)
 	second, _ := next()["result"].(map[string]any)
 	for i, ev := range []map[string]any{first, second} {
-		st, _ := ev["stream"].(map[string]any)
-		if ev["kind"] != "KIND_ADD" || st["room_id"] != "r1" || st["stream_id"] != []string{"s1", "s2"}[i] {
+		u, _ := ev["stream_update"].(map[string]any)
+		sts, _ := u["streams"].([]any)
+		var st map[string]any
+		if len(sts) == 1 {
+			st, _ = sts[0].(map[string]any)
+		}
+		if u["update_type"] != "UPDATE_TYPE_ADD" || st["room_id"] != "r1" || st["stream_id"] != []string{"s1", "s2"}[i] {
 			t.Errorf("event %d = %v", i, ev)
 		}
 	}
@@ -450,16 +456,16 @@ func TestServerStream(t *testing.T) {
 
 	// A stream that fails before its first message answers with the
 	// error's HTTP status and the error line alone.
-	r := do(t, "GET", hs.URL+"/v1/apps/123/rooms/bad/streams:watch", "", nil)
-	if r.status != http.StatusBadRequest {
+	r := do(t, "GET", hs.URL+"/v1/sessions/bad/events", "", nil)
+	if r.status != http.StatusUnauthorized {
 		t.Errorf("status %d: %s", r.status, r.body)
 	}
 	errObj, _ = decode(t, strings.TrimSpace(r.body))["error"].(map[string]any)
-	checkError(t, errObj, errcode.RoomIDInvalid, "INVALID_ARGUMENT")
+	checkError(t, errObj, errcode.SessionNotFound, "UNAUTHENTICATED")
 
 	// The access log line is written once the handler returns, which may
 	// be just after the client has read the response.
-	want := `msg="http request" method=GET path=/v1/apps/123/rooms/bad/streams:watch status=400`
+	want := `msg="http request" method=GET path=/v1/sessions/bad/events status=401`
 	deadline := time.Now().Add(5 * time.Second)
 	for !strings.Contains(logs.String(), want) {
 		if time.Now().After(deadline) {

@@ -11,6 +11,9 @@ GOBIN="$bin" go install tool
 export PATH="$bin:$PATH"
 
 protos=$(cd proto && find onair -name '*.proto' | sort)
+# Generated files go first, so that one whose source is gone (a service whose
+# last HTTP route was removed has no .pb.gw.go) does not linger.
+find proto/onair \( -name '*.pb.go' -o -name '*.pb.gw.go' \) -delete
 gw=grpc_api_configuration=gateway.yaml
 (
   cd proto

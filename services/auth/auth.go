@@ -294,10 +294,15 @@ func (s *Server) verify(ctx context.Context, req *authv1.VerifyTokenRequest) (*a
 	return out, nil
 }
 
-// IssueDebugToken mints a basic token for development.
+// IssueDebugToken mints a basic token for development. It is an admin call
+// even then: a token opens any room of the app, so minting one must take
+// more than reaching the server.
 func (s *Server) IssueDebugToken(ctx context.Context, req *authv1.IssueDebugTokenRequest) (*authv1.IssueDebugTokenResponse, error) {
 	if !s.cfg.DebugTokens {
 		return nil, errcode.New(errcode.AdminOnly, "debug tokens are disabled on this server (start it with --debug-tokens)")
+	}
+	if err := s.requireAdmin(ctx); err != nil {
+		return nil, err
 	}
 	app, err := s.app(ctx, req.GetAppId())
 	if err != nil {
@@ -317,8 +322,13 @@ func (s *Server) IssueDebugToken(ctx context.Context, req *authv1.IssueDebugToke
 
 // VerifyServerSignature checks md5(AppId + SignatureNonce + ServerSecret +
 // Timestamp) and remembers the nonce for longer than the allowed skew, so a
-// captured request can't be replayed.
+// captured request can't be replayed. It is internal: the services that
+// serve a server API call it, and a business server has nothing to gain
+// from it but a way to burn its own nonces.
 func (s *Server) VerifyServerSignature(ctx context.Context, req *authv1.VerifyServerSignatureRequest) (*authv1.VerifyServerSignatureResponse, error) {
+	if err := grpcserver.RequireInternal(ctx); err != nil {
+		return nil, err
+	}
 	a := req.GetAuth()
 	if a == nil {
 		return nil, errcode.New(errcode.ServerSignatureInvalid, "the request is not signed (AppId, SignatureNonce, Timestamp, Signature)")

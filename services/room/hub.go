@@ -100,7 +100,7 @@ func (s *Server) snapshotAt(ctx context.Context, k roomKey, rev int64) (*hub, er
 		}
 	}
 	for _, st := range streams.GetStreams() {
-		h.streams[st.StreamId] = st
+		h.streams[st.StreamId] = st.Public()
 	}
 	h.rev, h.complete = rev, rev
 	return h, nil
@@ -465,7 +465,8 @@ func (h *hub) streamChange(ctx context.Context, feed *streamFeed, rev int64) ([]
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	st := ev.GetStream()
+	// Room events go to clients: only the public part of the record.
+	st := ev.GetStream().Public()
 	switch ev.GetKind() {
 	case streamv1.StreamEvent_KIND_ADD:
 		h.streams[st.StreamId] = st

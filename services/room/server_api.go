@@ -112,7 +112,7 @@ func (a *ServerAPI) DescribeStreams(ctx context.Context, req *roomv1.DescribeStr
 	if err != nil {
 		return nil, err
 	}
-	return &roomv1.DescribeStreamsResponse{Streams: list.GetStreams()}, nil
+	return &roomv1.DescribeStreamsResponse{Streams: streamv1.PublicStreams(list.GetStreams())}, nil
 }
 
 // DeleteStream ends a stream with reason "removed by server".

@@ -2,6 +2,11 @@
 // etcd transaction, each stream living under the lease of its owner (the
 // publisher's room session or the media edge serving it), and a resumable,
 // revision-ordered watch of a room's streams.
+//
+// The registry is internal: every RPC needs the internal key, because its
+// records name media edges and leases and its writes trust the caller to have
+// checked the publisher. Clients and business servers reach streams through
+// the room service, as public Streams.
 package stream
 
 import (
@@ -55,6 +60,9 @@ func New(cfg Config) *Server {
 // publisher registering again (say, after reconnecting to another edge)
 // takes its stream over; anybody else gets 1003028.
 func (s *Server) RegisterStream(ctx context.Context, req *streamv1.RegisterStreamRequest) (*streamv1.RegisterStreamResponse, error) {
+	if err := grpcserver.RequireInternal(ctx); err != nil {
+		return nil, err
+	}
 	if err := ids.Stream(req.GetStreamId()); err != nil {
 		return nil, err
 	}
@@ -67,8 +75,9 @@ func (s *Server) RegisterStream(ctx context.Context, req *streamv1.RegisterStrea
 	if len(req.GetExtraInfo()) >= MaxExtraInfo {
 		return nil, errcode.New(errcode.StreamExtraInfoTooLong, "stream extra info must be under 1024 bytes")
 	}
-	internal := grpcserver.IsInternal(ctx)
-	if !internal || req.GetToken() != "" {
+	// The media edge passes the publisher's token on; the registry checks
+	// it again so that a stream's privilege is checked where it is written.
+	if req.GetToken() != "" {
 		if _, err := s.cfg.Auth.VerifyToken(ctx, &authv1.VerifyTokenRequest{
 			AppId: req.GetAppId(), UserId: req.GetUserId(), Token: req.GetToken(),
 			Action: authv1.Action_ACTION_PUBLISH, RoomId: req.GetRoomId(), StreamId: req.GetStreamId(),
@@ -76,10 +85,7 @@ func (s *Server) RegisterStream(ctx context.Context, req *streamv1.RegisterStrea
 			return nil, err
 		}
 	}
-	if req.GetOwnerLease() != 0 && !internal {
-		return nil, errcode.New(errcode.PublishForbidden, "only a media edge may give an owner lease")
-	}
-	st := &streamv1.Stream{
+	st := &streamv1.StreamRecord{
 		AppId: req.GetAppId(), StreamId: req.GetStreamId(), RoomId: req.GetRoomId(),
 		UserId: req.GetUserId(), UserName: req.GetUserName(), ExtraInfo: req.GetExtraInfo(),
 		EdgeId: req.GetEdgeId(), EdgeAddr: req.GetEdgeAddr(), CreateTimeMs: s.cfg.Now().UnixMilli(),
@@ -151,7 +157,7 @@ func (s *Server) session(ctx context.Context, appID uint32, userID string) (*key
 
 // putOps writes a stream under both its keys: by ID (uniqueness) and in
 // its room (what the room watches).
-func putOps(st *streamv1.Stream, opt clientv3.OpOption) []clientv3.Op {
+func putOps(st *streamv1.StreamRecord, opt clientv3.OpOption) []clientv3.Op {
 	b, _ := proto.Marshal(st)
 	return []clientv3.Op{
 		clientv3.OpPut(keys.Stream(st.AppId, st.StreamId), string(b), opt),
@@ -160,7 +166,7 @@ func putOps(st *streamv1.Stream, opt clientv3.OpOption) []clientv3.Op {
 }
 
 // get reads a stream record and its mod revision (0 if absent).
-func (s *Server) get(ctx context.Context, key string, opts ...clientv3.OpOption) (*streamv1.Stream, int64, error) {
+func (s *Server) get(ctx context.Context, key string, opts ...clientv3.OpOption) (*streamv1.StreamRecord, int64, error) {
 	resp, err := s.cfg.Etcd.Get(ctx, key, opts...)
 	if err != nil {
 		return nil, 0, errcode.Unavailable(err)
@@ -168,7 +174,7 @@ func (s *Server) get(ctx context.Context, key string, opts ...clientv3.OpOption)
 	if len(resp.Kvs) == 0 {
 		return nil, 0, nil
 	}
-	st := new(streamv1.Stream)
+	st := new(streamv1.StreamRecord)
 	if err := proto.Unmarshal(resp.Kvs[0].Value, st); err != nil {
 		return nil, 0, fmt.Errorf("stream: decode %s: %w", key, err)
 	}
@@ -177,7 +183,7 @@ func (s *Server) get(ctx context.Context, key string, opts ...clientv3.OpOption)
 
 // live reads a stream that is live, with its mod revision, or fails with
 // 1004002.
-func (s *Server) live(ctx context.Context, appID uint32, streamID string) (*streamv1.Stream, int64, error) {
+func (s *Server) live(ctx context.Context, appID uint32, streamID string) (*streamv1.StreamRecord, int64, error) {
 	st, rev, err := s.get(ctx, keys.Stream(appID, streamID))
 	if err != nil {
 		return nil, 0, err
@@ -188,10 +194,11 @@ func (s *Server) live(ctx context.Context, appID uint32, streamID string) (*stre
 	return st, rev, nil
 }
 
-// authorizeOwner lets internal callers through and checks that a client is
-// the stream's publisher with a valid token.
-func (s *Server) authorizeOwner(ctx context.Context, st *streamv1.Stream, userID, token string) error {
-	if grpcserver.IsInternal(ctx) {
+// authorizeOwner checks, when the caller passes a token on, that userID is
+// the stream's publisher with a token that allows it. A caller with no token
+// acts on its own authority, which RequireInternal has established.
+func (s *Server) authorizeOwner(ctx context.Context, st *streamv1.StreamRecord, userID, token string) error {
+	if token == "" {
 		return nil
 	}
 	if userID != st.UserId {
@@ -208,6 +215,9 @@ func (s *Server) authorizeOwner(ctx context.Context, st *streamv1.Stream, userID
 // reason and then deletes it: a transaction can't put and delete one key,
 // and the mark is how watchers learn the reason.
 func (s *Server) UnregisterStream(ctx context.Context, req *streamv1.UnregisterStreamRequest) (*streamv1.UnregisterStreamResponse, error) {
+	if err := grpcserver.RequireInternal(ctx); err != nil {
+		return nil, err
+	}
 	idKey := keys.Stream(req.GetAppId(), req.GetStreamId())
 	for {
 		st, rev, err := s.live(ctx, req.GetAppId(), req.GetStreamId())
@@ -245,6 +255,9 @@ func (s *Server) UnregisterStream(ctx context.Context, req *streamv1.UnregisterS
 
 // GetStream returns a live stream or 1004002.
 func (s *Server) GetStream(ctx context.Context, req *streamv1.GetStreamRequest) (*streamv1.GetStreamResponse, error) {
+	if err := grpcserver.RequireInternal(ctx); err != nil {
+		return nil, err
+	}
 	st, _, err := s.live(ctx, req.GetAppId(), req.GetStreamId())
 	if err != nil {
 		return nil, err
@@ -254,6 +267,9 @@ func (s *Server) GetStream(ctx context.Context, req *streamv1.GetStreamRequest) 
 
 // ListStreams lists a room's live streams, at a past revision if asked.
 func (s *Server) ListStreams(ctx context.Context, req *streamv1.ListStreamsRequest) (*streamv1.ListStreamsResponse, error) {
+	if err := grpcserver.RequireInternal(ctx); err != nil {
+		return nil, err
+	}
 	if err := ids.Room(req.GetRoomId()); err != nil {
 		return nil, err
 	}
@@ -273,7 +289,7 @@ func (s *Server) ListStreams(ctx context.Context, req *streamv1.ListStreamsReque
 		out.Revision = req.GetRevision()
 	}
 	for _, kv := range resp.Kvs {
-		st := new(streamv1.Stream)
+		st := new(streamv1.StreamRecord)
 		if err := proto.Unmarshal(kv.Value, st); err != nil {
 			return nil, err
 		}
@@ -286,6 +302,9 @@ func (s *Server) ListStreams(ctx context.Context, req *streamv1.ListStreamsReque
 
 // SetStreamExtraInfo replaces a stream's extra info.
 func (s *Server) SetStreamExtraInfo(ctx context.Context, req *streamv1.SetStreamExtraInfoRequest) (*streamv1.SetStreamExtraInfoResponse, error) {
+	if err := grpcserver.RequireInternal(ctx); err != nil {
+		return nil, err
+	}
 	if len(req.GetExtraInfo()) >= MaxExtraInfo {
 		return nil, errcode.New(errcode.StreamExtraInfoTooLong, "stream extra info must be under 1024 bytes")
 	}
@@ -317,6 +336,9 @@ func (s *Server) SetStreamExtraInfo(ctx context.Context, req *streamv1.SetStream
 // consumer that also watches the room prefix can therefore wait for exactly
 // the revisions it saw, and merge without guessing.
 func (s *Server) WatchStreams(req *streamv1.WatchStreamsRequest, srv streamv1.StreamService_WatchStreamsServer) error {
+	if err := grpcserver.RequireInternal(srv.Context()); err != nil {
+		return err
+	}
 	if err := ids.Room(req.GetRoomId()); err != nil {
 		return err
 	}
@@ -354,9 +376,9 @@ func (s *Server) WatchStreams(req *streamv1.WatchStreamsRequest, srv streamv1.St
 // Event turns a change of a room stream key into a StreamEvent.
 func Event(ev *clientv3.Event) (*streamv1.StreamEvent, error) {
 	out := &streamv1.StreamEvent{Kind: streamv1.StreamEvent_KIND_PROGRESS, Revision: ev.Kv.ModRevision}
-	var prev *streamv1.Stream
+	var prev *streamv1.StreamRecord
 	if ev.PrevKv != nil {
-		prev = new(streamv1.Stream)
+		prev = new(streamv1.StreamRecord)
 		if err := proto.Unmarshal(ev.PrevKv.Value, prev); err != nil {
 			return nil, err
 		}
@@ -374,7 +396,7 @@ func Event(ev *clientv3.Event) (*streamv1.StreamEvent, error) {
 		}
 		return out, nil
 	}
-	cur := new(streamv1.Stream)
+	cur := new(streamv1.StreamRecord)
 	if err := proto.Unmarshal(ev.Kv.Value, cur); err != nil {
 		return nil, err
 	}

@@ -10,7 +10,7 @@ import (
 	streamv1 "github.com/onair-dev/onair/proto/onair/stream/v1"
 )
 
-func kv(st *streamv1.Stream, rev int64) *mvccpb.KeyValue {
+func kv(st *streamv1.StreamRecord, rev int64) *mvccpb.KeyValue {
 	if st == nil {
 		return nil
 	}
@@ -21,14 +21,14 @@ func kv(st *streamv1.Stream, rev int64) *mvccpb.KeyValue {
 // Every change of a room's stream key becomes exactly one event, so that a
 // consumer can match them to the revisions it sees.
 func TestEvent(t *testing.T) {
-	live := &streamv1.Stream{StreamId: "s", ExtraInfo: "a", OwnerKind: streamv1.OwnerKind_OWNER_KIND_EDGE}
-	sessionOwned := &streamv1.Stream{StreamId: "s", OwnerKind: streamv1.OwnerKind_OWNER_KIND_SESSION}
-	changed := &streamv1.Stream{StreamId: "s", ExtraInfo: "b", OwnerKind: streamv1.OwnerKind_OWNER_KIND_EDGE}
-	ended := &streamv1.Stream{StreamId: "s", Ended: true, DeleteReason: streamv1.DeleteReason_DELETE_REASON_KICKED}
+	live := &streamv1.StreamRecord{StreamId: "s", ExtraInfo: "a", OwnerKind: streamv1.OwnerKind_OWNER_KIND_EDGE}
+	sessionOwned := &streamv1.StreamRecord{StreamId: "s", OwnerKind: streamv1.OwnerKind_OWNER_KIND_SESSION}
+	changed := &streamv1.StreamRecord{StreamId: "s", ExtraInfo: "b", OwnerKind: streamv1.OwnerKind_OWNER_KIND_EDGE}
+	ended := &streamv1.StreamRecord{StreamId: "s", Ended: true, DeleteReason: streamv1.DeleteReason_DELETE_REASON_KICKED}
 	tests := []struct {
 		name       string
 		typ        mvccpb.Event_EventType
-		prev, cur  *streamv1.Stream
+		prev, cur  *streamv1.StreamRecord
 		wantKind   streamv1.StreamEvent_Kind
 		wantReason streamv1.DeleteReason
 	}{

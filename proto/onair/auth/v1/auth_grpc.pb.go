@@ -36,9 +36,12 @@ const (
 //
 // AuthService owns apps and token verification.
 //
-// CreateApp, GetApp and EnableService are admin RPCs: they need the admin key
-// in the "x-onair-admin-key" metadata (HTTP header X-Onair-Admin-Key). A
-// client token never opens them.
+// CreateApp, GetApp, EnableService and IssueDebugToken are admin RPCs: they
+// need the admin key in the "x-onair-admin-key" metadata (HTTP header
+// X-Onair-Admin-Key). A client token never opens them. VerifyToken is open:
+// the token it checks is its own credential, and it tells only what the
+// token's holder already has. VerifyServerSignature is internal (the
+// internal key; no HTTP route).
 type AuthServiceClient interface {
 	// CreateApp creates an app with a numeric AppID and a 32-character ServerSecret.
 	CreateApp(ctx context.Context, in *CreateAppRequest, opts ...grpc.CallOption) (*CreateAppResponse, error)
@@ -51,11 +54,12 @@ type AuthServiceClient interface {
 	VerifyToken(ctx context.Context, in *VerifyTokenRequest, opts ...grpc.CallOption) (*VerifyTokenResponse, error)
 	// IssueDebugToken mints a token without the ServerSecret. It exists for
 	// development and is refused unless the auth service runs with debug
-	// tokens enabled.
+	// tokens enabled, and then needs the admin key.
 	IssueDebugToken(ctx context.Context, in *IssueDebugTokenRequest, opts ...grpc.CallOption) (*IssueDebugTokenResponse, error)
 	// VerifyServerSignature checks a business server's signed request
 	// (md5(AppId + SignatureNonce + ServerSecret + Timestamp)) and refuses a
-	// replayed nonce. Other services call it for their server APIs.
+	// replayed nonce. Other services call it for their server APIs; it needs
+	// the internal key.
 	VerifyServerSignature(ctx context.Context, in *VerifyServerSignatureRequest, opts ...grpc.CallOption) (*VerifyServerSignatureResponse, error)
 }
 
@@ -133,9 +137,12 @@ func (c *authServiceClient) VerifyServerSignature(ctx context.Context, in *Verif
 //
 // AuthService owns apps and token verification.
 //
-// CreateApp, GetApp and EnableService are admin RPCs: they need the admin key
-// in the "x-onair-admin-key" metadata (HTTP header X-Onair-Admin-Key). A
-// client token never opens them.
+// CreateApp, GetApp, EnableService and IssueDebugToken are admin RPCs: they
+// need the admin key in the "x-onair-admin-key" metadata (HTTP header
+// X-Onair-Admin-Key). A client token never opens them. VerifyToken is open:
+// the token it checks is its own credential, and it tells only what the
+// token's holder already has. VerifyServerSignature is internal (the
+// internal key; no HTTP route).
 type AuthServiceServer interface {
 	// CreateApp creates an app with a numeric AppID and a 32-character ServerSecret.
 	CreateApp(context.Context, *CreateAppRequest) (*CreateAppResponse, error)
@@ -148,11 +155,12 @@ type AuthServiceServer interface {
 	VerifyToken(context.Context, *VerifyTokenRequest) (*VerifyTokenResponse, error)
 	// IssueDebugToken mints a token without the ServerSecret. It exists for
 	// development and is refused unless the auth service runs with debug
-	// tokens enabled.
+	// tokens enabled, and then needs the admin key.
 	IssueDebugToken(context.Context, *IssueDebugTokenRequest) (*IssueDebugTokenResponse, error)
 	// VerifyServerSignature checks a business server's signed request
 	// (md5(AppId + SignatureNonce + ServerSecret + Timestamp)) and refuses a
-	// replayed nonce. Other services call it for their server APIs.
+	// replayed nonce. Other services call it for their server APIs; it needs
+	// the internal key.
 	VerifyServerSignature(context.Context, *VerifyServerSignatureRequest) (*VerifyServerSignatureResponse, error)
 	mustEmbedUnimplementedAuthServiceServer()
 }

@@ -32,6 +32,10 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // MediaService publishes and plays streams through a media edge.
+//
+// Publish and Play are open to anyone with a token of the app (checked for
+// the action); Stop and WatchSession take the session_id they returned, which
+// is the client's credential for that media session.
 type MediaServiceClient interface {
 	// Publish answers a publisher's SDP offer and, once media flows,
 	// registers the stream.
@@ -106,6 +110,10 @@ type MediaService_WatchSessionClient = grpc.ServerStreamingClient[SessionEvent]
 // for forward compatibility.
 //
 // MediaService publishes and plays streams through a media edge.
+//
+// Publish and Play are open to anyone with a token of the app (checked for
+// the action); Stop and WatchSession take the session_id they returned, which
+// is the client's credential for that media session.
 type MediaServiceServer interface {
 	// Publish answers a publisher's SDP offer and, once media flows,
 	// registers the stream.

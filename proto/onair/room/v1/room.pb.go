@@ -1874,6 +1874,206 @@ func (x *ListUsersResponse) GetOnlineCount() uint32 {
 	return 0
 }
 
+type ListStreamsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SessionId     string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListStreamsRequest) Reset() {
+	*x = ListStreamsRequest{}
+	mi := &file_onair_room_v1_room_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListStreamsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListStreamsRequest) ProtoMessage() {}
+
+func (x *ListStreamsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_onair_room_v1_room_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListStreamsRequest.ProtoReflect.Descriptor instead.
+func (*ListStreamsRequest) Descriptor() ([]byte, []int) {
+	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ListStreamsRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+type ListStreamsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Streams       []*v1.Stream           `protobuf:"bytes,1,rep,name=streams,proto3" json:"streams,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListStreamsResponse) Reset() {
+	*x = ListStreamsResponse{}
+	mi := &file_onair_room_v1_room_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListStreamsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListStreamsResponse) ProtoMessage() {}
+
+func (x *ListStreamsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_onair_room_v1_room_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListStreamsResponse.ProtoReflect.Descriptor instead.
+func (*ListStreamsResponse) Descriptor() ([]byte, []int) {
+	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ListStreamsResponse) GetStreams() []*v1.Stream {
+	if x != nil {
+		return x.Streams
+	}
+	return nil
+}
+
+type SetStreamExtraInfoRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SessionId     string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	StreamId      string                 `protobuf:"bytes,2,opt,name=stream_id,json=streamId,proto3" json:"stream_id,omitempty"`
+	ExtraInfo     string                 `protobuf:"bytes,3,opt,name=extra_info,json=extraInfo,proto3" json:"extra_info,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetStreamExtraInfoRequest) Reset() {
+	*x = SetStreamExtraInfoRequest{}
+	mi := &file_onair_room_v1_room_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetStreamExtraInfoRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetStreamExtraInfoRequest) ProtoMessage() {}
+
+func (x *SetStreamExtraInfoRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_onair_room_v1_room_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetStreamExtraInfoRequest.ProtoReflect.Descriptor instead.
+func (*SetStreamExtraInfoRequest) Descriptor() ([]byte, []int) {
+	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *SetStreamExtraInfoRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *SetStreamExtraInfoRequest) GetStreamId() string {
+	if x != nil {
+		return x.StreamId
+	}
+	return ""
+}
+
+func (x *SetStreamExtraInfoRequest) GetExtraInfo() string {
+	if x != nil {
+		return x.ExtraInfo
+	}
+	return ""
+}
+
+type SetStreamExtraInfoResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Stream        *v1.Stream             `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	Revision      int64                  `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetStreamExtraInfoResponse) Reset() {
+	*x = SetStreamExtraInfoResponse{}
+	mi := &file_onair_room_v1_room_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetStreamExtraInfoResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetStreamExtraInfoResponse) ProtoMessage() {}
+
+func (x *SetStreamExtraInfoResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_onair_room_v1_room_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetStreamExtraInfoResponse.ProtoReflect.Descriptor instead.
+func (*SetStreamExtraInfoResponse) Descriptor() ([]byte, []int) {
+	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *SetStreamExtraInfoResponse) GetStream() *v1.Stream {
+	if x != nil {
+		return x.Stream
+	}
+	return nil
+}
+
+func (x *SetStreamExtraInfoResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
 type KickUserRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Auth          *v11.ServerAuth        `protobuf:"bytes,1,opt,name=auth,proto3" json:"auth,omitempty"`
@@ -1886,7 +2086,7 @@ type KickUserRequest struct {
 
 func (x *KickUserRequest) Reset() {
 	*x = KickUserRequest{}
-	mi := &file_onair_room_v1_room_proto_msgTypes[27]
+	mi := &file_onair_room_v1_room_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1898,7 +2098,7 @@ func (x *KickUserRequest) String() string {
 func (*KickUserRequest) ProtoMessage() {}
 
 func (x *KickUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_room_v1_room_proto_msgTypes[27]
+	mi := &file_onair_room_v1_room_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1911,7 +2111,7 @@ func (x *KickUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KickUserRequest.ProtoReflect.Descriptor instead.
 func (*KickUserRequest) Descriptor() ([]byte, []int) {
-	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{27}
+	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *KickUserRequest) GetAuth() *v11.ServerAuth {
@@ -1951,7 +2151,7 @@ type KickUserResponse struct {
 
 func (x *KickUserResponse) Reset() {
 	*x = KickUserResponse{}
-	mi := &file_onair_room_v1_room_proto_msgTypes[28]
+	mi := &file_onair_room_v1_room_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1963,7 +2163,7 @@ func (x *KickUserResponse) String() string {
 func (*KickUserResponse) ProtoMessage() {}
 
 func (x *KickUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_room_v1_room_proto_msgTypes[28]
+	mi := &file_onair_room_v1_room_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1976,7 +2176,7 @@ func (x *KickUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KickUserResponse.ProtoReflect.Descriptor instead.
 func (*KickUserResponse) Descriptor() ([]byte, []int) {
-	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{28}
+	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *KickUserResponse) GetKickedUserIds() []string {
@@ -1996,7 +2196,7 @@ type CloseRoomRequest struct {
 
 func (x *CloseRoomRequest) Reset() {
 	*x = CloseRoomRequest{}
-	mi := &file_onair_room_v1_room_proto_msgTypes[29]
+	mi := &file_onair_room_v1_room_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2008,7 +2208,7 @@ func (x *CloseRoomRequest) String() string {
 func (*CloseRoomRequest) ProtoMessage() {}
 
 func (x *CloseRoomRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_room_v1_room_proto_msgTypes[29]
+	mi := &file_onair_room_v1_room_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2021,7 +2221,7 @@ func (x *CloseRoomRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRoomRequest.ProtoReflect.Descriptor instead.
 func (*CloseRoomRequest) Descriptor() ([]byte, []int) {
-	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{29}
+	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CloseRoomRequest) GetAuth() *v11.ServerAuth {
@@ -2046,7 +2246,7 @@ type CloseRoomResponse struct {
 
 func (x *CloseRoomResponse) Reset() {
 	*x = CloseRoomResponse{}
-	mi := &file_onair_room_v1_room_proto_msgTypes[30]
+	mi := &file_onair_room_v1_room_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2058,7 +2258,7 @@ func (x *CloseRoomResponse) String() string {
 func (*CloseRoomResponse) ProtoMessage() {}
 
 func (x *CloseRoomResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_room_v1_room_proto_msgTypes[30]
+	mi := &file_onair_room_v1_room_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2071,7 +2271,7 @@ func (x *CloseRoomResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRoomResponse.ProtoReflect.Descriptor instead.
 func (*CloseRoomResponse) Descriptor() ([]byte, []int) {
-	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{30}
+	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{34}
 }
 
 type DescribeUsersRequest struct {
@@ -2086,7 +2286,7 @@ type DescribeUsersRequest struct {
 
 func (x *DescribeUsersRequest) Reset() {
 	*x = DescribeUsersRequest{}
-	mi := &file_onair_room_v1_room_proto_msgTypes[31]
+	mi := &file_onair_room_v1_room_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2098,7 +2298,7 @@ func (x *DescribeUsersRequest) String() string {
 func (*DescribeUsersRequest) ProtoMessage() {}
 
 func (x *DescribeUsersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_room_v1_room_proto_msgTypes[31]
+	mi := &file_onair_room_v1_room_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2111,7 +2311,7 @@ func (x *DescribeUsersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeUsersRequest.ProtoReflect.Descriptor instead.
 func (*DescribeUsersRequest) Descriptor() ([]byte, []int) {
-	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{31}
+	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *DescribeUsersRequest) GetAuth() *v11.ServerAuth {
@@ -2153,7 +2353,7 @@ type DescribeUsersResponse struct {
 
 func (x *DescribeUsersResponse) Reset() {
 	*x = DescribeUsersResponse{}
-	mi := &file_onair_room_v1_room_proto_msgTypes[32]
+	mi := &file_onair_room_v1_room_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2165,7 +2365,7 @@ func (x *DescribeUsersResponse) String() string {
 func (*DescribeUsersResponse) ProtoMessage() {}
 
 func (x *DescribeUsersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_room_v1_room_proto_msgTypes[32]
+	mi := &file_onair_room_v1_room_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2178,7 +2378,7 @@ func (x *DescribeUsersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeUsersResponse.ProtoReflect.Descriptor instead.
 func (*DescribeUsersResponse) Descriptor() ([]byte, []int) {
-	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{32}
+	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *DescribeUsersResponse) GetUsers() []*User {
@@ -2212,7 +2412,7 @@ type DescribeStreamsRequest struct {
 
 func (x *DescribeStreamsRequest) Reset() {
 	*x = DescribeStreamsRequest{}
-	mi := &file_onair_room_v1_room_proto_msgTypes[33]
+	mi := &file_onair_room_v1_room_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2224,7 +2424,7 @@ func (x *DescribeStreamsRequest) String() string {
 func (*DescribeStreamsRequest) ProtoMessage() {}
 
 func (x *DescribeStreamsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_room_v1_room_proto_msgTypes[33]
+	mi := &file_onair_room_v1_room_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2237,7 +2437,7 @@ func (x *DescribeStreamsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeStreamsRequest.ProtoReflect.Descriptor instead.
 func (*DescribeStreamsRequest) Descriptor() ([]byte, []int) {
-	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{33}
+	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *DescribeStreamsRequest) GetAuth() *v11.ServerAuth {
@@ -2263,7 +2463,7 @@ type DescribeStreamsResponse struct {
 
 func (x *DescribeStreamsResponse) Reset() {
 	*x = DescribeStreamsResponse{}
-	mi := &file_onair_room_v1_room_proto_msgTypes[34]
+	mi := &file_onair_room_v1_room_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2275,7 +2475,7 @@ func (x *DescribeStreamsResponse) String() string {
 func (*DescribeStreamsResponse) ProtoMessage() {}
 
 func (x *DescribeStreamsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_room_v1_room_proto_msgTypes[34]
+	mi := &file_onair_room_v1_room_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2288,7 +2488,7 @@ func (x *DescribeStreamsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeStreamsResponse.ProtoReflect.Descriptor instead.
 func (*DescribeStreamsResponse) Descriptor() ([]byte, []int) {
-	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{34}
+	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *DescribeStreamsResponse) GetStreams() []*v1.Stream {
@@ -2308,7 +2508,7 @@ type DeleteStreamRequest struct {
 
 func (x *DeleteStreamRequest) Reset() {
 	*x = DeleteStreamRequest{}
-	mi := &file_onair_room_v1_room_proto_msgTypes[35]
+	mi := &file_onair_room_v1_room_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2320,7 +2520,7 @@ func (x *DeleteStreamRequest) String() string {
 func (*DeleteStreamRequest) ProtoMessage() {}
 
 func (x *DeleteStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_room_v1_room_proto_msgTypes[35]
+	mi := &file_onair_room_v1_room_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2333,7 +2533,7 @@ func (x *DeleteStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteStreamRequest.ProtoReflect.Descriptor instead.
 func (*DeleteStreamRequest) Descriptor() ([]byte, []int) {
-	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{35}
+	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *DeleteStreamRequest) GetAuth() *v11.ServerAuth {
@@ -2358,7 +2558,7 @@ type DeleteStreamResponse struct {
 
 func (x *DeleteStreamResponse) Reset() {
 	*x = DeleteStreamResponse{}
-	mi := &file_onair_room_v1_room_proto_msgTypes[36]
+	mi := &file_onair_room_v1_room_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2370,7 +2570,7 @@ func (x *DeleteStreamResponse) String() string {
 func (*DeleteStreamResponse) ProtoMessage() {}
 
 func (x *DeleteStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_room_v1_room_proto_msgTypes[36]
+	mi := &file_onair_room_v1_room_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2383,7 +2583,7 @@ func (x *DeleteStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteStreamResponse.ProtoReflect.Descriptor instead.
 func (*DeleteStreamResponse) Descriptor() ([]byte, []int) {
-	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{36}
+	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{40}
 }
 
 var File_onair_room_v1_room_proto protoreflect.FileDescriptor
@@ -2523,7 +2723,21 @@ const file_onair_room_v1_room_proto_rawDesc = "" +
 	"\x11ListUsersResponse\x12)\n" +
 	"\x05users\x18\x01 \x03(\v2\x13.onair.room.v1.UserR\x05users\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12!\n" +
-	"\fonline_count\x18\x03 \x01(\rR\vonlineCount\"\x8c\x01\n" +
+	"\fonline_count\x18\x03 \x01(\rR\vonlineCount\"3\n" +
+	"\x12ListStreamsRequest\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\"H\n" +
+	"\x13ListStreamsResponse\x121\n" +
+	"\astreams\x18\x01 \x03(\v2\x17.onair.stream.v1.StreamR\astreams\"v\n" +
+	"\x19SetStreamExtraInfoRequest\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x1b\n" +
+	"\tstream_id\x18\x02 \x01(\tR\bstreamId\x12\x1d\n" +
+	"\n" +
+	"extra_info\x18\x03 \x01(\tR\textraInfo\"i\n" +
+	"\x1aSetStreamExtraInfoResponse\x12/\n" +
+	"\x06stream\x18\x01 \x01(\v2\x17.onair.stream.v1.StreamR\x06stream\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"\x8c\x01\n" +
 	"\x0fKickUserRequest\x12-\n" +
 	"\x04auth\x18\x01 \x01(\v2\x19.onair.auth.v1.ServerAuthR\x04auth\x12\x17\n" +
 	"\aroom_id\x18\x02 \x01(\tR\x06roomId\x12\x19\n" +
@@ -2564,7 +2778,7 @@ const file_onair_room_v1_room_proto_rawDesc = "" +
 	"\x18MESSAGE_KIND_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16MESSAGE_KIND_BROADCAST\x10\x01\x12\x18\n" +
 	"\x14MESSAGE_KIND_BARRAGE\x10\x02\x12\x1f\n" +
-	"\x1bMESSAGE_KIND_CUSTOM_COMMAND\x10\x032\xc8\x05\n" +
+	"\x1bMESSAGE_KIND_CUSTOM_COMMAND\x10\x032\x89\a\n" +
 	"\vRoomService\x12N\n" +
 	"\tLoginRoom\x12\x1f.onair.room.v1.LoginRoomRequest\x1a .onair.room.v1.LoginRoomResponse\x12Q\n" +
 	"\n" +
@@ -2575,7 +2789,9 @@ const file_onair_room_v1_room_proto_rawDesc = "" +
 	"\x13SubscribeRoomEvents\x12).onair.room.v1.SubscribeRoomEventsRequest\x1a\x18.onair.room.v1.RoomEvent0\x01\x12c\n" +
 	"\x10SetRoomExtraInfo\x12&.onair.room.v1.SetRoomExtraInfoRequest\x1a'.onair.room.v1.SetRoomExtraInfoResponse\x12`\n" +
 	"\x0fSendRoomMessage\x12%.onair.room.v1.SendRoomMessageRequest\x1a&.onair.room.v1.SendRoomMessageResponse\x12N\n" +
-	"\tListUsers\x12\x1f.onair.room.v1.ListUsersRequest\x1a .onair.room.v1.ListUsersResponse2\xc7\x03\n" +
+	"\tListUsers\x12\x1f.onair.room.v1.ListUsersRequest\x1a .onair.room.v1.ListUsersResponse\x12T\n" +
+	"\vListStreams\x12!.onair.room.v1.ListStreamsRequest\x1a\".onair.room.v1.ListStreamsResponse\x12i\n" +
+	"\x12SetStreamExtraInfo\x12(.onair.room.v1.SetStreamExtraInfoRequest\x1a).onair.room.v1.SetStreamExtraInfoResponse2\xc7\x03\n" +
 	"\x11RoomServerService\x12K\n" +
 	"\bKickUser\x12\x1e.onair.room.v1.KickUserRequest\x1a\x1f.onair.room.v1.KickUserResponse\x12N\n" +
 	"\tCloseRoom\x12\x1f.onair.room.v1.CloseRoomRequest\x1a .onair.room.v1.CloseRoomResponse\x12Z\n" +
@@ -2596,7 +2812,7 @@ func file_onair_room_v1_room_proto_rawDescGZIP() []byte {
 }
 
 var file_onair_room_v1_room_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_onair_room_v1_room_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_onair_room_v1_room_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_onair_room_v1_room_proto_goTypes = []any{
 	(UserLeaveReason)(0),               // 0: onair.room.v1.UserLeaveReason
 	(MessageKind)(0),                   // 1: onair.room.v1.MessageKind
@@ -2628,35 +2844,39 @@ var file_onair_room_v1_room_proto_goTypes = []any{
 	(*SendRoomMessageResponse)(nil),    // 27: onair.room.v1.SendRoomMessageResponse
 	(*ListUsersRequest)(nil),           // 28: onair.room.v1.ListUsersRequest
 	(*ListUsersResponse)(nil),          // 29: onair.room.v1.ListUsersResponse
-	(*KickUserRequest)(nil),            // 30: onair.room.v1.KickUserRequest
-	(*KickUserResponse)(nil),           // 31: onair.room.v1.KickUserResponse
-	(*CloseRoomRequest)(nil),           // 32: onair.room.v1.CloseRoomRequest
-	(*CloseRoomResponse)(nil),          // 33: onair.room.v1.CloseRoomResponse
-	(*DescribeUsersRequest)(nil),       // 34: onair.room.v1.DescribeUsersRequest
-	(*DescribeUsersResponse)(nil),      // 35: onair.room.v1.DescribeUsersResponse
-	(*DescribeStreamsRequest)(nil),     // 36: onair.room.v1.DescribeStreamsRequest
-	(*DescribeStreamsResponse)(nil),    // 37: onair.room.v1.DescribeStreamsResponse
-	(*DeleteStreamRequest)(nil),        // 38: onair.room.v1.DeleteStreamRequest
-	(*DeleteStreamResponse)(nil),       // 39: onair.room.v1.DeleteStreamResponse
-	nil,                                // 40: onair.room.v1.Snapshot.ExtraInfoEntry
-	(*v1.Stream)(nil),                  // 41: onair.stream.v1.Stream
-	(v1.UpdateType)(0),                 // 42: onair.stream.v1.UpdateType
-	(v1.DeleteReason)(0),               // 43: onair.stream.v1.DeleteReason
-	(*v11.ServerAuth)(nil),             // 44: onair.auth.v1.ServerAuth
+	(*ListStreamsRequest)(nil),         // 30: onair.room.v1.ListStreamsRequest
+	(*ListStreamsResponse)(nil),        // 31: onair.room.v1.ListStreamsResponse
+	(*SetStreamExtraInfoRequest)(nil),  // 32: onair.room.v1.SetStreamExtraInfoRequest
+	(*SetStreamExtraInfoResponse)(nil), // 33: onair.room.v1.SetStreamExtraInfoResponse
+	(*KickUserRequest)(nil),            // 34: onair.room.v1.KickUserRequest
+	(*KickUserResponse)(nil),           // 35: onair.room.v1.KickUserResponse
+	(*CloseRoomRequest)(nil),           // 36: onair.room.v1.CloseRoomRequest
+	(*CloseRoomResponse)(nil),          // 37: onair.room.v1.CloseRoomResponse
+	(*DescribeUsersRequest)(nil),       // 38: onair.room.v1.DescribeUsersRequest
+	(*DescribeUsersResponse)(nil),      // 39: onair.room.v1.DescribeUsersResponse
+	(*DescribeStreamsRequest)(nil),     // 40: onair.room.v1.DescribeStreamsRequest
+	(*DescribeStreamsResponse)(nil),    // 41: onair.room.v1.DescribeStreamsResponse
+	(*DeleteStreamRequest)(nil),        // 42: onair.room.v1.DeleteStreamRequest
+	(*DeleteStreamResponse)(nil),       // 43: onair.room.v1.DeleteStreamResponse
+	nil,                                // 44: onair.room.v1.Snapshot.ExtraInfoEntry
+	(*v1.Stream)(nil),                  // 45: onair.stream.v1.Stream
+	(v1.UpdateType)(0),                 // 46: onair.stream.v1.UpdateType
+	(v1.DeleteReason)(0),               // 47: onair.stream.v1.DeleteReason
+	(*v11.ServerAuth)(nil),             // 48: onair.auth.v1.ServerAuth
 }
 var file_onair_room_v1_room_proto_depIdxs = []int32{
 	3,  // 0: onair.room.v1.LoginRoomRequest.user:type_name -> onair.room.v1.User
 	4,  // 1: onair.room.v1.LoginRoomRequest.config:type_name -> onair.room.v1.RoomConfig
 	3,  // 2: onair.room.v1.Snapshot.users:type_name -> onair.room.v1.User
-	41, // 3: onair.room.v1.Snapshot.streams:type_name -> onair.stream.v1.Stream
-	40, // 4: onair.room.v1.Snapshot.extra_info:type_name -> onair.room.v1.Snapshot.ExtraInfoEntry
-	42, // 5: onair.room.v1.UserUpdate.update_type:type_name -> onair.stream.v1.UpdateType
+	45, // 3: onair.room.v1.Snapshot.streams:type_name -> onair.stream.v1.Stream
+	44, // 4: onair.room.v1.Snapshot.extra_info:type_name -> onair.room.v1.Snapshot.ExtraInfoEntry
+	46, // 5: onair.room.v1.UserUpdate.update_type:type_name -> onair.stream.v1.UpdateType
 	3,  // 6: onair.room.v1.UserUpdate.users:type_name -> onair.room.v1.User
 	0,  // 7: onair.room.v1.UserUpdate.reason:type_name -> onair.room.v1.UserLeaveReason
-	42, // 8: onair.room.v1.StreamUpdate.update_type:type_name -> onair.stream.v1.UpdateType
-	41, // 9: onair.room.v1.StreamUpdate.streams:type_name -> onair.stream.v1.Stream
-	43, // 10: onair.room.v1.StreamUpdate.reason:type_name -> onair.stream.v1.DeleteReason
-	41, // 11: onair.room.v1.StreamExtraInfoUpdate.streams:type_name -> onair.stream.v1.Stream
+	46, // 8: onair.room.v1.StreamUpdate.update_type:type_name -> onair.stream.v1.UpdateType
+	45, // 9: onair.room.v1.StreamUpdate.streams:type_name -> onair.stream.v1.Stream
+	47, // 10: onair.room.v1.StreamUpdate.reason:type_name -> onair.stream.v1.DeleteReason
+	45, // 11: onair.room.v1.StreamExtraInfoUpdate.streams:type_name -> onair.stream.v1.Stream
 	3,  // 12: onair.room.v1.RoomExtraInfo.update_user:type_name -> onair.room.v1.User
 	18, // 13: onair.room.v1.RoomExtraInfoUpdate.extra_info:type_name -> onair.room.v1.RoomExtraInfo
 	1,  // 14: onair.room.v1.RoomMessage.kind:type_name -> onair.room.v1.MessageKind
@@ -2672,45 +2892,51 @@ var file_onair_room_v1_room_proto_depIdxs = []int32{
 	22, // 24: onair.room.v1.RoomEvent.session_state:type_name -> onair.room.v1.SessionState
 	1,  // 25: onair.room.v1.SendRoomMessageRequest.kind:type_name -> onair.room.v1.MessageKind
 	3,  // 26: onair.room.v1.ListUsersResponse.users:type_name -> onair.room.v1.User
-	44, // 27: onair.room.v1.KickUserRequest.auth:type_name -> onair.auth.v1.ServerAuth
-	44, // 28: onair.room.v1.CloseRoomRequest.auth:type_name -> onair.auth.v1.ServerAuth
-	44, // 29: onair.room.v1.DescribeUsersRequest.auth:type_name -> onair.auth.v1.ServerAuth
-	3,  // 30: onair.room.v1.DescribeUsersResponse.users:type_name -> onair.room.v1.User
-	44, // 31: onair.room.v1.DescribeStreamsRequest.auth:type_name -> onair.auth.v1.ServerAuth
-	41, // 32: onair.room.v1.DescribeStreamsResponse.streams:type_name -> onair.stream.v1.Stream
-	44, // 33: onair.room.v1.DeleteStreamRequest.auth:type_name -> onair.auth.v1.ServerAuth
-	18, // 34: onair.room.v1.Snapshot.ExtraInfoEntry.value:type_name -> onair.room.v1.RoomExtraInfo
-	5,  // 35: onair.room.v1.RoomService.LoginRoom:input_type -> onair.room.v1.LoginRoomRequest
-	7,  // 36: onair.room.v1.RoomService.LogoutRoom:input_type -> onair.room.v1.LogoutRoomRequest
-	9,  // 37: onair.room.v1.RoomService.Heartbeat:input_type -> onair.room.v1.HeartbeatRequest
-	11, // 38: onair.room.v1.RoomService.RenewToken:input_type -> onair.room.v1.RenewTokenRequest
-	13, // 39: onair.room.v1.RoomService.SubscribeRoomEvents:input_type -> onair.room.v1.SubscribeRoomEventsRequest
-	24, // 40: onair.room.v1.RoomService.SetRoomExtraInfo:input_type -> onair.room.v1.SetRoomExtraInfoRequest
-	26, // 41: onair.room.v1.RoomService.SendRoomMessage:input_type -> onair.room.v1.SendRoomMessageRequest
-	28, // 42: onair.room.v1.RoomService.ListUsers:input_type -> onair.room.v1.ListUsersRequest
-	30, // 43: onair.room.v1.RoomServerService.KickUser:input_type -> onair.room.v1.KickUserRequest
-	32, // 44: onair.room.v1.RoomServerService.CloseRoom:input_type -> onair.room.v1.CloseRoomRequest
-	34, // 45: onair.room.v1.RoomServerService.DescribeUsers:input_type -> onair.room.v1.DescribeUsersRequest
-	36, // 46: onair.room.v1.RoomServerService.DescribeStreams:input_type -> onair.room.v1.DescribeStreamsRequest
-	38, // 47: onair.room.v1.RoomServerService.DeleteStream:input_type -> onair.room.v1.DeleteStreamRequest
-	6,  // 48: onair.room.v1.RoomService.LoginRoom:output_type -> onair.room.v1.LoginRoomResponse
-	8,  // 49: onair.room.v1.RoomService.LogoutRoom:output_type -> onair.room.v1.LogoutRoomResponse
-	10, // 50: onair.room.v1.RoomService.Heartbeat:output_type -> onair.room.v1.HeartbeatResponse
-	12, // 51: onair.room.v1.RoomService.RenewToken:output_type -> onair.room.v1.RenewTokenResponse
-	23, // 52: onair.room.v1.RoomService.SubscribeRoomEvents:output_type -> onair.room.v1.RoomEvent
-	25, // 53: onair.room.v1.RoomService.SetRoomExtraInfo:output_type -> onair.room.v1.SetRoomExtraInfoResponse
-	27, // 54: onair.room.v1.RoomService.SendRoomMessage:output_type -> onair.room.v1.SendRoomMessageResponse
-	29, // 55: onair.room.v1.RoomService.ListUsers:output_type -> onair.room.v1.ListUsersResponse
-	31, // 56: onair.room.v1.RoomServerService.KickUser:output_type -> onair.room.v1.KickUserResponse
-	33, // 57: onair.room.v1.RoomServerService.CloseRoom:output_type -> onair.room.v1.CloseRoomResponse
-	35, // 58: onair.room.v1.RoomServerService.DescribeUsers:output_type -> onair.room.v1.DescribeUsersResponse
-	37, // 59: onair.room.v1.RoomServerService.DescribeStreams:output_type -> onair.room.v1.DescribeStreamsResponse
-	39, // 60: onair.room.v1.RoomServerService.DeleteStream:output_type -> onair.room.v1.DeleteStreamResponse
-	48, // [48:61] is the sub-list for method output_type
-	35, // [35:48] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	45, // 27: onair.room.v1.ListStreamsResponse.streams:type_name -> onair.stream.v1.Stream
+	45, // 28: onair.room.v1.SetStreamExtraInfoResponse.stream:type_name -> onair.stream.v1.Stream
+	48, // 29: onair.room.v1.KickUserRequest.auth:type_name -> onair.auth.v1.ServerAuth
+	48, // 30: onair.room.v1.CloseRoomRequest.auth:type_name -> onair.auth.v1.ServerAuth
+	48, // 31: onair.room.v1.DescribeUsersRequest.auth:type_name -> onair.auth.v1.ServerAuth
+	3,  // 32: onair.room.v1.DescribeUsersResponse.users:type_name -> onair.room.v1.User
+	48, // 33: onair.room.v1.DescribeStreamsRequest.auth:type_name -> onair.auth.v1.ServerAuth
+	45, // 34: onair.room.v1.DescribeStreamsResponse.streams:type_name -> onair.stream.v1.Stream
+	48, // 35: onair.room.v1.DeleteStreamRequest.auth:type_name -> onair.auth.v1.ServerAuth
+	18, // 36: onair.room.v1.Snapshot.ExtraInfoEntry.value:type_name -> onair.room.v1.RoomExtraInfo
+	5,  // 37: onair.room.v1.RoomService.LoginRoom:input_type -> onair.room.v1.LoginRoomRequest
+	7,  // 38: onair.room.v1.RoomService.LogoutRoom:input_type -> onair.room.v1.LogoutRoomRequest
+	9,  // 39: onair.room.v1.RoomService.Heartbeat:input_type -> onair.room.v1.HeartbeatRequest
+	11, // 40: onair.room.v1.RoomService.RenewToken:input_type -> onair.room.v1.RenewTokenRequest
+	13, // 41: onair.room.v1.RoomService.SubscribeRoomEvents:input_type -> onair.room.v1.SubscribeRoomEventsRequest
+	24, // 42: onair.room.v1.RoomService.SetRoomExtraInfo:input_type -> onair.room.v1.SetRoomExtraInfoRequest
+	26, // 43: onair.room.v1.RoomService.SendRoomMessage:input_type -> onair.room.v1.SendRoomMessageRequest
+	28, // 44: onair.room.v1.RoomService.ListUsers:input_type -> onair.room.v1.ListUsersRequest
+	30, // 45: onair.room.v1.RoomService.ListStreams:input_type -> onair.room.v1.ListStreamsRequest
+	32, // 46: onair.room.v1.RoomService.SetStreamExtraInfo:input_type -> onair.room.v1.SetStreamExtraInfoRequest
+	34, // 47: onair.room.v1.RoomServerService.KickUser:input_type -> onair.room.v1.KickUserRequest
+	36, // 48: onair.room.v1.RoomServerService.CloseRoom:input_type -> onair.room.v1.CloseRoomRequest
+	38, // 49: onair.room.v1.RoomServerService.DescribeUsers:input_type -> onair.room.v1.DescribeUsersRequest
+	40, // 50: onair.room.v1.RoomServerService.DescribeStreams:input_type -> onair.room.v1.DescribeStreamsRequest
+	42, // 51: onair.room.v1.RoomServerService.DeleteStream:input_type -> onair.room.v1.DeleteStreamRequest
+	6,  // 52: onair.room.v1.RoomService.LoginRoom:output_type -> onair.room.v1.LoginRoomResponse
+	8,  // 53: onair.room.v1.RoomService.LogoutRoom:output_type -> onair.room.v1.LogoutRoomResponse
+	10, // 54: onair.room.v1.RoomService.Heartbeat:output_type -> onair.room.v1.HeartbeatResponse
+	12, // 55: onair.room.v1.RoomService.RenewToken:output_type -> onair.room.v1.RenewTokenResponse
+	23, // 56: onair.room.v1.RoomService.SubscribeRoomEvents:output_type -> onair.room.v1.RoomEvent
+	25, // 57: onair.room.v1.RoomService.SetRoomExtraInfo:output_type -> onair.room.v1.SetRoomExtraInfoResponse
+	27, // 58: onair.room.v1.RoomService.SendRoomMessage:output_type -> onair.room.v1.SendRoomMessageResponse
+	29, // 59: onair.room.v1.RoomService.ListUsers:output_type -> onair.room.v1.ListUsersResponse
+	31, // 60: onair.room.v1.RoomService.ListStreams:output_type -> onair.room.v1.ListStreamsResponse
+	33, // 61: onair.room.v1.RoomService.SetStreamExtraInfo:output_type -> onair.room.v1.SetStreamExtraInfoResponse
+	35, // 62: onair.room.v1.RoomServerService.KickUser:output_type -> onair.room.v1.KickUserResponse
+	37, // 63: onair.room.v1.RoomServerService.CloseRoom:output_type -> onair.room.v1.CloseRoomResponse
+	39, // 64: onair.room.v1.RoomServerService.DescribeUsers:output_type -> onair.room.v1.DescribeUsersResponse
+	41, // 65: onair.room.v1.RoomServerService.DescribeStreams:output_type -> onair.room.v1.DescribeStreamsResponse
+	43, // 66: onair.room.v1.RoomServerService.DeleteStream:output_type -> onair.room.v1.DeleteStreamResponse
+	52, // [52:67] is the sub-list for method output_type
+	37, // [37:52] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_onair_room_v1_room_proto_init() }
@@ -2734,7 +2960,7 @@ func file_onair_room_v1_room_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_onair_room_v1_room_proto_rawDesc), len(file_onair_room_v1_room_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   38,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

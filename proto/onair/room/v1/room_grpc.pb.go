@@ -30,6 +30,8 @@ const (
 	RoomService_SetRoomExtraInfo_FullMethodName    = "/onair.room.v1.RoomService/SetRoomExtraInfo"
 	RoomService_SendRoomMessage_FullMethodName     = "/onair.room.v1.RoomService/SendRoomMessage"
 	RoomService_ListUsers_FullMethodName           = "/onair.room.v1.RoomService/ListUsers"
+	RoomService_ListStreams_FullMethodName         = "/onair.room.v1.RoomService/ListStreams"
+	RoomService_SetStreamExtraInfo_FullMethodName  = "/onair.room.v1.RoomService/SetStreamExtraInfo"
 )
 
 // RoomServiceClient is the client API for RoomService service.
@@ -59,6 +61,12 @@ type RoomServiceClient interface {
 	SendRoomMessage(ctx context.Context, in *SendRoomMessageRequest, opts ...grpc.CallOption) (*SendRoomMessageResponse, error)
 	// ListUsers pages through the users in the session's room.
 	ListUsers(ctx context.Context, in *ListUsersRequest, opts ...grpc.CallOption) (*ListUsersResponse, error)
+	// ListStreams lists the live streams of the session's room. It is how a
+	// client reads streams: only those of its own room, only public fields.
+	ListStreams(ctx context.Context, in *ListStreamsRequest, opts ...grpc.CallOption) (*ListStreamsResponse, error)
+	// SetStreamExtraInfo replaces the extra info (under 1024 bytes) of a
+	// stream the session's user publishes in its room (1003025 otherwise).
+	SetStreamExtraInfo(ctx context.Context, in *SetStreamExtraInfoRequest, opts ...grpc.CallOption) (*SetStreamExtraInfoResponse, error)
 }
 
 type roomServiceClient struct {
@@ -158,6 +166,26 @@ func (c *roomServiceClient) ListUsers(ctx context.Context, in *ListUsersRequest,
 	return out, nil
 }
 
+func (c *roomServiceClient) ListStreams(ctx context.Context, in *ListStreamsRequest, opts ...grpc.CallOption) (*ListStreamsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListStreamsResponse)
+	err := c.cc.Invoke(ctx, RoomService_ListStreams_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *roomServiceClient) SetStreamExtraInfo(ctx context.Context, in *SetStreamExtraInfoRequest, opts ...grpc.CallOption) (*SetStreamExtraInfoResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetStreamExtraInfoResponse)
+	err := c.cc.Invoke(ctx, RoomService_SetStreamExtraInfo_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RoomServiceServer is the server API for RoomService service.
 // All implementations must embed UnimplementedRoomServiceServer
 // for forward compatibility.
@@ -185,6 +213,12 @@ type RoomServiceServer interface {
 	SendRoomMessage(context.Context, *SendRoomMessageRequest) (*SendRoomMessageResponse, error)
 	// ListUsers pages through the users in the session's room.
 	ListUsers(context.Context, *ListUsersRequest) (*ListUsersResponse, error)
+	// ListStreams lists the live streams of the session's room. It is how a
+	// client reads streams: only those of its own room, only public fields.
+	ListStreams(context.Context, *ListStreamsRequest) (*ListStreamsResponse, error)
+	// SetStreamExtraInfo replaces the extra info (under 1024 bytes) of a
+	// stream the session's user publishes in its room (1003025 otherwise).
+	SetStreamExtraInfo(context.Context, *SetStreamExtraInfoRequest) (*SetStreamExtraInfoResponse, error)
 	mustEmbedUnimplementedRoomServiceServer()
 }
 
@@ -218,6 +252,12 @@ func (UnimplementedRoomServiceServer) SendRoomMessage(context.Context, *SendRoom
 }
 func (UnimplementedRoomServiceServer) ListUsers(context.Context, *ListUsersRequest) (*ListUsersResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListUsers not implemented")
+}
+func (UnimplementedRoomServiceServer) ListStreams(context.Context, *ListStreamsRequest) (*ListStreamsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListStreams not implemented")
+}
+func (UnimplementedRoomServiceServer) SetStreamExtraInfo(context.Context, *SetStreamExtraInfoRequest) (*SetStreamExtraInfoResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SetStreamExtraInfo not implemented")
 }
 func (UnimplementedRoomServiceServer) mustEmbedUnimplementedRoomServiceServer() {}
 func (UnimplementedRoomServiceServer) testEmbeddedByValue()                     {}
@@ -377,6 +417,42 @@ func _RoomService_ListUsers_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RoomService_ListStreams_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListStreamsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RoomServiceServer).ListStreams(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RoomService_ListStreams_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RoomServiceServer).ListStreams(ctx, req.(*ListStreamsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RoomService_SetStreamExtraInfo_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetStreamExtraInfoRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RoomServiceServer).SetStreamExtraInfo(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RoomService_SetStreamExtraInfo_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RoomServiceServer).SetStreamExtraInfo(ctx, req.(*SetStreamExtraInfoRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RoomService_ServiceDesc is the grpc.ServiceDesc for RoomService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -411,6 +487,14 @@ var RoomService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListUsers",
 			Handler:    _RoomService_ListUsers_Handler,
+		},
+		{
+			MethodName: "ListStreams",
+			Handler:    _RoomService_ListStreams_Handler,
+		},
+		{
+			MethodName: "SetStreamExtraInfo",
+			Handler:    _RoomService_SetStreamExtraInfo_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

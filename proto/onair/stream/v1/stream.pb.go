@@ -239,28 +239,21 @@ func (x StreamEvent_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use StreamEvent_Kind.Descriptor instead.
 func (StreamEvent_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_onair_stream_v1_stream_proto_rawDescGZIP(), []int{12, 0}
+	return file_onair_stream_v1_stream_proto_rawDescGZIP(), []int{13, 0}
 }
 
-// Stream is one live stream.
+// Stream is a live stream as clients and business servers see it: no media
+// edge, no lease, nothing about how OnAir runs. The numbers of the fields it
+// has are those of StreamRecord, so a record decodes as a Stream.
 type Stream struct {
-	state     protoimpl.MessageState `protogen:"open.v1"`
-	AppId     uint32                 `protobuf:"varint,1,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
-	StreamId  string                 `protobuf:"bytes,2,opt,name=stream_id,json=streamId,proto3" json:"stream_id,omitempty"`
-	RoomId    string                 `protobuf:"bytes,3,opt,name=room_id,json=roomId,proto3" json:"room_id,omitempty"`
-	UserId    string                 `protobuf:"bytes,4,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	UserName  string                 `protobuf:"bytes,5,opt,name=user_name,json=userName,proto3" json:"user_name,omitempty"`
-	ExtraInfo string                 `protobuf:"bytes,6,opt,name=extra_info,json=extraInfo,proto3" json:"extra_info,omitempty"`
-	// edge_id and edge_addr name the media edge that is the stream's origin.
-	EdgeId       string    `protobuf:"bytes,7,opt,name=edge_id,json=edgeId,proto3" json:"edge_id,omitempty"`
-	EdgeAddr     string    `protobuf:"bytes,8,opt,name=edge_addr,json=edgeAddr,proto3" json:"edge_addr,omitempty"`
-	CreateTimeMs int64     `protobuf:"varint,9,opt,name=create_time_ms,json=createTimeMs,proto3" json:"create_time_ms,omitempty"`
-	OwnerKind    OwnerKind `protobuf:"varint,10,opt,name=owner_kind,json=ownerKind,proto3,enum=onair.stream.v1.OwnerKind" json:"owner_kind,omitempty"`
-	OwnerLease   int64     `protobuf:"varint,11,opt,name=owner_lease,json=ownerLease,proto3" json:"owner_lease,omitempty"`
-	// ended is set for the instant between UnregisterStream and the key's
-	// removal, carrying the reason; readers treat an ended stream as gone.
-	Ended         bool         `protobuf:"varint,12,opt,name=ended,proto3" json:"ended,omitempty"`
-	DeleteReason  DeleteReason `protobuf:"varint,13,opt,name=delete_reason,json=deleteReason,proto3,enum=onair.stream.v1.DeleteReason" json:"delete_reason,omitempty"`
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AppId         uint32                 `protobuf:"varint,1,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	StreamId      string                 `protobuf:"bytes,2,opt,name=stream_id,json=streamId,proto3" json:"stream_id,omitempty"`
+	RoomId        string                 `protobuf:"bytes,3,opt,name=room_id,json=roomId,proto3" json:"room_id,omitempty"`
+	UserId        string                 `protobuf:"bytes,4,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	UserName      string                 `protobuf:"bytes,5,opt,name=user_name,json=userName,proto3" json:"user_name,omitempty"`
+	ExtraInfo     string                 `protobuf:"bytes,6,opt,name=extra_info,json=extraInfo,proto3" json:"extra_info,omitempty"`
+	CreateTimeMs  int64                  `protobuf:"varint,9,opt,name=create_time_ms,json=createTimeMs,proto3" json:"create_time_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -337,20 +330,6 @@ func (x *Stream) GetExtraInfo() string {
 	return ""
 }
 
-func (x *Stream) GetEdgeId() string {
-	if x != nil {
-		return x.EdgeId
-	}
-	return ""
-}
-
-func (x *Stream) GetEdgeAddr() string {
-	if x != nil {
-		return x.EdgeAddr
-	}
-	return ""
-}
-
 func (x *Stream) GetCreateTimeMs() int64 {
 	if x != nil {
 		return x.CreateTimeMs
@@ -358,28 +337,146 @@ func (x *Stream) GetCreateTimeMs() int64 {
 	return 0
 }
 
-func (x *Stream) GetOwnerKind() OwnerKind {
+// StreamRecord is the registry's record of a live stream, as stored in etcd
+// and passed between OnAir services over internal RPCs. It never leaves
+// through a public API: the room service turns it into a Stream.
+type StreamRecord struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	AppId     uint32                 `protobuf:"varint,1,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	StreamId  string                 `protobuf:"bytes,2,opt,name=stream_id,json=streamId,proto3" json:"stream_id,omitempty"`
+	RoomId    string                 `protobuf:"bytes,3,opt,name=room_id,json=roomId,proto3" json:"room_id,omitempty"`
+	UserId    string                 `protobuf:"bytes,4,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	UserName  string                 `protobuf:"bytes,5,opt,name=user_name,json=userName,proto3" json:"user_name,omitempty"`
+	ExtraInfo string                 `protobuf:"bytes,6,opt,name=extra_info,json=extraInfo,proto3" json:"extra_info,omitempty"`
+	// edge_id and edge_addr name the media edge that is the stream's origin.
+	EdgeId       string    `protobuf:"bytes,7,opt,name=edge_id,json=edgeId,proto3" json:"edge_id,omitempty"`
+	EdgeAddr     string    `protobuf:"bytes,8,opt,name=edge_addr,json=edgeAddr,proto3" json:"edge_addr,omitempty"`
+	CreateTimeMs int64     `protobuf:"varint,9,opt,name=create_time_ms,json=createTimeMs,proto3" json:"create_time_ms,omitempty"`
+	OwnerKind    OwnerKind `protobuf:"varint,10,opt,name=owner_kind,json=ownerKind,proto3,enum=onair.stream.v1.OwnerKind" json:"owner_kind,omitempty"`
+	OwnerLease   int64     `protobuf:"varint,11,opt,name=owner_lease,json=ownerLease,proto3" json:"owner_lease,omitempty"`
+	// ended is set for the instant between UnregisterStream and the key's
+	// removal, carrying the reason; readers treat an ended stream as gone.
+	Ended         bool         `protobuf:"varint,12,opt,name=ended,proto3" json:"ended,omitempty"`
+	DeleteReason  DeleteReason `protobuf:"varint,13,opt,name=delete_reason,json=deleteReason,proto3,enum=onair.stream.v1.DeleteReason" json:"delete_reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamRecord) Reset() {
+	*x = StreamRecord{}
+	mi := &file_onair_stream_v1_stream_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamRecord) ProtoMessage() {}
+
+func (x *StreamRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_onair_stream_v1_stream_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamRecord.ProtoReflect.Descriptor instead.
+func (*StreamRecord) Descriptor() ([]byte, []int) {
+	return file_onair_stream_v1_stream_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *StreamRecord) GetAppId() uint32 {
+	if x != nil {
+		return x.AppId
+	}
+	return 0
+}
+
+func (x *StreamRecord) GetStreamId() string {
+	if x != nil {
+		return x.StreamId
+	}
+	return ""
+}
+
+func (x *StreamRecord) GetRoomId() string {
+	if x != nil {
+		return x.RoomId
+	}
+	return ""
+}
+
+func (x *StreamRecord) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *StreamRecord) GetUserName() string {
+	if x != nil {
+		return x.UserName
+	}
+	return ""
+}
+
+func (x *StreamRecord) GetExtraInfo() string {
+	if x != nil {
+		return x.ExtraInfo
+	}
+	return ""
+}
+
+func (x *StreamRecord) GetEdgeId() string {
+	if x != nil {
+		return x.EdgeId
+	}
+	return ""
+}
+
+func (x *StreamRecord) GetEdgeAddr() string {
+	if x != nil {
+		return x.EdgeAddr
+	}
+	return ""
+}
+
+func (x *StreamRecord) GetCreateTimeMs() int64 {
+	if x != nil {
+		return x.CreateTimeMs
+	}
+	return 0
+}
+
+func (x *StreamRecord) GetOwnerKind() OwnerKind {
 	if x != nil {
 		return x.OwnerKind
 	}
 	return OwnerKind_OWNER_KIND_UNSPECIFIED
 }
 
-func (x *Stream) GetOwnerLease() int64 {
+func (x *StreamRecord) GetOwnerLease() int64 {
 	if x != nil {
 		return x.OwnerLease
 	}
 	return 0
 }
 
-func (x *Stream) GetEnded() bool {
+func (x *StreamRecord) GetEnded() bool {
 	if x != nil {
 		return x.Ended
 	}
 	return false
 }
 
-func (x *Stream) GetDeleteReason() DeleteReason {
+func (x *StreamRecord) GetDeleteReason() DeleteReason {
 	if x != nil {
 		return x.DeleteReason
 	}
@@ -407,7 +504,7 @@ type RegisterStreamRequest struct {
 
 func (x *RegisterStreamRequest) Reset() {
 	*x = RegisterStreamRequest{}
-	mi := &file_onair_stream_v1_stream_proto_msgTypes[1]
+	mi := &file_onair_stream_v1_stream_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -419,7 +516,7 @@ func (x *RegisterStreamRequest) String() string {
 func (*RegisterStreamRequest) ProtoMessage() {}
 
 func (x *RegisterStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_stream_v1_stream_proto_msgTypes[1]
+	mi := &file_onair_stream_v1_stream_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -432,7 +529,7 @@ func (x *RegisterStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterStreamRequest.ProtoReflect.Descriptor instead.
 func (*RegisterStreamRequest) Descriptor() ([]byte, []int) {
-	return file_onair_stream_v1_stream_proto_rawDescGZIP(), []int{1}
+	return file_onair_stream_v1_stream_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *RegisterStreamRequest) GetAppId() uint32 {
@@ -507,7 +604,7 @@ func (x *RegisterStreamRequest) GetOwnerLease() int64 {
 
 type RegisterStreamResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Stream        *Stream                `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	Stream        *StreamRecord          `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
 	Revision      int64                  `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -515,7 +612,7 @@ type RegisterStreamResponse struct {
 
 func (x *RegisterStreamResponse) Reset() {
 	*x = RegisterStreamResponse{}
-	mi := &file_onair_stream_v1_stream_proto_msgTypes[2]
+	mi := &file_onair_stream_v1_stream_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -527,7 +624,7 @@ func (x *RegisterStreamResponse) String() string {
 func (*RegisterStreamResponse) ProtoMessage() {}
 
 func (x *RegisterStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_stream_v1_stream_proto_msgTypes[2]
+	mi := &file_onair_stream_v1_stream_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -540,10 +637,10 @@ func (x *RegisterStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterStreamResponse.ProtoReflect.Descriptor instead.
 func (*RegisterStreamResponse) Descriptor() ([]byte, []int) {
-	return file_onair_stream_v1_stream_proto_rawDescGZIP(), []int{2}
+	return file_onair_stream_v1_stream_proto_rawDescGZIP(), []int{3}
 }
 
-func (x *RegisterStreamResponse) GetStream() *Stream {
+func (x *RegisterStreamResponse) GetStream() *StreamRecord {
 	if x != nil {
 		return x.Stream
 	}
@@ -562,7 +659,10 @@ type UnregisterStreamRequest struct {
 	AppId    uint32                 `protobuf:"varint,1,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
 	StreamId string                 `protobuf:"bytes,2,opt,name=stream_id,json=streamId,proto3" json:"stream_id,omitempty"`
 	Reason   DeleteReason           `protobuf:"varint,3,opt,name=reason,proto3,enum=onair.stream.v1.DeleteReason" json:"reason,omitempty"`
-	// user_id and token: the publisher's, unless an internal service calls.
+	// user_id and token, when token is set, make the registry also check that
+	// user_id publishes the stream with a token that allows it; a service
+	// acting on its own authority (the media edge, the room service, the
+	// signed server API) leaves them empty.
 	UserId        string `protobuf:"bytes,4,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	Token         string `protobuf:"bytes,5,opt,name=token,proto3" json:"token,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -571,7 +671,7 @@ type UnregisterStreamRequest struct {
 
 func (x *UnregisterStreamRequest) Reset() {
 	*x = UnregisterStreamRequest{}
-	mi := &file_onair_stream_v1_stream_proto_msgTypes[3]
+	mi := &file_onair_stream_v1_stream_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -583,7 +683,7 @@ func (x *UnregisterStreamRequest) String() string {
 func (*UnregisterStreamRequest) ProtoMessage() {}
 
 func (x *UnregisterStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_stream_v1_stream_proto_msgTypes[3]
+	mi := &file_onair_stream_v1_stream_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -596,7 +696,7 @@ func (x *UnregisterStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnregisterStreamRequest.ProtoReflect.Descriptor instead.
 func (*UnregisterStreamRequest) Descriptor() ([]byte, []int) {
-	return file_onair_stream_v1_stream_proto_rawDescGZIP(), []int{3}
+	return file_onair_stream_v1_stream_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *UnregisterStreamRequest) GetAppId() uint32 {
@@ -643,7 +743,7 @@ type UnregisterStreamResponse struct {
 
 func (x *UnregisterStreamResponse) Reset() {
 	*x = UnregisterStreamResponse{}
-	mi := &file_onair_stream_v1_stream_proto_msgTypes[4]
+	mi := &file_onair_stream_v1_stream_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -655,7 +755,7 @@ func (x *UnregisterStreamResponse) String() string {
 func (*UnregisterStreamResponse) ProtoMessage() {}
 
 func (x *UnregisterStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_stream_v1_stream_proto_msgTypes[4]
+	mi := &file_onair_stream_v1_stream_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -668,7 +768,7 @@ func (x *UnregisterStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnregisterStreamResponse.ProtoReflect.Descriptor instead.
 func (*UnregisterStreamResponse) Descriptor() ([]byte, []int) {
-	return file_onair_stream_v1_stream_proto_rawDescGZIP(), []int{4}
+	return file_onair_stream_v1_stream_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *UnregisterStreamResponse) GetRevision() int64 {
@@ -688,7 +788,7 @@ type GetStreamRequest struct {
 
 func (x *GetStreamRequest) Reset() {
 	*x = GetStreamRequest{}
-	mi := &file_onair_stream_v1_stream_proto_msgTypes[5]
+	mi := &file_onair_stream_v1_stream_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -700,7 +800,7 @@ func (x *GetStreamRequest) String() string {
 func (*GetStreamRequest) ProtoMessage() {}
 
 func (x *GetStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_stream_v1_stream_proto_msgTypes[5]
+	mi := &file_onair_stream_v1_stream_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -713,7 +813,7 @@ func (x *GetStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStreamRequest.ProtoReflect.Descriptor instead.
 func (*GetStreamRequest) Descriptor() ([]byte, []int) {
-	return file_onair_stream_v1_stream_proto_rawDescGZIP(), []int{5}
+	return file_onair_stream_v1_stream_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetStreamRequest) GetAppId() uint32 {
@@ -732,14 +832,14 @@ func (x *GetStreamRequest) GetStreamId() string {
 
 type GetStreamResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Stream        *Stream                `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	Stream        *StreamRecord          `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetStreamResponse) Reset() {
 	*x = GetStreamResponse{}
-	mi := &file_onair_stream_v1_stream_proto_msgTypes[6]
+	mi := &file_onair_stream_v1_stream_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -751,7 +851,7 @@ func (x *GetStreamResponse) String() string {
 func (*GetStreamResponse) ProtoMessage() {}
 
 func (x *GetStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_stream_v1_stream_proto_msgTypes[6]
+	mi := &file_onair_stream_v1_stream_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -764,10 +864,10 @@ func (x *GetStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStreamResponse.ProtoReflect.Descriptor instead.
 func (*GetStreamResponse) Descriptor() ([]byte, []int) {
-	return file_onair_stream_v1_stream_proto_rawDescGZIP(), []int{6}
+	return file_onair_stream_v1_stream_proto_rawDescGZIP(), []int{7}
 }
 
-func (x *GetStreamResponse) GetStream() *Stream {
+func (x *GetStreamResponse) GetStream() *StreamRecord {
 	if x != nil {
 		return x.Stream
 	}
@@ -786,7 +886,7 @@ type ListStreamsRequest struct {
 
 func (x *ListStreamsRequest) Reset() {
 	*x = ListStreamsRequest{}
-	mi := &file_onair_stream_v1_stream_proto_msgTypes[7]
+	mi := &file_onair_stream_v1_stream_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -798,7 +898,7 @@ func (x *ListStreamsRequest) String() string {
 func (*ListStreamsRequest) ProtoMessage() {}
 
 func (x *ListStreamsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_stream_v1_stream_proto_msgTypes[7]
+	mi := &file_onair_stream_v1_stream_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -811,7 +911,7 @@ func (x *ListStreamsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStreamsRequest.ProtoReflect.Descriptor instead.
 func (*ListStreamsRequest) Descriptor() ([]byte, []int) {
-	return file_onair_stream_v1_stream_proto_rawDescGZIP(), []int{7}
+	return file_onair_stream_v1_stream_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListStreamsRequest) GetAppId() uint32 {
@@ -837,7 +937,7 @@ func (x *ListStreamsRequest) GetRevision() int64 {
 
 type ListStreamsResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
-	Streams []*Stream              `protobuf:"bytes,1,rep,name=streams,proto3" json:"streams,omitempty"`
+	Streams []*StreamRecord        `protobuf:"bytes,1,rep,name=streams,proto3" json:"streams,omitempty"`
 	// revision is the etcd revision the list was read at.
 	Revision      int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -846,7 +946,7 @@ type ListStreamsResponse struct {
 
 func (x *ListStreamsResponse) Reset() {
 	*x = ListStreamsResponse{}
-	mi := &file_onair_stream_v1_stream_proto_msgTypes[8]
+	mi := &file_onair_stream_v1_stream_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -858,7 +958,7 @@ func (x *ListStreamsResponse) String() string {
 func (*ListStreamsResponse) ProtoMessage() {}
 
 func (x *ListStreamsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_stream_v1_stream_proto_msgTypes[8]
+	mi := &file_onair_stream_v1_stream_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -871,10 +971,10 @@ func (x *ListStreamsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStreamsResponse.ProtoReflect.Descriptor instead.
 func (*ListStreamsResponse) Descriptor() ([]byte, []int) {
-	return file_onair_stream_v1_stream_proto_rawDescGZIP(), []int{8}
+	return file_onair_stream_v1_stream_proto_rawDescGZIP(), []int{9}
 }
 
-func (x *ListStreamsResponse) GetStreams() []*Stream {
+func (x *ListStreamsResponse) GetStreams() []*StreamRecord {
 	if x != nil {
 		return x.Streams
 	}
@@ -893,7 +993,8 @@ type SetStreamExtraInfoRequest struct {
 	AppId     uint32                 `protobuf:"varint,1,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
 	StreamId  string                 `protobuf:"bytes,2,opt,name=stream_id,json=streamId,proto3" json:"stream_id,omitempty"`
 	ExtraInfo string                 `protobuf:"bytes,3,opt,name=extra_info,json=extraInfo,proto3" json:"extra_info,omitempty"`
-	// user_id and token: the publisher's, unless an internal service calls.
+	// user_id and token: as in UnregisterStream. Clients set their streams'
+	// extra info through the room service, which checks the session.
 	UserId        string `protobuf:"bytes,4,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	Token         string `protobuf:"bytes,5,opt,name=token,proto3" json:"token,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -902,7 +1003,7 @@ type SetStreamExtraInfoRequest struct {
 
 func (x *SetStreamExtraInfoRequest) Reset() {
 	*x = SetStreamExtraInfoRequest{}
-	mi := &file_onair_stream_v1_stream_proto_msgTypes[9]
+	mi := &file_onair_stream_v1_stream_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -914,7 +1015,7 @@ func (x *SetStreamExtraInfoRequest) String() string {
 func (*SetStreamExtraInfoRequest) ProtoMessage() {}
 
 func (x *SetStreamExtraInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_stream_v1_stream_proto_msgTypes[9]
+	mi := &file_onair_stream_v1_stream_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -927,7 +1028,7 @@ func (x *SetStreamExtraInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetStreamExtraInfoRequest.ProtoReflect.Descriptor instead.
 func (*SetStreamExtraInfoRequest) Descriptor() ([]byte, []int) {
-	return file_onair_stream_v1_stream_proto_rawDescGZIP(), []int{9}
+	return file_onair_stream_v1_stream_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SetStreamExtraInfoRequest) GetAppId() uint32 {
@@ -967,7 +1068,7 @@ func (x *SetStreamExtraInfoRequest) GetToken() string {
 
 type SetStreamExtraInfoResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Stream        *Stream                `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	Stream        *StreamRecord          `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
 	Revision      int64                  `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -975,7 +1076,7 @@ type SetStreamExtraInfoResponse struct {
 
 func (x *SetStreamExtraInfoResponse) Reset() {
 	*x = SetStreamExtraInfoResponse{}
-	mi := &file_onair_stream_v1_stream_proto_msgTypes[10]
+	mi := &file_onair_stream_v1_stream_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -987,7 +1088,7 @@ func (x *SetStreamExtraInfoResponse) String() string {
 func (*SetStreamExtraInfoResponse) ProtoMessage() {}
 
 func (x *SetStreamExtraInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_stream_v1_stream_proto_msgTypes[10]
+	mi := &file_onair_stream_v1_stream_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1000,10 +1101,10 @@ func (x *SetStreamExtraInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetStreamExtraInfoResponse.ProtoReflect.Descriptor instead.
 func (*SetStreamExtraInfoResponse) Descriptor() ([]byte, []int) {
-	return file_onair_stream_v1_stream_proto_rawDescGZIP(), []int{10}
+	return file_onair_stream_v1_stream_proto_rawDescGZIP(), []int{11}
 }
 
-func (x *SetStreamExtraInfoResponse) GetStream() *Stream {
+func (x *SetStreamExtraInfoResponse) GetStream() *StreamRecord {
 	if x != nil {
 		return x.Stream
 	}
@@ -1029,7 +1130,7 @@ type WatchStreamsRequest struct {
 
 func (x *WatchStreamsRequest) Reset() {
 	*x = WatchStreamsRequest{}
-	mi := &file_onair_stream_v1_stream_proto_msgTypes[11]
+	mi := &file_onair_stream_v1_stream_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1041,7 +1142,7 @@ func (x *WatchStreamsRequest) String() string {
 func (*WatchStreamsRequest) ProtoMessage() {}
 
 func (x *WatchStreamsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_stream_v1_stream_proto_msgTypes[11]
+	mi := &file_onair_stream_v1_stream_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1054,7 +1155,7 @@ func (x *WatchStreamsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchStreamsRequest.ProtoReflect.Descriptor instead.
 func (*WatchStreamsRequest) Descriptor() ([]byte, []int) {
-	return file_onair_stream_v1_stream_proto_rawDescGZIP(), []int{11}
+	return file_onair_stream_v1_stream_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *WatchStreamsRequest) GetAppId() uint32 {
@@ -1083,7 +1184,7 @@ type StreamEvent struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Kind          StreamEvent_Kind       `protobuf:"varint,1,opt,name=kind,proto3,enum=onair.stream.v1.StreamEvent_Kind" json:"kind,omitempty"`
 	Revision      int64                  `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
-	Stream        *Stream                `protobuf:"bytes,3,opt,name=stream,proto3" json:"stream,omitempty"`
+	Stream        *StreamRecord          `protobuf:"bytes,3,opt,name=stream,proto3" json:"stream,omitempty"`
 	Reason        DeleteReason           `protobuf:"varint,4,opt,name=reason,proto3,enum=onair.stream.v1.DeleteReason" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1091,7 +1192,7 @@ type StreamEvent struct {
 
 func (x *StreamEvent) Reset() {
 	*x = StreamEvent{}
-	mi := &file_onair_stream_v1_stream_proto_msgTypes[12]
+	mi := &file_onair_stream_v1_stream_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1103,7 +1204,7 @@ func (x *StreamEvent) String() string {
 func (*StreamEvent) ProtoMessage() {}
 
 func (x *StreamEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_stream_v1_stream_proto_msgTypes[12]
+	mi := &file_onair_stream_v1_stream_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1116,7 +1217,7 @@ func (x *StreamEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamEvent.ProtoReflect.Descriptor instead.
 func (*StreamEvent) Descriptor() ([]byte, []int) {
-	return file_onair_stream_v1_stream_proto_rawDescGZIP(), []int{12}
+	return file_onair_stream_v1_stream_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *StreamEvent) GetKind() StreamEvent_Kind {
@@ -1133,7 +1234,7 @@ func (x *StreamEvent) GetRevision() int64 {
 	return 0
 }
 
-func (x *StreamEvent) GetStream() *Stream {
+func (x *StreamEvent) GetStream() *StreamRecord {
 	if x != nil {
 		return x.Stream
 	}
@@ -1151,8 +1252,19 @@ var File_onair_stream_v1_stream_proto protoreflect.FileDescriptor
 
 const file_onair_stream_v1_stream_proto_rawDesc = "" +
 	"\n" +
-	"\x1conair/stream/v1/stream.proto\x12\x0fonair.stream.v1\"\xbc\x03\n" +
+	"\x1conair/stream/v1/stream.proto\x12\x0fonair.stream.v1\"\xa5\x02\n" +
 	"\x06Stream\x12\x15\n" +
+	"\x06app_id\x18\x01 \x01(\rR\x05appId\x12\x1b\n" +
+	"\tstream_id\x18\x02 \x01(\tR\bstreamId\x12\x17\n" +
+	"\aroom_id\x18\x03 \x01(\tR\x06roomId\x12\x17\n" +
+	"\auser_id\x18\x04 \x01(\tR\x06userId\x12\x1b\n" +
+	"\tuser_name\x18\x05 \x01(\tR\buserName\x12\x1d\n" +
+	"\n" +
+	"extra_info\x18\x06 \x01(\tR\textraInfo\x12$\n" +
+	"\x0ecreate_time_ms\x18\t \x01(\x03R\fcreateTimeMsJ\x04\b\a\x10\bJ\x04\b\b\x10\tJ\x04\b\n" +
+	"\x10\x0eR\aedge_idR\tedge_addrR\n" +
+	"owner_kindR\vowner_leaseR\x05endedR\rdelete_reason\"\xc2\x03\n" +
+	"\fStreamRecord\x12\x15\n" +
 	"\x06app_id\x18\x01 \x01(\rR\x05appId\x12\x1b\n" +
 	"\tstream_id\x18\x02 \x01(\tR\bstreamId\x12\x17\n" +
 	"\aroom_id\x18\x03 \x01(\tR\x06roomId\x12\x17\n" +
@@ -1183,9 +1295,9 @@ const file_onair_stream_v1_stream_proto_rawDesc = "" +
 	"\tedge_addr\x18\t \x01(\tR\bedgeAddr\x12\x1f\n" +
 	"\vowner_lease\x18\n" +
 	" \x01(\x03R\n" +
-	"ownerLease\"e\n" +
-	"\x16RegisterStreamResponse\x12/\n" +
-	"\x06stream\x18\x01 \x01(\v2\x17.onair.stream.v1.StreamR\x06stream\x12\x1a\n" +
+	"ownerLease\"k\n" +
+	"\x16RegisterStreamResponse\x125\n" +
+	"\x06stream\x18\x01 \x01(\v2\x1d.onair.stream.v1.StreamRecordR\x06stream\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x03R\brevision\"\xb3\x01\n" +
 	"\x17UnregisterStreamRequest\x12\x15\n" +
 	"\x06app_id\x18\x01 \x01(\rR\x05appId\x12\x1b\n" +
@@ -1197,15 +1309,15 @@ const file_onair_stream_v1_stream_proto_rawDesc = "" +
 	"\brevision\x18\x01 \x01(\x03R\brevision\"F\n" +
 	"\x10GetStreamRequest\x12\x15\n" +
 	"\x06app_id\x18\x01 \x01(\rR\x05appId\x12\x1b\n" +
-	"\tstream_id\x18\x02 \x01(\tR\bstreamId\"D\n" +
-	"\x11GetStreamResponse\x12/\n" +
-	"\x06stream\x18\x01 \x01(\v2\x17.onair.stream.v1.StreamR\x06stream\"`\n" +
+	"\tstream_id\x18\x02 \x01(\tR\bstreamId\"J\n" +
+	"\x11GetStreamResponse\x125\n" +
+	"\x06stream\x18\x01 \x01(\v2\x1d.onair.stream.v1.StreamRecordR\x06stream\"`\n" +
 	"\x12ListStreamsRequest\x12\x15\n" +
 	"\x06app_id\x18\x01 \x01(\rR\x05appId\x12\x17\n" +
 	"\aroom_id\x18\x02 \x01(\tR\x06roomId\x12\x1a\n" +
-	"\brevision\x18\x03 \x01(\x03R\brevision\"d\n" +
-	"\x13ListStreamsResponse\x121\n" +
-	"\astreams\x18\x01 \x03(\v2\x17.onair.stream.v1.StreamR\astreams\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\x03R\brevision\"j\n" +
+	"\x13ListStreamsResponse\x127\n" +
+	"\astreams\x18\x01 \x03(\v2\x1d.onair.stream.v1.StreamRecordR\astreams\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x03R\brevision\"\x9d\x01\n" +
 	"\x19SetStreamExtraInfoRequest\x12\x15\n" +
 	"\x06app_id\x18\x01 \x01(\rR\x05appId\x12\x1b\n" +
@@ -1213,18 +1325,18 @@ const file_onair_stream_v1_stream_proto_rawDesc = "" +
 	"\n" +
 	"extra_info\x18\x03 \x01(\tR\textraInfo\x12\x17\n" +
 	"\auser_id\x18\x04 \x01(\tR\x06userId\x12\x14\n" +
-	"\x05token\x18\x05 \x01(\tR\x05token\"i\n" +
-	"\x1aSetStreamExtraInfoResponse\x12/\n" +
-	"\x06stream\x18\x01 \x01(\v2\x17.onair.stream.v1.StreamR\x06stream\x12\x1a\n" +
+	"\x05token\x18\x05 \x01(\tR\x05token\"o\n" +
+	"\x1aSetStreamExtraInfoResponse\x125\n" +
+	"\x06stream\x18\x01 \x01(\v2\x1d.onair.stream.v1.StreamRecordR\x06stream\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x03R\brevision\"j\n" +
 	"\x13WatchStreamsRequest\x12\x15\n" +
 	"\x06app_id\x18\x01 \x01(\rR\x05appId\x12\x17\n" +
 	"\aroom_id\x18\x02 \x01(\tR\x06roomId\x12#\n" +
-	"\rfrom_revision\x18\x03 \x01(\x03R\ffromRevision\"\xad\x02\n" +
+	"\rfrom_revision\x18\x03 \x01(\x03R\ffromRevision\"\xb3\x02\n" +
 	"\vStreamEvent\x125\n" +
 	"\x04kind\x18\x01 \x01(\x0e2!.onair.stream.v1.StreamEvent.KindR\x04kind\x12\x1a\n" +
-	"\brevision\x18\x02 \x01(\x03R\brevision\x12/\n" +
-	"\x06stream\x18\x03 \x01(\v2\x17.onair.stream.v1.StreamR\x06stream\x125\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\x125\n" +
+	"\x06stream\x18\x03 \x01(\v2\x1d.onair.stream.v1.StreamRecordR\x06stream\x125\n" +
 	"\x06reason\x18\x04 \x01(\x0e2\x1d.onair.stream.v1.DeleteReasonR\x06reason\"c\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\f\n" +
@@ -1269,49 +1381,50 @@ func file_onair_stream_v1_stream_proto_rawDescGZIP() []byte {
 }
 
 var file_onair_stream_v1_stream_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_onair_stream_v1_stream_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_onair_stream_v1_stream_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_onair_stream_v1_stream_proto_goTypes = []any{
 	(UpdateType)(0),                    // 0: onair.stream.v1.UpdateType
 	(DeleteReason)(0),                  // 1: onair.stream.v1.DeleteReason
 	(OwnerKind)(0),                     // 2: onair.stream.v1.OwnerKind
 	(StreamEvent_Kind)(0),              // 3: onair.stream.v1.StreamEvent.Kind
 	(*Stream)(nil),                     // 4: onair.stream.v1.Stream
-	(*RegisterStreamRequest)(nil),      // 5: onair.stream.v1.RegisterStreamRequest
-	(*RegisterStreamResponse)(nil),     // 6: onair.stream.v1.RegisterStreamResponse
-	(*UnregisterStreamRequest)(nil),    // 7: onair.stream.v1.UnregisterStreamRequest
-	(*UnregisterStreamResponse)(nil),   // 8: onair.stream.v1.UnregisterStreamResponse
-	(*GetStreamRequest)(nil),           // 9: onair.stream.v1.GetStreamRequest
-	(*GetStreamResponse)(nil),          // 10: onair.stream.v1.GetStreamResponse
-	(*ListStreamsRequest)(nil),         // 11: onair.stream.v1.ListStreamsRequest
-	(*ListStreamsResponse)(nil),        // 12: onair.stream.v1.ListStreamsResponse
-	(*SetStreamExtraInfoRequest)(nil),  // 13: onair.stream.v1.SetStreamExtraInfoRequest
-	(*SetStreamExtraInfoResponse)(nil), // 14: onair.stream.v1.SetStreamExtraInfoResponse
-	(*WatchStreamsRequest)(nil),        // 15: onair.stream.v1.WatchStreamsRequest
-	(*StreamEvent)(nil),                // 16: onair.stream.v1.StreamEvent
+	(*StreamRecord)(nil),               // 5: onair.stream.v1.StreamRecord
+	(*RegisterStreamRequest)(nil),      // 6: onair.stream.v1.RegisterStreamRequest
+	(*RegisterStreamResponse)(nil),     // 7: onair.stream.v1.RegisterStreamResponse
+	(*UnregisterStreamRequest)(nil),    // 8: onair.stream.v1.UnregisterStreamRequest
+	(*UnregisterStreamResponse)(nil),   // 9: onair.stream.v1.UnregisterStreamResponse
+	(*GetStreamRequest)(nil),           // 10: onair.stream.v1.GetStreamRequest
+	(*GetStreamResponse)(nil),          // 11: onair.stream.v1.GetStreamResponse
+	(*ListStreamsRequest)(nil),         // 12: onair.stream.v1.ListStreamsRequest
+	(*ListStreamsResponse)(nil),        // 13: onair.stream.v1.ListStreamsResponse
+	(*SetStreamExtraInfoRequest)(nil),  // 14: onair.stream.v1.SetStreamExtraInfoRequest
+	(*SetStreamExtraInfoResponse)(nil), // 15: onair.stream.v1.SetStreamExtraInfoResponse
+	(*WatchStreamsRequest)(nil),        // 16: onair.stream.v1.WatchStreamsRequest
+	(*StreamEvent)(nil),                // 17: onair.stream.v1.StreamEvent
 }
 var file_onair_stream_v1_stream_proto_depIdxs = []int32{
-	2,  // 0: onair.stream.v1.Stream.owner_kind:type_name -> onair.stream.v1.OwnerKind
-	1,  // 1: onair.stream.v1.Stream.delete_reason:type_name -> onair.stream.v1.DeleteReason
-	4,  // 2: onair.stream.v1.RegisterStreamResponse.stream:type_name -> onair.stream.v1.Stream
+	2,  // 0: onair.stream.v1.StreamRecord.owner_kind:type_name -> onair.stream.v1.OwnerKind
+	1,  // 1: onair.stream.v1.StreamRecord.delete_reason:type_name -> onair.stream.v1.DeleteReason
+	5,  // 2: onair.stream.v1.RegisterStreamResponse.stream:type_name -> onair.stream.v1.StreamRecord
 	1,  // 3: onair.stream.v1.UnregisterStreamRequest.reason:type_name -> onair.stream.v1.DeleteReason
-	4,  // 4: onair.stream.v1.GetStreamResponse.stream:type_name -> onair.stream.v1.Stream
-	4,  // 5: onair.stream.v1.ListStreamsResponse.streams:type_name -> onair.stream.v1.Stream
-	4,  // 6: onair.stream.v1.SetStreamExtraInfoResponse.stream:type_name -> onair.stream.v1.Stream
+	5,  // 4: onair.stream.v1.GetStreamResponse.stream:type_name -> onair.stream.v1.StreamRecord
+	5,  // 5: onair.stream.v1.ListStreamsResponse.streams:type_name -> onair.stream.v1.StreamRecord
+	5,  // 6: onair.stream.v1.SetStreamExtraInfoResponse.stream:type_name -> onair.stream.v1.StreamRecord
 	3,  // 7: onair.stream.v1.StreamEvent.kind:type_name -> onair.stream.v1.StreamEvent.Kind
-	4,  // 8: onair.stream.v1.StreamEvent.stream:type_name -> onair.stream.v1.Stream
+	5,  // 8: onair.stream.v1.StreamEvent.stream:type_name -> onair.stream.v1.StreamRecord
 	1,  // 9: onair.stream.v1.StreamEvent.reason:type_name -> onair.stream.v1.DeleteReason
-	5,  // 10: onair.stream.v1.StreamService.RegisterStream:input_type -> onair.stream.v1.RegisterStreamRequest
-	7,  // 11: onair.stream.v1.StreamService.UnregisterStream:input_type -> onair.stream.v1.UnregisterStreamRequest
-	9,  // 12: onair.stream.v1.StreamService.GetStream:input_type -> onair.stream.v1.GetStreamRequest
-	11, // 13: onair.stream.v1.StreamService.ListStreams:input_type -> onair.stream.v1.ListStreamsRequest
-	13, // 14: onair.stream.v1.StreamService.SetStreamExtraInfo:input_type -> onair.stream.v1.SetStreamExtraInfoRequest
-	15, // 15: onair.stream.v1.StreamService.WatchStreams:input_type -> onair.stream.v1.WatchStreamsRequest
-	6,  // 16: onair.stream.v1.StreamService.RegisterStream:output_type -> onair.stream.v1.RegisterStreamResponse
-	8,  // 17: onair.stream.v1.StreamService.UnregisterStream:output_type -> onair.stream.v1.UnregisterStreamResponse
-	10, // 18: onair.stream.v1.StreamService.GetStream:output_type -> onair.stream.v1.GetStreamResponse
-	12, // 19: onair.stream.v1.StreamService.ListStreams:output_type -> onair.stream.v1.ListStreamsResponse
-	14, // 20: onair.stream.v1.StreamService.SetStreamExtraInfo:output_type -> onair.stream.v1.SetStreamExtraInfoResponse
-	16, // 21: onair.stream.v1.StreamService.WatchStreams:output_type -> onair.stream.v1.StreamEvent
+	6,  // 10: onair.stream.v1.StreamService.RegisterStream:input_type -> onair.stream.v1.RegisterStreamRequest
+	8,  // 11: onair.stream.v1.StreamService.UnregisterStream:input_type -> onair.stream.v1.UnregisterStreamRequest
+	10, // 12: onair.stream.v1.StreamService.GetStream:input_type -> onair.stream.v1.GetStreamRequest
+	12, // 13: onair.stream.v1.StreamService.ListStreams:input_type -> onair.stream.v1.ListStreamsRequest
+	14, // 14: onair.stream.v1.StreamService.SetStreamExtraInfo:input_type -> onair.stream.v1.SetStreamExtraInfoRequest
+	16, // 15: onair.stream.v1.StreamService.WatchStreams:input_type -> onair.stream.v1.WatchStreamsRequest
+	7,  // 16: onair.stream.v1.StreamService.RegisterStream:output_type -> onair.stream.v1.RegisterStreamResponse
+	9,  // 17: onair.stream.v1.StreamService.UnregisterStream:output_type -> onair.stream.v1.UnregisterStreamResponse
+	11, // 18: onair.stream.v1.StreamService.GetStream:output_type -> onair.stream.v1.GetStreamResponse
+	13, // 19: onair.stream.v1.StreamService.ListStreams:output_type -> onair.stream.v1.ListStreamsResponse
+	15, // 20: onair.stream.v1.StreamService.SetStreamExtraInfo:output_type -> onair.stream.v1.SetStreamExtraInfoResponse
+	17, // 21: onair.stream.v1.StreamService.WatchStreams:output_type -> onair.stream.v1.StreamEvent
 	16, // [16:22] is the sub-list for method output_type
 	10, // [10:16] is the sub-list for method input_type
 	10, // [10:10] is the sub-list for extension type_name
@@ -1330,7 +1443,7 @@ func file_onair_stream_v1_stream_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_onair_stream_v1_stream_proto_rawDesc), len(file_onair_stream_v1_stream_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   13,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

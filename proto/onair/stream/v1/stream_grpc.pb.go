@@ -35,6 +35,12 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // StreamService keeps stream IDs unique per app and tells rooms about them.
+//
+// It is internal: every method needs the cluster's internal key
+// (x-onair-internal-key), and the gateway routes none of them. Its callers are
+// the room service and the media edge; what clients and business servers may
+// see of a stream is the public Stream, through the room service (a session's
+// own room, or the signed server API).
 type StreamServiceClient interface {
 	// RegisterStream makes a stream live. A stream ID is unique per AppID: a
 	// second publisher gets 1003028.
@@ -135,6 +141,12 @@ type StreamService_WatchStreamsClient = grpc.ServerStreamingClient[StreamEvent]
 // for forward compatibility.
 //
 // StreamService keeps stream IDs unique per app and tells rooms about them.
+//
+// It is internal: every method needs the cluster's internal key
+// (x-onair-internal-key), and the gateway routes none of them. Its callers are
+// the room service and the media edge; what clients and business servers may
+// see of a stream is the public Stream, through the room service (a session's
+// own room, or the signed server API).
 type StreamServiceServer interface {
 	// RegisterStream makes a stream live. A stream ID is unique per AppID: a
 	// second publisher gets 1003028.
