@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
@@ -32,6 +33,18 @@ type Config struct {
 	// AutoCompactionRetention keeps this much revision history (e.g. "1h");
 	// empty keeps etcd's default (no auto compaction).
 	AutoCompactionRetention string
+	// ClientTLS, when its certificate and key are set, serves clients over
+	// TLS (an https:// client URL); peers stay on plain HTTP.
+	ClientTLS TLSFiles
+}
+
+// TLSFiles are the PEM files of a TLS listener.
+type TLSFiles struct {
+	// CertFile and KeyFile are the member's certificate and key.
+	CertFile, KeyFile string
+	// TrustedCAFile, when set, makes clients authenticate with a
+	// certificate signed by one of its CAs.
+	TrustedCAFile string
 }
 
 // Server is a running embedded member.
@@ -61,7 +74,13 @@ func Start(ctx context.Context, c Config) (*Server, error) {
 			return nil, err
 		}
 	}
-	cu, _ := url.Parse("http://" + clientAddr)
+	clientScheme := "http://"
+	if c.ClientTLS.CertFile != "" {
+		clientScheme = "https://"
+		cfg.ClientTLSInfo = transport.TLSInfo{CertFile: c.ClientTLS.CertFile, KeyFile: c.ClientTLS.KeyFile,
+			TrustedCAFile: c.ClientTLS.TrustedCAFile, ClientCertAuth: c.ClientTLS.TrustedCAFile != ""}
+	}
+	cu, _ := url.Parse(clientScheme + clientAddr)
 	pu, _ := url.Parse("http://" + peerAddr)
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
@@ -96,7 +115,9 @@ func Start(ctx context.Context, c Config) (*Server, error) {
 // Endpoints are the client URLs of the member.
 func (s *Server) Endpoints() []string { return s.endpoints }
 
-// Client returns a new client of the member; the caller closes it.
+// Client returns a new client of the member; the caller closes it. A
+// member that serves clients over TLS needs a client made with
+// etcdclient.New and a TLS configuration instead.
 func (s *Server) Client() (*clientv3.Client, error) {
 	return etcdclient.New(etcdclient.Config{Endpoints: s.endpoints})
 }

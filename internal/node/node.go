@@ -5,6 +5,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/onair-dev/onair/internal/discovery"
@@ -46,6 +48,13 @@ type Config struct {
 	// Telemetry may be nil.
 	Telemetry *telemetry.Providers
 	Logger    *slog.Logger
+	// ServerTLS, when set, makes the gRPC listener serve TLS only (for
+	// example certfile.Reloader.ServerConfig, which picks up renewals).
+	ServerTLS *tls.Config
+	// ClientTLS, when set, is how the node's calls to other services
+	// (dialed through discovery) use TLS: the CAs and server name that
+	// verify them. Set it whenever the services serve TLS.
+	ClientTLS *tls.Config
 
 	Auth  AuthConfig
 	Room  RoomConfig
@@ -112,6 +121,9 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	var sopts []grpc.ServerOption
 	if cfg.Telemetry != nil {
 		sopts = cfg.Telemetry.GRPCServerOptions()
+	}
+	if cfg.ServerTLS != nil {
+		sopts = append(sopts, grpc.Creds(credentials.NewTLS(cfg.ServerTLS)))
 	}
 	n = &Node{cfg: cfg, lis: lis, done: make(chan error, 1),
 		srv: grpcserver.New(grpcserver.Config{InternalKey: cfg.InternalKey, Logger: cfg.Logger, Options: sopts})}
@@ -184,6 +196,10 @@ func (n *Node) dial(service string) (*grpc.ClientConn, error) {
 	opts := []grpc.DialOption{grpcserver.InternalCredentials(n.cfg.InternalKey)}
 	if n.cfg.Telemetry != nil {
 		opts = append(opts, n.cfg.Telemetry.GRPCDialOptions()...)
+	}
+	if n.cfg.ClientTLS != nil {
+		// After discovery's own insecure default, so it wins.
+		opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(n.cfg.ClientTLS)))
 	}
 	cc, err := discovery.Dial(n.cfg.Etcd, service, opts...)
 	if err != nil {
