@@ -7,9 +7,11 @@ package sharedlease
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -42,4 +44,28 @@ func (p *Pool) Get(ctx context.Context) (clientv3.LeaseID, error) {
 	}
 	p.id, p.until = g.ID, time.Now().Add(p.rotate)
 	return g.ID, nil
+}
+
+// Do runs write with the current lease. A lease can be gone before its
+// rotation is due (the process stalled past its TTL, etcd was away), so
+// when write fails because etcd no longer knows the lease, Do forgets it
+// and runs write once more with a fresh one.
+func (p *Pool) Do(ctx context.Context, write func(clientv3.LeaseID) error) error {
+	id, err := p.Get(ctx)
+	if err != nil {
+		return err
+	}
+	err = write(id)
+	if !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return err
+	}
+	p.mu.Lock()
+	if p.id == id {
+		p.id = 0
+	}
+	p.mu.Unlock()
+	if id, err = p.Get(ctx); err != nil {
+		return err
+	}
+	return write(id)
 }

@@ -351,15 +351,14 @@ func (s *Server) VerifyServerSignature(ctx context.Context, req *authv1.VerifySe
 	if subtle.ConstantTimeCompare([]byte(want), []byte(a.GetSignature())) != 1 {
 		return nil, errcode.New(errcode.ServerSignatureInvalid, "signature does not match")
 	}
-	lease, err := s.nonces.Get(ctx)
-	if err != nil {
-		return nil, errcode.Unavailable(err)
-	}
 	k := fmt.Sprintf("/onair/nonces/%d/%s", a.GetAppId(), a.GetSignatureNonce())
-	txn, err := s.cfg.Etcd.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
-		Then(clientv3.OpPut(k, "", clientv3.WithLease(lease))).Commit()
-	if err != nil {
+	var txn *clientv3.TxnResponse
+	if err := s.nonces.Do(ctx, func(lease clientv3.LeaseID) (err error) {
+		txn, err = s.cfg.Etcd.Txn(ctx).
+			If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
+			Then(clientv3.OpPut(k, "", clientv3.WithLease(lease))).Commit()
+		return err
+	}); err != nil {
 		return nil, errcode.Unavailable(err)
 	}
 	if !txn.Succeeded {

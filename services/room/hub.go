@@ -272,6 +272,10 @@ func (f *streamFeed) next(ctx context.Context) (*streamv1.StreamEvent, error) {
 	}
 }
 
+// watchBackoff is the first pause before a broken room watch is opened
+// again; it doubles up to two seconds while etcd stays away.
+const watchBackoff = 100 * time.Millisecond
+
 // run watches the room until ctx ends or the hub has been idle for the
 // linger time. Stream key changes seen on the room watch are resolved by the
 // registry's events of the same revision, so the merged order is exactly
@@ -285,7 +289,21 @@ func (h *hub) run(ctx context.Context) error {
 			feed.stop()
 		}
 	}()
-	watch := h.s.cfg.Etcd.Watch(ctx, h.prefix, clientv3.WithPrefix(), clientv3.WithPrevKV(), clientv3.WithRev(h.rev+1))
+	// The watch is opened again from the last revision applied whenever it
+	// breaks (etcd lost its leader, the member went away), so an etcd
+	// outage costs subscribers nothing but the wait; only a compacted
+	// history ends the hub, and its subscribers resync.
+	var watch clientv3.WatchChan
+	stopWatch := func() {}
+	defer func() { stopWatch() }()
+	rewatch := func() {
+		stopWatch()
+		var wctx context.Context
+		wctx, stopWatch = context.WithCancel(ctx)
+		watch = h.s.cfg.Etcd.Watch(wctx, h.prefix, clientv3.WithPrefix(), clientv3.WithPrevKV(), clientv3.WithRev(h.rev+1))
+	}
+	rewatch()
+	backoff := watchBackoff
 	linger := time.NewTicker(h.s.cfg.HubLinger / 2)
 	defer linger.Stop()
 	count := time.NewTicker(h.s.cfg.OnlineCountInterval)
@@ -310,15 +328,24 @@ func (h *hub) run(ctx context.Context) error {
 			}
 			h.mu.Unlock()
 		case resp, ok := <-watch:
-			if !ok {
-				return errcode.New(errcode.ConnectionBroken, "room watch ended")
-			}
-			if resp.CompactRevision != 0 {
+			if ok && resp.CompactRevision != 0 {
 				return errcode.New(errcode.ConnectionBroken, "room history compacted")
 			}
-			if err := resp.Err(); err != nil {
-				return errcode.Unavailable(err)
+			if !ok || resp.Err() != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				h.s.log.Debug("room watch broke; resuming", "room", h.key.room, "from", h.rev, "err", resp.Err())
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(backoff):
+				}
+				backoff = min(2*backoff, 2*time.Second)
+				rewatch()
+				continue
 			}
+			backoff = watchBackoff
 			if err := h.apply(ctx, feed, resp.Events); err != nil {
 				return err
 			}

@@ -496,11 +496,10 @@ func (s *Server) SendRoomMessage(ctx context.Context, req *roomv1.SendRoomMessag
 		FromUser: &roomv1.User{UserId: rec.UserID, UserName: rec.UserName}, Content: req.GetContent(), SendTimeMs: s.cfg.Now().UnixMilli()}
 	mb, _ := marshal(msg)
 	env, _ := json.Marshal(envelope{Message: mb, To: req.GetToUserIds(), FromSession: rec.SessionID})
-	lease, err := s.msgLease.Get(ctx)
-	if err != nil {
-		return nil, errcode.Unavailable(err)
-	}
-	if _, err := s.cfg.Etcd.Put(ctx, keys.RoomMessages(rec.AppID, rec.RoomID)+msg.MessageId, string(env), clientv3.WithLease(lease)); err != nil {
+	if err := s.msgLease.Do(ctx, func(lease clientv3.LeaseID) error {
+		_, err := s.cfg.Etcd.Put(ctx, keys.RoomMessages(rec.AppID, rec.RoomID)+msg.MessageId, string(env), clientv3.WithLease(lease))
+		return err
+	}); err != nil {
 		return nil, errcode.Unavailable(err)
 	}
 	return &roomv1.SendRoomMessageResponse{MessageId: msg.MessageId}, nil
