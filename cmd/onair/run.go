@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/onair-dev/onair/gateway"
 	"github.com/onair-dev/onair/internal/etcdclient"
@@ -54,34 +57,40 @@ func runRole(ctx context.Context, role string, args []string) error {
 	fs := flag.NewFlagSet(role, flag.ContinueOnError)
 	var sf serviceFlags
 	var rf roleFlags
+	var tf tlsFlags
 	sf.register(fs, "")
 	rf.register(fs)
+	tf.register(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if err := setupLogging(sf.logLevel); err != nil {
 		return err
 	}
-	cli, tel, done, err := connect(ctx, sf.etcdEndpoints, "onair-"+role)
+	tt, err := tf.build()
+	if err != nil {
+		return err
+	}
+	cli, tel, done, err := connect(ctx, sf.etcdEndpoints, tt.etcd, "onair-"+role)
 	if err != nil {
 		return err
 	}
 	defer done()
 	cfg := node.Config{Roles: []string{role}, Etcd: cli, GRPCAddr: sf.grpcAddr, AdvertiseAddr: sf.advertiseAddr,
-		InternalKey: sf.internalKey, LeaseTTL: sf.leaseTTL, Telemetry: tel}
+		InternalKey: sf.internalKey, LeaseTTL: sf.leaseTTL, Telemetry: tel, ServerTLS: tt.server, ClientTLS: tt.peers}
 	rf.nodeConfig(&cfg)
 	n, err := node.Start(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	slog.Info("serving", "role", role, "grpc", n.Addr())
+	slog.Info("serving", "role", role, "grpc", n.Addr(), "tls", tt.server != nil)
 	var web *http.Server
 	if sf.httpAddr != "" {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", tel.MetricsHandler())
 		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 		mux.Handle("GET /readyz", gateway.ReadyHandler(n.Ready))
-		if web, err = serveHTTP(sf.httpAddr, mux); err != nil {
+		if web, err = serveHTTPS(sf.httpAddr, mux, tt.server); err != nil {
 			return err
 		}
 	}
@@ -92,31 +101,41 @@ func runRole(ctx context.Context, role string, args []string) error {
 func runGateway(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	var sf serviceFlags
+	var tf tlsFlags
 	sf.register(fs, "127.0.0.1:8080")
+	tf.register(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if err := setupLogging(sf.logLevel); err != nil {
 		return err
 	}
-	cli, tel, done, err := connect(ctx, sf.etcdEndpoints, "onair-gateway")
+	tt, err := tf.build()
+	if err != nil {
+		return err
+	}
+	cli, tel, done, err := connect(ctx, sf.etcdEndpoints, tt.etcd, "onair-gateway")
 	if err != nil {
 		return err
 	}
 	defer done()
-	web, closeGateway, err := startGateway(ctx, cli, tel, sf.httpAddr, nil)
+	web, closeGateway, err := startGatewayTLS(ctx, cli, tel, sf.httpAddr, nil, tt)
 	if err != nil {
 		return err
 	}
 	defer closeGateway()
-	slog.Info("serving", "role", "gateway", "http", sf.httpAddr)
+	slog.Info("serving", "role", "gateway", "http", sf.httpAddr, "tls", tt.server != nil)
 	return waitAndStop(ctx, nil, web, sf.drain)
 }
 
-// connect opens the etcd client and the telemetry of a role's process;
-// done closes both.
-func connect(ctx context.Context, endpoints, service string) (*clientv3.Client, *telemetry.Providers, func(), error) {
-	cli, err := etcdclient.New(etcdclient.Config{Endpoints: etcdclient.ParseEndpoints(endpoints)})
+// connect opens the etcd client (over TLS when etcdTLS is set) and the
+// telemetry of a role's process; done closes both.
+func connect(ctx context.Context, endpoints string, etcdTLS *tls.Config, service string) (*clientv3.Client, *telemetry.Providers, func(), error) {
+	ecfg, err := etcdConfig(endpoints, etcdTLS)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cli, err := etcdclient.New(ecfg)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -132,17 +151,29 @@ func connect(ctx context.Context, endpoints, service string) (*clientv3.Client, 
 // WHIP/WHEP on addr. closeGateway releases its connections once the HTTP
 // server has been shut down.
 func startGateway(ctx context.Context, cli *clientv3.Client, tel *telemetry.Providers, addr string, ready func() bool) (web *http.Server, closeGateway func(), err error) {
-	gw, err := gateway.New(ctx, gateway.Config{Etcd: cli, Telemetry: tel, Ready: ready})
+	return startGatewayTLS(ctx, cli, tel, addr, ready, nil)
+}
+
+// startGatewayTLS is startGateway serving HTTPS and calling the services
+// over TLS as tt says (plaintext if nil).
+func startGatewayTLS(ctx context.Context, cli *clientv3.Client, tel *telemetry.Providers, addr string, ready func() bool, tt *transportTLS) (web *http.Server, closeGateway func(), err error) {
+	var dialOpts []grpc.DialOption
+	var srvTLS *tls.Config
+	if tt != nil && tt.server != nil {
+		srvTLS = tt.server
+		dialOpts = append(dialOpts, grpc.WithTransportCredentials(credentials.NewTLS(tt.peers)))
+	}
+	gw, err := gateway.New(ctx, gateway.Config{Etcd: cli, Telemetry: tel, Ready: ready, DialOptions: dialOpts})
 	if err != nil {
 		return nil, nil, err
 	}
-	whip := gateway.NewWHIP(gateway.WHIPConfig{Etcd: cli})
+	whip := gateway.NewWHIP(gateway.WHIPConfig{Etcd: cli, DialOptions: dialOpts})
 	whip.Register(gw)
 	closeGateway = func() {
 		whip.Close()
 		gw.Close()
 	}
-	if web, err = serveHTTP(addr, gw); err != nil {
+	if web, err = serveHTTPS(addr, gw, srvTLS); err != nil {
 		closeGateway()
 		return nil, nil, err
 	}
@@ -150,13 +181,22 @@ func startGateway(ctx context.Context, cli *clientv3.Client, tel *telemetry.Prov
 }
 
 func serveHTTP(addr string, h http.Handler) (*http.Server, error) {
+	return serveHTTPS(addr, h, nil)
+}
+
+// serveHTTPS serves h on addr, over TLS with tlsConfig unless it is nil.
+func serveHTTPS(addr string, h http.Handler, tlsConfig *tls.Config) (*http.Server, error) {
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, TLSConfig: tlsConfig}
 	go func() {
-		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		serve := srv.Serve
+		if tlsConfig != nil {
+			serve = func(l net.Listener) error { return srv.ServeTLS(l, "", "") }
+		}
+		if err := serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			slog.Error("http server", "err", err)
 		}
 	}()
