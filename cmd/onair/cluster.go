@@ -52,7 +52,10 @@ type clusterProc struct {
 	ClientAddr string `json:"client_addr,omitempty"`
 	PeerAddr   string `json:"peer_addr,omitempty"`
 
-	args     []string
+	args []string
+	// env is added to the inherited environment: the keys go here, not
+	// in args, which every user of the machine can read (ps).
+	env      []string
 	optional bool // media: skipped if it does not come up
 	cmd      *exec.Cmd
 	exited   chan struct{}
@@ -189,8 +192,9 @@ func (r *clusterRunner) plan(base int, httpAddr, dataDir string, st *localApp, l
 	}
 	r.add(etcd...)
 
-	common := []string{"--etcd-endpoints", strings.Join(endpoints, ","), "--internal-key", st.InternalKey,
+	common := []string{"--etcd-endpoints", strings.Join(endpoints, ","),
 		"--lease-ttl", leaseTTL.String(), "--drain-timeout", drain.String(), "--log-level", logLevel}
+	internalKey := envName("internal-key") + "=" + st.InternalKey
 	roles := []string{"auth", "stream", "room"}
 	if mediaFlags != "" {
 		roles = append(roles, "media")
@@ -203,8 +207,9 @@ func (r *clusterRunner) plan(base int, httpAddr, dataDir string, st *localApp, l
 				GRPCAddr: addr(base + grpcPortOffset + slot), HTTPAddr: addr(base + roleHTTPPortOffset + slot)}
 			slot++
 			p.args = append([]string{role, "--grpc-addr", p.GRPCAddr, "--http-addr", p.HTTPAddr}, common...)
+			p.env = []string{internalKey}
 			if role == "auth" {
-				p.args = append(p.args, "--admin-key", st.AdminKey)
+				p.env = append(p.env, envName("admin-key")+"="+st.AdminKey)
 			}
 			if role == "media" && strings.Contains(mediaFlags, "-udp-port") {
 				p.args = append(p.args, "--udp-port", strconv.Itoa(base+mediaUDPPortOffset+i))
@@ -217,6 +222,7 @@ func (r *clusterRunner) plan(base int, httpAddr, dataDir string, st *localApp, l
 		r.add(group...)
 	}
 	gw := &clusterProc{Name: "gateway", Role: "gateway", HTTPAddr: httpAddr}
+	// The gateway gets no key: it calls the services as its clients do.
 	gw.args = append([]string{"gateway", "--http-addr", httpAddr}, common...)
 	r.add(gw)
 }
@@ -300,6 +306,7 @@ func (r *clusterRunner) start(ctx context.Context, st *localApp) (*clusterSummar
 // name in front of every line.
 func (r *clusterRunner) spawn(p *clusterProc) error {
 	cmd := exec.Command(r.exe, p.args...)
+	cmd.Env = append(os.Environ(), p.env...)
 	w := &prefixWriter{out: r.out, prefix: fmt.Sprintf("%-*s | ", r.nameW, p.Name)}
 	cmd.Stdout, cmd.Stderr = w, w
 	cmd.SysProcAttr = childSysProcAttr()

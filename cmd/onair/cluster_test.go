@@ -12,7 +12,7 @@ import (
 // --base-port promises, and the flags tie them into one cluster.
 func TestClusterPlan(t *testing.T) {
 	const base = 30000
-	st := &localApp{AppID: 1, Secret: strings.Repeat("s", 32), AdminKey: "admin", InternalKey: "internal"}
+	st := &localApp{AppID: 1, Secret: strings.Repeat("s", 32), AdminKey: "admin-key-value", InternalKey: "internal-key-value"}
 	r := &clusterRunner{}
 	r.plan(base, "127.0.0.1:8080", "/data", st, "info", 5*time.Second, 5*time.Second, "  -udp-port int\n  -public-ip string\n")
 
@@ -45,19 +45,45 @@ func TestClusterPlan(t *testing.T) {
 		if p.args[0] != p.Role {
 			t.Errorf("%s runs %q", p.Name, p.args[0])
 		}
+		// Keys never go on a command line, which anyone on the machine
+		// can read (ps, /proc/<pid>/cmdline); they go in the environment.
+		for what, secret := range map[string]string{"internal key": st.InternalKey, "admin key": st.AdminKey, "ServerSecret": st.Secret} {
+			for _, a := range p.args {
+				if strings.Contains(a, secret) {
+					t.Errorf("%s: the %s is on its command line: %q", p.Name, what, a)
+				}
+			}
+		}
+		for _, a := range p.args {
+			if a == "--internal-key" || a == "--admin-key" || a == "--app-secret" || strings.HasPrefix(a, "--internal-key=") ||
+				strings.HasPrefix(a, "--admin-key=") || strings.HasPrefix(a, "--app-secret=") {
+				t.Errorf("%s: key flag %q on its command line", p.Name, a)
+			}
+		}
+		env := map[string]string{}
+		for _, e := range p.env {
+			k, v, _ := strings.Cut(e, "=")
+			env[k] = v
+		}
+		if strings.Contains(strings.Join(p.env, "\n"), st.Secret) {
+			t.Errorf("%s: the ServerSecret is in its environment", p.Name)
+		}
 		switch p.Role {
 		case "etcd":
 			if !strings.Contains(args, "--initial-cluster n1=http://127.0.0.1:30001,n2=http://127.0.0.1:30003,n3=http://127.0.0.1:30005") {
 				t.Errorf("%s: %s", p.Name, args)
 			}
 		default:
-			if !strings.Contains(args, "--etcd-endpoints http://127.0.0.1:30000,http://127.0.0.1:30002,http://127.0.0.1:30004") ||
-				!strings.Contains(args, "--internal-key internal") {
+			if !strings.Contains(args, "--etcd-endpoints http://127.0.0.1:30000,http://127.0.0.1:30002,http://127.0.0.1:30004") {
 				t.Errorf("%s: %s", p.Name, args)
 			}
 		}
-		if p.Role == "auth" && !strings.Contains(args, "--admin-key admin") {
-			t.Errorf("%s has no admin key: %s", p.Name, args)
+		wantInternal := p.Role != "etcd" && p.Role != "gateway"
+		if got := env["ONAIR_INTERNAL_KEY"]; (got == st.InternalKey) != wantInternal || (!wantInternal && got != "") {
+			t.Errorf("%s: ONAIR_INTERNAL_KEY=%q in its environment (want it: %v)", p.Name, got, wantInternal)
+		}
+		if got := env["ONAIR_ADMIN_KEY"]; (p.Role == "auth") != (got == st.AdminKey) || (p.Role != "auth" && got != "") {
+			t.Errorf("%s: ONAIR_ADMIN_KEY=%q in its environment", p.Name, got)
 		}
 		if p.Role == "media" {
 			use(p, "127.0.0.1:"+argAfter(p.args, "--udp-port"))
