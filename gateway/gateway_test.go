@@ -101,10 +101,10 @@ func (f *fakeRooms) SubscribeRoomEvents(req *roomv1.SubscribeRoomEventsRequest, 
 }
 
 type testEnv struct {
-	etcd    *clientv3.Client
-	auth    *fakeAuth
-	rooms   *fakeRooms
-	tel     *telemetry.Providers
+	etcd  *clientv3.Client
+	auth  *fakeAuth
+	rooms *fakeRooms
+	tel   *telemetry.Providers
 }
 
 func newEnv(t *testing.T) *testEnv {

@@ -41,6 +41,9 @@ type Cluster struct {
 	// Room and Media configure the nodes started after they are set.
 	Room  node.RoomConfig
 	Media node.MediaConfig
+	// DebugTokens turns on IssueDebugToken in auth nodes started after it
+	// is set (it still needs the admin key).
+	DebugTokens bool
 	// LeaseTTL is the nodes' discovery lease: short, so a killed node's
 	// keys go quickly.
 	LeaseTTL time.Duration
@@ -85,7 +88,7 @@ func (c *Cluster) StartAt(addr string, roles ...string) *node.Node {
 	for range 50 {
 		n, err = node.Start(ctx, node.Config{Roles: roles, Etcd: c.Etcd, GRPCAddr: addr,
 			InternalKey: InternalKey, LeaseTTL: c.LeaseTTL, Logger: Logger(),
-			Auth: node.AuthConfig{AdminKey: AdminKey}, Room: c.Room, Media: c.Media})
+			Auth: node.AuthConfig{AdminKey: AdminKey, DebugTokens: c.DebugTokens}, Room: c.Room, Media: c.Media})
 		if err == nil {
 			break
 		}
