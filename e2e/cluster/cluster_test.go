@@ -42,6 +42,7 @@ type summary struct {
 		Role     string `json:"role"`
 		PID      int    `json:"pid"`
 		GRPCAddr string `json:"grpc_addr"`
+		HTTPAddr string `json:"http_addr"`
 	} `json:"processes"`
 }
 
@@ -192,6 +193,7 @@ type recorder struct {
 	mu     sync.Mutex
 	states []express.RoomStateChangedReason
 	users  map[string]bool // user -> present (Add) or gone (Delete)
+	left   []string        // every user a Delete named, in order
 }
 
 func newRecorder() *recorder { return &recorder{users: map[string]bool{}} }
@@ -207,6 +209,9 @@ func (r *recorder) OnRoomUserUpdate(t express.UpdateType, users []express.User, 
 	defer r.mu.Unlock()
 	for _, u := range users {
 		r.users[u.UserID] = t == express.UpdateTypeAdd
+		if t != express.UpdateTypeAdd {
+			r.left = append(r.left, u.UserID)
+		}
 	}
 }
 

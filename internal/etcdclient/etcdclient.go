@@ -13,6 +13,8 @@ package etcdclient
 import (
 	"context"
 	"crypto/tls"
+	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -71,10 +73,24 @@ func New(cfg Config) (*clientv3.Client, error) {
 	return cli, nil
 }
 
+// ErrUnavailable is what a call returns when etcd did not answer within the
+// call timeout while its caller was still waiting: no leader, or no member
+// that answers. It is not a context error, so callers report it as the
+// store being unavailable rather than as their own deadline.
+var ErrUnavailable = errors.New("etcd did not answer in time (no leader or no reachable member)")
+
 // bound gives a call the require-leader flag and the call deadline, unless
-// the caller's deadline is sooner.
-func bound(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(clientv3.WithRequireLeader(ctx), timeout)
+// the caller's deadline is sooner. done turns the call's error into
+// ErrUnavailable when it was this deadline, not the caller's, that ended it.
+func bound(ctx context.Context, timeout time.Duration) (context.Context, func(error) error) {
+	cctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), timeout)
+	return cctx, func(err error) error {
+		cancel()
+		if err != nil && ctx.Err() == nil && errors.Is(cctx.Err(), context.DeadlineExceeded) {
+			return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		return err
+	}
 }
 
 type kv struct {
@@ -83,33 +99,33 @@ type kv struct {
 }
 
 func (k *kv) Put(ctx context.Context, key, val string, opts ...clientv3.OpOption) (*clientv3.PutResponse, error) {
-	ctx, cancel := bound(ctx, k.timeout)
-	defer cancel()
-	return k.KV.Put(ctx, key, val, opts...)
+	ctx, done := bound(ctx, k.timeout)
+	resp, err := k.KV.Put(ctx, key, val, opts...)
+	return resp, done(err)
 }
 
 func (k *kv) Get(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
-	ctx, cancel := bound(ctx, k.timeout)
-	defer cancel()
-	return k.KV.Get(ctx, key, opts...)
+	ctx, done := bound(ctx, k.timeout)
+	resp, err := k.KV.Get(ctx, key, opts...)
+	return resp, done(err)
 }
 
 func (k *kv) Delete(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.DeleteResponse, error) {
-	ctx, cancel := bound(ctx, k.timeout)
-	defer cancel()
-	return k.KV.Delete(ctx, key, opts...)
+	ctx, done := bound(ctx, k.timeout)
+	resp, err := k.KV.Delete(ctx, key, opts...)
+	return resp, done(err)
 }
 
 func (k *kv) Compact(ctx context.Context, rev int64, opts ...clientv3.CompactOption) (*clientv3.CompactResponse, error) {
-	ctx, cancel := bound(ctx, k.timeout)
-	defer cancel()
-	return k.KV.Compact(ctx, rev, opts...)
+	ctx, done := bound(ctx, k.timeout)
+	resp, err := k.KV.Compact(ctx, rev, opts...)
+	return resp, done(err)
 }
 
 func (k *kv) Do(ctx context.Context, op clientv3.Op) (clientv3.OpResponse, error) {
-	ctx, cancel := bound(ctx, k.timeout)
-	defer cancel()
-	return k.KV.Do(ctx, op)
+	ctx, done := bound(ctx, k.timeout)
+	resp, err := k.KV.Do(ctx, op)
+	return resp, done(err)
 }
 
 // Txn collects the transaction and bounds only its Commit: the context
@@ -141,9 +157,9 @@ func (t *txn) Else(ops ...clientv3.Op) clientv3.Txn {
 }
 
 func (t *txn) Commit() (*clientv3.TxnResponse, error) {
-	ctx, cancel := bound(t.ctx, t.kv.timeout)
-	defer cancel()
-	return t.kv.KV.Txn(ctx).If(t.cmps...).Then(t.thenOps...).Else(t.elseOps...).Commit()
+	ctx, done := bound(t.ctx, t.kv.timeout)
+	resp, err := t.kv.KV.Txn(ctx).If(t.cmps...).Then(t.thenOps...).Else(t.elseOps...).Commit()
+	return resp, done(err)
 }
 
 type lease struct {
@@ -152,25 +168,25 @@ type lease struct {
 }
 
 func (l *lease) Grant(ctx context.Context, ttl int64) (*clientv3.LeaseGrantResponse, error) {
-	ctx, cancel := bound(ctx, l.timeout)
-	defer cancel()
-	return l.Lease.Grant(ctx, ttl)
+	ctx, done := bound(ctx, l.timeout)
+	resp, err := l.Lease.Grant(ctx, ttl)
+	return resp, done(err)
 }
 
 func (l *lease) Revoke(ctx context.Context, id clientv3.LeaseID) (*clientv3.LeaseRevokeResponse, error) {
-	ctx, cancel := bound(ctx, l.timeout)
-	defer cancel()
-	return l.Lease.Revoke(ctx, id)
+	ctx, done := bound(ctx, l.timeout)
+	resp, err := l.Lease.Revoke(ctx, id)
+	return resp, done(err)
 }
 
 func (l *lease) TimeToLive(ctx context.Context, id clientv3.LeaseID, opts ...clientv3.LeaseOption) (*clientv3.LeaseTimeToLiveResponse, error) {
-	ctx, cancel := bound(ctx, l.timeout)
-	defer cancel()
-	return l.Lease.TimeToLive(ctx, id, opts...)
+	ctx, done := bound(ctx, l.timeout)
+	resp, err := l.Lease.TimeToLive(ctx, id, opts...)
+	return resp, done(err)
 }
 
 func (l *lease) KeepAliveOnce(ctx context.Context, id clientv3.LeaseID) (*clientv3.LeaseKeepAliveResponse, error) {
-	ctx, cancel := bound(ctx, l.timeout)
-	defer cancel()
-	return l.Lease.KeepAliveOnce(ctx, id)
+	ctx, done := bound(ctx, l.timeout)
+	resp, err := l.Lease.KeepAliveOnce(ctx, id)
+	return resp, done(err)
 }
