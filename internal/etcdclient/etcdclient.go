@@ -23,9 +23,10 @@ import (
 )
 
 // DefaultCallTimeout bounds one etcd call. A healthy etcd answers in
-// milliseconds; this leaves room for a leader election (about a second)
-// and still lets a request that needs etcd fail within two seconds.
-const DefaultCallTimeout = 1500 * time.Millisecond
+// milliseconds. Without a leader, reads are retried inside the client until
+// this runs out, so it is what a request that needs etcd waits before it
+// fails: well inside the two seconds OnAir promises.
+const DefaultCallTimeout = time.Second
 
 // Config says how to reach etcd.
 type Config struct {
