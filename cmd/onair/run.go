@@ -15,7 +15,6 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 
 	"github.com/onair-dev/onair/gateway"
 	"github.com/onair-dev/onair/internal/etcdclient"
@@ -161,7 +160,7 @@ func startGatewayTLS(ctx context.Context, cli *clientv3.Client, tel *telemetry.P
 	var srvTLS *tls.Config
 	if tt != nil && tt.server != nil {
 		srvTLS = tt.server
-		dialOpts = append(dialOpts, grpc.WithTransportCredentials(credentials.NewTLS(tt.peers)))
+		dialOpts = append(dialOpts, grpc.WithTransportCredentials(node.PeerCredentials(tt.peers)))
 	}
 	gw, err := gateway.New(ctx, gateway.Config{Etcd: cli, Telemetry: tel, Ready: ready, DialOptions: dialOpts})
 	if err != nil {

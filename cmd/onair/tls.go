@@ -17,9 +17,10 @@ import (
 //
 // One switch: a process given --tls-cert and --tls-key serves TLS on its
 // gRPC and HTTP listeners and calls the other services over TLS too,
-// verifying them against --tls-ca (or the system's CAs) and, when the
-// addresses they register are pod IPs that no certificate names, against
-// --tls-server-name. The certificate files are read again when they change,
+// verifying them against --tls-ca (or the system's CAs) and checking the
+// name in their certificates: the IP address each instance registered, or
+// --tls-server-name when their certificates name no IP (pod IPs change, so
+// in Kubernetes one certificate with a fixed name serves every pod). The certificate files are read again when they change,
 // so a renewal needs no restart. The etcd client uses TLS when any
 // --etcd-* file is given (the endpoints must then be https://).
 type tlsFlags struct {
@@ -31,7 +32,7 @@ func (f *tlsFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.cert, "tls-cert", "", "PEM certificate (chain) served on the gRPC and HTTP listeners; with --tls-key turns TLS on, re-read when the file changes")
 	fs.StringVar(&f.key, "tls-key", "", "PEM private key of --tls-cert")
 	fs.StringVar(&f.ca, "tls-ca", "", "PEM CA bundle that verifies the other services' certificates when this process calls them (default: the system's CAs)")
-	fs.StringVar(&f.serverName, "tls-server-name", "", "name the other services' certificates are checked against (default: the host of the address dialed; set it when services register pod IPs)")
+	fs.StringVar(&f.serverName, "tls-server-name", "", "name the other services' certificates are checked against (default: the IP address each instance registered; set it when their certificates name no IP, e.g. pods)")
 	fs.StringVar(&f.etcdCA, "etcd-ca", "", "PEM CA bundle that verifies the etcd members (turns on TLS to etcd; default: the system's CAs)")
 	fs.StringVar(&f.etcdCert, "etcd-cert", "", "PEM client certificate presented to etcd (with --etcd-key), re-read when the file changes")
 	fs.StringVar(&f.etcdKey, "etcd-key", "", "PEM private key of --etcd-cert")

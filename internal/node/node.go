@@ -52,8 +52,9 @@ type Config struct {
 	// example certfile.Reloader.ServerConfig, which picks up renewals).
 	ServerTLS *tls.Config
 	// ClientTLS, when set, is how the node's calls to other services
-	// (dialed through discovery) use TLS: the CAs and server name that
-	// verify them. Set it whenever the services serve TLS.
+	// (dialed through discovery) use TLS: the CAs that verify them and the
+	// name their certificates hold, if not their IP addresses (see
+	// PeerCredentials). Set it whenever the services serve TLS.
 	ClientTLS *tls.Config
 
 	Auth  AuthConfig
@@ -199,7 +200,7 @@ func (n *Node) dial(service string) (*grpc.ClientConn, error) {
 	}
 	if n.cfg.ClientTLS != nil {
 		// After discovery's own insecure default, so it wins.
-		opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(n.cfg.ClientTLS)))
+		opts = append(opts, grpc.WithTransportCredentials(PeerCredentials(n.cfg.ClientTLS)))
 	}
 	cc, err := discovery.Dial(n.cfg.Etcd, service, opts...)
 	if err != nil {

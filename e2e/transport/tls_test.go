@@ -1,0 +1,476 @@
+package transport
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/onair-dev/onair/internal/embedetcd"
+	"github.com/onair-dev/onair/internal/testpki"
+	authv1 "github.com/onair-dev/onair/proto/onair/auth/v1"
+	roomv1 "github.com/onair-dev/onair/proto/onair/room/v1"
+	"github.com/onair-dev/onair/services/auth"
+	"github.com/onair-dev/onair/token04"
+)
+
+const (
+	appID     uint32 = 1234567890
+	appSecret        = "0123456789abcdef0123456789abcdef"
+	adminKey         = "tls-test-admin-key"
+)
+
+// proc is one onair process of the test.
+type proc struct {
+	role, grpcAddr, httpAddr string
+	cmd                      *exec.Cmd
+	exited                   chan struct{}
+	logs                     *syncBuffer
+}
+
+func (p *proc) alive() bool {
+	select {
+	case <-p.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// files are the PEM files the processes are given, and where things are.
+type files struct {
+	ca, cert, key                 string // served on every listener; ca verifies the peers
+	etcdCert, etcdKey             string // etcd's server pair
+	etcdClientCert, etcdClientKey string // what the processes present to etcd
+	etcdClientLeaf                *testpki.Leaf
+
+	etcdEndpoint, gateway, roomGRPC string
+}
+
+// TestTLS runs etcd with client TLS (client certificates required) and
+// the auth, stream, room and media roles and the gateway as processes
+// whose every listener serves TLS, then checks what a client and an
+// operator would: gRPC and REST work over TLS with the CA and not without
+// it, etcd refuses plaintext, and a renewed certificate is served to new
+// connections without a restart.
+func TestTLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs onair processes")
+	}
+	bin := buildOnair(t)
+	dir := t.TempDir()
+	ca := testpki.NewCA(t, "OnAir test CA")
+	f := files{
+		ca: ca.WriteCA(t, filepath.Join(dir, "ca.crt")), cert: filepath.Join(dir, "tls.crt"), key: filepath.Join(dir, "tls.key"),
+		etcdCert: filepath.Join(dir, "etcd.crt"), etcdKey: filepath.Join(dir, "etcd.key"),
+		etcdClientCert: filepath.Join(dir, "etcd-client.crt"), etcdClientKey: filepath.Join(dir, "etcd-client.key")}
+	ca.Issue(t, "127.0.0.1").Write(t, f.cert, f.key)
+	ca.Issue(t, "127.0.0.1").Write(t, f.etcdCert, f.etcdKey)
+	f.etcdClientLeaf = ca.Issue(t, "onair")
+	f.etcdClientLeaf.Write(t, f.etcdClientCert, f.etcdClientKey)
+
+	e, err := embedetcd.Start(context.Background(), embedetcd.Config{Dir: filepath.Join(dir, "etcd"),
+		ClientTLS: embedetcd.TLSFiles{CertFile: f.etcdCert, KeyFile: f.etcdKey, TrustedCAFile: f.ca}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	f.etcdEndpoint = e.Endpoints()[0]
+	if !strings.HasPrefix(f.etcdEndpoint, "https://") {
+		t.Fatalf("etcd serves clients on %s, want https://", f.etcdEndpoint)
+	}
+
+	// Paths and keys through the environment, as the manifests give them.
+	env := []string{
+		"ONAIR_TLS_CERT=" + f.cert, "ONAIR_TLS_KEY=" + f.key, "ONAIR_TLS_CA=" + f.ca,
+		"ONAIR_ETCD_ENDPOINTS=" + f.etcdEndpoint, "ONAIR_ETCD_CA=" + f.ca,
+		"ONAIR_ETCD_CERT=" + f.etcdClientCert, "ONAIR_ETCD_KEY=" + f.etcdClientKey,
+		"ONAIR_INTERNAL_KEY=tls-test-internal-key", "ONAIR_ADMIN_KEY=" + adminKey,
+		"ONAIR_LEASE_TTL=2s", "ONAIR_DRAIN_TIMEOUT=1s", "ONAIR_LOG_LEVEL=warn",
+	}
+	var procs []*proc
+	for _, role := range []string{"auth", "stream", "room", "media"} {
+		args := []string{"--grpc-addr", freeAddr(t), "--http-addr", freeAddr(t)}
+		if role == "media" {
+			args = append(args, "--media-udp-port", "0", "--public-ip", "127.0.0.1")
+		}
+		procs = append(procs, start(t, bin, role, args, env))
+	}
+	gw := start(t, bin, "gateway", []string{"--http-addr", freeAddr(t)}, env)
+	procs = append(procs, gw)
+	f.gateway = gw.httpAddr
+	for _, p := range procs {
+		waitReady(t, p, ca)
+		if p.role == "room" {
+			f.roomGRPC = p.grpcAddr
+		}
+	}
+	seedApp(t, procs[0].grpcAddr, ca)
+
+	tlsCreds := credentials.NewTLS(&tls.Config{RootCAs: ca.Pool()})
+	https := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool()}}}
+
+	t.Run("gRPC login over TLS", func(t *testing.T) {
+		// The room replica verifies the token with auth: a call between
+		// services, over TLS too.
+		login(t, f.roomGRPC, tlsCreds, "room-grpc", "grpc-user")
+	})
+
+	t.Run("plaintext gRPC is refused", func(t *testing.T) {
+		for _, p := range procs {
+			if p.grpcAddr == "" {
+				continue
+			}
+			if err := health(p.grpcAddr, insecure.NewCredentials()); err == nil {
+				t.Errorf("%s: a plaintext health check on %s succeeded", p.role, p.grpcAddr)
+			}
+			// TLS with no trust in the test CA fails too.
+			if err := health(p.grpcAddr, credentials.NewTLS(&tls.Config{})); err == nil {
+				t.Errorf("%s: a TLS client that does not trust the CA got through", p.role)
+			}
+		}
+	})
+
+	t.Run("REST over HTTPS", func(t *testing.T) {
+		tok := mint(t, "rest-user")
+		body := fmt.Sprintf(`{"app_id":%d,"user":{"user_id":"rest-user","user_name":"rest-user"},"token":%q,"config":{"is_user_status_notify":true}}`, appID, tok)
+		resp, err := https.Post("https://"+f.gateway+"/v1/rooms/room-rest:login", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var out struct {
+			SessionID string `json:"session_id"`
+		}
+		if resp.StatusCode != http.StatusOK || json.Unmarshal(b, &out) != nil || out.SessionID == "" {
+			t.Fatalf("REST login over HTTPS: %s %s", resp.Status, b)
+		}
+		if resp.TLS == nil {
+			t.Fatal("the response did not come over TLS")
+		}
+		plain := &http.Client{Timeout: 5 * time.Second}
+		if resp, err := plain.Get("http://" + f.gateway + "/healthz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				t.Error("the gateway answered plain HTTP")
+			}
+		}
+	})
+
+	t.Run("roles' metrics and health over HTTPS", func(t *testing.T) {
+		for _, p := range procs {
+			if p.grpcAddr == "" {
+				continue
+			}
+			for _, path := range []string{"/healthz", "/metrics"} {
+				resp, err := https.Get("https://" + p.httpAddr + path)
+				if err != nil {
+					t.Errorf("%s %s: %v", p.role, path, err)
+					continue
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					t.Errorf("%s %s: %s", p.role, path, resp.Status)
+				}
+			}
+		}
+	})
+
+	t.Run("WHEP reaches the media edge over TLS", func(t *testing.T) {
+		// The edge, not the gateway, judges the token: a 401 means the
+		// gateway's connection to the edge works (a broken one is a 503).
+		offer := "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:96 VP8/90000\r\na=recvonly\r\n"
+		req, _ := http.NewRequest("POST", fmt.Sprintf("https://%s/whep/%d/no-such-stream", f.gateway, appID), strings.NewReader(offer))
+		req.Header.Set("Content-Type", "application/sdp")
+		req.Header.Set("Authorization", "Bearer 04not-a-token")
+		resp, err := https.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("WHEP with a bad token: %s %s, want 401 from the edge", resp.Status, b)
+		}
+	})
+
+	t.Run("etcd only over TLS with a client certificate", func(t *testing.T) {
+		port := strings.TrimPrefix(f.etcdEndpoint, "https://")
+		if err := etcdGet("http://"+port, nil); err == nil {
+			t.Error("a plaintext etcd client read from etcd")
+		}
+		if err := etcdGet(f.etcdEndpoint, &tls.Config{RootCAs: ca.Pool()}); err == nil {
+			t.Error("an etcd client without a client certificate read from etcd")
+		}
+		cert := f.etcdClientLeaf.TLS(t)
+		if err := etcdGet(f.etcdEndpoint, &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{cert}}); err != nil {
+			t.Errorf("an etcd client with the CA and a client certificate: %v", err)
+		}
+	})
+
+	t.Run("renewed certificate served without a restart", func(t *testing.T) {
+		next := ca.Issue(t, "127.0.0.1")
+		next.Write(t, f.cert, f.key)
+		want := next.Cert.SerialNumber
+		addrs := map[string]string{"gateway https": f.gateway}
+		for _, p := range procs {
+			if p.grpcAddr != "" {
+				addrs[p.role+" grpc"], addrs[p.role+" https"] = p.grpcAddr, p.httpAddr
+			}
+		}
+		for what, addr := range addrs {
+			eventually(t, what+" serves the renewed certificate", func() bool {
+				got, err := serial(addr, ca)
+				return err == nil && got.Cmp(want) == 0
+			})
+		}
+		for _, p := range procs {
+			if !p.alive() {
+				t.Fatalf("%s exited", p.role)
+			}
+		}
+		// New connections work end to end with the new certificate.
+		login(t, f.roomGRPC, tlsCreds, "room-renewed", "renewed-user")
+	})
+}
+
+// buildOnair builds the binary for this test.
+func buildOnair(t *testing.T) string {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("the go command is needed to build onair:", err)
+	}
+	bin := filepath.Join(t.TempDir(), "onair")
+	cmd := exec.Command(goBin, "build", "-o", bin, "./cmd/onair")
+	cmd.Dir = filepath.Join("..", "..")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/onair: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// start runs `onair role args` with env added to an environment cleared
+// of ONAIR_* variables; the test's cleanup stops it and, if the test
+// failed, prints its log.
+func start(t *testing.T, bin, role string, args, env []string) *proc {
+	t.Helper()
+	p := &proc{role: role, exited: make(chan struct{}), logs: &syncBuffer{}}
+	for i := 0; i+1 < len(args); i += 2 {
+		switch args[i] {
+		case "--grpc-addr":
+			p.grpcAddr = args[i+1]
+		case "--http-addr":
+			p.httpAddr = args[i+1]
+		}
+	}
+	p.cmd = exec.Command(bin, append([]string{role}, args...)...)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "ONAIR_") {
+			p.cmd.Env = append(p.cmd.Env, kv)
+		}
+	}
+	p.cmd.Env = append(p.cmd.Env, env...)
+	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = p.cmd.Wait(); close(p.exited) }()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.exited:
+		case <-time.After(10 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-p.exited
+		}
+		if t.Failed() {
+			t.Logf("--- onair %s log:\n%s", role, p.logs.String())
+		}
+	})
+	return p
+}
+
+// waitReady waits until a role reports SERVING over TLS, or the gateway
+// answers /healthz over HTTPS.
+func waitReady(t *testing.T, p *proc, ca *testpki.CA) {
+	t.Helper()
+	creds := credentials.NewTLS(&tls.Config{RootCAs: ca.Pool()})
+	https := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool()}}}
+	eventually(t, "onair "+p.role+" ready", func() bool {
+		if !p.alive() {
+			t.Fatalf("onair %s exited while starting:\n%s", p.role, p.logs.String())
+		}
+		if p.grpcAddr != "" {
+			return health(p.grpcAddr, creds) == nil
+		}
+		resp, err := https.Get("https://" + p.httpAddr + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
+
+// health checks the server at addr with creds; nil if it is SERVING.
+func health(addr string, creds credentials.TransportCredentials) error {
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		return err
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	resp, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		return err
+	}
+	if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		return fmt.Errorf("health: %s", resp.GetStatus())
+	}
+	return nil
+}
+
+// seedApp creates the app with live streaming on, over TLS with the admin
+// key.
+func seedApp(t *testing.T, authAddr string, ca *testpki.CA) {
+	t.Helper()
+	cc, err := grpc.NewClient(authAddr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: ca.Pool()})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	cli := authv1.NewAuthServiceClient(cc)
+	ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), auth.AdminKeyHeader, adminKey), 10*time.Second)
+	defer cancel()
+	if _, err := cli.CreateApp(ctx, &authv1.CreateAppRequest{Name: "tls", AppId: appID, ServerSecret: appSecret}); err != nil {
+		t.Fatalf("CreateApp over TLS: %v", err)
+	}
+	if _, err := cli.EnableService(ctx, &authv1.EnableServiceRequest{AppId: appID,
+		Service: authv1.Service_SERVICE_LIVE_STREAMING, Enabled: true}); err != nil {
+		t.Fatalf("EnableService over TLS: %v", err)
+	}
+}
+
+func mint(t *testing.T, user string) string {
+	t.Helper()
+	tok, err := token04.Mint(appID, user, appSecret, time.Hour, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// login logs user into room over a new connection to addr.
+func login(t *testing.T, addr string, creds credentials.TransportCredentials, room, user string) {
+	t.Helper()
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := roomv1.NewRoomServiceClient(cc).LoginRoom(ctx, &roomv1.LoginRoomRequest{AppId: appID, RoomId: room,
+		User: &roomv1.User{UserId: user, UserName: user}, Token: mint(t, user)})
+	if err != nil {
+		t.Fatalf("LoginRoom over TLS: %v", err)
+	}
+	if resp.GetSessionId() == "" {
+		t.Fatal("LoginRoom over TLS: no session")
+	}
+}
+
+// etcdGet reads from etcd at endpoint with tlsConfig (nil: plaintext).
+func etcdGet(endpoint string, tlsConfig *tls.Config) error {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, TLS: tlsConfig,
+		DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	resp, err := cli.Get(ctx, "/onair/services/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		return err
+	}
+	if resp.Count == 0 {
+		return fmt.Errorf("no service registered in etcd")
+	}
+	return nil
+}
+
+// serial is the serial number of the certificate a new TLS connection to
+// addr is shown.
+func serial(addr string, ca *testpki.CA) (*big.Int, error) {
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", addr, &tls.Config{RootCAs: ca.Pool(), NextProtos: []string{"h2"}})
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return c.ConnectionState().PeerCertificates[0].SerialNumber, nil
+}
+
+// eventually polls cond for up to 30 s; a generous bound for correctness,
+// not a performance check.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
