@@ -59,7 +59,10 @@ type Config struct {
 	// make, and serves GET /metrics. Nil turns all of that off.
 	Telemetry *telemetry.Providers
 	// DialOptions are added to every service connection, after the
-	// gateway's own (for example per-RPC credentials or TLS).
+	// gateway's own (for example TLS). They must not carry the internal
+	// key: the gateway calls for whoever sent the HTTP request, so the key
+	// would make every stranger a service. Metadata that their interceptors
+	// add under the key's name is dropped.
 	DialOptions []grpc.DialOption
 	// Logger receives access logs at Debug level; nil means slog.Default().
 	Logger *slog.Logger
@@ -107,16 +110,16 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	}
 	g.api = runtime.NewServeMux(muxOpts...)
 
-	dialOpts := []grpc.DialOption{
-		// First, so that it runs before any interceptor in cfg.DialOptions,
-		// which may legitimately add the internal key.
-		grpc.WithChainUnaryInterceptor(stripInternalKeyUnary),
-		grpc.WithChainStreamInterceptor(stripInternalKeyStream),
-	}
+	var dialOpts []grpc.DialOption
 	if cfg.Telemetry != nil {
 		dialOpts = append(dialOpts, cfg.Telemetry.GRPCDialOptions()...)
 	}
 	dialOpts = append(dialOpts, cfg.DialOptions...)
+	// Last, so that it runs after every other interceptor: nothing a
+	// request or an option adds lets a REST call pass as internal.
+	dialOpts = append(dialOpts,
+		grpc.WithChainUnaryInterceptor(stripInternalKeyUnary),
+		grpc.WithChainStreamInterceptor(stripInternalKeyStream))
 
 	services := []struct {
 		name     string

@@ -37,11 +37,10 @@ func incomingHeader(key string) (string, bool) {
 	return "", false
 }
 
-// withoutInternalKey drops the internal key from the metadata grpc-gateway
-// built from the HTTP request. incomingHeader already keeps it out; this
-// holds even if the matcher or grpc-gateway's defaults change. Per-RPC
-// credentials and interceptors in Config.DialOptions run after it, so the
-// gateway can still authenticate itself with the key.
+// withoutInternalKey drops the internal key from the metadata of a call the
+// gateway makes. incomingHeader already keeps it out of what comes from
+// HTTP; this holds even if the matcher or grpc-gateway's defaults change, and
+// drops what an interceptor in Config.DialOptions adds too.
 func withoutInternalKey(ctx context.Context) context.Context {
 	md, ok := metadata.FromOutgoingContext(ctx)
 	if !ok || len(md.Get(internalKeyMetadata)) == 0 {
