@@ -436,16 +436,27 @@ func checkOnairContainer(t *testing.T, oc onairContainer) {
 	c := oc.c
 	// The ports the flags configure; every container port must be one.
 	ports := map[int32]corev1.Protocol{}
+	// With --tls-cert every listener serves TLS only.
+	tlsOn := oc.settings["tls-cert"].value != "" || oc.settings["tls-cert"].secret
+	probes := map[string]*corev1.Probe{"readiness": c.ReadinessProbe, "liveness": c.LivenessProbe, "startup": c.StartupProbe}
 
 	if grpcRoles[oc.role] {
 		grpcPort, ok := oc.listenPort(t, "grpc-addr")
 		if ok {
 			ports[grpcPort] = corev1.ProtocolTCP
-			for what, p := range map[string]*corev1.Probe{"readiness": c.ReadinessProbe, "liveness": c.LivenessProbe, "startup": c.StartupProbe} {
-				if p == nil {
-					continue
-				}
-				if p.GRPC == nil || p.GRPC.Port != grpcPort {
+			for what, p := range probes {
+				switch {
+				case p == nil:
+				case tlsOn:
+					// The kubelet's gRPC probe cannot speak TLS: probe the
+					// HTTPS port (the kubelet does not verify certificates).
+					httpPort, _ := oc.listenPort(t, "http-addr")
+					if h := p.HTTPGet; h == nil || h.Scheme != corev1.URISchemeHTTPS || (h.Path != "/readyz" && h.Path != "/healthz") {
+						t.Errorf("%s: with TLS on, the %s probe must be an HTTPS GET of /readyz or /healthz on --http-addr", oc.where, what)
+					} else if cp, ok := containerPort(c, h.Port); !ok || cp.ContainerPort != httpPort {
+						t.Errorf("%s: %s probe port %s is not %d (--http-addr)", oc.where, what, h.Port.String(), httpPort)
+					}
+				case p.GRPC == nil || p.GRPC.Port != grpcPort:
 					t.Errorf("%s: %s probe must be grpc on port %d (--grpc-addr)", oc.where, what, grpcPort)
 				}
 			}
@@ -471,13 +482,16 @@ func checkOnairContainer(t *testing.T, oc onairContainer) {
 	} else { // gateway
 		if httpPort, ok := oc.listenPort(t, "http-addr"); ok {
 			ports[httpPort] = corev1.ProtocolTCP
-			for what, p := range map[string]*corev1.Probe{"readiness": c.ReadinessProbe, "liveness": c.LivenessProbe, "startup": c.StartupProbe} {
+			for what, p := range probes {
 				if p == nil {
 					continue
 				}
 				if p.HTTPGet == nil || p.HTTPGet.Path != "/healthz" {
 					t.Errorf("%s: %s probe must be GET /healthz", oc.where, what)
 					continue
+				}
+				if tlsOn != (p.HTTPGet.Scheme == corev1.URISchemeHTTPS) {
+					t.Errorf("%s: %s probe scheme %q, but TLS is %v", oc.where, what, p.HTTPGet.Scheme, tlsOn)
 				}
 				if cp, ok := containerPort(c, p.HTTPGet.Port); !ok || cp.ContainerPort != httpPort {
 					t.Errorf("%s: %s probe port %s is not %d (--http-addr)", oc.where, what, p.HTTPGet.Port.String(), httpPort)

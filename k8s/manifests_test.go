@@ -663,7 +663,9 @@ func TestEtcdCluster(t *testing.T) {
 		if want := fmt.Sprintf("http://%s:%d", host("$(POD_NAME)"), peerPort); args["initial-advertise-peer-urls"] != want {
 			t.Errorf("%s: --initial-advertise-peer-urls=%q, want %q", w, args["initial-advertise-peer-urls"], want)
 		}
-		if want := fmt.Sprintf("http://%s:%d", host("$(POD_NAME)"), clientPort); args["advertise-client-urls"] != want {
+		// Clients are served over TLS (https) or not, as the member listens.
+		clientScheme := etcdClientScheme(t, c)
+		if want := fmt.Sprintf("%s://%s:%d", clientScheme, host("$(POD_NAME)"), clientPort); args["advertise-client-urls"] != want {
 			t.Errorf("%s: --advertise-client-urls=%q, want %q", w, args["advertise-client-urls"], want)
 		}
 		var members []string
@@ -716,7 +718,7 @@ func TestEtcdCluster(t *testing.T) {
 			}
 			n++
 			for _, ep := range strings.Split(eps, ",") {
-				checkEtcdEndpoint(t, o, w, c, clientPort, strings.TrimSpace(ep))
+				checkEtcdEndpoint(t, o, w, c, clientScheme, clientPort, strings.TrimSpace(ep))
 			}
 		}
 		if n == 0 {
@@ -725,11 +727,22 @@ func TestEtcdCluster(t *testing.T) {
 	})
 }
 
-func checkEtcdEndpoint(t *testing.T, o *objects, w workload, c *corev1.Container, clientPort int32, ep string) {
+// etcdClientScheme is the scheme of etcd's --listen-client-urls: http, or
+// https when the member serves clients over TLS.
+func etcdClientScheme(t *testing.T, c *corev1.Container) string {
+	t.Helper()
+	u, err := url.Parse(flagArgs(c.Args)["listen-client-urls"])
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		t.Fatalf("etcd: --listen-client-urls is not one http(s) URL (%v)", err)
+	}
+	return u.Scheme
+}
+
+func checkEtcdEndpoint(t *testing.T, o *objects, w workload, c *corev1.Container, scheme string, clientPort int32, ep string) {
 	t.Helper()
 	u, err := url.Parse(ep)
-	if err != nil || u.Scheme != "http" || u.Hostname() == "" || u.Port() == "" || (u.Path != "" && u.Path != "/") {
-		t.Errorf("etcd endpoint %q: want http://<service>:<port> (%v)", ep, err)
+	if err != nil || u.Scheme != scheme || u.Hostname() == "" || u.Port() == "" || (u.Path != "" && u.Path != "/") {
+		t.Errorf("etcd endpoint %q: want %s://<service>:<port>, as etcd listens (%v)", ep, scheme, err)
 		return
 	}
 	name, ns, _ := strings.Cut(u.Hostname(), ".")

@@ -84,6 +84,7 @@ type objects struct {
 	pdbs         []*policyv1.PodDisruptionBudget
 	hpas         []*autoscalingv2.HorizontalPodAutoscaler
 	ingresses    []*networkingv1.Ingress
+	netpols      []*networkingv1.NetworkPolicy
 	// all holds every object's metadata, in rendering order.
 	all []objectRef
 }
@@ -109,6 +110,7 @@ var decoders = map[string]func(o *objects, y []byte) (*metav1.ObjectMeta, error)
 	"policy/v1/PodDisruptionBudget":          decoder(func(o *objects) *[]*policyv1.PodDisruptionBudget { return &o.pdbs }),
 	"autoscaling/v2/HorizontalPodAutoscaler": decoder(func(o *objects) *[]*autoscalingv2.HorizontalPodAutoscaler { return &o.hpas }),
 	"networking.k8s.io/v1/Ingress":           decoder(func(o *objects) *[]*networkingv1.Ingress { return &o.ingresses }),
+	"networking.k8s.io/v1/NetworkPolicy":     decoder(func(o *objects) *[]*networkingv1.NetworkPolicy { return &o.netpols }),
 }
 
 func decoder[T any, PT interface {
