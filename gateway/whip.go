@@ -23,6 +23,7 @@ import (
 	"github.com/onair-dev/onair/errcode"
 	"github.com/onair-dev/onair/internal/discovery"
 	mediav1 "github.com/onair-dev/onair/proto/onair/media/v1"
+	roomv1 "github.com/onair-dev/onair/proto/onair/room/v1"
 )
 
 // WHIPConfig is what the WHIP/WHEP endpoints need.
@@ -50,6 +51,12 @@ type WHIPConfig struct {
 //
 // Authorization: Bearer <Token04>. The token names the user: a WHIP
 // publisher is logged into the room as that user for the session's life.
+// Two query parameters of the WHIP POST are OnAir's own: extra_info is the
+// stream's extra info, and session_id binds the publisher to a live room
+// session (a page that logged in over REST, as the browser SDK does): the
+// session must be live (401, code 1002083 otherwise), and the publisher is
+// then not logged in again, which would kick that session out (one login per
+// user). The token still decides who may publish what, as without it.
 // Statuses: 400 bad SDP or URL, 401 bad or missing token, 403 publishing
 // forbidden, 409 stream ID taken (WHIP) or stream not live (WHEP, with
 // Retry-After), 415 wrong content type, 503 no edge.
@@ -63,6 +70,7 @@ type WHIP struct {
 
 	mu    sync.Mutex
 	conns map[string]*grpc.ClientConn
+	rooms *grpc.ClientConn // dialed at the first session-bound publish
 }
 
 // NewWHIP returns the WHIP/WHEP endpoints; Register mounts them.
@@ -94,7 +102,31 @@ func (w *WHIP) Close() error {
 		errs = append(errs, cc.Close())
 	}
 	w.conns = map[string]*grpc.ClientConn{}
+	if w.rooms != nil {
+		errs = append(errs, w.rooms.Close())
+		w.rooms = nil
+	}
 	return errors.Join(errs...)
+}
+
+// liveSession checks that a room session is live, with a heartbeat: the
+// session ID is a client's credential, as on the REST client routes.
+func (w *WHIP) liveSession(ctx context.Context, sessionID string) error {
+	w.mu.Lock()
+	if w.rooms == nil {
+		opts := append(append([]grpc.DialOption(nil), w.cfg.DialOptions...),
+			grpc.WithChainUnaryInterceptor(stripInternalKeyUnary))
+		cc, err := discovery.Dial(w.cfg.Etcd, discovery.Room, opts...)
+		if err != nil {
+			w.mu.Unlock()
+			return err
+		}
+		w.rooms = cc
+	}
+	rooms := roomv1.NewRoomServiceClient(w.rooms)
+	w.mu.Unlock()
+	_, err := rooms.Heartbeat(ctx, &roomv1.HeartbeatRequest{SessionId: sessionID})
+	return err
 }
 
 func options(rw http.ResponseWriter, _ *http.Request) {
@@ -204,8 +236,19 @@ func (w *WHIP) publish(rw http.ResponseWriter, r *http.Request) {
 		w.fail(rw, err, false)
 		return
 	}
-	resp, err := client.Publish(r.Context(), &mediav1.PublishRequest{AppId: appID, RoomId: r.PathValue("room_id"),
-		StreamId: r.PathValue("stream_id"), Token: token, SdpOffer: sdpOffer, JoinRoom: true})
+	req := &mediav1.PublishRequest{AppId: appID, RoomId: r.PathValue("room_id"), StreamId: r.PathValue("stream_id"),
+		Token: token, SdpOffer: sdpOffer, JoinRoom: true, ExtraInfo: r.URL.Query().Get("extra_info")}
+	if sid := r.URL.Query().Get("session_id"); sid != "" {
+		// Bound to a room session (the browser SDK's): publish as that
+		// session rather than log the token's user in a second time, which
+		// would kick the session out.
+		if err := w.liveSession(r.Context(), sid); err != nil {
+			w.fail(rw, err, false)
+			return
+		}
+		req.JoinRoom = false
+	}
+	resp, err := client.Publish(r.Context(), req)
 	if err != nil {
 		w.fail(rw, err, false)
 		return
@@ -332,7 +375,7 @@ func (w *WHIP) fail(rw http.ResponseWriter, err error, whep bool) {
 		status = http.StatusBadRequest
 	case errcode.PublishAuthError, errcode.PlayAuthError, errcode.LoginAuthFailed, errcode.NoToken,
 		errcode.TokenExpired, errcode.TokenAppIDMismatch, errcode.TokenUserIDMismatch, errcode.TokenWrongVersion,
-		errcode.TokenPayloadNotJSON, errcode.TokenInternal:
+		errcode.TokenPayloadNotJSON, errcode.TokenInternal, errcode.SessionNotFound:
 		rw.Header().Set("WWW-Authenticate", `Bearer realm="onair", error="invalid_token"`)
 		status = http.StatusUnauthorized
 	case errcode.PublishForbidden:
