@@ -6,9 +6,15 @@
 //	/onair/rooms/{app}/{room}/streams/{stream}  stream (stream registry; owner lease)
 //	/onair/rooms/{app}/{room}/info/{key}        room extra info (room service)
 //	/onair/rooms/{app}/{room}/msgs/{id}         room message (room service; short lease)
+//	/onair/rooms/{app}/{room}/meta              the room exists: created by its first login, removed when it closes
 //	/onair/streams/{app}/{stream}               stream by ID: uniqueness per AppID
 //	/onair/sessions/{app}/{user}                session by user: uniqueness per AppID
 //	/onair/session-ids/{session}                session by ID
+//	/onair/callbacks/outbox/{app}/{room}/{id}   callback waiting for delivery (written with the change it reports)
+//	/onair/callbacks/claims/{app}/{room}        which room replica delivers a room's callbacks (its lease)
+//	/onair/callbacks/failed/{app}/{ms}-{id}     callback given up on (kept for a while, listed by the server API)
+//	/onair/lifecycle/cursor                     how far lease expiries have been turned into callbacks
+//	/onair/lifecycle/leader                     which room replica does that (its lease)
 package keys
 
 import (
@@ -43,6 +49,56 @@ func RoomInfo(appID uint32, roomID string) string { return Room(appID, roomID) +
 // RoomMessages is the prefix of a room's in-flight messages.
 func RoomMessages(appID uint32, roomID string) string { return Room(appID, roomID) + "msgs/" }
 
+// RoomMeta marks that a room exists (see the room service's lifecycle).
+func RoomMeta(appID uint32, roomID string) string { return Room(appID, roomID) + "meta" }
+
+// Rooms is the prefix of every room of every app.
+const Rooms = "/onair/rooms/"
+
+// SplitRoom splits a key under Rooms into its app, room and the rest after
+// the room prefix ("users/u1", "meta").
+func SplitRoom(key string) (appID uint32, roomID, rest string, ok bool) {
+	s, ok := strings.CutPrefix(key, Rooms)
+	if !ok {
+		return 0, "", "", false
+	}
+	a, s, ok := strings.Cut(s, "/")
+	if !ok {
+		return 0, "", "", false
+	}
+	id, err := strconv.ParseUint(a, 10, 32)
+	if err != nil {
+		return 0, "", "", false
+	}
+	roomID, rest, ok = strings.Cut(s, "/")
+	return uint32(id), roomID, rest, ok
+}
+
+// CallbackOutbox is the prefix of every callback waiting for delivery.
+const CallbackOutbox = "/onair/callbacks/outbox/"
+
+// CallbackRoomOutbox is the prefix of a room's waiting callbacks.
+func CallbackRoomOutbox(appID uint32, roomID string) string {
+	return CallbackOutbox + app(appID) + "/" + roomID + "/"
+}
+
+// CallbackClaims is the prefix of the deliverers' room claims.
+const CallbackClaims = "/onair/callbacks/claims/"
+
+// CallbackClaim is the claim of a room's callbacks.
+func CallbackClaim(appID uint32, roomID string) string {
+	return CallbackClaims + app(appID) + "/" + roomID
+}
+
+// CallbackFailed is the prefix of an app's failed callbacks.
+func CallbackFailed(appID uint32) string { return "/onair/callbacks/failed/" + app(appID) + "/" }
+
+// Lifecycle keys: the cursor of the lease-expiry watcher and its leader.
+const (
+	LifecycleCursor = "/onair/lifecycle/cursor"
+	LifecycleLeader = "/onair/lifecycle/leader"
+)
+
 // Stream is a stream by ID.
 func Stream(appID uint32, streamID string) string {
 	return "/onair/streams/" + app(appID) + "/" + streamID
@@ -66,6 +122,7 @@ const (
 	KindStream
 	KindInfo
 	KindMessage
+	KindMeta
 )
 
 // Parse splits a key under roomPrefix into its kind and name.
@@ -73,6 +130,9 @@ func Parse(roomPrefix, key string) (Kind, string) {
 	rest, ok := strings.CutPrefix(key, roomPrefix)
 	if !ok {
 		return KindUnknown, ""
+	}
+	if rest == "meta" {
+		return KindMeta, ""
 	}
 	kind, name, ok := strings.Cut(rest, "/")
 	if !ok {
