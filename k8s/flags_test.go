@@ -456,6 +456,15 @@ func checkOnairContainer(t *testing.T, oc onairContainer) {
 					} else if cp, ok := containerPort(c, h.Port); !ok || cp.ContainerPort != httpPort {
 						t.Errorf("%s: %s probe port %s is not %d (--http-addr)", oc.where, what, h.Port.String(), httpPort)
 					}
+				case what == "liveness":
+					// gRPC health goes NOT_SERVING while a lost lease heals:
+					// liveness on it would restart a process that is healing.
+					httpPort, _ := oc.listenPort(t, "http-addr")
+					if h := p.HTTPGet; h == nil || h.Path != "/healthz" {
+						t.Errorf("%s: the liveness probe must be a GET of /healthz on --http-addr, not gRPC health", oc.where)
+					} else if cp, ok := containerPort(c, h.Port); !ok || cp.ContainerPort != httpPort {
+						t.Errorf("%s: liveness probe port %s is not %d (--http-addr)", oc.where, h.Port.String(), httpPort)
+					}
 				case p.GRPC == nil || p.GRPC.Port != grpcPort:
 					t.Errorf("%s: %s probe must be grpc on port %d (--grpc-addr)", oc.where, what, grpcPort)
 				}
