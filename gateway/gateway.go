@@ -1,7 +1,8 @@
 // Package gateway is OnAir's HTTP front door: REST for every public RPC of
 // the auth, room and media services through grpc-gateway, the OpenAPI
-// document, health and metrics, and any handlers mounted with Handle (WHIP
-// and WHEP).
+// document, health and metrics, the web console (/) and the browser SDK
+// (/sdk/onair-express.js), and any handlers mounted with Handle (WHIP and
+// WHEP).
 //
 // Every route is in one access class (open, client, business server, admin;
 // see README "REST"). Internal RPCs, the stream registry among them, have no
@@ -154,6 +155,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	g.mux.HandleFunc("GET /openapi.json", serveOpenAPI)
 	g.mux.HandleFunc("GET /healthz", serveHealthz)
 	g.mux.Handle("GET /readyz", ReadyHandler(cfg.Ready))
+	g.serveStatic() // the web console at / and the browser SDK at /sdk/onair-express.js
 	if cfg.Telemetry != nil {
 		g.mux.Handle("GET /metrics", cfg.Telemetry.MetricsHandler())
 	}
