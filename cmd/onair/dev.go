@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/onair-dev/onair/gateway"
 	"github.com/onair-dev/onair/internal/discovery"
 	"github.com/onair-dev/onair/internal/embedetcd"
 	"github.com/onair-dev/onair/internal/node"
@@ -73,7 +74,10 @@ func runDev(ctx context.Context, args []string) error {
 	if _, err := n.AuthServer.EnsureApp(ctx, app.AppID, app.Secret); err != nil {
 		return err
 	}
-	web, closeGateway, err := startGateway(ctx, cli, tel, sf.httpAddr, n.Ready)
+	// The console at / offers the dev app and mints its tokens (loopback
+	// only; see gateway.ServeDevConsole): only `onair dev` mounts this.
+	devConsole := func(gw *gateway.Gateway) { gw.ServeDevConsole(gateway.DevApp{AppID: app.AppID, Secret: app.Secret}) }
+	web, closeGateway, err := startGateway(ctx, cli, tel, sf.httpAddr, n.Ready, devConsole)
 	if err != nil {
 		return err
 	}
@@ -92,6 +96,7 @@ func printDevBanner(w io.Writer, grpcAddr, httpAddr string, app *localApp, tok s
 OnAir dev is running.
 
   gRPC         %s
+  Console      http://%s/   (join a room from the browser; SDK: /sdk/onair-express.js)
   HTTP (REST)  http://%s   (OpenAPI: /openapi.json, metrics: /metrics)
   AppID        %d
   ServerSecret %s
@@ -99,5 +104,5 @@ OnAir dev is running.
   Token        %s
                (user "dev-user", 24h; mint others with: onair token --app-id %d --app-secret %s --user-id <id>)
 
-`, grpcAddr, httpAddr, app.AppID, app.Secret, app.AdminKey, tok, app.AppID, app.Secret)
+`, grpcAddr, httpAddr, httpAddr, app.AppID, app.Secret, app.AdminKey, tok, app.AppID, app.Secret)
 }

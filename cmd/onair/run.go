@@ -149,13 +149,15 @@ func connect(ctx context.Context, endpoints string, etcdTLS *tls.Config, service
 // startGateway serves REST for every RPC, the OpenAPI document, metrics and
 // WHIP/WHEP on addr. closeGateway releases its connections once the HTTP
 // server has been shut down.
-func startGateway(ctx context.Context, cli *clientv3.Client, tel *telemetry.Providers, addr string, ready func() bool) (web *http.Server, closeGateway func(), err error) {
-	return startGatewayTLS(ctx, cli, tel, addr, ready, nil)
+func startGateway(ctx context.Context, cli *clientv3.Client, tel *telemetry.Providers, addr string, ready func() bool, mount ...func(*gateway.Gateway)) (web *http.Server, closeGateway func(), err error) {
+	return startGatewayTLS(ctx, cli, tel, addr, ready, nil, mount...)
 }
 
 // startGatewayTLS is startGateway serving HTTPS and calling the services
 // over TLS as tt says (plaintext if nil).
-func startGatewayTLS(ctx context.Context, cli *clientv3.Client, tel *telemetry.Providers, addr string, ready func() bool, tt *transportTLS) (web *http.Server, closeGateway func(), err error) {
+// mount adds routes of its own (`onair dev`: the dev console's) before it
+// serves.
+func startGatewayTLS(ctx context.Context, cli *clientv3.Client, tel *telemetry.Providers, addr string, ready func() bool, tt *transportTLS, mount ...func(*gateway.Gateway)) (web *http.Server, closeGateway func(), err error) {
 	var dialOpts []grpc.DialOption
 	var srvTLS *tls.Config
 	if tt != nil && tt.server != nil {
@@ -168,6 +170,9 @@ func startGatewayTLS(ctx context.Context, cli *clientv3.Client, tel *telemetry.P
 	}
 	whip := gateway.NewWHIP(gateway.WHIPConfig{Etcd: cli, DialOptions: dialOpts})
 	whip.Register(gw)
+	for _, m := range mount {
+		m(gw)
+	}
 	closeGateway = func() {
 		whip.Close()
 		gw.Close()
