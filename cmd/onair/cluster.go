@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -37,7 +38,7 @@ const (
 	etcdPortOffset     = 0  // member i: client base+2i, peer base+2i+1
 	grpcPortOffset     = 10 // service replicas in start order
 	roleHTTPPortOffset = 20 // their /metrics and /healthz
-	mediaUDPPortOffset = 28 // media replicas' UDP ports, if the role has --udp-port
+	mediaUDPPortOffset = 28 // media replicas' UDP ports (--media-udp-port)
 	clusterPortSpan    = 30
 	clusterTokenUser   = "cluster-user"
 )
@@ -56,7 +57,6 @@ type clusterProc struct {
 	// env is added to the inherited environment: the keys go here, not
 	// in args, which every user of the machine can read (ps).
 	env      []string
-	optional bool // media: skipped if it does not come up
 	cmd      *exec.Cmd
 	exited   chan struct{}
 	mu       sync.Mutex
@@ -146,7 +146,7 @@ func runCluster(ctx context.Context, args []string) error {
 	}
 
 	r := &clusterRunner{exe: exe, out: out, stopWait: *drain + 5*time.Second}
-	r.plan(*basePort, *httpAddr, *dataDir, state, *logLevel, *leaseTTL, *drain, mediaHelp(ctx, exe))
+	r.plan(*basePort, *httpAddr, *dataDir, state, *logLevel, *leaseTTL, *drain)
 	startCtx, cancel := context.WithTimeout(ctx, *startTimeout)
 	defer cancel()
 	summary, err := r.start(startCtx, state)
@@ -171,9 +171,9 @@ func runCluster(ctx context.Context, args []string) error {
 	return nil
 }
 
-// plan lays out the processes and their flags. mediaFlags is the output of `onair media -h`, empty if the binary has no
-// media role.
-func (r *clusterRunner) plan(base int, httpAddr, dataDir string, st *localApp, logLevel string, leaseTTL, drain time.Duration, mediaFlags string) {
+// plan lays out the processes and their flags. Every process is needed: one
+// that does not come up fails the cluster's start.
+func (r *clusterRunner) plan(base int, httpAddr, dataDir string, st *localApp, logLevel string, leaseTTL, drain time.Duration) {
 	addr := func(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
 	var etcd []*clusterProc
 	var initial, endpoints []string
@@ -195,15 +195,12 @@ func (r *clusterRunner) plan(base int, httpAddr, dataDir string, st *localApp, l
 	common := []string{"--etcd-endpoints", strings.Join(endpoints, ","),
 		"--lease-ttl", leaseTTL.String(), "--drain-timeout", drain.String(), "--log-level", logLevel}
 	internalKey := envName("internal-key") + "=" + st.InternalKey
-	roles := []string{"auth", "stream", "room"}
-	if mediaFlags != "" {
-		roles = append(roles, "media")
-	}
+	roles := []string{"auth", "stream", "room", "media"}
 	slot := 0
 	for _, role := range roles {
 		var group []*clusterProc
 		for i := range 2 {
-			p := &clusterProc{Name: fmt.Sprintf("%s-%d", role, i+1), Role: role, optional: role == "media",
+			p := &clusterProc{Name: fmt.Sprintf("%s-%d", role, i+1), Role: role,
 				GRPCAddr: addr(base + grpcPortOffset + slot), HTTPAddr: addr(base + roleHTTPPortOffset + slot)}
 			slot++
 			p.args = append([]string{role, "--grpc-addr", p.GRPCAddr, "--http-addr", p.HTTPAddr}, common...)
@@ -211,11 +208,8 @@ func (r *clusterRunner) plan(base int, httpAddr, dataDir string, st *localApp, l
 			if role == "auth" {
 				p.env = append(p.env, envName("admin-key")+"="+st.AdminKey)
 			}
-			if role == "media" && strings.Contains(mediaFlags, "-udp-port") {
-				p.args = append(p.args, "--udp-port", strconv.Itoa(base+mediaUDPPortOffset+i))
-			}
-			if role == "media" && strings.Contains(mediaFlags, "-public-ip") {
-				p.args = append(p.args, "--public-ip", "127.0.0.1")
+			if role == "media" {
+				p.args = append(p.args, "--media-udp-port", strconv.Itoa(base+mediaUDPPortOffset+i), "--public-ip", "127.0.0.1")
 			}
 			group = append(group, p)
 		}
@@ -271,17 +265,8 @@ func (r *clusterRunner) start(ctx context.Context, st *localApp) (*clusterSummar
 		}()
 	}
 	wg.Wait()
-	var live []*clusterProc
-	for i, p := range r.procs {
-		if errs[i] != nil && p.optional {
-			slog.Warn("optional process did not come up; the cluster runs without it", "name", p.Name, "err", errs[i])
-			r.stop(p)
-			continue
-		}
-		if errs[i] != nil {
-			return nil, errs[i]
-		}
-		live = append(live, p)
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 
 	var authAddrs []string
@@ -299,7 +284,7 @@ func (r *clusterRunner) start(ctx context.Context, st *localApp) (*clusterSummar
 		return nil, err
 	}
 	return &clusterSummary{EtcdEndpoints: endpoints, AppID: app.AppId, ServerSecret: app.ServerSecret,
-		AdminKey: st.AdminKey, TokenUser: clusterTokenUser, Token: tok, Processes: live}, nil
+		AdminKey: st.AdminKey, TokenUser: clusterTokenUser, Token: tok, Processes: r.procs}, nil
 }
 
 // spawn starts a child; its output goes to the cluster's stderr with its
@@ -544,18 +529,6 @@ func checkPortsFree(base int, httpAddr string) error {
 		l.Close()
 	}
 	return nil
-}
-
-// mediaHelp returns the flags of the media role (`onair media -h`), or ""
-// if this binary has no media role (the command fails).
-func mediaHelp(ctx context.Context, exe string) string {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, exe, "media", "-h").CombinedOutput()
-	if err != nil {
-		return ""
-	}
-	return string(out) + " "
 }
 
 func printClusterBanner(w io.Writer, s *clusterSummary) {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,7 +16,7 @@ func TestClusterPlan(t *testing.T) {
 	const base = 30000
 	st := &localApp{AppID: 1, Secret: strings.Repeat("s", 32), AdminKey: "admin-key-value", InternalKey: "internal-key-value"}
 	r := &clusterRunner{}
-	r.plan(base, "127.0.0.1:8080", "/data", st, "info", 5*time.Second, 5*time.Second, "  -udp-port int\n  -public-ip string\n")
+	r.plan(base, "127.0.0.1:8080", "/data", st, "info", 5*time.Second, 5*time.Second)
 
 	roles := map[string]int{}
 	seen := map[string]string{}
@@ -86,7 +88,7 @@ func TestClusterPlan(t *testing.T) {
 			t.Errorf("%s: ONAIR_ADMIN_KEY=%q in its environment", p.Name, got)
 		}
 		if p.Role == "media" {
-			use(p, "127.0.0.1:"+argAfter(p.args, "--udp-port"))
+			use(p, "127.0.0.1:"+argAfter(p.args, "--media-udp-port"))
 		}
 	}
 	want := map[string]int{"etcd": 3, "auth": 2, "stream": 2, "room": 2, "media": 2, "gateway": 1}
@@ -99,13 +101,47 @@ func TestClusterPlan(t *testing.T) {
 		t.Errorf("start groups are out of order")
 	}
 
-	r = &clusterRunner{}
-	r.plan(base, "127.0.0.1:8080", "/data", st, "info", time.Second, time.Second, "")
+}
+
+// Every planned command line is one the onair binary accepts: each process
+// is this test binary run as onair (TestMain), with its planned arguments
+// and -h, which parses them all and then stops before starting anything.
+// A flag the role does not define fails here as it would in the cluster.
+func TestClusterPlanParsesWithTheRealFlags(t *testing.T) {
+	st := &localApp{AppID: 1, Secret: strings.Repeat("s", 32), AdminKey: "admin-key-value", InternalKey: "internal-key-value"}
+	r := &clusterRunner{}
+	r.plan(30000, "127.0.0.1:8080", t.TempDir(), st, "info", 5*time.Second, 5*time.Second)
 	for _, p := range r.procs {
-		if p.Role == "media" {
-			t.Fatal("media planned although the binary has no media role")
+		out, err := runAsOnair(t, append(p.args, "-h"), p.env)
+		if err != nil || strings.Contains(out, "flag provided but not defined") {
+			t.Errorf("onair %s: %v\n%s", strings.Join(p.args, " "), err, out)
 		}
 	}
+	// And the check can fail: a misspelt flag is refused.
+	if out, err := runAsOnair(t, []string{"media", "--udp-port", "1", "-h"}, nil); err == nil {
+		t.Errorf("onair media --udp-port was accepted:\n%s", out)
+	}
+}
+
+// runAsOnair runs this test binary as the onair command with args.
+func runAsOnair(t *testing.T, args, env []string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append([]string{runAsOnairEnv + "=1", "PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// runAsOnairEnv makes the test binary run main, as the onair command.
+const runAsOnairEnv = "ONAIR_TEST_RUN_AS_ONAIR"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(runAsOnairEnv) == "1" {
+		os.Args = append([]string{"onair"}, os.Args[1:]...)
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
 }
 
 func argAfter(args []string, flag string) string {
