@@ -43,7 +43,9 @@ func (s *Server) Reregister(ctx context.Context, lease int64) error {
 			o.mu.Unlock()
 		case code != 0 && code != errcode.ServiceUnavailable:
 			s.log.Warn("media: stream refused after the edge's lease was lost", "stream", o.key.stream, "err", err)
-			o.pub.finish(mediav1.SessionEvent_STATE_FAILED, int32(code), fmt.Sprintf("the stream could not be registered again: %v", err))
+			pub := o.publisher()
+			pub.setFinal()
+			pub.finish(mediav1.SessionEvent_STATE_FAILED, int32(code), fmt.Sprintf("the stream could not be registered again: %v", err))
 		default:
 			return fmt.Errorf("media: register stream %q again: %w", o.key.stream, err)
 		}

@@ -1,0 +1,459 @@
+package media
+
+import (
+	"errors"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+// subscriber is one player's forwarding: its downtracks and the goroutine
+// that feeds them. Publisher tracks only wake it; everything per player
+// (reading the shared cache, rewriting, encrypting, writing) runs here, so
+// players spread over all cores and a slow one holds up nobody else.
+type subscriber struct {
+	pc     *webrtc.PeerConnection
+	egress *atomic.Int64
+	tracks []*downTrack
+	wake   chan struct{}
+	done   chan struct{}
+	active atomic.Bool // connected: forwarding may start
+	pace   *time.Timer
+	once   sync.Once
+	// delay (tests only) makes every round of this player slow.
+	delay atomic.Int64
+}
+
+func newSubscriber(pc *webrtc.PeerConnection, egress *atomic.Int64) *subscriber {
+	s := &subscriber{pc: pc, egress: egress, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	s.pace = time.AfterFunc(time.Hour, s.signal)
+	s.pace.Stop()
+	return s
+}
+
+func (s *subscriber) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *subscriber) stop() {
+	s.once.Do(func() {
+		close(s.done)
+		s.pace.Stop()
+	})
+}
+
+// senderReportEvery is how often a player gets RTCP sender reports, which
+// its receiver reports answer (giving the edge loss, jitter and RTT).
+const senderReportEvery = time.Second
+
+func (s *subscriber) run() {
+	t := time.NewTicker(senderReportEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-s.wake:
+		case <-t.C:
+			s.senderReports()
+		}
+		if !s.active.Load() {
+			continue
+		}
+		if d := s.delay.Load(); d > 0 {
+			time.Sleep(time.Duration(d))
+		}
+		now := time.Now().UnixNano()
+		more, sent := false, 0
+		for _, d := range s.tracks {
+			m, n := d.pump(now)
+			more = more || m
+			sent += n
+		}
+		if sent > 0 {
+			s.egress.Add(int64(sent))
+		}
+		if more {
+			s.pace.Reset(replayPace)
+		}
+	}
+}
+
+func (s *subscriber) senderReports() {
+	now := time.Now()
+	var pkts []rtcp.Packet
+	for _, d := range s.tracks {
+		if sr := d.senderReport(now); sr != nil {
+			pkts = append(pkts, sr)
+		}
+	}
+	if len(pkts) > 0 {
+		_ = s.pc.WriteRTCP(pkts)
+	}
+}
+
+// Forwarding bounds.
+const (
+	// maxLag is the per-player queue: a player whose live packets fall
+	// further behind than this skips ahead (to the latest keyframe when
+	// there is one), and the skipped packets count as its drops.
+	maxLag = 256
+	// A replayed keyframe group goes out in bursts of replayBurst packets,
+	// one burst per replayPace, so it does not overrun the player.
+	replayBurst  = 24
+	replayPace   = time.Millisecond
+	maxNackQueue = 512
+)
+
+// downTrack is one player's copy of one publisher track: a pion TrackLocal
+// whose packets come from the source's shared packet cache, rewritten into
+// the downtrack's own SSRC, sequence and timestamp space. Its source can
+// change under it (a publisher that reconnected is spliced in at a
+// keyframe), which the player does not see.
+type downTrack struct {
+	sub      *subscriber
+	kind     webrtc.RTPCodecType
+	id       string
+	streamID string
+	want     atomic.Pointer[uptrack] // the source to forward
+
+	// Set by Bind (pion's goroutine) before bound is set.
+	bound   atomic.Bool
+	ssrc    uint32
+	rtxSSRC uint32
+	codecs  []webrtc.RTPCodecParameters
+	ws      webrtc.TrackLocalWriter
+
+	// Owned by the subscriber's goroutine.
+	src       *uptrack
+	pt, rtxPT uint8
+	cursor    uint64 // next packet of src to send
+	replayTo  uint64 // packets before it are a replay, sent paced
+	restart   bool   // the next packet sent starts a segment
+	rw        rewriter
+	initSeq   uint16
+	initTS    uint32
+	rtxSeq    uint16
+	hdr       rtp.Header
+	buf       [maxPayload + 2]byte
+	nackWork  []uint16
+
+	nackMu sync.Mutex
+	nacks  []uint16
+
+	// Counters, for tests and reports.
+	sent, octets, retransmits, drops, nackMisses atomic.Int64
+	fractionLost, jitter                         atomic.Uint32
+	totalLost                                    atomic.Uint32
+	rtt                                          atomic.Int64
+	lastTS                                       atomic.Uint32
+	lastAt                                       atomic.Int64
+
+	// dropOut (tests only) drops outgoing live packets, as a lossy path
+	// would; retransmissions are not dropped.
+	dropOut atomic.Pointer[func(seq uint16) bool]
+}
+
+func newDownTrack(sub *subscriber, src *uptrack, streamID string) *downTrack {
+	d := &downTrack{sub: sub, kind: src.kind, id: src.kind.String(), streamID: streamID,
+		initSeq: uint16(rand.Uint32()), initTS: rand.Uint32(), rtxSeq: uint16(rand.Uint32()),
+		nacks: make([]uint16, 0, 64), nackWork: make([]uint16, 0, 64)}
+	d.want.Store(src)
+	return d
+}
+
+// ID, RID, StreamID and Kind: webrtc.TrackLocal.
+func (d *downTrack) ID() string                            { return d.id }
+func (d *downTrack) RID() string                           { return "" }
+func (d *downTrack) StreamID() string                      { return d.streamID }
+func (d *downTrack) Kind() webrtc.RTPCodecType             { return d.kind }
+func (d *downTrack) Unbind(webrtc.TrackLocalContext) error { d.bound.Store(false); return nil }
+
+var errNoCodec = errors.New("media: the player accepts none of the publisher's codecs")
+
+// Bind picks the player's codec matching the source's.
+func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
+	codecs := ctx.CodecParameters()
+	c, ok := pickCodec(codecs, d.want.Load().getCodec())
+	if !ok {
+		return webrtc.RTPCodecParameters{}, errNoCodec
+	}
+	d.ssrc = uint32(ctx.SSRC())
+	d.rtxSSRC = uint32(ctx.SSRCRetransmission())
+	d.codecs = append([]webrtc.RTPCodecParameters(nil), codecs...)
+	d.ws = ctx.WriteStream()
+	d.bound.Store(true)
+	return c, nil
+}
+
+// pickCodec finds want's codec among a player's: same MIME type, the same
+// fmtp line if there is one.
+func pickCodec(codecs []webrtc.RTPCodecParameters, want webrtc.RTPCodecParameters) (webrtc.RTPCodecParameters, bool) {
+	var found *webrtc.RTPCodecParameters
+	for i := range codecs {
+		c := &codecs[i]
+		if !strings.EqualFold(c.MimeType, want.MimeType) {
+			continue
+		}
+		if c.SDPFmtpLine == want.SDPFmtpLine {
+			return *c, true
+		}
+		if found == nil {
+			found = c
+		}
+	}
+	if found == nil {
+		return webrtc.RTPCodecParameters{}, false
+	}
+	return *found, true
+}
+
+// rtxFor is the payload type of the RTX codec for pt, 0 if none.
+func rtxFor(codecs []webrtc.RTPCodecParameters, pt uint8) uint8 {
+	apt := "apt=" + itoa(int(pt))
+	for _, c := range codecs {
+		if strings.EqualFold(c.MimeType, webrtc.MimeTypeRTX) && strings.Contains(c.SDPFmtpLine, apt) {
+			return uint8(c.PayloadType)
+		}
+	}
+	return 0
+}
+
+func itoa(n int) string {
+	var b [8]byte
+	i := len(b)
+	for {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+		if n == 0 {
+			return string(b[i:])
+		}
+	}
+}
+
+// addNacks queues sequence numbers a player asked for.
+func (d *downTrack) addNacks(seqs []uint16) {
+	d.nackMu.Lock()
+	for _, s := range seqs {
+		if len(d.nacks) < maxNackQueue {
+			d.nacks = append(d.nacks, s)
+		}
+	}
+	d.nackMu.Unlock()
+	d.sub.signal()
+}
+
+// pump sends what is due: retransmissions first, then the source's packets
+// from the cursor on. more is true when a paced replay has packets left.
+func (d *downTrack) pump(now int64) (more bool, sent int) {
+	if !d.bound.Load() {
+		return false, 0
+	}
+	d.nackMu.Lock()
+	d.nacks, d.nackWork = d.nackWork[:0], d.nacks
+	d.nackMu.Unlock()
+	for _, seq := range d.nackWork {
+		if d.retransmit(seq, now) {
+			sent++
+		}
+	}
+	if w := d.want.Load(); w != d.src && !d.begin(w) {
+		return false, sent
+	}
+	if d.src == nil {
+		return false, sent
+	}
+	head := d.src.cache.head.Load()
+	if d.cursor >= d.replayTo && head > d.cursor+maxLag {
+		d.skip(head)
+	}
+	n := 0
+	for d.cursor < head {
+		if d.cursor < d.replayTo && n >= replayBurst {
+			return true, sent
+		}
+		ext := d.cursor
+		d.cursor++
+		p, ok := d.src.cache.get(ext, d.buf[2:], now, false)
+		if !ok {
+			continue // lost on the way in: the player will NACK it in vain
+		}
+		n++
+		if d.write(p, now, false) {
+			sent++
+		}
+	}
+	return false, sent
+}
+
+// begin starts forwarding w: video from its latest keyframe group (a replay
+// up to the live head), audio from its latest packet. False while w has
+// nothing to start from.
+func (d *downTrack) begin(w *uptrack) bool {
+	if w == nil {
+		d.src = nil
+		return false
+	}
+	head := w.cache.head.Load()
+	if head == 0 {
+		return false
+	}
+	start := head - 1
+	if w.kind == webrtc.RTPCodecTypeVideo {
+		ks, h, ok := w.cache.keyframeGroup()
+		if !ok {
+			w.requestKeyframe(true)
+			return false
+		}
+		start, head = ks, h
+	}
+	c := w.getCodec()
+	if pc, ok := pickCodec(d.codecs, c); ok {
+		d.pt = uint8(pc.PayloadType)
+		if d.rtxSSRC != 0 {
+			d.rtxPT = rtxFor(d.codecs, d.pt)
+		}
+	}
+	d.src = w
+	d.cursor, d.replayTo, d.restart = start, head, true
+	w.requestKeyframe(true)
+	return true
+}
+
+// skip moves a player that fell maxLag behind to the latest keyframe group
+// (or the live head), as a new segment: its sequence numbers stay
+// contiguous, so it does not NACK what it skipped.
+func (d *downTrack) skip(head uint64) {
+	target := head - 1
+	if d.kind == webrtc.RTPCodecTypeVideo {
+		if ks, h, ok := d.src.cache.keyframeGroup(); ok && ks > d.cursor {
+			target, head = ks, h
+		} else {
+			d.src.requestKeyframe(false)
+		}
+	}
+	d.drops.Add(int64(target - d.cursor))
+	d.cursor, d.replayTo, d.restart = target, head, true
+}
+
+// write sends cached packet p (its payload in d.buf[2:]).
+func (d *downTrack) write(p cachedPacket, now int64, rtx bool) bool {
+	if d.restart && !rtx {
+		d.restart = false
+		headTS, ok := d.src.cache.tsOf(d.replayTo - 1)
+		if !ok {
+			headTS = p.ts
+		}
+		d.rw.start(p.ext, p.ts, now, d.src.clockRate.Load(), d.replayTo-1, headTS, d.initSeq, d.initTS)
+	}
+	seq, ts, ok := d.rw.mapPacket(p.ext, p.ts)
+	if !ok {
+		return false
+	}
+	d.hdr = rtp.Header{Version: 2, Marker: p.marker, PayloadType: d.pt, SequenceNumber: seq, Timestamp: ts, SSRC: d.ssrc}
+	payload := d.buf[2 : 2+p.n]
+	if rtx {
+		if d.rtxPT != 0 {
+			d.buf[0], d.buf[1] = byte(seq>>8), byte(seq)
+			payload = d.buf[:2+p.n]
+			d.hdr.SSRC, d.hdr.PayloadType, d.hdr.SequenceNumber = d.rtxSSRC, d.rtxPT, d.rtxSeq
+			d.rtxSeq++
+		}
+	} else {
+		d.rw.sent(p.ext, seq, ts, now)
+		d.lastTS.Store(ts)
+		d.lastAt.Store(now)
+		if f := d.dropOut.Load(); f != nil && (*f)(seq) {
+			return false
+		}
+	}
+	if _, err := d.ws.WriteRTP(&d.hdr, payload); err != nil {
+		return false
+	}
+	d.sent.Add(1)
+	d.octets.Add(int64(len(payload)))
+	return true
+}
+
+// retransmit answers one NACKed sequence number from the shared cache.
+func (d *downTrack) retransmit(seq uint16, now int64) bool {
+	if d.src == nil {
+		return false
+	}
+	ext, ok := d.rw.nackExt(seq)
+	if !ok {
+		d.nackMisses.Add(1)
+		return false
+	}
+	p, ok := d.src.cache.get(ext, d.buf[2:], now, true)
+	if !ok {
+		d.nackMisses.Add(1)
+		return false
+	}
+	if !d.write(p, now, true) {
+		return false
+	}
+	d.retransmits.Add(1)
+	return true
+}
+
+// senderReport is the downtrack's RTCP sender report, nil before it sent
+// anything.
+func (d *downTrack) senderReport(now time.Time) rtcp.Packet {
+	at := d.lastAt.Load()
+	if at == 0 || !d.bound.Load() {
+		return nil
+	}
+	w := d.want.Load()
+	cr := uint64(90000)
+	if w != nil {
+		cr = uint64(w.clockRate.Load())
+	}
+	elapsed := uint64(max(now.UnixNano()-at, 0))
+	return &rtcp.SenderReport{SSRC: d.ssrc, NTPTime: ntpTime(now), RTPTime: d.lastTS.Load() + uint32(elapsed*cr/1e9),
+		PacketCount: uint32(d.sent.Load()), OctetCount: uint32(d.octets.Load())}
+}
+
+// readRTCP reads the player's RTCP about this downtrack: NACKs are queued
+// for the subscriber, keyframe requests go upstream (throttled), receiver
+// reports are kept.
+func (d *downTrack) readRTCP(sender *webrtc.RTPSender) {
+	buf := make([]byte, 1500)
+	var fb rtcpFeedback
+	for {
+		n, _, err := sender.Read(buf)
+		if err != nil {
+			return
+		}
+		if !d.bound.Load() {
+			continue
+		}
+		parseRTCP(buf[:n], d.ssrc, &fb)
+		if fb.numNacks > 0 {
+			d.addNacks(fb.nacks[:fb.numNacks])
+		}
+		if fb.keyframe {
+			if w := d.want.Load(); w != nil {
+				w.requestKeyframe(false)
+			}
+		}
+		if fb.report {
+			d.fractionLost.Store(uint32(fb.fractionLost))
+			d.totalLost.Store(fb.totalLost)
+			d.jitter.Store(fb.jitter)
+			if rtt := rttFromReport(uint32(ntpTime(time.Now())>>16), fb.lsr, fb.dlsr); rtt > 0 {
+				d.rtt.Store(int64(rtt))
+			}
+		}
+	}
+}

@@ -1,0 +1,110 @@
+package media
+
+import (
+	"context"
+
+	"github.com/pion/webrtc/v4"
+
+	"github.com/onair-dev/onair/errcode"
+	authv1 "github.com/onair-dev/onair/proto/onair/auth/v1"
+	mediav1 "github.com/onair-dev/onair/proto/onair/media/v1"
+	streamv1 "github.com/onair-dev/onair/proto/onair/stream/v1"
+)
+
+// Play answers a player's offer for a stream published on this edge, at
+// once: the player's tracks are the ones the publisher negotiated (their
+// codecs are known from its SDP), so a track announced but not sent yet
+// delays nothing. Once connected, the player gets each video track's
+// latest keyframe group from the cache, then the live packets; audio starts
+// with the next packet.
+func (s *Server) Play(ctx context.Context, req *mediav1.PlayRequest) (*mediav1.PlayResponse, error) {
+	if err := ValidOffer(req.GetSdpOffer()); err != nil {
+		return nil, errcode.Newf(errcode.InvalidParameter, "bad SDP offer: %v", err)
+	}
+	if _, err := s.cfg.Auth.VerifyToken(ctx, &authv1.VerifyTokenRequest{AppId: req.GetAppId(), UserId: req.GetUserId(),
+		Token: req.GetToken(), Action: authv1.Action_ACTION_PLAY, StreamId: req.GetStreamId()}); err != nil {
+		return nil, err
+	}
+	st, err := s.cfg.Streams.GetStream(ctx, &streamv1.GetStreamRequest{AppId: req.GetAppId(), StreamId: req.GetStreamId()})
+	if err != nil {
+		return nil, err
+	}
+	if st.GetStream().GetEdgeId() != s.cfg.EdgeID {
+		// OnlyRTC (and, until edges relay, every mode) plays from the origin.
+		return &mediav1.PlayResponse{RedirectAddr: st.GetStream().GetEdgeAddr()}, nil
+	}
+	key := streamKey{req.GetAppId(), req.GetStreamId()}
+	s.mu.Lock()
+	o := s.origins[key]
+	s.mu.Unlock()
+	if o == nil {
+		return nil, errcode.Newf(errcode.StreamNotFound, "stream %q is not live on this edge", req.GetStreamId())
+	}
+	tracks := o.currentTracks()
+	if len(tracks) == 0 {
+		return nil, errcode.Newf(errcode.StreamNotFound, "stream %q has no media", req.GetStreamId())
+	}
+	ss := s.newSession(true)
+	ss.origin = o
+	pc, err := s.playerAPI.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, err
+	}
+	ss.pc = pc
+	sub := newSubscriber(pc, &s.Egress)
+	ss.sub = sub
+	for _, u := range tracks {
+		d := newDownTrack(sub, u, req.GetStreamId())
+		sender, err := pc.AddTrack(d)
+		if err != nil {
+			_ = pc.Close()
+			return nil, err
+		}
+		sub.tracks = append(sub.tracks, d)
+		go d.readRTCP(sender)
+	}
+	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+		switch st {
+		case webrtc.PeerConnectionStateConnected:
+			ss.setState(mediav1.SessionEvent_STATE_CONNECTED)
+			sub.active.Store(true)
+			for _, d := range sub.tracks {
+				if u := d.want.Load(); u != nil {
+					u.requestKeyframe(true)
+				}
+			}
+			sub.signal()
+		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
+			ss.finish(mediav1.SessionEvent_STATE_FAILED, int32(errcode.Disconnected), "the player's connection was lost")
+		}
+	})
+	ss.onEnd = append(ss.onEnd, func() { o.removePlayer(ss) })
+	sdpAnswer, err := answer(ctx, pc, req.GetSdpOffer())
+	if err != nil {
+		_ = pc.Close()
+		return nil, err
+	}
+	if err := s.add(ss); err != nil {
+		_ = pc.Close()
+		return nil, err
+	}
+	if !o.addPlayer(ss) {
+		ss.finish(mediav1.SessionEvent_STATE_CLOSED, int32(errcode.StreamNotFound), "the stream ended")
+		return nil, errcode.Newf(errcode.StreamNotFound, "stream %q ended", req.GetStreamId())
+	}
+	// Subscribe to the stream's current tracks (a publisher may have come
+	// back since tracks were read: adopt has switched this player already
+	// if so, since it is in o.players now).
+	o.mu.Lock()
+	for _, d := range sub.tracks {
+		if nu := trackOfKind(o.tracks, d.kind); nu != nil {
+			if prev := d.want.Swap(nu); prev != nil && prev != nu {
+				prev.unsubscribe(sub)
+			}
+			nu.subscribe(sub)
+		}
+	}
+	o.mu.Unlock()
+	go sub.run()
+	return &mediav1.PlayResponse{SessionId: ss.id, SdpAnswer: sdpAnswer}, nil
+}

@@ -1,0 +1,199 @@
+package media
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v4"
+)
+
+// uptrack is one track a publisher sends: it reads the publisher's RTP,
+// files every packet in the track's packet cache (marking keyframe groups)
+// and wakes the subscribers whose downtracks forward it. It writes to no
+// player itself: the per-player work runs on each subscriber's goroutine,
+// so it spreads over every core and a slow player delays no one else.
+type uptrack struct {
+	kind webrtc.RTPCodecType
+	pc   *webrtc.PeerConnection // the publisher's, for keyframe requests
+
+	mu     sync.Mutex
+	codec  webrtc.RTPCodecParameters // negotiated, then what arrives
+	remote *webrtc.TrackRemote
+
+	vcodec    atomic.Uint32 // codec, for keyframe detection
+	clockRate atomic.Uint32
+	ssrc      atomic.Uint32 // the publisher's SSRC, once media arrives
+	cache     *packetCache
+	subs      atomic.Pointer[[]*subscriber]
+	subMu     sync.Mutex
+	lastPLI   atomic.Int64
+	pliEvery  time.Duration
+	packets   atomic.Int64
+	keyframes atomic.Int64
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+// Cache bounds: about a second of video at a few Mbit/s, growing to keep
+// a long keyframe group; a few seconds of audio.
+const (
+	videoCacheSlots    = 512
+	maxVideoCacheSlots = 8192
+	audioCacheSlots    = 256
+	cacheMaxAge        = time.Second
+)
+
+func newUptrack(pc *webrtc.PeerConnection, kind webrtc.RTPCodecType, c webrtc.RTPCodecParameters, pliEvery time.Duration) *uptrack {
+	u := &uptrack{kind: kind, pc: pc, codec: c, pliEvery: pliEvery, done: make(chan struct{})}
+	if kind == webrtc.RTPCodecTypeVideo {
+		u.cache = newPacketCache(videoCacheSlots, maxVideoCacheSlots, int64(cacheMaxAge))
+	} else {
+		u.cache = newPacketCache(audioCacheSlots, audioCacheSlots, int64(cacheMaxAge))
+	}
+	u.setCodec(c)
+	empty := []*subscriber{}
+	u.subs.Store(&empty)
+	return u
+}
+
+func (u *uptrack) setCodec(c webrtc.RTPCodecParameters) {
+	u.mu.Lock()
+	u.codec = c
+	u.mu.Unlock()
+	u.vcodec.Store(uint32(codecOf(c.MimeType)))
+	cr := c.ClockRate
+	if cr == 0 {
+		cr = 90000
+	}
+	u.clockRate.Store(cr)
+}
+
+func (u *uptrack) getCodec() webrtc.RTPCodecParameters {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.codec
+}
+
+func (u *uptrack) subscribe(s *subscriber) {
+	u.subMu.Lock()
+	defer u.subMu.Unlock()
+	old := *u.subs.Load()
+	for _, x := range old {
+		if x == s {
+			return
+		}
+	}
+	next := append(append(make([]*subscriber, 0, len(old)+1), old...), s)
+	u.subs.Store(&next)
+}
+
+func (u *uptrack) unsubscribe(s *subscriber) {
+	u.subMu.Lock()
+	defer u.subMu.Unlock()
+	old := *u.subs.Load()
+	next := make([]*subscriber, 0, len(old))
+	for _, x := range old {
+		if x != s {
+			next = append(next, x)
+		}
+	}
+	u.subs.Store(&next)
+}
+
+func (u *uptrack) subscribers() int { return len(*u.subs.Load()) }
+
+// close stops waking subscribers; the read loop ends with the publisher's
+// peer connection.
+func (u *uptrack) close() {
+	u.closeOnce.Do(func() {
+		close(u.done)
+		u.subMu.Lock()
+		empty := []*subscriber{}
+		u.subs.Store(&empty)
+		u.subMu.Unlock()
+	})
+}
+
+// attach starts reading the publisher's track.
+func (u *uptrack) attach(remote *webrtc.TrackRemote) {
+	u.mu.Lock()
+	u.remote = remote
+	u.mu.Unlock()
+	u.setCodec(remote.Codec())
+	u.ssrc.Store(uint32(remote.SSRC()))
+	go u.run(remote)
+}
+
+func (u *uptrack) run(remote *webrtc.TrackRemote) {
+	buf := make([]byte, maxPayload+100)
+	var uw seqUnwrapper
+	var frameTS, keyTS uint32
+	var frameStart uint64
+	haveKey := false
+	video := u.kind == webrtc.RTPCodecTypeVideo
+	for {
+		n, _, err := remote.Read(buf)
+		if err != nil {
+			return
+		}
+		h, ok := parseRTP(buf[:n])
+		if !ok {
+			continue
+		}
+		ext := uw.unwrap(h.seq)
+		now := time.Now().UnixNano()
+		payload := buf[h.start:h.end]
+		u.cache.insert(ext, now, h.ts, h.pt, h.marker, payload)
+		u.packets.Add(1)
+		if video {
+			if frameStart == 0 || (h.ts != frameTS && ext > frameStart) {
+				frameTS, frameStart = h.ts, ext
+			}
+			if isKeyframe(codec(u.vcodec.Load()), payload) && (!haveKey || keyTS != h.ts) {
+				start := frameStart
+				if h.ts != frameTS {
+					start = ext // a reordered packet of an older frame
+				}
+				u.cache.setKeyframe(start)
+				haveKey, keyTS = true, h.ts
+				u.keyframes.Add(1)
+			}
+		}
+		select {
+		case <-u.done:
+			continue
+		default:
+		}
+		for _, s := range *u.subs.Load() {
+			s.signal()
+		}
+	}
+}
+
+// joinPLIInterval throttles the keyframe requests of joining players,
+// which must not wait out PLIInterval.
+const joinPLIInterval = 50 * time.Millisecond
+
+// requestKeyframe asks the publisher for a keyframe, at most once per
+// PLIInterval (joinPLIInterval for a player that just connected).
+func (u *uptrack) requestKeyframe(join bool) {
+	if u.kind != webrtc.RTPCodecTypeVideo {
+		return
+	}
+	ssrc := u.ssrc.Load()
+	if ssrc == 0 {
+		return
+	}
+	every := u.pliEvery
+	if join {
+		every = joinPLIInterval
+	}
+	now := time.Now().UnixNano()
+	last := u.lastPLI.Load()
+	if now-last < int64(every) || !u.lastPLI.CompareAndSwap(last, now) {
+		return
+	}
+	_ = u.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
+}
