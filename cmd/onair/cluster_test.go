@@ -166,3 +166,12 @@ func TestPrefixWriter(t *testing.T) {
 		t.Fatalf("after flush %q", got)
 	}
 }
+
+// A role started without the internal key refuses to start, naming the
+// flag, rather than failing on its first call to another service.
+func TestRoleNeedsInternalKey(t *testing.T) {
+	out, err := runAsOnair(t, []string{"room", "--etcd-endpoints", "http://127.0.0.1:1", "--grpc-addr", "127.0.0.1:0"}, nil)
+	if err == nil || !strings.Contains(out, "--internal-key") {
+		t.Fatalf("onair room without --internal-key: %v\n%s", err, out)
+	}
+}

@@ -66,6 +66,11 @@ func runRole(ctx context.Context, role string, args []string) error {
 	if err := setupLogging(sf.logLevel); err != nil {
 		return err
 	}
+	if sf.internalKey == "" {
+		// Without it a service cannot call the stream registry and other
+		// internal methods, and would fail on the first publish instead.
+		return errors.New("--internal-key (or ONAIR_INTERNAL_KEY) is required: the services use it to call each other")
+	}
 	tt, err := tf.build()
 	if err != nil {
 		return err
