@@ -194,10 +194,15 @@ func TestMissingServiceIs503(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	var body struct {
-		Code int `json:"code"`
+		Code    int    `json:"code"`
+		Message string `json:"message"`
 	}
 	decodeJSON(t, resp, &body)
 	if resp.StatusCode != http.StatusServiceUnavailable || errcode.Code(body.Code) != errcode.ServiceUnavailable {
 		t.Errorf("got %d code %d, want 503 code %d", resp.StatusCode, body.Code, errcode.ServiceUnavailable)
+	}
+	// In our words, naming the service, not gRPC's balancer internals.
+	if body.Message != "media service unavailable: no instance registered" {
+		t.Errorf("message %q, want one that names the media service", body.Message)
 	}
 }
