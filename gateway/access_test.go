@@ -261,6 +261,9 @@ var restRoutes = map[string]accessRoute{
 	"GET /v1/apps/{app_id}": {classAdmin, false, func(f *accessFixture, v variant) apiCall {
 		return apiCall{"GET", fmt.Sprintf("/v1/apps/%d", testcluster.AppID), "", f.adminKey(v)}
 	}},
+	"PATCH /v1/apps/{app_id}": {classAdmin, false, func(f *accessFixture, v variant) apiCall {
+		return apiCall{"PATCH", fmt.Sprintf("/v1/apps/%d", testcluster.AppID), `{"rotate_callback_secret":true}`, f.adminKey(v)}
+	}},
 	"POST /v1/apps/{app_id}:enableService": {classAdmin, false, func(f *accessFixture, v variant) apiCall {
 		return apiCall{"POST", fmt.Sprintf("/v1/apps/%d:enableService", testcluster.AppID),
 			`{"service":"SERVICE_LIVE_STREAMING","enabled":true}`, f.adminKey(v)}
@@ -350,6 +353,10 @@ var restRoutes = map[string]accessRoute{
 	"POST /v1/server/streams/{stream_id}:delete": {classServer, false, func(f *accessFixture, v variant) apiCall {
 		sig, _ := f.signature(v)
 		return apiCall{"POST", "/v1/server/streams/not-live:delete", `{"auth":` + sig + `}`, nil}
+	}},
+	"GET /v1/server/callbacks/failed": {classServer, false, func(f *accessFixture, v variant) apiCall {
+		_, q := f.signature(v)
+		return apiCall{"GET", "/v1/server/callbacks/failed?" + q, "", nil}
 	}},
 }
 
@@ -575,6 +582,7 @@ var grpcMethods = map[string]accessClass{
 	"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": classOpen,
 	"/onair.auth.v1.AuthService/CreateApp":                           classAdmin,
 	"/onair.auth.v1.AuthService/GetApp":                              classAdmin,
+	"/onair.auth.v1.AuthService/UpdateApp":                           classAdmin,
 	"/onair.auth.v1.AuthService/EnableService":                       classAdmin,
 	"/onair.auth.v1.AuthService/IssueDebugToken":                     classAdmin,
 	"/onair.auth.v1.AuthService/VerifyToken":                         classOpen,
@@ -594,6 +602,7 @@ var grpcMethods = map[string]accessClass{
 	"/onair.room.v1.RoomServerService/DescribeUsers":                 classServer,
 	"/onair.room.v1.RoomServerService/DescribeStreams":               classServer,
 	"/onair.room.v1.RoomServerService/DeleteStream":                  classServer,
+	"/onair.room.v1.RoomServerService/ListFailedCallbacks":           classServer,
 	"/onair.stream.v1.StreamService/RegisterStream":                  classInternal,
 	"/onair.stream.v1.StreamService/UnregisterStream":                classInternal,
 	"/onair.stream.v1.StreamService/GetStream":                       classInternal,

@@ -29,6 +29,8 @@ func runDev(ctx context.Context, args []string) error {
 	appID := fs.Uint("app-id", 0, "AppID to seed (default: a generated one, kept in the data dir)")
 	appSecret := fs.String("app-secret", "", "ServerSecret to seed with --app-id (32 characters; default generated)")
 	rf.debugTokens = true
+	// Apps may take callbacks on this machine (callback_allow_local).
+	rf.devMode = true
 	rf.publicIP = "127.0.0.1"
 	if err := parse(fs, args); err != nil {
 		return err

@@ -28,6 +28,7 @@ import (
 type roleFlags struct {
 	adminKey       string
 	debugTokens    bool
+	devMode        bool
 	sessionTimeout time.Duration
 	onlineCount    time.Duration
 	loginRate      float64
@@ -46,7 +47,7 @@ func (r *roleFlags) register(fs *flag.FlagSet) {
 }
 
 func (r *roleFlags) nodeConfig(c *node.Config) {
-	c.Auth = node.AuthConfig{AdminKey: r.adminKey, DebugTokens: r.debugTokens}
+	c.Auth = node.AuthConfig{AdminKey: r.adminKey, DebugTokens: r.debugTokens, DevMode: r.devMode}
 	c.Room = node.RoomConfig{SessionTimeout: r.sessionTimeout, OnlineCountInterval: r.onlineCount, LoginRate: r.loginRate}
 	c.Media = node.MediaConfig{UDPPort: r.mediaUDPPort, PublicIP: r.publicIP}
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.opentelemetry.io/otel/metric"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -78,12 +79,19 @@ type RoomConfig struct {
 	OnlineCountInterval time.Duration
 	// LoginRate: logins per room per second on each replica.
 	LoginRate float64
+	// CallbackRetryBase makes the callback retry schedule 2, 4, 8, 16, 32
+	// times it (the vendor's: 1 s); tests shorten it.
+	CallbackRetryBase time.Duration
+	// CallbackTimeout bounds one callback attempt (5 s if zero).
+	CallbackTimeout time.Duration
 }
 
 // AuthConfig configures the auth role.
 type AuthConfig struct {
 	AdminKey    string
 	DebugTokens bool
+	// DevMode lets apps send callbacks to loopback addresses (onair dev).
+	DevMode bool
 }
 
 // Node is a running set of roles.
@@ -213,7 +221,8 @@ func (n *Node) dial(service string) (*grpc.ClientConn, error) {
 func (n *Node) startRole(ctx context.Context, role string) error {
 	switch role {
 	case discovery.Auth:
-		n.AuthServer = auth.New(auth.Config{Etcd: n.cfg.Etcd, AdminKey: n.cfg.Auth.AdminKey, DebugTokens: n.cfg.Auth.DebugTokens})
+		n.AuthServer = auth.New(auth.Config{Etcd: n.cfg.Etcd, AdminKey: n.cfg.Auth.AdminKey, DebugTokens: n.cfg.Auth.DebugTokens,
+			DevMode: n.cfg.Auth.DevMode})
 		authv1.RegisterAuthServiceServer(n.srv.Server, n.AuthServer)
 		n.serve(authv1.AuthService_ServiceDesc.ServiceName)
 	case discovery.Stream:
@@ -236,7 +245,8 @@ func (n *Node) startRole(ctx context.Context, role string) error {
 		rc := n.cfg.Room
 		n.RoomServer = room.New(room.Config{Etcd: n.cfg.Etcd, Auth: authv1.NewAuthServiceClient(authConn),
 			Streams: streamv1.NewStreamServiceClient(streamConn), SessionTimeout: rc.SessionTimeout,
-			OnlineCountInterval: rc.OnlineCountInterval, LoginRate: rc.LoginRate, Logger: n.cfg.Logger})
+			OnlineCountInterval: rc.OnlineCountInterval, LoginRate: rc.LoginRate, Logger: n.cfg.Logger,
+			Lease: n.inst.Lease, CallbackRetryBase: rc.CallbackRetryBase, CallbackTimeout: rc.CallbackTimeout, Meter: n.meter()})
 		n.stops = append(n.stops, n.RoomServer.Close)
 		roomv1.RegisterRoomServiceServer(n.srv.Server, n.RoomServer)
 		roomv1.RegisterRoomServerServiceServer(n.srv.Server, n.RoomServer.ServerAPI())
@@ -306,6 +316,14 @@ func (n *Node) startMedia(ctx context.Context) error {
 	mediav1.RegisterMediaServiceServer(n.srv.Server, srv)
 	n.serve(mediav1.MediaService_ServiceDesc.ServiceName)
 	return nil
+}
+
+// meter is the node's meter provider, nil without telemetry.
+func (n *Node) meter() metric.MeterProvider {
+	if n.cfg.Telemetry == nil {
+		return nil
+	}
+	return n.cfg.Telemetry.MeterProvider()
 }
 
 // Addr is the address the node's gRPC server listens on.

@@ -44,6 +44,9 @@ type Cluster struct {
 	// DebugTokens turns on IssueDebugToken in auth nodes started after it
 	// is set (it still needs the admin key).
 	DebugTokens bool
+	// DevMode lets apps send callbacks to loopback (a test's receiver), in
+	// auth nodes started after it is set.
+	DevMode bool
 	// LeaseTTL is the nodes' discovery lease: short, so a killed node's
 	// keys go quickly.
 	LeaseTTL time.Duration
@@ -88,7 +91,7 @@ func (c *Cluster) StartAt(addr string, roles ...string) *node.Node {
 	for range 50 {
 		n, err = node.Start(ctx, node.Config{Roles: roles, Etcd: c.Etcd, GRPCAddr: addr,
 			InternalKey: InternalKey, LeaseTTL: c.LeaseTTL, Logger: Logger(),
-			Auth: node.AuthConfig{AdminKey: AdminKey, DebugTokens: c.DebugTokens}, Room: c.Room, Media: c.Media})
+			Auth: node.AuthConfig{AdminKey: AdminKey, DebugTokens: c.DebugTokens, DevMode: c.DevMode}, Room: c.Room, Media: c.Media})
 		if err == nil {
 			break
 		}

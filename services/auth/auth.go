@@ -10,6 +10,7 @@ import (
 	"crypto/subtle"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/onair-dev/onair/errcode"
+	"github.com/onair-dev/onair/internal/callback"
 	"github.com/onair-dev/onair/internal/grpcserver"
 	"github.com/onair-dev/onair/internal/sharedlease"
 	authv1 "github.com/onair-dev/onair/proto/onair/auth/v1"
@@ -40,6 +42,9 @@ type Config struct {
 	AdminKey string
 	// DebugTokens enables IssueDebugToken. Never in production.
 	DebugTokens bool
+	// DevMode lets apps send callbacks to loopback and link-local
+	// addresses (App.callback_allow_local). Never in production.
+	DevMode bool
 	// Now is the clock; time.Now if nil.
 	Now func() time.Time
 }
@@ -91,6 +96,9 @@ func (s *Server) CreateApp(ctx context.Context, req *authv1.CreateAppRequest) (*
 	} else if len(secret) != 32 {
 		return nil, errcode.New(errcode.InvalidParameter, "server_secret must be 32 characters")
 	}
+	if err := s.checkCallback(req.GetCallbackUrl(), req.GetCallbackAllowLocal()); err != nil {
+		return nil, err
+	}
 	for attempt := 0; attempt < 8; attempt++ {
 		id := req.GetAppId()
 		if id == 0 {
@@ -98,7 +106,7 @@ func (s *Server) CreateApp(ctx context.Context, req *authv1.CreateAppRequest) (*
 		}
 		app := &authv1.App{
 			AppId: id, ServerSecret: secret, Name: req.GetName(), CallbackUrl: req.GetCallbackUrl(),
-			CreateTimeUnix: s.cfg.Now().Unix(),
+			CreateTimeUnix: s.cfg.Now().Unix(), CallbackSecret: NewSecret(), CallbackAllowLocal: req.GetCallbackAllowLocal(),
 		}
 		created, err := s.putIfAbsent(ctx, app)
 		if err != nil {
@@ -143,6 +151,9 @@ func (s *Server) EnsureApp(ctx context.Context, appID uint32, secret string) (*a
 		app = &authv1.App{AppId: appID, Name: "dev", CreateTimeUnix: s.cfg.Now().Unix()}
 	}
 	app.ServerSecret = secret
+	if app.CallbackSecret == "" {
+		app.CallbackSecret = NewSecret()
+	}
 	if !slices.Contains(app.EnabledServices, authv1.Service_SERVICE_LIVE_STREAMING) {
 		app.EnabledServices = append(app.EnabledServices, authv1.Service_SERVICE_LIVE_STREAMING)
 	}
@@ -183,9 +194,50 @@ func (s *Server) GetApp(ctx context.Context, req *authv1.GetAppRequest) (*authv1
 	return &authv1.GetAppResponse{App: app}, nil
 }
 
-// EnableService switches a service on or off for an app. The read-modify-
-// write is guarded by the key's mod revision so concurrent calls don't lose
-// each other's changes.
+// checkCallback checks callback settings: a loopback or link-local
+// callback URL, and the flag that allows one, only in dev mode.
+func (s *Server) checkCallback(url string, allowLocal bool) error {
+	if allowLocal && !s.cfg.DevMode {
+		return errcode.New(errcode.InvalidParameter, "callback_allow_local needs a server in dev mode (onair dev)")
+	}
+	if err := callback.CheckURL(url, allowLocal); err != nil {
+		if errors.Is(err, callback.ErrLocalAddress) {
+			return errcode.New(errcode.InvalidParameter, "callback_url may not point at a loopback or link-local address, except for an app with callback_allow_local on a server in dev mode (onair dev)")
+		}
+		return errcode.New(errcode.InvalidParameter, err.Error())
+	}
+	return nil
+}
+
+// UpdateApp changes the fields it is given.
+func (s *Server) UpdateApp(ctx context.Context, req *authv1.UpdateAppRequest) (*authv1.UpdateAppResponse, error) {
+	if err := s.requireAdmin(ctx); err != nil {
+		return nil, err
+	}
+	app, err := s.updateApp(ctx, req.GetAppId(), func(app *authv1.App) error {
+		if req.Name != nil {
+			app.Name = req.GetName()
+		}
+		if req.CallbackUrl != nil {
+			app.CallbackUrl = req.GetCallbackUrl()
+		}
+		if req.CallbackAllowLocal != nil {
+			app.CallbackAllowLocal = req.GetCallbackAllowLocal()
+		}
+		if req.GetRotateCallbackSecret() || app.CallbackSecret == "" {
+			app.CallbackSecret = NewSecret()
+		}
+		// Checked as a whole: a local URL does not stay once the flag
+		// that allowed it is cleared.
+		return s.checkCallback(app.CallbackUrl, app.CallbackAllowLocal)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &authv1.UpdateAppResponse{App: app}, nil
+}
+
+// EnableService switches a service on or off for an app.
 func (s *Server) EnableService(ctx context.Context, req *authv1.EnableServiceRequest) (*authv1.EnableServiceResponse, error) {
 	if err := s.requireAdmin(ctx); err != nil {
 		return nil, err
@@ -193,22 +245,37 @@ func (s *Server) EnableService(ctx context.Context, req *authv1.EnableServiceReq
 	if req.GetService() == authv1.Service_SERVICE_UNSPECIFIED {
 		return nil, errcode.New(errcode.InvalidParameter, "service must be given")
 	}
-	k := appKey(req.GetAppId())
+	app, err := s.updateApp(ctx, req.GetAppId(), func(app *authv1.App) error {
+		app.EnabledServices = slices.DeleteFunc(app.EnabledServices, func(v authv1.Service) bool { return v == req.GetService() })
+		if req.GetEnabled() {
+			app.EnabledServices = append(app.EnabledServices, req.GetService())
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &authv1.EnableServiceResponse{App: app}, nil
+}
+
+// updateApp is a read-modify-write of an app, guarded by the key's mod
+// revision so concurrent calls don't lose each other's changes.
+func (s *Server) updateApp(ctx context.Context, appID uint32, change func(*authv1.App) error) (*authv1.App, error) {
+	k := appKey(appID)
 	for {
 		resp, err := s.cfg.Etcd.Get(ctx, k)
 		if err != nil {
 			return nil, errcode.Unavailable(err)
 		}
 		if len(resp.Kvs) == 0 {
-			return nil, errcode.Newf(errcode.AppNotFound, "app %d does not exist", req.GetAppId())
+			return nil, errcode.Newf(errcode.AppNotFound, "app %d does not exist", appID)
 		}
 		app := new(authv1.App)
 		if err := proto.Unmarshal(resp.Kvs[0].Value, app); err != nil {
 			return nil, err
 		}
-		app.EnabledServices = slices.DeleteFunc(app.EnabledServices, func(v authv1.Service) bool { return v == req.GetService() })
-		if req.GetEnabled() {
-			app.EnabledServices = append(app.EnabledServices, req.GetService())
+		if err := change(app); err != nil {
+			return nil, err
 		}
 		b, _ := proto.Marshal(app)
 		txn, err := s.cfg.Etcd.Txn(ctx).
@@ -218,7 +285,7 @@ func (s *Server) EnableService(ctx context.Context, req *authv1.EnableServiceReq
 			return nil, errcode.Unavailable(err)
 		}
 		if txn.Succeeded {
-			return &authv1.EnableServiceResponse{App: app}, nil
+			return app, nil
 		}
 	}
 }

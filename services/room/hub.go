@@ -346,16 +346,22 @@ func (h *hub) run(ctx context.Context) error {
 				continue
 			}
 			backoff = watchBackoff
-			if err := h.apply(ctx, feed, resp.Events); err != nil {
+			if err := h.apply(ctx, feed, resp.Events); errors.Is(err, errRoomClosed) {
+				return nil
+			} else if err != nil {
 				return err
 			}
 		}
 	}
 }
 
+// errRoomClosed ends a hub whose room closed while nobody here watched it.
+var errRoomClosed = errors.New("room closed")
+
 // apply turns one watch response into items, grouped by revision.
 func (h *hub) apply(ctx context.Context, feed *streamFeed, events []*clientv3.Event) error {
 	var batch []*item
+	closed := false
 	flush := func(rev int64) {
 		h.mu.Lock()
 		for i, it := range batch {
@@ -381,6 +387,10 @@ func (h *hub) apply(ctx context.Context, feed *streamFeed, events []*clientv3.Ev
 			it = h.infoChange(ev)
 		case keys.KindMessage:
 			it = h.messageChange(ev)
+		case keys.KindMeta:
+			if ev.Type == mvccpb.DELETE {
+				closed = true
+			}
 		}
 		if err != nil {
 			return err
@@ -388,6 +398,16 @@ func (h *hub) apply(ctx context.Context, feed *streamFeed, events []*clientv3.Ev
 		batch = append(batch, it...)
 		if i == len(events)-1 || events[i+1].Kv.ModRevision != rev {
 			flush(rev)
+		}
+	}
+	if closed {
+		// The room closed (lifecycle.go): a hub nobody here subscribes
+		// to stops now rather than after its linger.
+		h.mu.Lock()
+		idle := len(h.subs) == 0
+		h.mu.Unlock()
+		if idle {
+			return errRoomClosed
 		}
 	}
 	return nil
@@ -514,6 +534,12 @@ func (h *hub) streamChange(ctx context.Context, feed *streamFeed, rev int64) ([]
 
 func (h *hub) infoChange(ev *clientv3.Event) []*item {
 	if ev.Type == mvccpb.DELETE {
+		// Only a room's close removes its extra info: forget it, so a room
+		// opened again starts without it.
+		_, key := keys.Parse(h.prefix, string(ev.Kv.Key))
+		h.mu.Lock()
+		delete(h.info, key)
+		h.mu.Unlock()
 		return nil
 	}
 	ri := new(roomv1.RoomExtraInfo)

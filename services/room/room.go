@@ -23,9 +23,11 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.opentelemetry.io/otel/metric"
 	"golang.org/x/time/rate"
 
 	"github.com/onair-dev/onair/errcode"
+	"github.com/onair-dev/onair/internal/callback"
 	"github.com/onair-dev/onair/internal/ids"
 	"github.com/onair-dev/onair/internal/keys"
 	"github.com/onair-dev/onair/internal/sharedlease"
@@ -71,8 +73,19 @@ type Config struct {
 	// HubLinger keeps an idle room hub (and its resume history) this long
 	// after its last subscriber left.
 	HubLinger time.Duration
-	Logger    *slog.Logger
-	Now       func() time.Time
+	// Lease is the replica's current lease (its discovery lease): the
+	// lifecycle watcher's leadership and the callback deliverer's room
+	// claims live under it. Without it the replica runs neither, and
+	// leaves both to other replicas.
+	Lease func() clientv3.LeaseID
+	// CallbackRetryBase and CallbackTimeout tune callback delivery (see
+	// callback.Config); zero means the vendor's 2, 4, 8, 16, 32 s and 5 s.
+	CallbackRetryBase time.Duration
+	CallbackTimeout   time.Duration
+	// Meter measures callback delivery; no metrics if nil.
+	Meter  metric.MeterProvider
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Server implements the client and business-server room APIs.
@@ -102,9 +115,10 @@ type roomLimits struct {
 
 // member is the value of a room user key.
 type member struct {
-	UserID      string `json:"user_id"`
-	UserName    string `json:"user_name"`
-	SessionID   string `json:"session_id"`
+	UserID        string `json:"user_id"`
+	UserName      string `json:"user_name"`
+	SessionID     string `json:"session_id"`
+	RoomSessionID string `json:"room_session_id,omitempty"`
 	LoginTimeMs int64  `json:"login_time_ms"`
 	TokenExpire int64  `json:"token_expire"`
 	// Left marks a member on its way out, with why; the key is deleted
@@ -141,9 +155,18 @@ func New(cfg Config) *Server {
 		cfg.Now = time.Now
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	return &Server{cfg: cfg, log: cfg.Logger, ctx: ctx, stop: stop,
+	s := &Server{cfg: cfg, log: cfg.Logger, ctx: ctx, stop: stop,
 		hubs: map[roomKey]*hub{}, limiters: map[roomKey]*roomLimits{},
 		msgLease: sharedlease.New(cfg.Etcd, time.Minute, 20*time.Second)}
+	if cfg.Lease != nil {
+		tg := &targets{auth: cfg.Auth, ttl: 5 * time.Second, m: map[uint32]targetEntry{}}
+		d := callback.New(callback.Config{Etcd: cfg.Etcd, Lease: cfg.Lease, Target: tg.lookup,
+			RetryBase: cfg.CallbackRetryBase, Timeout: cfg.CallbackTimeout, Meter: cfg.Meter, Logger: cfg.Logger, Now: cfg.Now})
+		s.wg.Add(2)
+		go func() { defer s.wg.Done(); s.runLifecycle(ctx) }()
+		go func() { defer s.wg.Done(); d.Run(ctx) }()
+	}
+	return s
 }
 
 // Close stops every hub. Sessions stay in etcd: clients resume them on
@@ -204,23 +227,43 @@ func (s *Server) LoginRoom(ctx context.Context, req *roomv1.LoginRoomRequest) (*
 	}
 	now := s.cfg.Now()
 	rec := keys.SessionRecord{
-		SessionID: newID(), RoomSessionID: strconv.FormatUint(randUint64(), 10),
-		AppID: req.GetAppId(), RoomID: req.GetRoomId(), UserID: user.GetUserId(), UserName: user.GetUserName(),
+		SessionID: newID(),
+		AppID:     req.GetAppId(), RoomID: req.GetRoomId(), UserID: user.GetUserId(), UserName: user.GetUserName(),
 		Lease: int64(lease.ID), TokenExpire: claims.GetExpireUnix(),
 		UserNotify: req.GetConfig().GetIsUserStatusNotify(), LoginTimeMs: now.UnixMilli(),
 	}
-	m := member{UserID: rec.UserID, UserName: rec.UserName, SessionID: rec.SessionID, LoginTimeMs: rec.LoginTimeMs, TokenExpire: rec.TokenExpire}
-	recJSON, _ := json.Marshal(rec)
-	memberJSON, _ := json.Marshal(m)
 	sessKey := keys.Session(rec.AppID, rec.UserID)
 	usersPrefix := keys.RoomUsers(rec.AppID, rec.RoomID)
+	metaKey := keys.RoomMeta(rec.AppID, rec.RoomID)
 	for {
 		old, oldRev, err := s.sessionByUser(ctx, rec.AppID, rec.UserID)
 		if err != nil {
 			s.revoke(lease.ID)
 			return nil, err
 		}
-		conds := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(sessKey), "=", oldRev)}
+		// The room: created by this login if it does not exist (see
+		// lifecycle.go); its room session ID is every session's.
+		meta, metaCreated, err := s.readMeta(ctx, rec.AppID, rec.RoomID)
+		if err != nil {
+			s.revoke(lease.ID)
+			return nil, err
+		}
+		var events []callback.Event
+		var ops []clientv3.Op
+		conds := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(sessKey), "=", oldRev),
+			clientv3.Compare(clientv3.CreateRevision(metaKey), "=", metaCreated)}
+		if meta == nil {
+			meta = &roomMeta{RoomSessionID: strconv.FormatUint(randUint64(), 10), CreateTimeMs: now.UnixMilli()}
+			b, _ := json.Marshal(meta)
+			ops = append(ops, clientv3.OpPut(metaKey, string(b)))
+			events = append(events, callback.Event{Event: callback.RoomCreate, AppID: rec.AppID, RoomID: rec.RoomID,
+				RoomSessionID: meta.RoomSessionID, UserID: rec.UserID, UserName: rec.UserName})
+		}
+		rec.RoomSessionID = meta.RoomSessionID
+		m := member{UserID: rec.UserID, UserName: rec.UserName, SessionID: rec.SessionID, RoomSessionID: rec.RoomSessionID,
+			LoginTimeMs: rec.LoginTimeMs, TokenExpire: rec.TokenExpire}
+		recJSON, _ := json.Marshal(rec)
+		memberJSON, _ := json.Marshal(m)
 		if max := req.GetConfig().GetMaxMemberCount(); max > 0 {
 			cnt, err := s.cfg.Etcd.Get(ctx, usersPrefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
 			if err != nil {
@@ -238,18 +281,24 @@ func (s *Server) LoginRoom(ctx context.Context, req *roomv1.LoginRoomRequest) (*
 			// Nobody joined since we counted, or we count again.
 			conds = append(conds, clientv3.Compare(clientv3.ModRevision(usersPrefix), "<", cnt.Header.Revision+1).WithPrefix())
 		}
-		ops := []clientv3.Op{
+		ops = append(ops,
 			clientv3.OpPut(sessKey, string(recJSON), clientv3.WithLease(lease.ID)),
 			clientv3.OpPut(keys.SessionID(rec.SessionID), string(recJSON), clientv3.WithLease(lease.ID)),
 			clientv3.OpPut(keys.RoomUser(rec.AppID, rec.RoomID, rec.UserID), string(memberJSON), clientv3.WithLease(lease.ID)),
-		}
+		)
 		if old != nil {
+			// The earlier session leaves (relogin: reason 3) before this
+			// one arrives, in its room or this one.
+			events = append([]callback.Event{logoutEvent(old, roomv1.UserLeaveReason_USER_LEAVE_REASON_KICKED)}, events...)
 			ops = append(ops, clientv3.OpDelete(keys.SessionID(old.SessionID)))
 			if old.RoomID != rec.RoomID {
 				ops = append(ops, clientv3.OpPut(keys.RoomUser(old.AppID, old.RoomID, old.UserID),
 					leftJSON(old, roomv1.UserLeaveReason_USER_LEAVE_REASON_KICKED, errcode.KickedSameUser), clientv3.WithIgnoreLease()))
 			}
 		}
+		events = append(events, callback.Event{Event: callback.RoomLogin, AppID: rec.AppID, RoomID: rec.RoomID,
+			RoomSessionID: rec.RoomSessionID, UserID: rec.UserID, UserName: rec.UserName})
+		ops = append(ops, callback.Ops(now, events...)...)
 		resp, err := s.cfg.Etcd.Txn(ctx).If(conds...).Then(ops...).Commit()
 		if err != nil {
 			s.revoke(lease.ID)
@@ -277,28 +326,38 @@ func (s *Server) heartbeatInterval() time.Duration {
 
 func leftJSON(rec *keys.SessionRecord, reason roomv1.UserLeaveReason, code errcode.Code) string {
 	b, _ := json.Marshal(member{UserID: rec.UserID, UserName: rec.UserName, SessionID: rec.SessionID,
-		LoginTimeMs: rec.LoginTimeMs, Left: true, Reason: reason, Code: code})
+		RoomSessionID: rec.RoomSessionID, LoginTimeMs: rec.LoginTimeMs, Left: true, Reason: reason, Code: code})
 	return string(b)
 }
 
+// logoutEvent is the room_logout callback of a session that ends.
+func logoutEvent(rec *keys.SessionRecord, reason roomv1.UserLeaveReason) callback.Event {
+	return callback.Event{Event: callback.RoomLogout, AppID: rec.AppID, RoomID: rec.RoomID, RoomSessionID: rec.RoomSessionID,
+		UserID: rec.UserID, UserName: rec.UserName, Reason: int(reason)}
+}
+
 // endSession removes a live session with a reason: the member is marked
-// left (watchers learn why), its session keys go, then finishSession.
+// left (watchers learn why) and its session keys go, with the room_logout
+// callback, in one transaction; then finishSession.
 func (s *Server) endSession(ctx context.Context, rec *keys.SessionRecord, reason roomv1.UserLeaveReason, code errcode.Code, streamReason streamv1.DeleteReason) error {
 	sessKey := keys.Session(rec.AppID, rec.UserID)
 	userKey := keys.RoomUser(rec.AppID, rec.RoomID, rec.UserID)
+	ops := append([]clientv3.Op{clientv3.OpPut(userKey, leftJSON(rec, reason, code), clientv3.WithIgnoreLease()),
+		clientv3.OpDelete(keys.SessionID(rec.SessionID)),
+		// The session key goes only if it is still this session's (a
+		// relogin may have replaced it).
+		clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.LeaseValue(sessKey), "=", rec.Lease)},
+			[]clientv3.Op{clientv3.OpDelete(sessKey)}, nil)},
+		callback.Ops(s.cfg.Now(), logoutEvent(rec, reason))...)
 	resp, err := s.cfg.Etcd.Txn(ctx).
 		If(clientv3.Compare(clientv3.LeaseValue(userKey), "=", rec.Lease)).
-		Then(clientv3.OpPut(userKey, leftJSON(rec, reason, code), clientv3.WithIgnoreLease()),
-			clientv3.OpDelete(keys.SessionID(rec.SessionID))).Commit()
+		Then(ops...).Commit()
 	if err != nil {
 		return errcode.Unavailable(err)
 	}
 	if !resp.Succeeded {
 		return errcode.New(errcode.SessionNotFound, "the session has already ended")
 	}
-	_, _ = s.cfg.Etcd.Txn(ctx).
-		If(clientv3.Compare(clientv3.LeaseValue(sessKey), "=", rec.Lease)).
-		Then(clientv3.OpDelete(sessKey)).Commit()
 	s.finishSession(ctx, rec, streamReason, true)
 	return nil
 }
@@ -419,7 +478,8 @@ func (s *Server) RenewToken(ctx context.Context, req *roomv1.RenewTokenRequest) 
 	rec.TokenExpire = claims.GetExpireUnix()
 	recJSON, _ := json.Marshal(rec)
 	userKey := keys.RoomUser(rec.AppID, rec.RoomID, rec.UserID)
-	m := member{UserID: rec.UserID, UserName: rec.UserName, SessionID: rec.SessionID, LoginTimeMs: rec.LoginTimeMs, TokenExpire: rec.TokenExpire}
+	m := member{UserID: rec.UserID, UserName: rec.UserName, SessionID: rec.SessionID, RoomSessionID: rec.RoomSessionID,
+		LoginTimeMs: rec.LoginTimeMs, TokenExpire: rec.TokenExpire}
 	memberJSON, _ := json.Marshal(m)
 	resp, err := s.cfg.Etcd.Txn(ctx).
 		If(clientv3.Compare(clientv3.LeaseValue(userKey), "=", rec.Lease)).

@@ -2,8 +2,10 @@ package room
 
 import (
 	"context"
+	"encoding/json"
 
 	"github.com/onair-dev/onair/errcode"
+	"github.com/onair-dev/onair/internal/callback"
 	"github.com/onair-dev/onair/internal/ids"
 	authv1 "github.com/onair-dev/onair/proto/onair/auth/v1"
 	roomv1 "github.com/onair-dev/onair/proto/onair/room/v1"
@@ -60,7 +62,8 @@ func (a *ServerAPI) KickUser(ctx context.Context, req *roomv1.KickUserRequest) (
 	return out, nil
 }
 
-// CloseRoom kicks everyone out of a room.
+// CloseRoom kicks everyone out of a room (1002055), ends the streams left
+// (removed by server), and closes it: room_close with reason 3.
 func (a *ServerAPI) CloseRoom(ctx context.Context, req *roomv1.CloseRoomRequest) (*roomv1.CloseRoomResponse, error) {
 	appID, err := a.verify(ctx, req.GetAuth(), req.GetRoomId())
 	if err != nil {
@@ -83,10 +86,45 @@ func (a *ServerAPI) CloseRoom(ctx context.Context, req *roomv1.CloseRoomRequest)
 			}
 		}
 		if next == "" {
-			return &roomv1.CloseRoomResponse{}, nil
+			break
 		}
 		after = next
 	}
+	// Streams that outlive their publishers' sessions (a media edge's).
+	list, err := a.s.cfg.Streams.ListStreams(ctx, &streamv1.ListStreamsRequest{AppId: appID, RoomId: req.GetRoomId()})
+	if err != nil {
+		return nil, err
+	}
+	for _, st := range list.GetStreams() {
+		if _, err := a.s.cfg.Streams.UnregisterStream(ctx, &streamv1.UnregisterStreamRequest{AppId: appID, StreamId: st.GetStreamId(),
+			Reason: streamv1.DeleteReason_DELETE_REASON_REMOVED_BY_SERVER}); err != nil && errcode.Of(err) != errcode.StreamNotFound {
+			return nil, err
+		}
+	}
+	if err := a.s.closeIfEmpty(ctx, appID, req.GetRoomId(), callback.LogoutKicked); err != nil {
+		return nil, err
+	}
+	return &roomv1.CloseRoomResponse{}, nil
+}
+
+// ListFailedCallbacks pages through the app's failed callbacks.
+func (a *ServerAPI) ListFailedCallbacks(ctx context.Context, req *roomv1.ListFailedCallbacksRequest) (*roomv1.ListFailedCallbacksResponse, error) {
+	appID, err := a.verify(ctx, req.GetAuth(), "")
+	if err != nil {
+		return nil, err
+	}
+	recs, next, err := callback.ListFailed(ctx, a.s.cfg.Etcd, appID, int(req.GetPageSize()), req.GetPageToken())
+	if err != nil {
+		return nil, errcode.Unavailable(err)
+	}
+	out := &roomv1.ListFailedCallbacksResponse{NextPageToken: next}
+	for _, r := range recs {
+		payload, _ := json.Marshal(r.Event)
+		out.Callbacks = append(out.Callbacks, &roomv1.FailedCallback{EventId: r.Event.EventID, Event: r.Event.Event,
+			RoomId: r.Event.RoomID, Payload: string(payload), Attempts: int32(r.Attempts), LastStatus: int32(r.LastStatus),
+			LastError: r.LastError, EventTimeMs: r.Event.EventTimeMs, FailedTimeMs: r.FailedMs})
+	}
+	return out, nil
 }
 
 // DescribeUsers pages through a room's users.

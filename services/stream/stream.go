@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/onair-dev/onair/errcode"
+	"github.com/onair-dev/onair/internal/callback"
 	"github.com/onair-dev/onair/internal/grpcserver"
 	"github.com/onair-dev/onair/internal/ids"
 	"github.com/onair-dev/onair/internal/keys"
@@ -92,6 +93,7 @@ func (s *Server) RegisterStream(ctx context.Context, req *streamv1.RegisterStrea
 	}
 	for {
 		var conds []clientv3.Cmp
+		roomSessionID := ""
 		if req.GetOwnerLease() != 0 {
 			st.OwnerKind, st.OwnerLease = streamv1.OwnerKind_OWNER_KIND_EDGE, req.GetOwnerLease()
 		} else {
@@ -106,6 +108,7 @@ func (s *Server) RegisterStream(ctx context.Context, req *streamv1.RegisterStrea
 				st.UserName = sess.UserName
 			}
 			st.OwnerKind, st.OwnerLease = streamv1.OwnerKind_OWNER_KIND_SESSION, sess.Lease
+			roomSessionID = sess.RoomSessionID
 			// The session must still be the one we read when the stream is
 			// written, or a stream could outlive a logout.
 			conds = append(conds, clientv3.Compare(clientv3.ModRevision(keys.Session(req.GetAppId(), req.GetUserId())), "=", rev))
@@ -124,6 +127,11 @@ func (s *Server) RegisterStream(ctx context.Context, req *streamv1.RegisterStrea
 		ops := putOps(st, clientv3.WithLease(clientv3.LeaseID(st.OwnerLease)))
 		if old != nil && old.RoomId != st.RoomId {
 			ops = append(ops, clientv3.OpDelete(keys.RoomStream(old.AppId, old.RoomId, old.StreamId)))
+		}
+		if old == nil || old.Ended {
+			// A new stream, not its publisher taking it over: stream_create.
+			ops = append(ops, callback.Ops(s.cfg.Now(), callback.Event{Event: callback.StreamCreate, AppID: st.AppId,
+				RoomID: st.RoomId, RoomSessionID: roomSessionID, UserID: st.UserId, UserName: st.UserName, StreamID: st.StreamId})...)
 		}
 		conds = append(conds, clientv3.Compare(clientv3.ModRevision(idKey), "=", oldRev))
 		resp, err := s.cfg.Etcd.Txn(ctx).If(conds...).Then(ops...).Commit()
@@ -233,9 +241,11 @@ func (s *Server) UnregisterStream(ctx context.Context, req *streamv1.UnregisterS
 		}
 		st.Ended, st.DeleteReason = true, reason
 		roomKey := keys.RoomStream(st.AppId, st.RoomId, st.StreamId)
+		ops := append(putOps(st, clientv3.WithIgnoreLease()), callback.Ops(s.cfg.Now(), callback.Event{Event: callback.StreamClose,
+			AppID: st.AppId, RoomID: st.RoomId, UserID: st.UserId, UserName: st.UserName, StreamID: st.StreamId, Reason: int(reason)})...)
 		resp, err := s.cfg.Etcd.Txn(ctx).
 			If(clientv3.Compare(clientv3.ModRevision(idKey), "=", rev)).
-			Then(putOps(st, clientv3.WithIgnoreLease())...).Commit()
+			Then(ops...).Commit()
 		if err != nil {
 			return nil, errcode.Unavailable(err)
 		}

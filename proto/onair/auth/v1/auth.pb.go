@@ -135,11 +135,19 @@ type App struct {
 	ServerSecret    string    `protobuf:"bytes,2,opt,name=server_secret,json=serverSecret,proto3" json:"server_secret,omitempty"`
 	Name            string    `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
 	EnabledServices []Service `protobuf:"varint,4,rep,packed,name=enabled_services,json=enabledServices,proto3,enum=onair.auth.v1.Service" json:"enabled_services,omitempty"`
-	// callback_url receives the business-server callbacks.
+	// callback_url receives the business-server callbacks (HTTP POST of
+	// JSON); empty sends none.
 	CallbackUrl    string `protobuf:"bytes,5,opt,name=callback_url,json=callbackUrl,proto3" json:"callback_url,omitempty"`
 	CreateTimeUnix int64  `protobuf:"varint,6,opt,name=create_time_unix,json=createTimeUnix,proto3" json:"create_time_unix,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// callback_secret signs the callbacks: signature = hex sha1 of
+	// callback_secret, timestamp and nonce sorted as strings and concatenated.
+	// Generated; rotate it with UpdateApp.
+	CallbackSecret string `protobuf:"bytes,7,opt,name=callback_secret,json=callbackSecret,proto3" json:"callback_secret,omitempty"`
+	// callback_allow_local lets callback_url reach loopback and link-local
+	// addresses. Only an auth service in dev mode (onair dev) accepts it.
+	CallbackAllowLocal bool `protobuf:"varint,8,opt,name=callback_allow_local,json=callbackAllowLocal,proto3" json:"callback_allow_local,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *App) Reset() {
@@ -214,6 +222,20 @@ func (x *App) GetCreateTimeUnix() int64 {
 	return 0
 }
 
+func (x *App) GetCallbackSecret() string {
+	if x != nil {
+		return x.CallbackSecret
+	}
+	return ""
+}
+
+func (x *App) GetCallbackAllowLocal() bool {
+	if x != nil {
+		return x.CallbackAllowLocal
+	}
+	return false
+}
+
 type CreateAppRequest struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -221,9 +243,11 @@ type CreateAppRequest struct {
 	// app_id asks for a given AppID; 0 picks one.
 	AppId uint32 `protobuf:"varint,3,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
 	// server_secret seeds the secret; empty generates one.
-	ServerSecret  string `protobuf:"bytes,4,opt,name=server_secret,json=serverSecret,proto3" json:"server_secret,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ServerSecret string `protobuf:"bytes,4,opt,name=server_secret,json=serverSecret,proto3" json:"server_secret,omitempty"`
+	// callback_allow_local: see App; dev mode only.
+	CallbackAllowLocal bool `protobuf:"varint,5,opt,name=callback_allow_local,json=callbackAllowLocal,proto3" json:"callback_allow_local,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *CreateAppRequest) Reset() {
@@ -282,6 +306,13 @@ func (x *CreateAppRequest) GetServerSecret() string {
 		return x.ServerSecret
 	}
 	return ""
+}
+
+func (x *CreateAppRequest) GetCallbackAllowLocal() bool {
+	if x != nil {
+		return x.CallbackAllowLocal
+	}
+	return false
 }
 
 type CreateAppResponse struct {
@@ -416,6 +447,130 @@ func (x *GetAppResponse) GetApp() *App {
 	return nil
 }
 
+type UpdateAppRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	AppId uint32                 `protobuf:"varint,1,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	// Fields that are not set stay as they are.
+	Name *string `protobuf:"bytes,2,opt,name=name,proto3,oneof" json:"name,omitempty"`
+	// callback_url: an empty string stops callbacks.
+	CallbackUrl *string `protobuf:"bytes,3,opt,name=callback_url,json=callbackUrl,proto3,oneof" json:"callback_url,omitempty"`
+	// callback_allow_local: see App; true only in dev mode.
+	CallbackAllowLocal *bool `protobuf:"varint,4,opt,name=callback_allow_local,json=callbackAllowLocal,proto3,oneof" json:"callback_allow_local,omitempty"`
+	// rotate_callback_secret replaces the callback secret with a new one.
+	RotateCallbackSecret bool `protobuf:"varint,5,opt,name=rotate_callback_secret,json=rotateCallbackSecret,proto3" json:"rotate_callback_secret,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *UpdateAppRequest) Reset() {
+	*x = UpdateAppRequest{}
+	mi := &file_onair_auth_v1_auth_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateAppRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateAppRequest) ProtoMessage() {}
+
+func (x *UpdateAppRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_onair_auth_v1_auth_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateAppRequest.ProtoReflect.Descriptor instead.
+func (*UpdateAppRequest) Descriptor() ([]byte, []int) {
+	return file_onair_auth_v1_auth_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *UpdateAppRequest) GetAppId() uint32 {
+	if x != nil {
+		return x.AppId
+	}
+	return 0
+}
+
+func (x *UpdateAppRequest) GetName() string {
+	if x != nil && x.Name != nil {
+		return *x.Name
+	}
+	return ""
+}
+
+func (x *UpdateAppRequest) GetCallbackUrl() string {
+	if x != nil && x.CallbackUrl != nil {
+		return *x.CallbackUrl
+	}
+	return ""
+}
+
+func (x *UpdateAppRequest) GetCallbackAllowLocal() bool {
+	if x != nil && x.CallbackAllowLocal != nil {
+		return *x.CallbackAllowLocal
+	}
+	return false
+}
+
+func (x *UpdateAppRequest) GetRotateCallbackSecret() bool {
+	if x != nil {
+		return x.RotateCallbackSecret
+	}
+	return false
+}
+
+type UpdateAppResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	App           *App                   `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateAppResponse) Reset() {
+	*x = UpdateAppResponse{}
+	mi := &file_onair_auth_v1_auth_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateAppResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateAppResponse) ProtoMessage() {}
+
+func (x *UpdateAppResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_onair_auth_v1_auth_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateAppResponse.ProtoReflect.Descriptor instead.
+func (*UpdateAppResponse) Descriptor() ([]byte, []int) {
+	return file_onair_auth_v1_auth_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *UpdateAppResponse) GetApp() *App {
+	if x != nil {
+		return x.App
+	}
+	return nil
+}
+
 type EnableServiceRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	AppId         uint32                 `protobuf:"varint,1,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
@@ -427,7 +582,7 @@ type EnableServiceRequest struct {
 
 func (x *EnableServiceRequest) Reset() {
 	*x = EnableServiceRequest{}
-	mi := &file_onair_auth_v1_auth_proto_msgTypes[5]
+	mi := &file_onair_auth_v1_auth_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -439,7 +594,7 @@ func (x *EnableServiceRequest) String() string {
 func (*EnableServiceRequest) ProtoMessage() {}
 
 func (x *EnableServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_auth_v1_auth_proto_msgTypes[5]
+	mi := &file_onair_auth_v1_auth_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -452,7 +607,7 @@ func (x *EnableServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnableServiceRequest.ProtoReflect.Descriptor instead.
 func (*EnableServiceRequest) Descriptor() ([]byte, []int) {
-	return file_onair_auth_v1_auth_proto_rawDescGZIP(), []int{5}
+	return file_onair_auth_v1_auth_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *EnableServiceRequest) GetAppId() uint32 {
@@ -485,7 +640,7 @@ type EnableServiceResponse struct {
 
 func (x *EnableServiceResponse) Reset() {
 	*x = EnableServiceResponse{}
-	mi := &file_onair_auth_v1_auth_proto_msgTypes[6]
+	mi := &file_onair_auth_v1_auth_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -497,7 +652,7 @@ func (x *EnableServiceResponse) String() string {
 func (*EnableServiceResponse) ProtoMessage() {}
 
 func (x *EnableServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_auth_v1_auth_proto_msgTypes[6]
+	mi := &file_onair_auth_v1_auth_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -510,7 +665,7 @@ func (x *EnableServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnableServiceResponse.ProtoReflect.Descriptor instead.
 func (*EnableServiceResponse) Descriptor() ([]byte, []int) {
-	return file_onair_auth_v1_auth_proto_rawDescGZIP(), []int{6}
+	return file_onair_auth_v1_auth_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *EnableServiceResponse) GetApp() *App {
@@ -534,7 +689,7 @@ type VerifyTokenRequest struct {
 
 func (x *VerifyTokenRequest) Reset() {
 	*x = VerifyTokenRequest{}
-	mi := &file_onair_auth_v1_auth_proto_msgTypes[7]
+	mi := &file_onair_auth_v1_auth_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -546,7 +701,7 @@ func (x *VerifyTokenRequest) String() string {
 func (*VerifyTokenRequest) ProtoMessage() {}
 
 func (x *VerifyTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_auth_v1_auth_proto_msgTypes[7]
+	mi := &file_onair_auth_v1_auth_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -559,7 +714,7 @@ func (x *VerifyTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyTokenRequest.ProtoReflect.Descriptor instead.
 func (*VerifyTokenRequest) Descriptor() ([]byte, []int) {
-	return file_onair_auth_v1_auth_proto_rawDescGZIP(), []int{7}
+	return file_onair_auth_v1_auth_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *VerifyTokenRequest) GetAppId() uint32 {
@@ -621,7 +776,7 @@ type Privilege struct {
 
 func (x *Privilege) Reset() {
 	*x = Privilege{}
-	mi := &file_onair_auth_v1_auth_proto_msgTypes[8]
+	mi := &file_onair_auth_v1_auth_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -633,7 +788,7 @@ func (x *Privilege) String() string {
 func (*Privilege) ProtoMessage() {}
 
 func (x *Privilege) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_auth_v1_auth_proto_msgTypes[8]
+	mi := &file_onair_auth_v1_auth_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -646,7 +801,7 @@ func (x *Privilege) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Privilege.ProtoReflect.Descriptor instead.
 func (*Privilege) Descriptor() ([]byte, []int) {
-	return file_onair_auth_v1_auth_proto_rawDescGZIP(), []int{8}
+	return file_onair_auth_v1_auth_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Privilege) GetRestricted() bool {
@@ -704,7 +859,7 @@ type VerifyTokenResponse struct {
 
 func (x *VerifyTokenResponse) Reset() {
 	*x = VerifyTokenResponse{}
-	mi := &file_onair_auth_v1_auth_proto_msgTypes[9]
+	mi := &file_onair_auth_v1_auth_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -716,7 +871,7 @@ func (x *VerifyTokenResponse) String() string {
 func (*VerifyTokenResponse) ProtoMessage() {}
 
 func (x *VerifyTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_auth_v1_auth_proto_msgTypes[9]
+	mi := &file_onair_auth_v1_auth_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -729,7 +884,7 @@ func (x *VerifyTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyTokenResponse.ProtoReflect.Descriptor instead.
 func (*VerifyTokenResponse) Descriptor() ([]byte, []int) {
-	return file_onair_auth_v1_auth_proto_rawDescGZIP(), []int{9}
+	return file_onair_auth_v1_auth_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *VerifyTokenResponse) GetAppId() uint32 {
@@ -771,7 +926,7 @@ type IssueDebugTokenRequest struct {
 
 func (x *IssueDebugTokenRequest) Reset() {
 	*x = IssueDebugTokenRequest{}
-	mi := &file_onair_auth_v1_auth_proto_msgTypes[10]
+	mi := &file_onair_auth_v1_auth_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -783,7 +938,7 @@ func (x *IssueDebugTokenRequest) String() string {
 func (*IssueDebugTokenRequest) ProtoMessage() {}
 
 func (x *IssueDebugTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_auth_v1_auth_proto_msgTypes[10]
+	mi := &file_onair_auth_v1_auth_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -796,7 +951,7 @@ func (x *IssueDebugTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueDebugTokenRequest.ProtoReflect.Descriptor instead.
 func (*IssueDebugTokenRequest) Descriptor() ([]byte, []int) {
-	return file_onair_auth_v1_auth_proto_rawDescGZIP(), []int{10}
+	return file_onair_auth_v1_auth_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *IssueDebugTokenRequest) GetAppId() uint32 {
@@ -830,7 +985,7 @@ type IssueDebugTokenResponse struct {
 
 func (x *IssueDebugTokenResponse) Reset() {
 	*x = IssueDebugTokenResponse{}
-	mi := &file_onair_auth_v1_auth_proto_msgTypes[11]
+	mi := &file_onair_auth_v1_auth_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -842,7 +997,7 @@ func (x *IssueDebugTokenResponse) String() string {
 func (*IssueDebugTokenResponse) ProtoMessage() {}
 
 func (x *IssueDebugTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_auth_v1_auth_proto_msgTypes[11]
+	mi := &file_onair_auth_v1_auth_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -855,7 +1010,7 @@ func (x *IssueDebugTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueDebugTokenResponse.ProtoReflect.Descriptor instead.
 func (*IssueDebugTokenResponse) Descriptor() ([]byte, []int) {
-	return file_onair_auth_v1_auth_proto_rawDescGZIP(), []int{11}
+	return file_onair_auth_v1_auth_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *IssueDebugTokenResponse) GetToken() string {
@@ -888,7 +1043,7 @@ type ServerAuth struct {
 
 func (x *ServerAuth) Reset() {
 	*x = ServerAuth{}
-	mi := &file_onair_auth_v1_auth_proto_msgTypes[12]
+	mi := &file_onair_auth_v1_auth_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -900,7 +1055,7 @@ func (x *ServerAuth) String() string {
 func (*ServerAuth) ProtoMessage() {}
 
 func (x *ServerAuth) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_auth_v1_auth_proto_msgTypes[12]
+	mi := &file_onair_auth_v1_auth_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -913,7 +1068,7 @@ func (x *ServerAuth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerAuth.ProtoReflect.Descriptor instead.
 func (*ServerAuth) Descriptor() ([]byte, []int) {
-	return file_onair_auth_v1_auth_proto_rawDescGZIP(), []int{12}
+	return file_onair_auth_v1_auth_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ServerAuth) GetAppId() uint32 {
@@ -953,7 +1108,7 @@ type VerifyServerSignatureRequest struct {
 
 func (x *VerifyServerSignatureRequest) Reset() {
 	*x = VerifyServerSignatureRequest{}
-	mi := &file_onair_auth_v1_auth_proto_msgTypes[13]
+	mi := &file_onair_auth_v1_auth_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -965,7 +1120,7 @@ func (x *VerifyServerSignatureRequest) String() string {
 func (*VerifyServerSignatureRequest) ProtoMessage() {}
 
 func (x *VerifyServerSignatureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_auth_v1_auth_proto_msgTypes[13]
+	mi := &file_onair_auth_v1_auth_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -978,7 +1133,7 @@ func (x *VerifyServerSignatureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyServerSignatureRequest.ProtoReflect.Descriptor instead.
 func (*VerifyServerSignatureRequest) Descriptor() ([]byte, []int) {
-	return file_onair_auth_v1_auth_proto_rawDescGZIP(), []int{13}
+	return file_onair_auth_v1_auth_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *VerifyServerSignatureRequest) GetAuth() *ServerAuth {
@@ -997,7 +1152,7 @@ type VerifyServerSignatureResponse struct {
 
 func (x *VerifyServerSignatureResponse) Reset() {
 	*x = VerifyServerSignatureResponse{}
-	mi := &file_onair_auth_v1_auth_proto_msgTypes[14]
+	mi := &file_onair_auth_v1_auth_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1009,7 +1164,7 @@ func (x *VerifyServerSignatureResponse) String() string {
 func (*VerifyServerSignatureResponse) ProtoMessage() {}
 
 func (x *VerifyServerSignatureResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_auth_v1_auth_proto_msgTypes[14]
+	mi := &file_onair_auth_v1_auth_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1022,7 +1177,7 @@ func (x *VerifyServerSignatureResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyServerSignatureResponse.ProtoReflect.Descriptor instead.
 func (*VerifyServerSignatureResponse) Descriptor() ([]byte, []int) {
-	return file_onair_auth_v1_auth_proto_rawDescGZIP(), []int{14}
+	return file_onair_auth_v1_auth_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *VerifyServerSignatureResponse) GetAppId() uint32 {
@@ -1036,24 +1191,38 @@ var File_onair_auth_v1_auth_proto protoreflect.FileDescriptor
 
 const file_onair_auth_v1_auth_proto_rawDesc = "" +
 	"\n" +
-	"\x18onair/auth/v1/auth.proto\x12\ronair.auth.v1\"\xe5\x01\n" +
+	"\x18onair/auth/v1/auth.proto\x12\ronair.auth.v1\"\xc0\x02\n" +
 	"\x03App\x12\x15\n" +
 	"\x06app_id\x18\x01 \x01(\rR\x05appId\x12#\n" +
 	"\rserver_secret\x18\x02 \x01(\tR\fserverSecret\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12A\n" +
 	"\x10enabled_services\x18\x04 \x03(\x0e2\x16.onair.auth.v1.ServiceR\x0fenabledServices\x12!\n" +
 	"\fcallback_url\x18\x05 \x01(\tR\vcallbackUrl\x12(\n" +
-	"\x10create_time_unix\x18\x06 \x01(\x03R\x0ecreateTimeUnix\"\x85\x01\n" +
+	"\x10create_time_unix\x18\x06 \x01(\x03R\x0ecreateTimeUnix\x12'\n" +
+	"\x0fcallback_secret\x18\a \x01(\tR\x0ecallbackSecret\x120\n" +
+	"\x14callback_allow_local\x18\b \x01(\bR\x12callbackAllowLocal\"\xb7\x01\n" +
 	"\x10CreateAppRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
 	"\fcallback_url\x18\x02 \x01(\tR\vcallbackUrl\x12\x15\n" +
 	"\x06app_id\x18\x03 \x01(\rR\x05appId\x12#\n" +
-	"\rserver_secret\x18\x04 \x01(\tR\fserverSecret\"9\n" +
+	"\rserver_secret\x18\x04 \x01(\tR\fserverSecret\x120\n" +
+	"\x14callback_allow_local\x18\x05 \x01(\bR\x12callbackAllowLocal\"9\n" +
 	"\x11CreateAppResponse\x12$\n" +
 	"\x03app\x18\x01 \x01(\v2\x12.onair.auth.v1.AppR\x03app\"&\n" +
 	"\rGetAppRequest\x12\x15\n" +
 	"\x06app_id\x18\x01 \x01(\rR\x05appId\"6\n" +
 	"\x0eGetAppResponse\x12$\n" +
+	"\x03app\x18\x01 \x01(\v2\x12.onair.auth.v1.AppR\x03app\"\x8a\x02\n" +
+	"\x10UpdateAppRequest\x12\x15\n" +
+	"\x06app_id\x18\x01 \x01(\rR\x05appId\x12\x17\n" +
+	"\x04name\x18\x02 \x01(\tH\x00R\x04name\x88\x01\x01\x12&\n" +
+	"\fcallback_url\x18\x03 \x01(\tH\x01R\vcallbackUrl\x88\x01\x01\x125\n" +
+	"\x14callback_allow_local\x18\x04 \x01(\bH\x02R\x12callbackAllowLocal\x88\x01\x01\x124\n" +
+	"\x16rotate_callback_secret\x18\x05 \x01(\bR\x14rotateCallbackSecretB\a\n" +
+	"\x05_nameB\x0f\n" +
+	"\r_callback_urlB\x17\n" +
+	"\x15_callback_allow_local\"9\n" +
+	"\x11UpdateAppResponse\x12$\n" +
 	"\x03app\x18\x01 \x01(\v2\x12.onair.auth.v1.AppR\x03app\"y\n" +
 	"\x14EnableServiceRequest\x12\x15\n" +
 	"\x06app_id\x18\x01 \x01(\rR\x05appId\x120\n" +
@@ -1110,10 +1279,11 @@ const file_onair_auth_v1_auth_proto_rawDesc = "" +
 	"\x12ACTION_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fACTION_LOGIN\x10\x01\x12\x12\n" +
 	"\x0eACTION_PUBLISH\x10\x02\x12\x0f\n" +
-	"\vACTION_PLAY\x10\x032\xac\x04\n" +
+	"\vACTION_PLAY\x10\x032\xfc\x04\n" +
 	"\vAuthService\x12N\n" +
 	"\tCreateApp\x12\x1f.onair.auth.v1.CreateAppRequest\x1a .onair.auth.v1.CreateAppResponse\x12E\n" +
-	"\x06GetApp\x12\x1c.onair.auth.v1.GetAppRequest\x1a\x1d.onair.auth.v1.GetAppResponse\x12Z\n" +
+	"\x06GetApp\x12\x1c.onair.auth.v1.GetAppRequest\x1a\x1d.onair.auth.v1.GetAppResponse\x12N\n" +
+	"\tUpdateApp\x12\x1f.onair.auth.v1.UpdateAppRequest\x1a .onair.auth.v1.UpdateAppResponse\x12Z\n" +
 	"\rEnableService\x12#.onair.auth.v1.EnableServiceRequest\x1a$.onair.auth.v1.EnableServiceResponse\x12T\n" +
 	"\vVerifyToken\x12!.onair.auth.v1.VerifyTokenRequest\x1a\".onair.auth.v1.VerifyTokenResponse\x12`\n" +
 	"\x0fIssueDebugToken\x12%.onair.auth.v1.IssueDebugTokenRequest\x1a&.onair.auth.v1.IssueDebugTokenResponse\x12r\n" +
@@ -1132,7 +1302,7 @@ func file_onair_auth_v1_auth_proto_rawDescGZIP() []byte {
 }
 
 var file_onair_auth_v1_auth_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_onair_auth_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_onair_auth_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_onair_auth_v1_auth_proto_goTypes = []any{
 	(Service)(0),                          // 0: onair.auth.v1.Service
 	(Action)(0),                           // 1: onair.auth.v1.Action
@@ -1141,43 +1311,48 @@ var file_onair_auth_v1_auth_proto_goTypes = []any{
 	(*CreateAppResponse)(nil),             // 4: onair.auth.v1.CreateAppResponse
 	(*GetAppRequest)(nil),                 // 5: onair.auth.v1.GetAppRequest
 	(*GetAppResponse)(nil),                // 6: onair.auth.v1.GetAppResponse
-	(*EnableServiceRequest)(nil),          // 7: onair.auth.v1.EnableServiceRequest
-	(*EnableServiceResponse)(nil),         // 8: onair.auth.v1.EnableServiceResponse
-	(*VerifyTokenRequest)(nil),            // 9: onair.auth.v1.VerifyTokenRequest
-	(*Privilege)(nil),                     // 10: onair.auth.v1.Privilege
-	(*VerifyTokenResponse)(nil),           // 11: onair.auth.v1.VerifyTokenResponse
-	(*IssueDebugTokenRequest)(nil),        // 12: onair.auth.v1.IssueDebugTokenRequest
-	(*IssueDebugTokenResponse)(nil),       // 13: onair.auth.v1.IssueDebugTokenResponse
-	(*ServerAuth)(nil),                    // 14: onair.auth.v1.ServerAuth
-	(*VerifyServerSignatureRequest)(nil),  // 15: onair.auth.v1.VerifyServerSignatureRequest
-	(*VerifyServerSignatureResponse)(nil), // 16: onair.auth.v1.VerifyServerSignatureResponse
+	(*UpdateAppRequest)(nil),              // 7: onair.auth.v1.UpdateAppRequest
+	(*UpdateAppResponse)(nil),             // 8: onair.auth.v1.UpdateAppResponse
+	(*EnableServiceRequest)(nil),          // 9: onair.auth.v1.EnableServiceRequest
+	(*EnableServiceResponse)(nil),         // 10: onair.auth.v1.EnableServiceResponse
+	(*VerifyTokenRequest)(nil),            // 11: onair.auth.v1.VerifyTokenRequest
+	(*Privilege)(nil),                     // 12: onair.auth.v1.Privilege
+	(*VerifyTokenResponse)(nil),           // 13: onair.auth.v1.VerifyTokenResponse
+	(*IssueDebugTokenRequest)(nil),        // 14: onair.auth.v1.IssueDebugTokenRequest
+	(*IssueDebugTokenResponse)(nil),       // 15: onair.auth.v1.IssueDebugTokenResponse
+	(*ServerAuth)(nil),                    // 16: onair.auth.v1.ServerAuth
+	(*VerifyServerSignatureRequest)(nil),  // 17: onair.auth.v1.VerifyServerSignatureRequest
+	(*VerifyServerSignatureResponse)(nil), // 18: onair.auth.v1.VerifyServerSignatureResponse
 }
 var file_onair_auth_v1_auth_proto_depIdxs = []int32{
 	0,  // 0: onair.auth.v1.App.enabled_services:type_name -> onair.auth.v1.Service
 	2,  // 1: onair.auth.v1.CreateAppResponse.app:type_name -> onair.auth.v1.App
 	2,  // 2: onair.auth.v1.GetAppResponse.app:type_name -> onair.auth.v1.App
-	0,  // 3: onair.auth.v1.EnableServiceRequest.service:type_name -> onair.auth.v1.Service
-	2,  // 4: onair.auth.v1.EnableServiceResponse.app:type_name -> onair.auth.v1.App
-	1,  // 5: onair.auth.v1.VerifyTokenRequest.action:type_name -> onair.auth.v1.Action
-	10, // 6: onair.auth.v1.VerifyTokenResponse.privilege:type_name -> onair.auth.v1.Privilege
-	14, // 7: onair.auth.v1.VerifyServerSignatureRequest.auth:type_name -> onair.auth.v1.ServerAuth
-	3,  // 8: onair.auth.v1.AuthService.CreateApp:input_type -> onair.auth.v1.CreateAppRequest
-	5,  // 9: onair.auth.v1.AuthService.GetApp:input_type -> onair.auth.v1.GetAppRequest
-	7,  // 10: onair.auth.v1.AuthService.EnableService:input_type -> onair.auth.v1.EnableServiceRequest
-	9,  // 11: onair.auth.v1.AuthService.VerifyToken:input_type -> onair.auth.v1.VerifyTokenRequest
-	12, // 12: onair.auth.v1.AuthService.IssueDebugToken:input_type -> onair.auth.v1.IssueDebugTokenRequest
-	15, // 13: onair.auth.v1.AuthService.VerifyServerSignature:input_type -> onair.auth.v1.VerifyServerSignatureRequest
-	4,  // 14: onair.auth.v1.AuthService.CreateApp:output_type -> onair.auth.v1.CreateAppResponse
-	6,  // 15: onair.auth.v1.AuthService.GetApp:output_type -> onair.auth.v1.GetAppResponse
-	8,  // 16: onair.auth.v1.AuthService.EnableService:output_type -> onair.auth.v1.EnableServiceResponse
-	11, // 17: onair.auth.v1.AuthService.VerifyToken:output_type -> onair.auth.v1.VerifyTokenResponse
-	13, // 18: onair.auth.v1.AuthService.IssueDebugToken:output_type -> onair.auth.v1.IssueDebugTokenResponse
-	16, // 19: onair.auth.v1.AuthService.VerifyServerSignature:output_type -> onair.auth.v1.VerifyServerSignatureResponse
-	14, // [14:20] is the sub-list for method output_type
-	8,  // [8:14] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	2,  // 3: onair.auth.v1.UpdateAppResponse.app:type_name -> onair.auth.v1.App
+	0,  // 4: onair.auth.v1.EnableServiceRequest.service:type_name -> onair.auth.v1.Service
+	2,  // 5: onair.auth.v1.EnableServiceResponse.app:type_name -> onair.auth.v1.App
+	1,  // 6: onair.auth.v1.VerifyTokenRequest.action:type_name -> onair.auth.v1.Action
+	12, // 7: onair.auth.v1.VerifyTokenResponse.privilege:type_name -> onair.auth.v1.Privilege
+	16, // 8: onair.auth.v1.VerifyServerSignatureRequest.auth:type_name -> onair.auth.v1.ServerAuth
+	3,  // 9: onair.auth.v1.AuthService.CreateApp:input_type -> onair.auth.v1.CreateAppRequest
+	5,  // 10: onair.auth.v1.AuthService.GetApp:input_type -> onair.auth.v1.GetAppRequest
+	7,  // 11: onair.auth.v1.AuthService.UpdateApp:input_type -> onair.auth.v1.UpdateAppRequest
+	9,  // 12: onair.auth.v1.AuthService.EnableService:input_type -> onair.auth.v1.EnableServiceRequest
+	11, // 13: onair.auth.v1.AuthService.VerifyToken:input_type -> onair.auth.v1.VerifyTokenRequest
+	14, // 14: onair.auth.v1.AuthService.IssueDebugToken:input_type -> onair.auth.v1.IssueDebugTokenRequest
+	17, // 15: onair.auth.v1.AuthService.VerifyServerSignature:input_type -> onair.auth.v1.VerifyServerSignatureRequest
+	4,  // 16: onair.auth.v1.AuthService.CreateApp:output_type -> onair.auth.v1.CreateAppResponse
+	6,  // 17: onair.auth.v1.AuthService.GetApp:output_type -> onair.auth.v1.GetAppResponse
+	8,  // 18: onair.auth.v1.AuthService.UpdateApp:output_type -> onair.auth.v1.UpdateAppResponse
+	10, // 19: onair.auth.v1.AuthService.EnableService:output_type -> onair.auth.v1.EnableServiceResponse
+	13, // 20: onair.auth.v1.AuthService.VerifyToken:output_type -> onair.auth.v1.VerifyTokenResponse
+	15, // 21: onair.auth.v1.AuthService.IssueDebugToken:output_type -> onair.auth.v1.IssueDebugTokenResponse
+	18, // 22: onair.auth.v1.AuthService.VerifyServerSignature:output_type -> onair.auth.v1.VerifyServerSignatureResponse
+	16, // [16:23] is the sub-list for method output_type
+	9,  // [9:16] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_onair_auth_v1_auth_proto_init() }
@@ -1185,13 +1360,14 @@ func file_onair_auth_v1_auth_proto_init() {
 	if File_onair_auth_v1_auth_proto != nil {
 		return
 	}
+	file_onair_auth_v1_auth_proto_msgTypes[5].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_onair_auth_v1_auth_proto_rawDesc), len(file_onair_auth_v1_auth_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

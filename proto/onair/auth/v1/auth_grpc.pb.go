@@ -24,6 +24,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	AuthService_CreateApp_FullMethodName             = "/onair.auth.v1.AuthService/CreateApp"
 	AuthService_GetApp_FullMethodName                = "/onair.auth.v1.AuthService/GetApp"
+	AuthService_UpdateApp_FullMethodName             = "/onair.auth.v1.AuthService/UpdateApp"
 	AuthService_EnableService_FullMethodName         = "/onair.auth.v1.AuthService/EnableService"
 	AuthService_VerifyToken_FullMethodName           = "/onair.auth.v1.AuthService/VerifyToken"
 	AuthService_IssueDebugToken_FullMethodName       = "/onair.auth.v1.AuthService/IssueDebugToken"
@@ -36,7 +37,7 @@ const (
 //
 // AuthService owns apps and token verification.
 //
-// CreateApp, GetApp, EnableService and IssueDebugToken are admin RPCs: they
+// CreateApp, GetApp, UpdateApp, EnableService and IssueDebugToken are admin RPCs: they
 // need the admin key in the "x-onair-admin-key" metadata (HTTP header
 // X-Onair-Admin-Key). A client token never opens them. VerifyToken is open:
 // the token it checks is its own credential, and it tells only what the
@@ -45,8 +46,11 @@ const (
 type AuthServiceClient interface {
 	// CreateApp creates an app with a numeric AppID and a 32-character ServerSecret.
 	CreateApp(ctx context.Context, in *CreateAppRequest, opts ...grpc.CallOption) (*CreateAppResponse, error)
-	// GetApp returns an app, its secret included.
+	// GetApp returns an app, its secrets included.
 	GetApp(ctx context.Context, in *GetAppRequest, opts ...grpc.CallOption) (*GetAppResponse, error)
+	// UpdateApp changes an app's name and callback settings, or rotates its
+	// callback secret.
+	UpdateApp(ctx context.Context, in *UpdateAppRequest, opts ...grpc.CallOption) (*UpdateAppResponse, error)
 	// EnableService switches a service (live streaming) on or off for an app.
 	EnableService(ctx context.Context, in *EnableServiceRequest, opts ...grpc.CallOption) (*EnableServiceResponse, error)
 	// VerifyToken checks a Token04 token for an app and user and, when an
@@ -85,6 +89,16 @@ func (c *authServiceClient) GetApp(ctx context.Context, in *GetAppRequest, opts 
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetAppResponse)
 	err := c.cc.Invoke(ctx, AuthService_GetApp_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authServiceClient) UpdateApp(ctx context.Context, in *UpdateAppRequest, opts ...grpc.CallOption) (*UpdateAppResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateAppResponse)
+	err := c.cc.Invoke(ctx, AuthService_UpdateApp_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -137,7 +151,7 @@ func (c *authServiceClient) VerifyServerSignature(ctx context.Context, in *Verif
 //
 // AuthService owns apps and token verification.
 //
-// CreateApp, GetApp, EnableService and IssueDebugToken are admin RPCs: they
+// CreateApp, GetApp, UpdateApp, EnableService and IssueDebugToken are admin RPCs: they
 // need the admin key in the "x-onair-admin-key" metadata (HTTP header
 // X-Onair-Admin-Key). A client token never opens them. VerifyToken is open:
 // the token it checks is its own credential, and it tells only what the
@@ -146,8 +160,11 @@ func (c *authServiceClient) VerifyServerSignature(ctx context.Context, in *Verif
 type AuthServiceServer interface {
 	// CreateApp creates an app with a numeric AppID and a 32-character ServerSecret.
 	CreateApp(context.Context, *CreateAppRequest) (*CreateAppResponse, error)
-	// GetApp returns an app, its secret included.
+	// GetApp returns an app, its secrets included.
 	GetApp(context.Context, *GetAppRequest) (*GetAppResponse, error)
+	// UpdateApp changes an app's name and callback settings, or rotates its
+	// callback secret.
+	UpdateApp(context.Context, *UpdateAppRequest) (*UpdateAppResponse, error)
 	// EnableService switches a service (live streaming) on or off for an app.
 	EnableService(context.Context, *EnableServiceRequest) (*EnableServiceResponse, error)
 	// VerifyToken checks a Token04 token for an app and user and, when an
@@ -177,6 +194,9 @@ func (UnimplementedAuthServiceServer) CreateApp(context.Context, *CreateAppReque
 }
 func (UnimplementedAuthServiceServer) GetApp(context.Context, *GetAppRequest) (*GetAppResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetApp not implemented")
+}
+func (UnimplementedAuthServiceServer) UpdateApp(context.Context, *UpdateAppRequest) (*UpdateAppResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method UpdateApp not implemented")
 }
 func (UnimplementedAuthServiceServer) EnableService(context.Context, *EnableServiceRequest) (*EnableServiceResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method EnableService not implemented")
@@ -243,6 +263,24 @@ func _AuthService_GetApp_Handler(srv interface{}, ctx context.Context, dec func(
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(AuthServiceServer).GetApp(ctx, req.(*GetAppRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AuthService_UpdateApp_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateAppRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServiceServer).UpdateApp(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuthService_UpdateApp_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServiceServer).UpdateApp(ctx, req.(*UpdateAppRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -333,6 +371,10 @@ var AuthService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetApp",
 			Handler:    _AuthService_GetApp_Handler,
+		},
+		{
+			MethodName: "UpdateApp",
+			Handler:    _AuthService_UpdateApp_Handler,
 		},
 		{
 			MethodName: "EnableService",

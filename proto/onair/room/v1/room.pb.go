@@ -2586,6 +2586,231 @@ func (*DeleteStreamResponse) Descriptor() ([]byte, []int) {
 	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{40}
 }
 
+type ListFailedCallbacksRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Auth     *v11.ServerAuth        `protobuf:"bytes,1,opt,name=auth,proto3" json:"auth,omitempty"`
+	PageSize uint32                 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// page_token continues a listing: the previous page's next_page_token.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListFailedCallbacksRequest) Reset() {
+	*x = ListFailedCallbacksRequest{}
+	mi := &file_onair_room_v1_room_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListFailedCallbacksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListFailedCallbacksRequest) ProtoMessage() {}
+
+func (x *ListFailedCallbacksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_onair_room_v1_room_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListFailedCallbacksRequest.ProtoReflect.Descriptor instead.
+func (*ListFailedCallbacksRequest) Descriptor() ([]byte, []int) {
+	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *ListFailedCallbacksRequest) GetAuth() *v11.ServerAuth {
+	if x != nil {
+		return x.Auth
+	}
+	return nil
+}
+
+func (x *ListFailedCallbacksRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListFailedCallbacksRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// FailedCallback is a callback given up on.
+type FailedCallback struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	EventId string                 `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	Event   string                 `protobuf:"bytes,2,opt,name=event,proto3" json:"event,omitempty"`
+	RoomId  string                 `protobuf:"bytes,3,opt,name=room_id,json=roomId,proto3" json:"room_id,omitempty"`
+	// payload is the callback's JSON, without the signature fields.
+	Payload  string `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"`
+	Attempts int32  `protobuf:"varint,5,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	// last_status is the HTTP status of the last attempt (0: none, e.g. a
+	// timeout or a refused connection); last_error says what went wrong.
+	LastStatus    int32  `protobuf:"varint,6,opt,name=last_status,json=lastStatus,proto3" json:"last_status,omitempty"`
+	LastError     string `protobuf:"bytes,7,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	EventTimeMs   int64  `protobuf:"varint,8,opt,name=event_time_ms,json=eventTimeMs,proto3" json:"event_time_ms,omitempty"`
+	FailedTimeMs  int64  `protobuf:"varint,9,opt,name=failed_time_ms,json=failedTimeMs,proto3" json:"failed_time_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FailedCallback) Reset() {
+	*x = FailedCallback{}
+	mi := &file_onair_room_v1_room_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FailedCallback) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FailedCallback) ProtoMessage() {}
+
+func (x *FailedCallback) ProtoReflect() protoreflect.Message {
+	mi := &file_onair_room_v1_room_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FailedCallback.ProtoReflect.Descriptor instead.
+func (*FailedCallback) Descriptor() ([]byte, []int) {
+	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *FailedCallback) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *FailedCallback) GetEvent() string {
+	if x != nil {
+		return x.Event
+	}
+	return ""
+}
+
+func (x *FailedCallback) GetRoomId() string {
+	if x != nil {
+		return x.RoomId
+	}
+	return ""
+}
+
+func (x *FailedCallback) GetPayload() string {
+	if x != nil {
+		return x.Payload
+	}
+	return ""
+}
+
+func (x *FailedCallback) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *FailedCallback) GetLastStatus() int32 {
+	if x != nil {
+		return x.LastStatus
+	}
+	return 0
+}
+
+func (x *FailedCallback) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *FailedCallback) GetEventTimeMs() int64 {
+	if x != nil {
+		return x.EventTimeMs
+	}
+	return 0
+}
+
+func (x *FailedCallback) GetFailedTimeMs() int64 {
+	if x != nil {
+		return x.FailedTimeMs
+	}
+	return 0
+}
+
+type ListFailedCallbacksResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Callbacks     []*FailedCallback      `protobuf:"bytes,1,rep,name=callbacks,proto3" json:"callbacks,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListFailedCallbacksResponse) Reset() {
+	*x = ListFailedCallbacksResponse{}
+	mi := &file_onair_room_v1_room_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListFailedCallbacksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListFailedCallbacksResponse) ProtoMessage() {}
+
+func (x *ListFailedCallbacksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_onair_room_v1_room_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListFailedCallbacksResponse.ProtoReflect.Descriptor instead.
+func (*ListFailedCallbacksResponse) Descriptor() ([]byte, []int) {
+	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *ListFailedCallbacksResponse) GetCallbacks() []*FailedCallback {
+	if x != nil {
+		return x.Callbacks
+	}
+	return nil
+}
+
+func (x *ListFailedCallbacksResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 var File_onair_room_v1_room_proto protoreflect.FileDescriptor
 
 const file_onair_room_v1_room_proto_rawDesc = "" +
@@ -2767,7 +2992,27 @@ const file_onair_room_v1_room_proto_rawDesc = "" +
 	"\x13DeleteStreamRequest\x12-\n" +
 	"\x04auth\x18\x01 \x01(\v2\x19.onair.auth.v1.ServerAuthR\x04auth\x12\x1b\n" +
 	"\tstream_id\x18\x02 \x01(\tR\bstreamId\"\x16\n" +
-	"\x14DeleteStreamResponse*\xbd\x01\n" +
+	"\x14DeleteStreamResponse\"\x87\x01\n" +
+	"\x1aListFailedCallbacksRequest\x12-\n" +
+	"\x04auth\x18\x01 \x01(\v2\x19.onair.auth.v1.ServerAuthR\x04auth\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"\x9a\x02\n" +
+	"\x0eFailedCallback\x12\x19\n" +
+	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x14\n" +
+	"\x05event\x18\x02 \x01(\tR\x05event\x12\x17\n" +
+	"\aroom_id\x18\x03 \x01(\tR\x06roomId\x12\x18\n" +
+	"\apayload\x18\x04 \x01(\tR\apayload\x12\x1a\n" +
+	"\battempts\x18\x05 \x01(\x05R\battempts\x12\x1f\n" +
+	"\vlast_status\x18\x06 \x01(\x05R\n" +
+	"lastStatus\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\a \x01(\tR\tlastError\x12\"\n" +
+	"\revent_time_ms\x18\b \x01(\x03R\veventTimeMs\x12$\n" +
+	"\x0efailed_time_ms\x18\t \x01(\x03R\ffailedTimeMs\"\x82\x01\n" +
+	"\x1bListFailedCallbacksResponse\x12;\n" +
+	"\tcallbacks\x18\x01 \x03(\v2\x1d.onair.room.v1.FailedCallbackR\tcallbacks\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\xbd\x01\n" +
 	"\x0fUserLeaveReason\x12\x1c\n" +
 	"\x18USER_LEAVE_REASON_LOGOUT\x10\x00\x12'\n" +
 	"#USER_LEAVE_REASON_HEARTBEAT_TIMEOUT\x10\x01\x12 \n" +
@@ -2791,13 +3036,14 @@ const file_onair_room_v1_room_proto_rawDesc = "" +
 	"\x0fSendRoomMessage\x12%.onair.room.v1.SendRoomMessageRequest\x1a&.onair.room.v1.SendRoomMessageResponse\x12N\n" +
 	"\tListUsers\x12\x1f.onair.room.v1.ListUsersRequest\x1a .onair.room.v1.ListUsersResponse\x12T\n" +
 	"\vListStreams\x12!.onair.room.v1.ListStreamsRequest\x1a\".onair.room.v1.ListStreamsResponse\x12i\n" +
-	"\x12SetStreamExtraInfo\x12(.onair.room.v1.SetStreamExtraInfoRequest\x1a).onair.room.v1.SetStreamExtraInfoResponse2\xc7\x03\n" +
+	"\x12SetStreamExtraInfo\x12(.onair.room.v1.SetStreamExtraInfoRequest\x1a).onair.room.v1.SetStreamExtraInfoResponse2\xb5\x04\n" +
 	"\x11RoomServerService\x12K\n" +
 	"\bKickUser\x12\x1e.onair.room.v1.KickUserRequest\x1a\x1f.onair.room.v1.KickUserResponse\x12N\n" +
 	"\tCloseRoom\x12\x1f.onair.room.v1.CloseRoomRequest\x1a .onair.room.v1.CloseRoomResponse\x12Z\n" +
 	"\rDescribeUsers\x12#.onair.room.v1.DescribeUsersRequest\x1a$.onair.room.v1.DescribeUsersResponse\x12`\n" +
 	"\x0fDescribeStreams\x12%.onair.room.v1.DescribeStreamsRequest\x1a&.onair.room.v1.DescribeStreamsResponse\x12W\n" +
-	"\fDeleteStream\x12\".onair.room.v1.DeleteStreamRequest\x1a#.onair.room.v1.DeleteStreamResponseB7Z5github.com/onair-dev/onair/proto/onair/room/v1;roomv1b\x06proto3"
+	"\fDeleteStream\x12\".onair.room.v1.DeleteStreamRequest\x1a#.onair.room.v1.DeleteStreamResponse\x12l\n" +
+	"\x13ListFailedCallbacks\x12).onair.room.v1.ListFailedCallbacksRequest\x1a*.onair.room.v1.ListFailedCallbacksResponseB7Z5github.com/onair-dev/onair/proto/onair/room/v1;roomv1b\x06proto3"
 
 var (
 	file_onair_room_v1_room_proto_rawDescOnce sync.Once
@@ -2812,71 +3058,74 @@ func file_onair_room_v1_room_proto_rawDescGZIP() []byte {
 }
 
 var file_onair_room_v1_room_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_onair_room_v1_room_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_onair_room_v1_room_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_onair_room_v1_room_proto_goTypes = []any{
-	(UserLeaveReason)(0),               // 0: onair.room.v1.UserLeaveReason
-	(MessageKind)(0),                   // 1: onair.room.v1.MessageKind
-	(SessionState_Kind)(0),             // 2: onair.room.v1.SessionState.Kind
-	(*User)(nil),                       // 3: onair.room.v1.User
-	(*RoomConfig)(nil),                 // 4: onair.room.v1.RoomConfig
-	(*LoginRoomRequest)(nil),           // 5: onair.room.v1.LoginRoomRequest
-	(*LoginRoomResponse)(nil),          // 6: onair.room.v1.LoginRoomResponse
-	(*LogoutRoomRequest)(nil),          // 7: onair.room.v1.LogoutRoomRequest
-	(*LogoutRoomResponse)(nil),         // 8: onair.room.v1.LogoutRoomResponse
-	(*HeartbeatRequest)(nil),           // 9: onair.room.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),          // 10: onair.room.v1.HeartbeatResponse
-	(*RenewTokenRequest)(nil),          // 11: onair.room.v1.RenewTokenRequest
-	(*RenewTokenResponse)(nil),         // 12: onair.room.v1.RenewTokenResponse
-	(*SubscribeRoomEventsRequest)(nil), // 13: onair.room.v1.SubscribeRoomEventsRequest
-	(*Snapshot)(nil),                   // 14: onair.room.v1.Snapshot
-	(*UserUpdate)(nil),                 // 15: onair.room.v1.UserUpdate
-	(*StreamUpdate)(nil),               // 16: onair.room.v1.StreamUpdate
-	(*StreamExtraInfoUpdate)(nil),      // 17: onair.room.v1.StreamExtraInfoUpdate
-	(*RoomExtraInfo)(nil),              // 18: onair.room.v1.RoomExtraInfo
-	(*RoomExtraInfoUpdate)(nil),        // 19: onair.room.v1.RoomExtraInfoUpdate
-	(*RoomMessage)(nil),                // 20: onair.room.v1.RoomMessage
-	(*OnlineCount)(nil),                // 21: onair.room.v1.OnlineCount
-	(*SessionState)(nil),               // 22: onair.room.v1.SessionState
-	(*RoomEvent)(nil),                  // 23: onair.room.v1.RoomEvent
-	(*SetRoomExtraInfoRequest)(nil),    // 24: onair.room.v1.SetRoomExtraInfoRequest
-	(*SetRoomExtraInfoResponse)(nil),   // 25: onair.room.v1.SetRoomExtraInfoResponse
-	(*SendRoomMessageRequest)(nil),     // 26: onair.room.v1.SendRoomMessageRequest
-	(*SendRoomMessageResponse)(nil),    // 27: onair.room.v1.SendRoomMessageResponse
-	(*ListUsersRequest)(nil),           // 28: onair.room.v1.ListUsersRequest
-	(*ListUsersResponse)(nil),          // 29: onair.room.v1.ListUsersResponse
-	(*ListStreamsRequest)(nil),         // 30: onair.room.v1.ListStreamsRequest
-	(*ListStreamsResponse)(nil),        // 31: onair.room.v1.ListStreamsResponse
-	(*SetStreamExtraInfoRequest)(nil),  // 32: onair.room.v1.SetStreamExtraInfoRequest
-	(*SetStreamExtraInfoResponse)(nil), // 33: onair.room.v1.SetStreamExtraInfoResponse
-	(*KickUserRequest)(nil),            // 34: onair.room.v1.KickUserRequest
-	(*KickUserResponse)(nil),           // 35: onair.room.v1.KickUserResponse
-	(*CloseRoomRequest)(nil),           // 36: onair.room.v1.CloseRoomRequest
-	(*CloseRoomResponse)(nil),          // 37: onair.room.v1.CloseRoomResponse
-	(*DescribeUsersRequest)(nil),       // 38: onair.room.v1.DescribeUsersRequest
-	(*DescribeUsersResponse)(nil),      // 39: onair.room.v1.DescribeUsersResponse
-	(*DescribeStreamsRequest)(nil),     // 40: onair.room.v1.DescribeStreamsRequest
-	(*DescribeStreamsResponse)(nil),    // 41: onair.room.v1.DescribeStreamsResponse
-	(*DeleteStreamRequest)(nil),        // 42: onair.room.v1.DeleteStreamRequest
-	(*DeleteStreamResponse)(nil),       // 43: onair.room.v1.DeleteStreamResponse
-	nil,                                // 44: onair.room.v1.Snapshot.ExtraInfoEntry
-	(*v1.Stream)(nil),                  // 45: onair.stream.v1.Stream
-	(v1.UpdateType)(0),                 // 46: onair.stream.v1.UpdateType
-	(v1.DeleteReason)(0),               // 47: onair.stream.v1.DeleteReason
-	(*v11.ServerAuth)(nil),             // 48: onair.auth.v1.ServerAuth
+	(UserLeaveReason)(0),                // 0: onair.room.v1.UserLeaveReason
+	(MessageKind)(0),                    // 1: onair.room.v1.MessageKind
+	(SessionState_Kind)(0),              // 2: onair.room.v1.SessionState.Kind
+	(*User)(nil),                        // 3: onair.room.v1.User
+	(*RoomConfig)(nil),                  // 4: onair.room.v1.RoomConfig
+	(*LoginRoomRequest)(nil),            // 5: onair.room.v1.LoginRoomRequest
+	(*LoginRoomResponse)(nil),           // 6: onair.room.v1.LoginRoomResponse
+	(*LogoutRoomRequest)(nil),           // 7: onair.room.v1.LogoutRoomRequest
+	(*LogoutRoomResponse)(nil),          // 8: onair.room.v1.LogoutRoomResponse
+	(*HeartbeatRequest)(nil),            // 9: onair.room.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),           // 10: onair.room.v1.HeartbeatResponse
+	(*RenewTokenRequest)(nil),           // 11: onair.room.v1.RenewTokenRequest
+	(*RenewTokenResponse)(nil),          // 12: onair.room.v1.RenewTokenResponse
+	(*SubscribeRoomEventsRequest)(nil),  // 13: onair.room.v1.SubscribeRoomEventsRequest
+	(*Snapshot)(nil),                    // 14: onair.room.v1.Snapshot
+	(*UserUpdate)(nil),                  // 15: onair.room.v1.UserUpdate
+	(*StreamUpdate)(nil),                // 16: onair.room.v1.StreamUpdate
+	(*StreamExtraInfoUpdate)(nil),       // 17: onair.room.v1.StreamExtraInfoUpdate
+	(*RoomExtraInfo)(nil),               // 18: onair.room.v1.RoomExtraInfo
+	(*RoomExtraInfoUpdate)(nil),         // 19: onair.room.v1.RoomExtraInfoUpdate
+	(*RoomMessage)(nil),                 // 20: onair.room.v1.RoomMessage
+	(*OnlineCount)(nil),                 // 21: onair.room.v1.OnlineCount
+	(*SessionState)(nil),                // 22: onair.room.v1.SessionState
+	(*RoomEvent)(nil),                   // 23: onair.room.v1.RoomEvent
+	(*SetRoomExtraInfoRequest)(nil),     // 24: onair.room.v1.SetRoomExtraInfoRequest
+	(*SetRoomExtraInfoResponse)(nil),    // 25: onair.room.v1.SetRoomExtraInfoResponse
+	(*SendRoomMessageRequest)(nil),      // 26: onair.room.v1.SendRoomMessageRequest
+	(*SendRoomMessageResponse)(nil),     // 27: onair.room.v1.SendRoomMessageResponse
+	(*ListUsersRequest)(nil),            // 28: onair.room.v1.ListUsersRequest
+	(*ListUsersResponse)(nil),           // 29: onair.room.v1.ListUsersResponse
+	(*ListStreamsRequest)(nil),          // 30: onair.room.v1.ListStreamsRequest
+	(*ListStreamsResponse)(nil),         // 31: onair.room.v1.ListStreamsResponse
+	(*SetStreamExtraInfoRequest)(nil),   // 32: onair.room.v1.SetStreamExtraInfoRequest
+	(*SetStreamExtraInfoResponse)(nil),  // 33: onair.room.v1.SetStreamExtraInfoResponse
+	(*KickUserRequest)(nil),             // 34: onair.room.v1.KickUserRequest
+	(*KickUserResponse)(nil),            // 35: onair.room.v1.KickUserResponse
+	(*CloseRoomRequest)(nil),            // 36: onair.room.v1.CloseRoomRequest
+	(*CloseRoomResponse)(nil),           // 37: onair.room.v1.CloseRoomResponse
+	(*DescribeUsersRequest)(nil),        // 38: onair.room.v1.DescribeUsersRequest
+	(*DescribeUsersResponse)(nil),       // 39: onair.room.v1.DescribeUsersResponse
+	(*DescribeStreamsRequest)(nil),      // 40: onair.room.v1.DescribeStreamsRequest
+	(*DescribeStreamsResponse)(nil),     // 41: onair.room.v1.DescribeStreamsResponse
+	(*DeleteStreamRequest)(nil),         // 42: onair.room.v1.DeleteStreamRequest
+	(*DeleteStreamResponse)(nil),        // 43: onair.room.v1.DeleteStreamResponse
+	(*ListFailedCallbacksRequest)(nil),  // 44: onair.room.v1.ListFailedCallbacksRequest
+	(*FailedCallback)(nil),              // 45: onair.room.v1.FailedCallback
+	(*ListFailedCallbacksResponse)(nil), // 46: onair.room.v1.ListFailedCallbacksResponse
+	nil,                                 // 47: onair.room.v1.Snapshot.ExtraInfoEntry
+	(*v1.Stream)(nil),                   // 48: onair.stream.v1.Stream
+	(v1.UpdateType)(0),                  // 49: onair.stream.v1.UpdateType
+	(v1.DeleteReason)(0),                // 50: onair.stream.v1.DeleteReason
+	(*v11.ServerAuth)(nil),              // 51: onair.auth.v1.ServerAuth
 }
 var file_onair_room_v1_room_proto_depIdxs = []int32{
 	3,  // 0: onair.room.v1.LoginRoomRequest.user:type_name -> onair.room.v1.User
 	4,  // 1: onair.room.v1.LoginRoomRequest.config:type_name -> onair.room.v1.RoomConfig
 	3,  // 2: onair.room.v1.Snapshot.users:type_name -> onair.room.v1.User
-	45, // 3: onair.room.v1.Snapshot.streams:type_name -> onair.stream.v1.Stream
-	44, // 4: onair.room.v1.Snapshot.extra_info:type_name -> onair.room.v1.Snapshot.ExtraInfoEntry
-	46, // 5: onair.room.v1.UserUpdate.update_type:type_name -> onair.stream.v1.UpdateType
+	48, // 3: onair.room.v1.Snapshot.streams:type_name -> onair.stream.v1.Stream
+	47, // 4: onair.room.v1.Snapshot.extra_info:type_name -> onair.room.v1.Snapshot.ExtraInfoEntry
+	49, // 5: onair.room.v1.UserUpdate.update_type:type_name -> onair.stream.v1.UpdateType
 	3,  // 6: onair.room.v1.UserUpdate.users:type_name -> onair.room.v1.User
 	0,  // 7: onair.room.v1.UserUpdate.reason:type_name -> onair.room.v1.UserLeaveReason
-	46, // 8: onair.room.v1.StreamUpdate.update_type:type_name -> onair.stream.v1.UpdateType
-	45, // 9: onair.room.v1.StreamUpdate.streams:type_name -> onair.stream.v1.Stream
-	47, // 10: onair.room.v1.StreamUpdate.reason:type_name -> onair.stream.v1.DeleteReason
-	45, // 11: onair.room.v1.StreamExtraInfoUpdate.streams:type_name -> onair.stream.v1.Stream
+	49, // 8: onair.room.v1.StreamUpdate.update_type:type_name -> onair.stream.v1.UpdateType
+	48, // 9: onair.room.v1.StreamUpdate.streams:type_name -> onair.stream.v1.Stream
+	50, // 10: onair.room.v1.StreamUpdate.reason:type_name -> onair.stream.v1.DeleteReason
+	48, // 11: onair.room.v1.StreamExtraInfoUpdate.streams:type_name -> onair.stream.v1.Stream
 	3,  // 12: onair.room.v1.RoomExtraInfo.update_user:type_name -> onair.room.v1.User
 	18, // 13: onair.room.v1.RoomExtraInfoUpdate.extra_info:type_name -> onair.room.v1.RoomExtraInfo
 	1,  // 14: onair.room.v1.RoomMessage.kind:type_name -> onair.room.v1.MessageKind
@@ -2892,51 +3141,55 @@ var file_onair_room_v1_room_proto_depIdxs = []int32{
 	22, // 24: onair.room.v1.RoomEvent.session_state:type_name -> onair.room.v1.SessionState
 	1,  // 25: onair.room.v1.SendRoomMessageRequest.kind:type_name -> onair.room.v1.MessageKind
 	3,  // 26: onair.room.v1.ListUsersResponse.users:type_name -> onair.room.v1.User
-	45, // 27: onair.room.v1.ListStreamsResponse.streams:type_name -> onair.stream.v1.Stream
-	45, // 28: onair.room.v1.SetStreamExtraInfoResponse.stream:type_name -> onair.stream.v1.Stream
-	48, // 29: onair.room.v1.KickUserRequest.auth:type_name -> onair.auth.v1.ServerAuth
-	48, // 30: onair.room.v1.CloseRoomRequest.auth:type_name -> onair.auth.v1.ServerAuth
-	48, // 31: onair.room.v1.DescribeUsersRequest.auth:type_name -> onair.auth.v1.ServerAuth
+	48, // 27: onair.room.v1.ListStreamsResponse.streams:type_name -> onair.stream.v1.Stream
+	48, // 28: onair.room.v1.SetStreamExtraInfoResponse.stream:type_name -> onair.stream.v1.Stream
+	51, // 29: onair.room.v1.KickUserRequest.auth:type_name -> onair.auth.v1.ServerAuth
+	51, // 30: onair.room.v1.CloseRoomRequest.auth:type_name -> onair.auth.v1.ServerAuth
+	51, // 31: onair.room.v1.DescribeUsersRequest.auth:type_name -> onair.auth.v1.ServerAuth
 	3,  // 32: onair.room.v1.DescribeUsersResponse.users:type_name -> onair.room.v1.User
-	48, // 33: onair.room.v1.DescribeStreamsRequest.auth:type_name -> onair.auth.v1.ServerAuth
-	45, // 34: onair.room.v1.DescribeStreamsResponse.streams:type_name -> onair.stream.v1.Stream
-	48, // 35: onair.room.v1.DeleteStreamRequest.auth:type_name -> onair.auth.v1.ServerAuth
-	18, // 36: onair.room.v1.Snapshot.ExtraInfoEntry.value:type_name -> onair.room.v1.RoomExtraInfo
-	5,  // 37: onair.room.v1.RoomService.LoginRoom:input_type -> onair.room.v1.LoginRoomRequest
-	7,  // 38: onair.room.v1.RoomService.LogoutRoom:input_type -> onair.room.v1.LogoutRoomRequest
-	9,  // 39: onair.room.v1.RoomService.Heartbeat:input_type -> onair.room.v1.HeartbeatRequest
-	11, // 40: onair.room.v1.RoomService.RenewToken:input_type -> onair.room.v1.RenewTokenRequest
-	13, // 41: onair.room.v1.RoomService.SubscribeRoomEvents:input_type -> onair.room.v1.SubscribeRoomEventsRequest
-	24, // 42: onair.room.v1.RoomService.SetRoomExtraInfo:input_type -> onair.room.v1.SetRoomExtraInfoRequest
-	26, // 43: onair.room.v1.RoomService.SendRoomMessage:input_type -> onair.room.v1.SendRoomMessageRequest
-	28, // 44: onair.room.v1.RoomService.ListUsers:input_type -> onair.room.v1.ListUsersRequest
-	30, // 45: onair.room.v1.RoomService.ListStreams:input_type -> onair.room.v1.ListStreamsRequest
-	32, // 46: onair.room.v1.RoomService.SetStreamExtraInfo:input_type -> onair.room.v1.SetStreamExtraInfoRequest
-	34, // 47: onair.room.v1.RoomServerService.KickUser:input_type -> onair.room.v1.KickUserRequest
-	36, // 48: onair.room.v1.RoomServerService.CloseRoom:input_type -> onair.room.v1.CloseRoomRequest
-	38, // 49: onair.room.v1.RoomServerService.DescribeUsers:input_type -> onair.room.v1.DescribeUsersRequest
-	40, // 50: onair.room.v1.RoomServerService.DescribeStreams:input_type -> onair.room.v1.DescribeStreamsRequest
-	42, // 51: onair.room.v1.RoomServerService.DeleteStream:input_type -> onair.room.v1.DeleteStreamRequest
-	6,  // 52: onair.room.v1.RoomService.LoginRoom:output_type -> onair.room.v1.LoginRoomResponse
-	8,  // 53: onair.room.v1.RoomService.LogoutRoom:output_type -> onair.room.v1.LogoutRoomResponse
-	10, // 54: onair.room.v1.RoomService.Heartbeat:output_type -> onair.room.v1.HeartbeatResponse
-	12, // 55: onair.room.v1.RoomService.RenewToken:output_type -> onair.room.v1.RenewTokenResponse
-	23, // 56: onair.room.v1.RoomService.SubscribeRoomEvents:output_type -> onair.room.v1.RoomEvent
-	25, // 57: onair.room.v1.RoomService.SetRoomExtraInfo:output_type -> onair.room.v1.SetRoomExtraInfoResponse
-	27, // 58: onair.room.v1.RoomService.SendRoomMessage:output_type -> onair.room.v1.SendRoomMessageResponse
-	29, // 59: onair.room.v1.RoomService.ListUsers:output_type -> onair.room.v1.ListUsersResponse
-	31, // 60: onair.room.v1.RoomService.ListStreams:output_type -> onair.room.v1.ListStreamsResponse
-	33, // 61: onair.room.v1.RoomService.SetStreamExtraInfo:output_type -> onair.room.v1.SetStreamExtraInfoResponse
-	35, // 62: onair.room.v1.RoomServerService.KickUser:output_type -> onair.room.v1.KickUserResponse
-	37, // 63: onair.room.v1.RoomServerService.CloseRoom:output_type -> onair.room.v1.CloseRoomResponse
-	39, // 64: onair.room.v1.RoomServerService.DescribeUsers:output_type -> onair.room.v1.DescribeUsersResponse
-	41, // 65: onair.room.v1.RoomServerService.DescribeStreams:output_type -> onair.room.v1.DescribeStreamsResponse
-	43, // 66: onair.room.v1.RoomServerService.DeleteStream:output_type -> onair.room.v1.DeleteStreamResponse
-	52, // [52:67] is the sub-list for method output_type
-	37, // [37:52] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	51, // 33: onair.room.v1.DescribeStreamsRequest.auth:type_name -> onair.auth.v1.ServerAuth
+	48, // 34: onair.room.v1.DescribeStreamsResponse.streams:type_name -> onair.stream.v1.Stream
+	51, // 35: onair.room.v1.DeleteStreamRequest.auth:type_name -> onair.auth.v1.ServerAuth
+	51, // 36: onair.room.v1.ListFailedCallbacksRequest.auth:type_name -> onair.auth.v1.ServerAuth
+	45, // 37: onair.room.v1.ListFailedCallbacksResponse.callbacks:type_name -> onair.room.v1.FailedCallback
+	18, // 38: onair.room.v1.Snapshot.ExtraInfoEntry.value:type_name -> onair.room.v1.RoomExtraInfo
+	5,  // 39: onair.room.v1.RoomService.LoginRoom:input_type -> onair.room.v1.LoginRoomRequest
+	7,  // 40: onair.room.v1.RoomService.LogoutRoom:input_type -> onair.room.v1.LogoutRoomRequest
+	9,  // 41: onair.room.v1.RoomService.Heartbeat:input_type -> onair.room.v1.HeartbeatRequest
+	11, // 42: onair.room.v1.RoomService.RenewToken:input_type -> onair.room.v1.RenewTokenRequest
+	13, // 43: onair.room.v1.RoomService.SubscribeRoomEvents:input_type -> onair.room.v1.SubscribeRoomEventsRequest
+	24, // 44: onair.room.v1.RoomService.SetRoomExtraInfo:input_type -> onair.room.v1.SetRoomExtraInfoRequest
+	26, // 45: onair.room.v1.RoomService.SendRoomMessage:input_type -> onair.room.v1.SendRoomMessageRequest
+	28, // 46: onair.room.v1.RoomService.ListUsers:input_type -> onair.room.v1.ListUsersRequest
+	30, // 47: onair.room.v1.RoomService.ListStreams:input_type -> onair.room.v1.ListStreamsRequest
+	32, // 48: onair.room.v1.RoomService.SetStreamExtraInfo:input_type -> onair.room.v1.SetStreamExtraInfoRequest
+	34, // 49: onair.room.v1.RoomServerService.KickUser:input_type -> onair.room.v1.KickUserRequest
+	36, // 50: onair.room.v1.RoomServerService.CloseRoom:input_type -> onair.room.v1.CloseRoomRequest
+	38, // 51: onair.room.v1.RoomServerService.DescribeUsers:input_type -> onair.room.v1.DescribeUsersRequest
+	40, // 52: onair.room.v1.RoomServerService.DescribeStreams:input_type -> onair.room.v1.DescribeStreamsRequest
+	42, // 53: onair.room.v1.RoomServerService.DeleteStream:input_type -> onair.room.v1.DeleteStreamRequest
+	44, // 54: onair.room.v1.RoomServerService.ListFailedCallbacks:input_type -> onair.room.v1.ListFailedCallbacksRequest
+	6,  // 55: onair.room.v1.RoomService.LoginRoom:output_type -> onair.room.v1.LoginRoomResponse
+	8,  // 56: onair.room.v1.RoomService.LogoutRoom:output_type -> onair.room.v1.LogoutRoomResponse
+	10, // 57: onair.room.v1.RoomService.Heartbeat:output_type -> onair.room.v1.HeartbeatResponse
+	12, // 58: onair.room.v1.RoomService.RenewToken:output_type -> onair.room.v1.RenewTokenResponse
+	23, // 59: onair.room.v1.RoomService.SubscribeRoomEvents:output_type -> onair.room.v1.RoomEvent
+	25, // 60: onair.room.v1.RoomService.SetRoomExtraInfo:output_type -> onair.room.v1.SetRoomExtraInfoResponse
+	27, // 61: onair.room.v1.RoomService.SendRoomMessage:output_type -> onair.room.v1.SendRoomMessageResponse
+	29, // 62: onair.room.v1.RoomService.ListUsers:output_type -> onair.room.v1.ListUsersResponse
+	31, // 63: onair.room.v1.RoomService.ListStreams:output_type -> onair.room.v1.ListStreamsResponse
+	33, // 64: onair.room.v1.RoomService.SetStreamExtraInfo:output_type -> onair.room.v1.SetStreamExtraInfoResponse
+	35, // 65: onair.room.v1.RoomServerService.KickUser:output_type -> onair.room.v1.KickUserResponse
+	37, // 66: onair.room.v1.RoomServerService.CloseRoom:output_type -> onair.room.v1.CloseRoomResponse
+	39, // 67: onair.room.v1.RoomServerService.DescribeUsers:output_type -> onair.room.v1.DescribeUsersResponse
+	41, // 68: onair.room.v1.RoomServerService.DescribeStreams:output_type -> onair.room.v1.DescribeStreamsResponse
+	43, // 69: onair.room.v1.RoomServerService.DeleteStream:output_type -> onair.room.v1.DeleteStreamResponse
+	46, // 70: onair.room.v1.RoomServerService.ListFailedCallbacks:output_type -> onair.room.v1.ListFailedCallbacksResponse
+	55, // [55:71] is the sub-list for method output_type
+	39, // [39:55] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_onair_room_v1_room_proto_init() }
@@ -2960,7 +3213,7 @@ func file_onair_room_v1_room_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_onair_room_v1_room_proto_rawDesc), len(file_onair_room_v1_room_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   42,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

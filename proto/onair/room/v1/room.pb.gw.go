@@ -736,6 +736,41 @@ func local_request_RoomServerService_DeleteStream_0(ctx context.Context, marshal
 	return msg, metadata, err
 }
 
+var filter_RoomServerService_ListFailedCallbacks_0 = &utilities.DoubleArray{Encoding: map[string]int{}, Base: []int(nil), Check: []int(nil)}
+
+func request_RoomServerService_ListFailedCallbacks_0(ctx context.Context, marshaler runtime.Marshaler, client RoomServerServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq ListFailedCallbacksRequest
+		metadata runtime.ServerMetadata
+	)
+	if err := req.ParseForm(); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if err := runtime.PopulateQueryParameters(&protoReq, req.Form, filter_RoomServerService_ListFailedCallbacks_0); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}
+	msg, err := client.ListFailedCallbacks(ctx, &protoReq, grpc.Header(&metadata.HeaderMD), grpc.Trailer(&metadata.TrailerMD))
+	return msg, metadata, err
+}
+
+func local_request_RoomServerService_ListFailedCallbacks_0(ctx context.Context, marshaler runtime.Marshaler, server RoomServerServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq ListFailedCallbacksRequest
+		metadata runtime.ServerMetadata
+	)
+	if err := req.ParseForm(); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if err := runtime.PopulateQueryParameters(&protoReq, req.Form, filter_RoomServerService_ListFailedCallbacks_0); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	msg, err := server.ListFailedCallbacks(ctx, &protoReq)
+	return msg, metadata, err
+}
+
 // RegisterRoomServiceHandlerServer registers the http handlers for service RoomService to "mux".
 // UnaryRPC     :call RoomServiceServer directly.
 // StreamingRPC :currently unsupported pending https://github.com/grpc/grpc-go/issues/906.
@@ -1038,6 +1073,26 @@ func RegisterRoomServerServiceHandlerServer(ctx context.Context, mux *runtime.Se
 			return
 		}
 		forward_RoomServerService_DeleteStream_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
+	mux.Handle(http.MethodGet, pattern_RoomServerService_ListFailedCallbacks_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		var stream runtime.ServerTransportStream
+		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/onair.room.v1.RoomServerService/ListFailedCallbacks", runtime.WithHTTPPathPattern("/v1/server/callbacks/failed"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := local_request_RoomServerService_ListFailedCallbacks_0(annotatedContext, inboundMarshaler, server, req, pathParams)
+		md.HeaderMD, md.TrailerMD = metadata.Join(md.HeaderMD, stream.Header()), metadata.Join(md.TrailerMD, stream.Trailer())
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_RoomServerService_ListFailedCallbacks_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
 
 	return nil
@@ -1399,21 +1454,40 @@ func RegisterRoomServerServiceHandlerClient(ctx context.Context, mux *runtime.Se
 		}
 		forward_RoomServerService_DeleteStream_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodGet, pattern_RoomServerService_ListFailedCallbacks_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/onair.room.v1.RoomServerService/ListFailedCallbacks", runtime.WithHTTPPathPattern("/v1/server/callbacks/failed"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := request_RoomServerService_ListFailedCallbacks_0(annotatedContext, inboundMarshaler, client, req, pathParams)
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_RoomServerService_ListFailedCallbacks_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 	return nil
 }
 
 var (
-	pattern_RoomServerService_KickUser_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"v1", "server", "rooms", "room_id"}, "kickUser"))
-	pattern_RoomServerService_CloseRoom_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"v1", "server", "rooms", "room_id"}, "close"))
-	pattern_RoomServerService_DescribeUsers_0   = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3, 2, 4}, []string{"v1", "server", "rooms", "room_id", "users"}, ""))
-	pattern_RoomServerService_DescribeStreams_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3, 2, 4}, []string{"v1", "server", "rooms", "room_id", "streams"}, ""))
-	pattern_RoomServerService_DeleteStream_0    = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"v1", "server", "streams", "stream_id"}, "delete"))
+	pattern_RoomServerService_KickUser_0            = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"v1", "server", "rooms", "room_id"}, "kickUser"))
+	pattern_RoomServerService_CloseRoom_0           = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"v1", "server", "rooms", "room_id"}, "close"))
+	pattern_RoomServerService_DescribeUsers_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3, 2, 4}, []string{"v1", "server", "rooms", "room_id", "users"}, ""))
+	pattern_RoomServerService_DescribeStreams_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3, 2, 4}, []string{"v1", "server", "rooms", "room_id", "streams"}, ""))
+	pattern_RoomServerService_DeleteStream_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"v1", "server", "streams", "stream_id"}, "delete"))
+	pattern_RoomServerService_ListFailedCallbacks_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 2, 3}, []string{"v1", "server", "callbacks", "failed"}, ""))
 )
 
 var (
-	forward_RoomServerService_KickUser_0        = runtime.ForwardResponseMessage
-	forward_RoomServerService_CloseRoom_0       = runtime.ForwardResponseMessage
-	forward_RoomServerService_DescribeUsers_0   = runtime.ForwardResponseMessage
-	forward_RoomServerService_DescribeStreams_0 = runtime.ForwardResponseMessage
-	forward_RoomServerService_DeleteStream_0    = runtime.ForwardResponseMessage
+	forward_RoomServerService_KickUser_0            = runtime.ForwardResponseMessage
+	forward_RoomServerService_CloseRoom_0           = runtime.ForwardResponseMessage
+	forward_RoomServerService_DescribeUsers_0       = runtime.ForwardResponseMessage
+	forward_RoomServerService_DescribeStreams_0     = runtime.ForwardResponseMessage
+	forward_RoomServerService_DeleteStream_0        = runtime.ForwardResponseMessage
+	forward_RoomServerService_ListFailedCallbacks_0 = runtime.ForwardResponseMessage
 )

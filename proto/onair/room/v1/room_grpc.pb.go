@@ -508,11 +508,12 @@ var RoomService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	RoomServerService_KickUser_FullMethodName        = "/onair.room.v1.RoomServerService/KickUser"
-	RoomServerService_CloseRoom_FullMethodName       = "/onair.room.v1.RoomServerService/CloseRoom"
-	RoomServerService_DescribeUsers_FullMethodName   = "/onair.room.v1.RoomServerService/DescribeUsers"
-	RoomServerService_DescribeStreams_FullMethodName = "/onair.room.v1.RoomServerService/DescribeStreams"
-	RoomServerService_DeleteStream_FullMethodName    = "/onair.room.v1.RoomServerService/DeleteStream"
+	RoomServerService_KickUser_FullMethodName            = "/onair.room.v1.RoomServerService/KickUser"
+	RoomServerService_CloseRoom_FullMethodName           = "/onair.room.v1.RoomServerService/CloseRoom"
+	RoomServerService_DescribeUsers_FullMethodName       = "/onair.room.v1.RoomServerService/DescribeUsers"
+	RoomServerService_DescribeStreams_FullMethodName     = "/onair.room.v1.RoomServerService/DescribeStreams"
+	RoomServerService_DeleteStream_FullMethodName        = "/onair.room.v1.RoomServerService/DeleteStream"
+	RoomServerService_ListFailedCallbacks_FullMethodName = "/onair.room.v1.RoomServerService/ListFailedCallbacks"
 )
 
 // RoomServerServiceClient is the client API for RoomServerService service.
@@ -523,7 +524,8 @@ const (
 type RoomServerServiceClient interface {
 	// KickUser removes up to 5 users from a room (code 1002055 to them).
 	KickUser(ctx context.Context, in *KickUserRequest, opts ...grpc.CallOption) (*KickUserResponse, error)
-	// CloseRoom removes everyone from a room.
+	// CloseRoom removes everyone and every stream from a room, which then
+	// closes (room_close callback, reason 3).
 	CloseRoom(ctx context.Context, in *CloseRoomRequest, opts ...grpc.CallOption) (*CloseRoomResponse, error)
 	// DescribeUsers pages through a room's users and gives the online count.
 	DescribeUsers(ctx context.Context, in *DescribeUsersRequest, opts ...grpc.CallOption) (*DescribeUsersResponse, error)
@@ -531,6 +533,9 @@ type RoomServerServiceClient interface {
 	DescribeStreams(ctx context.Context, in *DescribeStreamsRequest, opts ...grpc.CallOption) (*DescribeStreamsResponse, error)
 	// DeleteStream ends a stream (reason: removed by server).
 	DeleteStream(ctx context.Context, in *DeleteStreamRequest, opts ...grpc.CallOption) (*DeleteStreamResponse, error)
+	// ListFailedCallbacks pages through the app's callbacks that were given
+	// up on after every retry, oldest first.
+	ListFailedCallbacks(ctx context.Context, in *ListFailedCallbacksRequest, opts ...grpc.CallOption) (*ListFailedCallbacksResponse, error)
 }
 
 type roomServerServiceClient struct {
@@ -591,6 +596,16 @@ func (c *roomServerServiceClient) DeleteStream(ctx context.Context, in *DeleteSt
 	return out, nil
 }
 
+func (c *roomServerServiceClient) ListFailedCallbacks(ctx context.Context, in *ListFailedCallbacksRequest, opts ...grpc.CallOption) (*ListFailedCallbacksResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListFailedCallbacksResponse)
+	err := c.cc.Invoke(ctx, RoomServerService_ListFailedCallbacks_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RoomServerServiceServer is the server API for RoomServerService service.
 // All implementations must embed UnimplementedRoomServerServiceServer
 // for forward compatibility.
@@ -599,7 +614,8 @@ func (c *roomServerServiceClient) DeleteStream(ctx context.Context, in *DeleteSt
 type RoomServerServiceServer interface {
 	// KickUser removes up to 5 users from a room (code 1002055 to them).
 	KickUser(context.Context, *KickUserRequest) (*KickUserResponse, error)
-	// CloseRoom removes everyone from a room.
+	// CloseRoom removes everyone and every stream from a room, which then
+	// closes (room_close callback, reason 3).
 	CloseRoom(context.Context, *CloseRoomRequest) (*CloseRoomResponse, error)
 	// DescribeUsers pages through a room's users and gives the online count.
 	DescribeUsers(context.Context, *DescribeUsersRequest) (*DescribeUsersResponse, error)
@@ -607,6 +623,9 @@ type RoomServerServiceServer interface {
 	DescribeStreams(context.Context, *DescribeStreamsRequest) (*DescribeStreamsResponse, error)
 	// DeleteStream ends a stream (reason: removed by server).
 	DeleteStream(context.Context, *DeleteStreamRequest) (*DeleteStreamResponse, error)
+	// ListFailedCallbacks pages through the app's callbacks that were given
+	// up on after every retry, oldest first.
+	ListFailedCallbacks(context.Context, *ListFailedCallbacksRequest) (*ListFailedCallbacksResponse, error)
 	mustEmbedUnimplementedRoomServerServiceServer()
 }
 
@@ -631,6 +650,9 @@ func (UnimplementedRoomServerServiceServer) DescribeStreams(context.Context, *De
 }
 func (UnimplementedRoomServerServiceServer) DeleteStream(context.Context, *DeleteStreamRequest) (*DeleteStreamResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method DeleteStream not implemented")
+}
+func (UnimplementedRoomServerServiceServer) ListFailedCallbacks(context.Context, *ListFailedCallbacksRequest) (*ListFailedCallbacksResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListFailedCallbacks not implemented")
 }
 func (UnimplementedRoomServerServiceServer) mustEmbedUnimplementedRoomServerServiceServer() {}
 func (UnimplementedRoomServerServiceServer) testEmbeddedByValue()                           {}
@@ -743,6 +765,24 @@ func _RoomServerService_DeleteStream_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RoomServerService_ListFailedCallbacks_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListFailedCallbacksRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RoomServerServiceServer).ListFailedCallbacks(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RoomServerService_ListFailedCallbacks_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RoomServerServiceServer).ListFailedCallbacks(ctx, req.(*ListFailedCallbacksRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RoomServerService_ServiceDesc is the grpc.ServiceDesc for RoomServerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -769,6 +809,10 @@ var RoomServerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteStream",
 			Handler:    _RoomServerService_DeleteStream_Handler,
+		},
+		{
+			MethodName: "ListFailedCallbacks",
+			Handler:    _RoomServerService_ListFailedCallbacks_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

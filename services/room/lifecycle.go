@@ -1,0 +1,406 @@
+package room
+
+// A room's life, and the callbacks that report it.
+//
+// A room exists from its first login to the moment it has no user and no
+// stream left. Its meta key (keys.RoomMeta) marks it: the login that finds
+// none writes it, with the room_create callback, in its transaction. Then
+// users and streams come and go, each with its callback in the transaction
+// that makes the change (room.go, the stream registry).
+//
+// Two kinds of change happen without a transaction of ours: a session's
+// lease expiring (heartbeat timeout: its member key and its streams go) and
+// a media edge's lease expiring (its streams go). The lifecycle watcher,
+// which one room replica runs at a time (keys.LifecycleLeader, under its
+// lease), watches every room key in revision order. It turns each such
+// deletion into its callback, and after any user or stream leaves a room it
+// closes the room if it is now empty: the room's keys go and room_close is
+// written, in one transaction that holds only if the room is still empty.
+// Every one of its transactions also moves its cursor (keys.LifecycleCursor)
+// and holds only if the cursor is where this watcher left it, so a deletion
+// is reported exactly once even when two replicas briefly both think they
+// lead. Deliverers wait for the cursor to pass a callback before sending
+// it, which keeps each room's callbacks in the order of its changes.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/onair-dev/onair/errcode"
+	"github.com/onair-dev/onair/internal/callback"
+	"github.com/onair-dev/onair/internal/keys"
+	authv1 "github.com/onair-dev/onair/proto/onair/auth/v1"
+	roomv1 "github.com/onair-dev/onair/proto/onair/room/v1"
+	streamv1 "github.com/onair-dev/onair/proto/onair/stream/v1"
+)
+
+// roomMeta is the value of a room's meta key.
+type roomMeta struct {
+	// RoomSessionID names this life of the room; every session in it
+	// carries it.
+	RoomSessionID string `json:"room_session_id"`
+	CreateTimeMs  int64  `json:"create_time_ms"`
+	// LastLeave is the room_logout reason of the user who left last,
+	// which makes the room_close reason.
+	LastLeave int `json:"last_leave,omitempty"`
+}
+
+// readMeta reads a room's meta and its create revision (nil, 0: the room
+// does not exist).
+func (s *Server) readMeta(ctx context.Context, appID uint32, roomID string) (*roomMeta, int64, error) {
+	m, _, created, err := s.readMetaRevs(ctx, appID, roomID)
+	return m, created, err
+}
+
+func (s *Server) readMetaRevs(ctx context.Context, appID uint32, roomID string) (m *roomMeta, mod, created int64, err error) {
+	resp, err := s.cfg.Etcd.Get(ctx, keys.RoomMeta(appID, roomID))
+	if err != nil {
+		return nil, 0, 0, errcode.Unavailable(err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, 0, 0, nil
+	}
+	m = new(roomMeta)
+	if err := json.Unmarshal(resp.Kvs[0].Value, m); err != nil {
+		return nil, 0, 0, err
+	}
+	return m, resp.Kvs[0].ModRevision, resp.Kvs[0].CreateRevision, nil
+}
+
+// runLifecycle leads the lifecycle watcher whenever this replica can.
+func (s *Server) runLifecycle(ctx context.Context) {
+	for ctx.Err() == nil {
+		lease := s.cfg.Lease()
+		if s.lead(ctx, lease) {
+			err := s.followRooms(ctx, lease)
+			if ctx.Err() != nil {
+				return
+			}
+			s.log.Debug("lifecycle: watcher stopped; starting over", "err", err)
+			s.sleep(ctx, 200*time.Millisecond)
+			continue
+		}
+		// Someone else leads: wait until its key goes (or a while).
+		wctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), 2*time.Second)
+		for w := range s.cfg.Etcd.Watch(wctx, keys.LifecycleLeader) {
+			if len(w.Events) > 0 && w.Events[len(w.Events)-1].Type == mvccpb.DELETE {
+				cancel()
+			}
+		}
+		cancel()
+	}
+}
+
+func (s *Server) sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// lead takes or confirms the watcher's leadership under lease.
+func (s *Server) lead(ctx context.Context, lease clientv3.LeaseID) bool {
+	if lease == clientv3.NoLease {
+		return false
+	}
+	resp, err := s.cfg.Etcd.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(keys.LifecycleLeader), "=", 0)).
+		Then(clientv3.OpPut(keys.LifecycleLeader, "", clientv3.WithLease(lease))).
+		Else(clientv3.OpGet(keys.LifecycleLeader)).Commit()
+	if err != nil {
+		return false
+	}
+	if resp.Succeeded {
+		return true
+	}
+	kvs := resp.Responses[0].GetResponseRange().GetKvs()
+	return len(kvs) == 1 && clientv3.LeaseID(kvs[0].Lease) == lease
+}
+
+var errNotLeading = errors.New("lifecycle: no longer the leader, or another watcher moved the cursor")
+
+// followRooms watches every room key from the cursor and reports what the
+// room's transactions could not, until leadership ends or the watch breaks.
+func (s *Server) followRooms(ctx context.Context, lease clientv3.LeaseID) error {
+	cur, err := s.lifecycleCursor(ctx)
+	if err != nil {
+		return err
+	}
+	leading := clientv3.Compare(clientv3.LeaseValue(keys.LifecycleLeader), "=", lease)
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	skip := cur.N
+	for w := range s.cfg.Etcd.Watch(wctx, keys.Rooms, clientv3.WithPrefix(), clientv3.WithPrevKV(), clientv3.WithRev(cur.Rev)) {
+		if w.CompactRevision != 0 {
+			s.log.Error("lifecycle: room history compacted before the watcher read it; lease expiries in between are not reported",
+				"from", cur.Rev, "to", w.CompactRevision)
+			next := callback.Cursor{Rev: w.CompactRevision}
+			if _, err := s.commitLifecycle(ctx, leading, cur, next, nil); err != nil {
+				return err
+			}
+			return errors.New("lifecycle: compacted")
+		}
+		if err := w.Err(); err != nil {
+			return err
+		}
+		var batch []*clientv3.Event
+		pos := cur
+		for _, ev := range w.Events {
+			rev := ev.Kv.ModRevision
+			if rev == cur.Rev && skip > 0 {
+				skip--
+				continue
+			}
+			skip = 0
+			if rev != pos.Rev {
+				pos = callback.Cursor{Rev: rev}
+			}
+			pos.N++
+			if isDeparture(ev) {
+				batch = append(batch, ev)
+			}
+			// etcd's transactions take a few operations each: keep ours
+			// well inside its limit of 128.
+			if len(batch) == 24 {
+				if cur, err = s.commitLifecycle(ctx, leading, cur, pos, batch); err != nil {
+					return err
+				}
+				batch = batch[:0]
+			}
+		}
+		if len(w.Events) == 0 {
+			continue
+		}
+		// A watch response never splits a revision: everything up to the
+		// last one is done.
+		last := w.Events[len(w.Events)-1].Kv.ModRevision
+		if cur, err = s.commitLifecycle(ctx, leading, cur, callback.Cursor{Rev: last + 1}, batch); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
+// lifecycleCursor reads the cursor, starting it at the present if there is
+// none yet.
+func (s *Server) lifecycleCursor(ctx context.Context) (callback.Cursor, error) {
+	resp, err := s.cfg.Etcd.Get(ctx, keys.LifecycleCursor)
+	if err != nil {
+		return callback.Cursor{}, err
+	}
+	if len(resp.Kvs) == 1 {
+		return callback.ParseCursor(string(resp.Kvs[0].Value))
+	}
+	c := callback.Cursor{Rev: resp.Header.Revision + 1}
+	if _, err := s.cfg.Etcd.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(keys.LifecycleCursor), "=", 0)).
+		Then(clientv3.OpPut(keys.LifecycleCursor, c.String())).Commit(); err != nil {
+		return callback.Cursor{}, err
+	}
+	return s.lifecycleCursor(ctx)
+}
+
+// isDeparture reports whether ev is a user or stream leaving a room.
+func isDeparture(ev *clientv3.Event) bool {
+	if ev.Type != mvccpb.DELETE {
+		return false
+	}
+	_, _, rest, ok := keys.SplitRoom(string(ev.Kv.Key))
+	if !ok {
+		return false
+	}
+	return len(rest) > 6 && rest[:6] == "users/" || len(rest) > 8 && rest[:8] == "streams/"
+}
+
+// closeSeq puts a room_close after the other callbacks of its revision.
+const closeSeq = 1 << 20
+
+// commitLifecycle writes the callbacks of departures, closes the rooms they
+// emptied, and moves the cursor from cur to next, in one transaction.
+func (s *Server) commitLifecycle(ctx context.Context, leading clientv3.Cmp, cur, next callback.Cursor, departures []*clientv3.Event) (callback.Cursor, error) {
+	now := s.cfg.Now()
+	type touched struct {
+		app      uint32
+		room     string
+		rev      int64
+		seq      int
+		lastLeft int // -1: no user left in this batch
+	}
+	var rooms []*touched
+	byRoom := map[roomKey]*touched{}
+	var ops []clientv3.Op
+	// seq numbers the departures of one revision, in watch order.
+	seqRev, seq := int64(0), 0
+	for _, ev := range departures {
+		rev := ev.Kv.ModRevision
+		if rev != seqRev {
+			seqRev, seq = rev, 0
+		}
+		seq++
+		app, room, rest, _ := keys.SplitRoom(string(ev.Kv.Key))
+		t := byRoom[roomKey{app, room}]
+		if t == nil {
+			t = &touched{app: app, room: room, lastLeft: -1}
+			byRoom[roomKey{app, room}] = t
+			rooms = append(rooms, t)
+		}
+		t.rev, t.seq = rev, seq
+		if ev.PrevKv == nil {
+			continue
+		}
+		if rest[0] == 'u' {
+			var m member
+			if json.Unmarshal(ev.PrevKv.Value, &m) != nil {
+				continue
+			}
+			if m.Left {
+				// Reported when it was marked.
+				t.lastLeft = int(m.Reason)
+				continue
+			}
+			// No mark: the session's lease expired.
+			t.lastLeft = int(roomv1.UserLeaveReason_USER_LEAVE_REASON_HEARTBEAT_TIMEOUT)
+			ops = append(ops, callback.Put(now, callback.Event{Event: callback.RoomLogout, AppID: app, RoomID: room,
+				RoomSessionID: m.RoomSessionID, UserID: m.UserID, UserName: m.UserName, Reason: t.lastLeft}, rev, seq))
+			continue
+		}
+		st := new(streamv1.StreamRecord)
+		if proto.Unmarshal(ev.PrevKv.Value, st) != nil || st.Ended {
+			continue // an ended stream was reported when it was marked
+		}
+		// The stream's owner lease expired: its publisher's session timed
+		// out, or its media edge is gone.
+		reason := streamv1.DeleteReason_DELETE_REASON_DISCONNECTED
+		if st.OwnerKind == streamv1.OwnerKind_OWNER_KIND_SESSION {
+			reason = streamv1.DeleteReason_DELETE_REASON_HEARTBEAT_TIMEOUT
+		}
+		ops = append(ops, callback.Put(now, callback.Event{Event: callback.StreamClose, AppID: app, RoomID: room,
+			UserID: st.UserId, UserName: st.UserName, StreamID: st.StreamId, Reason: int(reason)}, rev, seq))
+	}
+	for _, t := range rooms {
+		meta, mod, _, err := s.readMetaRevs(ctx, t.app, t.room)
+		if err != nil {
+			return cur, err
+		}
+		prefix := keys.Room(t.app, t.room)
+		empty := []clientv3.Cmp{
+			clientv3.Compare(clientv3.CreateRevision(keys.RoomUsers(t.app, t.room)), "=", 0).WithPrefix(),
+			clientv3.Compare(clientv3.CreateRevision(keys.RoomStreams(t.app, t.room)), "=", 0).WithPrefix(),
+			clientv3.Compare(clientv3.ModRevision(keys.RoomMeta(t.app, t.room)), "=", mod),
+		}
+		closeOps := []clientv3.Op{clientv3.OpDelete(prefix, clientv3.WithPrefix())}
+		var keepOps []clientv3.Op
+		if meta != nil {
+			last := meta.LastLeave
+			if t.lastLeft >= 0 {
+				last = t.lastLeft
+			}
+			closeOps = append(closeOps, callback.Put(now, callback.Event{Event: callback.RoomClose, AppID: t.app, RoomID: t.room,
+				RoomSessionID: meta.RoomSessionID, Reason: callback.CloseReason(last)}, t.rev, closeSeq+t.seq))
+			if t.lastLeft >= 0 && t.lastLeft != meta.LastLeave {
+				meta.LastLeave = t.lastLeft
+				b, _ := json.Marshal(meta)
+				keepOps = append(keepOps, clientv3.OpTxn(
+					[]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(keys.RoomMeta(t.app, t.room)), "=", mod)},
+					[]clientv3.Op{clientv3.OpPut(keys.RoomMeta(t.app, t.room), string(b))}, nil))
+			}
+		}
+		ops = append(ops, clientv3.OpTxn(empty, closeOps, keepOps))
+	}
+	return next, s.moveCursor(ctx, leading, cur, next, ops)
+}
+
+// closeIfEmpty closes a room now if it has no user and no stream, its last
+// user having left with the room_logout reason lastLeave. The watcher
+// would close it too; the meta's revision lets only one of them.
+func (s *Server) closeIfEmpty(ctx context.Context, appID uint32, roomID string, lastLeave int) error {
+	meta, mod, _, err := s.readMetaRevs(ctx, appID, roomID)
+	if err != nil {
+		return err
+	}
+	ops := []clientv3.Op{clientv3.OpDelete(keys.Room(appID, roomID), clientv3.WithPrefix())}
+	if meta != nil {
+		ops = append(ops, callback.Ops(s.cfg.Now(), callback.Event{Event: callback.RoomClose, AppID: appID, RoomID: roomID,
+			RoomSessionID: meta.RoomSessionID, Reason: callback.CloseReason(lastLeave)})...)
+	}
+	if _, err := s.cfg.Etcd.Txn(ctx).If(
+		clientv3.Compare(clientv3.CreateRevision(keys.RoomUsers(appID, roomID)), "=", 0).WithPrefix(),
+		clientv3.Compare(clientv3.CreateRevision(keys.RoomStreams(appID, roomID)), "=", 0).WithPrefix(),
+		clientv3.Compare(clientv3.ModRevision(keys.RoomMeta(appID, roomID)), "=", mod),
+	).Then(ops...).Commit(); err != nil {
+		return errcode.Unavailable(err)
+	}
+	return nil
+}
+
+// moveCursor commits ops with the cursor's move from cur to next.
+func (s *Server) moveCursor(ctx context.Context, leading clientv3.Cmp, cur, next callback.Cursor, ops []clientv3.Op) error {
+	ops = append(ops, clientv3.OpPut(keys.LifecycleCursor, next.String()))
+	for {
+		resp, err := s.cfg.Etcd.Txn(ctx).If(leading, clientv3.Compare(clientv3.Value(keys.LifecycleCursor), "=", cur.String())).
+			Then(ops...).Commit()
+		switch {
+		case err == nil && resp.Succeeded:
+			return nil
+		case err == nil:
+			return errNotLeading
+		case errors.Is(err, rpctypes.ErrLeaseNotFound), ctx.Err() != nil:
+			return err
+		}
+		// etcd is away: the same transaction is right when it is back.
+		s.sleep(ctx, 200*time.Millisecond)
+	}
+}
+
+// targets caches the apps' callback settings for a few seconds.
+type targets struct {
+	auth authv1.AuthServiceClient
+	ttl  time.Duration
+	mu   sync.Mutex
+	m    map[uint32]targetEntry
+}
+
+type targetEntry struct {
+	t   callback.Target
+	err error
+	at  time.Time
+}
+
+// lookup is callback.Config.Target: the app's URL and secret, through the
+// auth service (an internal call).
+func (t *targets) lookup(ctx context.Context, appID uint32) (callback.Target, error) {
+	t.mu.Lock()
+	e, ok := t.m[appID]
+	t.mu.Unlock()
+	if ok && time.Since(e.at) < t.ttl {
+		return e.t, e.err
+	}
+	resp, err := t.auth.GetApp(ctx, &authv1.GetAppRequest{AppId: appID})
+	switch {
+	case errcode.Of(err) == errcode.AppNotFound:
+		e = targetEntry{err: callback.ErrNoTarget}
+	case err != nil:
+		return callback.Target{}, err
+	case resp.GetApp().GetCallbackUrl() == "":
+		e = targetEntry{err: callback.ErrNoTarget}
+	default:
+		app := resp.GetApp()
+		e = targetEntry{t: callback.Target{URL: app.GetCallbackUrl(), Secret: app.GetCallbackSecret(), AllowLocal: app.GetCallbackAllowLocal()}}
+	}
+	e.at = time.Now()
+	t.mu.Lock()
+	if len(t.m) > 10_000 {
+		clear(t.m)
+	}
+	t.m[appID] = e
+	t.mu.Unlock()
+	return e.t, e.err
+}
