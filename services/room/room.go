@@ -119,8 +119,8 @@ type member struct {
 	UserName      string `json:"user_name"`
 	SessionID     string `json:"session_id"`
 	RoomSessionID string `json:"room_session_id,omitempty"`
-	LoginTimeMs int64  `json:"login_time_ms"`
-	TokenExpire int64  `json:"token_expire"`
+	LoginTimeMs   int64  `json:"login_time_ms"`
+	TokenExpire   int64  `json:"token_expire"`
 	// Left marks a member on its way out, with why; the key is deleted
 	// right after. It is how watchers learn the reason.
 	Left   bool                   `json:"left,omitempty"`
