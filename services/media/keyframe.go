@@ -174,7 +174,7 @@ func vp9Keyframe(p []byte) bool {
 		return false
 	}
 	profile := (h>>5)&1 | (h>>4)&1<<1
-	bit := 3 // next bit, counted from the top
+	bit := 4 // next bit, counted from the top
 	if profile == 3 {
 		bit++
 	}
