@@ -53,8 +53,8 @@ func av1TU(key bool, size int) []byte {
 		out = append(out, 0x0a, 0x0a, 0x00, 0x00, 0x00, 0x24, 0xc4, 0xff, 0xdf, 0x00, 0x68, 0x02) // sequence header
 	}
 	payload := make([]byte, size)
-	payload[0] = 0x10 // frame header bits, opaque to the packetizer
-	out = append(out, 0x32)                       // OBU_FRAME, has_size
+	payload[0] = 0x10       // frame header bits, opaque to the packetizer
+	out = append(out, 0x32) // OBU_FRAME, has_size
 	out = append(out, byte(size&0x7f)|0x80, byte(size>>7))
 	return append(out, payload...)
 }

@@ -66,7 +66,7 @@ func TestParseRTCP(t *testing.T) {
 func TestRTTFromReport(t *testing.T) {
 	now := ntpTime(time.Unix(1000, 0))
 	mid := uint32(now >> 16)
-	lsr := mid - 65536/10     // our SR left 100 ms ago
+	lsr := mid - 65536/10      // our SR left 100 ms ago
 	dlsr := uint32(65536 / 20) // the player held it 50 ms
 	rtt := rttFromReport(mid, lsr, dlsr)
 	if rtt < 49*time.Millisecond || rtt > 51*time.Millisecond {
