@@ -677,6 +677,19 @@ async function negotiate(engine, pc, url, token) {
   return loc ? new URL(loc, engine.server + url).pathname : "";
 }
 
+// preferVP8 offers VP8 first: every OnAir player (the Go SDK's frame sink,
+// WHEP clients) takes it.
+function preferVP8(transceiver) {
+  const caps = globalThis.RTCRtpSender?.getCapabilities?.("video");
+  if (!caps || !transceiver.setCodecPreferences) return;
+  const rank = (c) => (/\/vp8$/i.test(c.mimeType) ? 0 : /\/(rtx|red|ulpfec)$/i.test(c.mimeType) ? 1 : 2);
+  try {
+    transceiver.setCodecPreferences([...caps.codecs].sort((a, b) => rank(a) - rank(b)));
+  } catch {
+    // Keep the browser's order.
+  }
+}
+
 function gathered(pc, timeoutMs) {
   if (pc.iceGatheringState === "complete") return Promise.resolve();
   return new Promise((resolve) => {
@@ -769,7 +782,8 @@ class Publisher {
     const pc = new RTCPeerConnection();
     this.pc = pc;
     for (const track of this.media.getTracks()) {
-      pc.addTransceiver(track, { direction: "sendonly", streams: [this.media] });
+      const tr = pc.addTransceiver(track, { direction: "sendonly", streams: [this.media] });
+      if (track.kind === "video") preferVP8(tr);
     }
     watchConnection(pc, () => {
       if (this.pc === pc && !this.stopped) this.setState(PublisherState.PUBLISHING);
@@ -824,9 +838,11 @@ class Publisher {
     clearInterval(this.quality);
     const loc = this.location;
     this.location = "";
+    // DELETE first, so that the room is told the stream stopped (reason 1)
+    // rather than that its connection was lost.
+    await endSession(this.e, loc);
     this.pc?.close();
     this.pc = null;
-    await endSession(this.e, loc);
     this.setState(PublisherState.NO_PUBLISH);
   }
 
