@@ -26,7 +26,7 @@ type subscriber struct {
 	active atomic.Bool // connected: forwarding may start
 	pace   *time.Timer
 	once   sync.Once
-	// delay (tests only) makes every round of this player slow.
+	// delay (tests only) makes every packet written to this player slow.
 	delay atomic.Int64
 }
 
@@ -68,9 +68,6 @@ func (s *subscriber) run() {
 		}
 		if !s.active.Load() {
 			continue
-		}
-		if d := s.delay.Load(); d > 0 {
-			time.Sleep(time.Duration(d))
 		}
 		now := time.Now().UnixNano()
 		more, sent := false, 0
@@ -376,6 +373,9 @@ func (d *downTrack) write(p cachedPacket, now int64, rtx bool) bool {
 		if f := d.dropOut.Load(); f != nil && (*f)(seq) {
 			return false
 		}
+	}
+	if slow := d.sub.delay.Load(); slow > 0 {
+		time.Sleep(time.Duration(slow))
 	}
 	if _, err := d.ws.WriteRTP(&d.hdr, payload); err != nil {
 		return false
