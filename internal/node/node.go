@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.opentelemetry.io/otel/metric"
 	"google.golang.org/grpc"
@@ -75,6 +76,12 @@ type MediaConfig struct {
 type RoomConfig struct {
 	// SessionTimeout: a session without heartbeat for this long is removed.
 	SessionTimeout time.Duration
+	// NATS carries room messages between room replicas; the caller owns
+	// it. Nil: messages reach this node's own subscribers only.
+	NATS *nats.Conn
+	// MessageRate: broadcast messages per room per second on each replica
+	// (room.DefaultMessageRate if zero).
+	MessageRate float64
 	// OnlineCountInterval: how often the online count is pushed.
 	OnlineCountInterval time.Duration
 	// LoginRate: logins per room per second on each replica.
@@ -243,7 +250,7 @@ func (n *Node) startRole(ctx context.Context, role string) error {
 			return err
 		}
 		rc := n.cfg.Room
-		n.RoomServer = room.New(room.Config{Etcd: n.cfg.Etcd, Auth: authv1.NewAuthServiceClient(authConn),
+		n.RoomServer = room.New(room.Config{Etcd: n.cfg.Etcd, NATS: rc.NATS, MessageRate: rc.MessageRate, Auth: authv1.NewAuthServiceClient(authConn),
 			Streams: streamv1.NewStreamServiceClient(streamConn), SessionTimeout: rc.SessionTimeout,
 			OnlineCountInterval: rc.OnlineCountInterval, LoginRate: rc.LoginRate, Logger: n.cfg.Logger,
 			Lease: n.inst.Lease, CallbackRetryBase: rc.CallbackRetryBase, CallbackTimeout: rc.CallbackTimeout, Meter: n.meter()})

@@ -17,7 +17,9 @@ import (
 
 	"github.com/onair-dev/onair/internal/discovery"
 	"github.com/onair-dev/onair/internal/embedetcd"
+	"github.com/onair-dev/onair/internal/embednats"
 	"github.com/onair-dev/onair/internal/grpcserver"
+	"github.com/onair-dev/onair/internal/natsconn"
 	"github.com/onair-dev/onair/internal/node"
 	"github.com/onair-dev/onair/token04"
 )
@@ -38,6 +40,10 @@ type Cluster struct {
 	tb testing.TB
 	// Etcd is a client of the embedded etcd.
 	Etcd *clientv3.Client
+	// NATS is the embedded NATS server (on a loopback port) that carries
+	// room messages between the nodes' room roles; each node connects to
+	// it on its own.
+	NATS *embednats.Server
 	// Room and Media configure the nodes started after they are set.
 	Room  node.RoomConfig
 	Media node.MediaConfig
@@ -65,7 +71,12 @@ func New(tb testing.TB) *Cluster {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { cli.Close() })
-	return &Cluster{tb: tb, Etcd: cli, LeaseTTL: 2 * time.Second, Media: node.MediaConfig{PublicIP: "127.0.0.1"}}
+	ns, err := embednats.Start(embednats.Config{ClientAddr: "127.0.0.1:0"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(ns.Close)
+	return &Cluster{tb: tb, Etcd: cli, NATS: ns, LeaseTTL: 2 * time.Second, Media: node.MediaConfig{PublicIP: "127.0.0.1"}}
 }
 
 // Logger logs errors only, or everything when E2E_LOG is set.
@@ -87,11 +98,16 @@ func (c *Cluster) StartAt(addr string, roles ...string) *node.Node {
 	c.tb.Helper()
 	ctx := context.Background()
 	var n *node.Node
-	var err error
+	nc, err := natsconn.Connect(natsconn.Config{URL: c.NATS.URL(), Name: "testcluster " + addr, Logger: Logger()})
+	if err != nil {
+		c.tb.Fatal(err)
+	}
+	room := c.Room
+	room.NATS = nc
 	for range 50 {
 		n, err = node.Start(ctx, node.Config{Roles: roles, Etcd: c.Etcd, GRPCAddr: addr,
 			InternalKey: InternalKey, LeaseTTL: c.LeaseTTL, Logger: Logger(),
-			Auth: node.AuthConfig{AdminKey: AdminKey, DebugTokens: c.DebugTokens, DevMode: c.DevMode}, Room: c.Room, Media: c.Media})
+			Auth: node.AuthConfig{AdminKey: AdminKey, DebugTokens: c.DebugTokens, DevMode: c.DevMode}, Room: room, Media: c.Media})
 		if err == nil {
 			break
 		}
@@ -106,6 +122,7 @@ func (c *Cluster) StartAt(addr string, roles ...string) *node.Node {
 			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			_ = n.Stop(sctx, time.Second)
+			nc.Close()
 		})
 	})
 	if n.AuthServer != nil {

@@ -385,8 +385,6 @@ func (h *hub) apply(ctx context.Context, feed *streamFeed, events []*clientv3.Ev
 			it, err = h.streamChange(ctx, feed, rev)
 		case keys.KindInfo:
 			it = h.infoChange(ev)
-		case keys.KindMessage:
-			it = h.messageChange(ev)
 		case keys.KindMeta:
 			if ev.Type == mvccpb.DELETE {
 				closed = true
@@ -551,21 +549,6 @@ func (h *hub) infoChange(ev *clientv3.Event) []*item {
 	h.mu.Unlock()
 	return []*item{{fromUser: ri.GetUpdateUser().GetUserId(), ev: &roomv1.RoomEvent{Event: &roomv1.RoomEvent_RoomExtraInfoUpdate{
 		RoomExtraInfoUpdate: &roomv1.RoomExtraInfoUpdate{ExtraInfo: []*roomv1.RoomExtraInfo{ri}}}}}}
-}
-
-func (h *hub) messageChange(ev *clientv3.Event) []*item {
-	if ev.Type == mvccpb.DELETE || ev.Kv.CreateRevision != ev.Kv.ModRevision {
-		return nil
-	}
-	var env envelope
-	if json.Unmarshal(ev.Kv.Value, &env) != nil {
-		return nil
-	}
-	msg := new(roomv1.RoomMessage)
-	if protojson.Unmarshal(env.Message, msg) != nil {
-		return nil
-	}
-	return []*item{{to: env.To, fromSession: env.FromSession, ev: &roomv1.RoomEvent{Event: &roomv1.RoomEvent_Message{Message: msg}}}}
 }
 
 func marshal(m proto.Message) ([]byte, error) { return protojson.Marshal(m) }

@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.opentelemetry.io/otel/metric"
@@ -30,7 +31,6 @@ import (
 	"github.com/onair-dev/onair/internal/callback"
 	"github.com/onair-dev/onair/internal/ids"
 	"github.com/onair-dev/onair/internal/keys"
-	"github.com/onair-dev/onair/internal/sharedlease"
 	authv1 "github.com/onair-dev/onair/proto/onair/auth/v1"
 	roomv1 "github.com/onair-dev/onair/proto/onair/room/v1"
 	streamv1 "github.com/onair-dev/onair/proto/onair/stream/v1"
@@ -64,6 +64,9 @@ type Config struct {
 	LoginRate float64
 	// MessageRate limits broadcast messages per room per second per replica.
 	MessageRate float64
+	// NATS carries room messages between replicas (see messages.go); nil
+	// delivers them to this replica's own subscribers only (one replica).
+	NATS *nats.Conn
 	// OnlineCountInterval is how often subscribers get the online count
 	// when it changed.
 	OnlineCountInterval time.Duration
@@ -82,7 +85,8 @@ type Config struct {
 	// callback.Config); zero means the vendor's 2, 4, 8, 16, 32 s and 5 s.
 	CallbackRetryBase time.Duration
 	CallbackTimeout   time.Duration
-	// Meter measures callback delivery; no metrics if nil.
+	// Meter measures callback delivery, room messages and the NATS
+	// connection; no metrics if nil.
 	Meter  metric.MeterProvider
 	Logger *slog.Logger
 	Now    func() time.Time
@@ -101,7 +105,7 @@ type Server struct {
 	mu       sync.Mutex
 	hubs     map[roomKey]*hub
 	limiters map[roomKey]*roomLimits
-	msgLease *sharedlease.Pool
+	msgs     *relay
 }
 
 type roomKey struct {
@@ -157,7 +161,7 @@ func New(cfg Config) *Server {
 	ctx, stop := context.WithCancel(context.Background())
 	s := &Server{cfg: cfg, log: cfg.Logger, ctx: ctx, stop: stop,
 		hubs: map[roomKey]*hub{}, limiters: map[roomKey]*roomLimits{},
-		msgLease: sharedlease.New(cfg.Etcd, time.Minute, 20*time.Second)}
+		msgs: newRelay(cfg)}
 	if cfg.Lease != nil {
 		tg := &targets{auth: cfg.Auth, ttl: 5 * time.Second, m: map[uint32]targetEntry{}}
 		d := callback.New(callback.Config{Etcd: cfg.Etcd, Lease: cfg.Lease, Target: tg.lookup,
@@ -519,16 +523,9 @@ func (s *Server) SetRoomExtraInfo(ctx context.Context, req *roomv1.SetRoomExtraI
 	return &roomv1.SetRoomExtraInfoResponse{Revision: resp.Header.Revision}, nil
 }
 
-// envelope is the value of a room message key.
-type envelope struct {
-	Message     json.RawMessage `json:"message"`
-	To          []string        `json:"to,omitempty"`
-	FromSession string          `json:"from_session"`
-}
-
-// SendRoomMessage broadcasts a message or sends a custom command. It goes
-// through etcd so that every replica's subscribers get it in order with the
-// room's other events.
+// SendRoomMessage broadcasts a message or sends a custom command. It
+// travels over NATS to the replicas with receivers in the room, never
+// through etcd (see messages.go for what a client can count on).
 func (s *Server) SendRoomMessage(ctx context.Context, req *roomv1.SendRoomMessageRequest) (*roomv1.SendRoomMessageResponse, error) {
 	rec, err := s.session(ctx, req.GetSessionId())
 	if err != nil {
@@ -554,13 +551,8 @@ func (s *Server) SendRoomMessage(ctx context.Context, req *roomv1.SendRoomMessag
 	}
 	msg := &roomv1.RoomMessage{MessageId: strconv.FormatUint(randUint64(), 10), Kind: kind,
 		FromUser: &roomv1.User{UserId: rec.UserID, UserName: rec.UserName}, Content: req.GetContent(), SendTimeMs: s.cfg.Now().UnixMilli()}
-	mb, _ := marshal(msg)
-	env, _ := json.Marshal(envelope{Message: mb, To: req.GetToUserIds(), FromSession: rec.SessionID})
-	if err := s.msgLease.Do(ctx, func(lease clientv3.LeaseID) error {
-		_, err := s.cfg.Etcd.Put(ctx, keys.RoomMessages(rec.AppID, rec.RoomID)+msg.MessageId, string(env), clientv3.WithLease(lease))
-		return err
-	}); err != nil {
-		return nil, errcode.Unavailable(err)
+	if err := s.msgs.publish(s, roomKey{rec.AppID, rec.RoomID}, msg, req.GetToUserIds(), rec.SessionID); err != nil {
+		return nil, err
 	}
 	return &roomv1.SendRoomMessageResponse{MessageId: msg.MessageId}, nil
 }

@@ -115,6 +115,9 @@ func (s *Server) SubscribeRoomEvents(req *roomv1.SubscribeRoomEventsRequest, srv
 	}
 	k := roomKey{rec.AppID, rec.RoomID}
 	sub := newSubscriber(rec, req.GetFromRevision())
+	// Room messages come over NATS, not the room watch: the replica takes
+	// the room's messages while this stream is open.
+	defer s.msgs.join(s, k)()
 	h, err := s.attach(ctx, k, sub)
 	if err != nil {
 		return err
@@ -202,7 +205,8 @@ func (s *Server) largeRoom(h *hub) bool {
 func batch(items []*item, sub *subscriber) []*item {
 	out := make([]*item, 0, len(items))
 	for _, it := range items {
-		if sub.skipTo > 0 && it.ev.GetSnapshot() == nil && it.ev.Revision <= sub.skipTo && it.forSession == "" {
+		// Messages carry no revision: none of them was seen before.
+		if sub.skipTo > 0 && it.ev.GetSnapshot() == nil && it.ev.GetMessage() == nil && it.ev.Revision <= sub.skipTo && it.forSession == "" {
 			continue
 		}
 		if it.ev.GetSnapshot() != nil {

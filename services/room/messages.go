@@ -1,0 +1,267 @@
+package room
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/onair-dev/onair/errcode"
+	roomv1 "github.com/onair-dev/onair/proto/onair/room/v1"
+)
+
+// Room messages (broadcast messages and custom commands) travel between
+// room replicas over NATS, not through etcd: they need no order with the
+// room's state and no history, so they cost no etcd write and no Raft
+// round.
+//
+// Interest is per room: a replica subscribes to a room's subject while it
+// has at least one local subscriber in that room and unsubscribes when the
+// last one leaves, so it receives only the messages of rooms it serves. A
+// send publishes once; every replica with receivers in the room hands it
+// to them.
+//
+// What a client can count on:
+//   - A receiver whose event stream is open when a message is accepted
+//     (SendRoomMessage returned its ID) gets it exactly once.
+//   - One sender's messages arrive in the order they were sent (each send
+//     returns after NATS has the message, so sequential sends stay in
+//     order).
+//   - Messages sent while a receiver reconnects (its stream broke and is
+//     being resumed, on this replica or another) may be missed, as with the
+//     vendor: messages carry no revision and are not part of the resume
+//     history. Room state (users, streams, extra info) still resumes
+//     without gaps.
+//   - The broadcast rate limit (Config.MessageRate) holds per room on each
+//     replica, not cluster-wide.
+//   - NATS unreachable: sends answer UNAVAILABLE (1000037) at once; logins,
+//     room events and everything else keep working. The connection
+//     reconnects and resubscribes by itself.
+
+// messageEvent is what a send publishes.
+type messageEvent struct {
+	// Message is the roomv1.RoomMessage, protobuf encoded.
+	Message     []byte   `json:"m"`
+	To          []string `json:"to,omitempty"`
+	FromSession string   `json:"fs"`
+	// AcceptedNs is when the sending replica accepted it (Unix ns): the
+	// start of the delivery delay.
+	AcceptedNs int64 `json:"at"`
+}
+
+// messageSubject is a room's subject: the room ID is base64url encoded, since
+// it may hold characters that mean something in a subject ('.', '*', '>').
+func messageSubject(k roomKey) string {
+	return "onair.room.msg." + strconv.FormatUint(uint64(k.app), 10) + "." + base64.RawURLEncoding.EncodeToString([]byte(k.room))
+}
+
+// relay carries one replica's room messages.
+type relay struct {
+	nc  *nats.Conn // nil: this replica alone (tests, single process)
+	log *slog.Logger
+
+	mu    sync.Mutex
+	rooms map[roomKey]*interest
+
+	sent, delivered metric.Int64Counter
+	delay           metric.Float64Histogram
+}
+
+// interest is a replica's subscription to one room's messages.
+type interest struct {
+	n     int // local subscribers
+	sub   *nats.Subscription
+	ready chan struct{} // closed once the server has the subscription
+}
+
+func newRelay(cfg Config) *relay {
+	r := &relay{nc: cfg.NATS, log: cfg.Logger, rooms: map[roomKey]*interest{}}
+	mp := cfg.Meter
+	if mp == nil {
+		mp = noop.NewMeterProvider()
+	}
+	m := mp.Meter("github.com/onair-dev/onair/services/room")
+	r.sent, _ = m.Int64Counter("onair.room.messages.sent", metric.WithDescription("room messages (broadcast and custom commands) accepted and published by this replica"))
+	r.delivered, _ = m.Int64Counter("onair.room.messages.delivered", metric.WithDescription("room messages handed to a subscriber's event stream on this replica"))
+	r.delay, _ = m.Float64Histogram("onair.room.messages.delivery_delay", metric.WithUnit("s"),
+		metric.WithDescription("from a room message's acceptance (on any replica) to its hand-off to a local subscriber"),
+		metric.WithExplicitBucketBoundaries(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+	_, _ = m.Int64ObservableGauge("onair.room.nats.connected", metric.WithDescription("1 while the replica's NATS connection is up, 0 while it reconnects"),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			if r.nc != nil && r.nc.Status() == nats.CONNECTED {
+				o.Observe(1)
+			} else if r.nc != nil {
+				o.Observe(0)
+			}
+			return nil
+		}))
+	_, _ = m.Int64ObservableCounter("onair.room.nats.reconnects", metric.WithDescription("times the replica's NATS connection reconnected"),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			if r.nc != nil {
+				o.Observe(int64(r.nc.Stats().Reconnects))
+			}
+			return nil
+		}))
+	_, _ = m.Int64ObservableGauge("onair.room.messages.rooms", metric.WithDescription("rooms whose messages this replica subscribes to"),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			r.mu.Lock()
+			n := len(r.rooms)
+			r.mu.Unlock()
+			o.Observe(int64(n))
+			return nil
+		}))
+	return r
+}
+
+// join registers a local subscriber of room k; the replica subscribes to
+// the room's messages with the first one. It returns once the NATS server
+// has the subscription (or a second has passed), and the function that
+// leaves.
+func (r *relay) join(s *Server, k roomKey) (leave func()) {
+	if r.nc == nil {
+		return func() {}
+	}
+	r.mu.Lock()
+	in := r.rooms[k]
+	created := in == nil
+	if created {
+		in = &interest{ready: make(chan struct{})}
+		sub, err := r.nc.Subscribe(messageSubject(k), func(m *nats.Msg) { r.receive(s, k, m.Data) })
+		if err != nil {
+			// Only a closed connection refuses; the replica is stopping.
+			r.log.Warn("subscribe to room messages", "room", k.room, "err", err)
+		} else {
+			_ = sub.SetPendingLimits(-1, 256<<20)
+		}
+		in.sub = sub
+		r.rooms[k] = in
+	}
+	in.n++
+	r.mu.Unlock()
+	if created {
+		// While NATS is away the subscription is sent when it is back.
+		_ = r.nc.FlushTimeout(time.Second)
+		close(in.ready)
+	} else {
+		select {
+		case <-in.ready:
+		case <-time.After(time.Second):
+		}
+	}
+	var once sync.Once
+	return func() { once.Do(func() { r.leave(k, in) }) }
+}
+
+func (r *relay) leave(k roomKey, in *interest) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	in.n--
+	if in.n > 0 {
+		return
+	}
+	if r.rooms[k] == in {
+		delete(r.rooms, k)
+	}
+	if in.sub != nil {
+		_ = in.sub.Unsubscribe()
+	}
+}
+
+// errNoMessaging is the answer to a send while NATS is unreachable.
+func errNoMessaging(err error) error {
+	msg := "room messages cannot be sent right now: the message bus (NATS) is unreachable; the server reconnects by itself, try again shortly"
+	if err != nil {
+		msg += fmt.Sprintf(" (%v)", err)
+	}
+	return errcode.New(errcode.ServiceUnavailable, msg)
+}
+
+// publish sends a message to every replica with receivers in room k. It
+// returns once NATS has it, or UNAVAILABLE at once when NATS is away.
+func (r *relay) publish(s *Server, k roomKey, msg *roomv1.RoomMessage, to []string, fromSession string) error {
+	mb, err := proto.Marshal(msg)
+	if err != nil {
+		return err
+	}
+	data, err := json.Marshal(messageEvent{Message: mb, To: to, FromSession: fromSession, AcceptedNs: time.Now().UnixNano()})
+	if err != nil {
+		return err
+	}
+	if r.nc == nil {
+		r.sent.Add(context.Background(), 1)
+		r.receive(s, k, data)
+		return nil
+	}
+	if st := r.nc.Status(); st != nats.CONNECTED {
+		return errNoMessaging(fmt.Errorf("connection %s", st))
+	}
+	if err := r.nc.Publish(messageSubject(k), data); err != nil {
+		return errNoMessaging(err)
+	}
+	// The message is accepted once the server has it: a send that returns
+	// OK is not lost in a client buffer, and the sender's next message
+	// leaves after this one arrived.
+	if err := r.nc.FlushTimeout(time.Second); err != nil {
+		return errNoMessaging(err)
+	}
+	r.sent.Add(context.Background(), 1)
+	return nil
+}
+
+// receive hands a published message to the room's local subscribers.
+func (r *relay) receive(s *Server, k roomKey, data []byte) {
+	var ev messageEvent
+	if err := json.Unmarshal(data, &ev); err != nil {
+		r.log.Warn("bad room message", "room", k.room, "err", err)
+		return
+	}
+	msg := new(roomv1.RoomMessage)
+	if err := proto.Unmarshal(ev.Message, msg); err != nil {
+		r.log.Warn("bad room message", "room", k.room, "err", err)
+		return
+	}
+	s.mu.Lock()
+	h := s.hubs[k]
+	s.mu.Unlock()
+	if h == nil {
+		return
+	}
+	// Revision 0: a message is not part of the room's revisioned history, so
+	// it never moves a client's resume point (nor is it resumed).
+	it := &item{to: ev.To, fromSession: ev.FromSession, ev: &roomv1.RoomEvent{Event: &roomv1.RoomEvent_Message{Message: msg}}}
+	n := h.deliver(it)
+	if n == 0 {
+		return
+	}
+	ctx := context.Background()
+	r.delivered.Add(ctx, int64(n))
+	d := time.Since(time.Unix(0, ev.AcceptedNs)).Seconds()
+	for range n {
+		r.delay.Record(ctx, max(d, 0))
+	}
+}
+
+// deliver hands a message to the hub's subscribers that want it, in line
+// with the room's other events, and reports how many did. Messages do not
+// enter the resume ring.
+func (h *hub) deliver(it *item) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for sub := range h.subs {
+		if sub.wants(it) {
+			sub.push(it)
+			n++
+		}
+	}
+	return n
+}
