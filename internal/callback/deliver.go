@@ -239,6 +239,14 @@ func (d *Deliverer) onClaim(ctx context.Context, kv *mvccpb.KeyValue, deleted bo
 	d.mu.Unlock()
 	if deleted {
 		// Its deliverer finished or died: if callbacks are left, take over.
+		// Only then: a claim released over an empty outbox would otherwise
+		// wake every replica to claim and release it again, forever (two
+		// etcd writes per round). A callback written meanwhile starts a
+		// worker through the outbox watch.
+		left, err := d.cfg.Etcd.Get(ctx, keys.CallbackRoomOutbox(k.app, k.room), clientv3.WithPrefix(), clientv3.WithCountOnly())
+		if err == nil && left.Count == 0 {
+			return
+		}
 		d.start(ctx, k)
 	}
 }
