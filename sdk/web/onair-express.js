@@ -1066,8 +1066,9 @@ function httpError(resp, json, text) {
 // whipError turns a WHIP/WHEP refusal (plain text, "... (code N)") into an
 // OnAirError with that code.
 function whipError(resp, text) {
-  const m = /\(code (\d+)\)\s*$/.exec(String(text).trim());
+  const m = /\s*\(code (\d+)\)\s*$/.exec(String(text).trim());
   let code = m ? Number(m[1]) : 0;
+  if (m) text = String(text).trim().slice(0, m.index);
   if (!code) {
     if (resp.status === 409) code = ErrorCode.STREAM_NOT_FOUND;
     else if (resp.status === 503) code = 1000037;
