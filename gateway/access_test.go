@@ -378,6 +378,12 @@ var otherRoutes = map[string]accessRoute{
 	"GET /openapi.json": {classOpen, true, func(*accessFixture, variant) apiCall {
 		return apiCall{"GET", "/openapi.json", "", nil}
 	}},
+	"GET /": {classOpen, true, func(*accessFixture, variant) apiCall { // the web console
+		return apiCall{"GET", "/", "", nil}
+	}},
+	"GET /sdk/onair-express.js": {classOpen, true, func(*accessFixture, variant) apiCall {
+		return apiCall{"GET", "/sdk/onair-express.js", "", nil}
+	}},
 	"POST /whip/{app_id}/{room_id}/{stream_id}": {classOpen, false, func(f *accessFixture, v variant) apiCall {
 		user := fmt.Sprintf("w%d", f.next())
 		h := map[string]string{"Content-Type": "application/sdp"}
