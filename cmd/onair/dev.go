@@ -10,9 +10,12 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/onair-dev/onair/gateway"
 	"github.com/onair-dev/onair/internal/discovery"
 	"github.com/onair-dev/onair/internal/embedetcd"
+	"github.com/onair-dev/onair/internal/embednats"
 	"github.com/onair-dev/onair/internal/node"
 	"github.com/onair-dev/onair/internal/telemetry"
 	"github.com/onair-dev/onair/token04"
@@ -28,6 +31,9 @@ func runDev(ctx context.Context, args []string) error {
 	dataDir := fs.String("data-dir", filepath.Join(".onair", "dev"), "where the embedded etcd keeps its data")
 	appID := fs.Uint("app-id", 0, "AppID to seed (default: a generated one, kept in the data dir)")
 	appSecret := fs.String("app-secret", "", "ServerSecret to seed with --app-id (32 characters; default generated)")
+	natsAddr := fs.String("nats-addr", "", "host:port where the embedded NATS also takes connections (default: none, in-process only); ignored with --nats-url")
+	var nf natsFlags
+	nf.register(fs, "")
 	rf.debugTokens = true
 	// Apps may take callbacks on this machine (callback_allow_local).
 	rf.devMode = true
@@ -66,9 +72,30 @@ func runDev(ctx context.Context, args []string) error {
 	}
 	defer shutdownTelemetry(tel)
 
+	// Room messages: through a NATS server inside this process, or the one
+	// --nats-url names.
+	var natsOpts []nats.Option
+	if nf.url == "" {
+		ns, err := embednats.Start(embednats.Config{Name: "dev", ClientAddr: *natsAddr, Logger: slog.Default()})
+		if err != nil {
+			return err
+		}
+		defer ns.Close()
+		natsOpts = append(natsOpts, ns.InProcess())
+		if *natsAddr != "" {
+			slog.Info("embedded NATS listens", "url", ns.URL())
+		}
+	}
+	nc, err := nf.connect("onair-dev", natsOpts...)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+
 	cfg := node.Config{Roles: []string{discovery.Auth, discovery.Stream, discovery.Room, discovery.Media}, Etcd: cli,
 		GRPCAddr: sf.grpcAddr, AdvertiseAddr: sf.advertiseAddr, InternalKey: sf.internalKey, LeaseTTL: sf.leaseTTL, Telemetry: tel}
 	rf.nodeConfig(&cfg)
+	cfg.Room.NATS = nc
 	n, err := node.Start(ctx, cfg)
 	if err != nil {
 		return err

@@ -15,6 +15,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 )
 
@@ -29,7 +31,9 @@ usage:
   onair gateway   run the REST / WHIP / WHEP gateway
   onair token     mint a Token04 token
   onair etcd      run one member of an etcd cluster (embedded etcd)
-  onair cluster   run a local cluster: 3 etcd members, 2 replicas of each service and the gateway as processes
+  onair nats      run one member of a NATS cluster (carries room messages between room replicas)
+  onair bench     load generators ("onair bench" lists them)
+  onair cluster   run a local cluster: 3 etcd members, 3 NATS servers, 2 replicas of each service and the gateway as processes
 
 Run "onair <command> -h" for a command's flags.
 `
@@ -56,6 +60,10 @@ func main() {
 		err = runEtcd(ctx, args)
 	case "cluster":
 		err = runCluster(ctx, args)
+	case "nats":
+		err = runNATS(ctx, args)
+	case "bench":
+		err = runBench(ctx, args)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return
@@ -70,6 +78,22 @@ func main() {
 		slog.Error("onair "+cmd+" failed", "err", err)
 		os.Exit(1)
 	}
+}
+
+// benchCommands are the subcommands of `onair bench`; each bench file adds
+// its own in an init function (bench_messages.go: "messages").
+var benchCommands = map[string]func(ctx context.Context, args []string) error{}
+
+func runBench(ctx context.Context, args []string) error {
+	names := make([]string, 0, len(benchCommands))
+	for name := range benchCommands {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	if len(args) == 0 || benchCommands[args[0]] == nil {
+		return fmt.Errorf("usage: onair bench <%s> [flags]", strings.Join(names, "|"))
+	}
+	return benchCommands[args[0]](ctx, args[1:])
 }
 
 func setupLogging(level string) error {

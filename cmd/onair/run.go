@@ -32,6 +32,7 @@ type roleFlags struct {
 	sessionTimeout time.Duration
 	onlineCount    time.Duration
 	loginRate      float64
+	messageRate    float64
 	mediaUDPPort   int
 	publicIP       string
 }
@@ -42,13 +43,15 @@ func (r *roleFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&r.sessionTimeout, "session-timeout", room.DefaultSessionTimeout, "room: remove a session after this long without a heartbeat")
 	fs.DurationVar(&r.onlineCount, "online-count-interval", room.DefaultOnlineCountInterval, "room: how often the online user count is pushed")
 	fs.Float64Var(&r.loginRate, "login-rate", room.DefaultLoginRate, "room: logins per second per room on each replica")
+	fs.Float64Var(&r.messageRate, "message-rate", room.DefaultMessageRate, "room: broadcast messages per second per room on each replica")
 	fs.IntVar(&r.mediaUDPPort, "media-udp-port", 0, "media: the one UDP port of every WebRTC session (0 picks one)")
 	fs.StringVar(&r.publicIP, "public-ip", "", "media: IPv4 address advertised in ICE candidates (a loopback address also keeps ICE on loopback); empty advertises the host's addresses")
 }
 
 func (r *roleFlags) nodeConfig(c *node.Config) {
 	c.Auth = node.AuthConfig{AdminKey: r.adminKey, DebugTokens: r.debugTokens, DevMode: r.devMode}
-	c.Room = node.RoomConfig{SessionTimeout: r.sessionTimeout, OnlineCountInterval: r.onlineCount, LoginRate: r.loginRate}
+	c.Room = node.RoomConfig{SessionTimeout: r.sessionTimeout, OnlineCountInterval: r.onlineCount, LoginRate: r.loginRate,
+		MessageRate: r.messageRate}
 	c.Media = node.MediaConfig{UDPPort: r.mediaUDPPort, PublicIP: r.publicIP}
 }
 
@@ -58,9 +61,11 @@ func runRole(ctx context.Context, role string, args []string) error {
 	var sf serviceFlags
 	var rf roleFlags
 	var tf tlsFlags
+	var nf natsFlags
 	sf.register(fs, "")
 	rf.register(fs)
 	tf.register(fs)
+	nf.register(fs, "nats://127.0.0.1:4222")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -84,6 +89,16 @@ func runRole(ctx context.Context, role string, args []string) error {
 	cfg := node.Config{Roles: []string{role}, Etcd: cli, GRPCAddr: sf.grpcAddr, AdvertiseAddr: sf.advertiseAddr,
 		InternalKey: sf.internalKey, LeaseTTL: sf.leaseTTL, Telemetry: tel, ServerTLS: tt.server, ClientTLS: tt.peers}
 	rf.nodeConfig(&cfg)
+	if role == "room" {
+		// Room messages between the replicas; the connection comes up (and
+		// back) by itself, meanwhile sends answer UNAVAILABLE.
+		nc, err := nf.connect("onair-room " + sf.grpcAddr)
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		cfg.Room.NATS = nc
+	}
 	n, err := node.Start(ctx, cfg)
 	if err != nil {
 		return err

@@ -118,11 +118,11 @@ func splitAddr(addr string) (string, int, error) {
 	return host, port, nil
 }
 
-// slogLogger hands the server's log to slog; its notices are Info, its
-// debug and trace output Debug.
+// slogLogger hands the server's log to slog; its notices (start-up banner,
+// routes coming and going), debug and trace output are Debug.
 type slogLogger struct{ l *slog.Logger }
 
-func (l slogLogger) Noticef(f string, v ...any) { l.l.Info(fmt.Sprintf(f, v...), "component", "nats") }
+func (l slogLogger) Noticef(f string, v ...any) { l.l.Debug(fmt.Sprintf(f, v...), "component", "nats") }
 func (l slogLogger) Warnf(f string, v ...any)   { l.l.Warn(fmt.Sprintf(f, v...), "component", "nats") }
 func (l slogLogger) Fatalf(f string, v ...any)  { l.l.Error(fmt.Sprintf(f, v...), "component", "nats") }
 func (l slogLogger) Errorf(f string, v ...any)  { l.l.Error(fmt.Sprintf(f, v...), "component", "nats") }
