@@ -1,0 +1,605 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+	pmedia "github.com/pion/webrtc/v4/pkg/media"
+
+	"github.com/onair-dev/onair/internal/iceloopback"
+	"github.com/onair-dev/onair/sdk/express"
+)
+
+func init() { benchCommands["fanout"] = runBenchFanout }
+
+const fanoutUsage = `onair bench fanout publishes one stream by WHIP and plays it with N WHEP players.
+
+usage:
+  onair bench fanout --whip URL --whep URL --token T [--players N] [--duration D] [--server-pid PID]
+
+The publisher sends VP8 (generated frames: valid VP8 headers and filler, no
+encoder needed) at --bitrate and 30 fps with a keyframe every --gop, plus
+Opus silence, and ignores keyframe requests. --late of the players join
+halfway through. With --server-pid the server's CPU (from /proc/PID/stat)
+per egress packet and RSS per player are shown.
+`
+
+// fanoutConfig is what one run measures.
+type fanoutConfig struct {
+	whip, whep, token string
+	players, late     int
+	duration, gop     time.Duration
+	bitrate           int
+	pid               int
+}
+
+func runBenchFanout(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("onair bench fanout", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), fanoutUsage); fs.PrintDefaults() }
+	var c fanoutConfig
+	fs.StringVar(&c.whip, "whip", "", "WHIP URL to publish to (required)")
+	fs.StringVar(&c.whep, "whep", "", "WHEP URL to play from (required)")
+	fs.StringVar(&c.token, "token", "", "bearer token for WHIP and WHEP (required)")
+	fs.IntVar(&c.players, "players", 50, "players")
+	fs.IntVar(&c.late, "late", -1, "players that join halfway (default: a tenth, at least 1)")
+	fs.DurationVar(&c.duration, "duration", 20*time.Second, "measurement time once the first players are up")
+	fs.DurationVar(&c.gop, "gop", 2*time.Second, "keyframe interval")
+	fs.IntVar(&c.bitrate, "bitrate", 2_400_000, "video bits per second")
+	fs.IntVar(&c.pid, "server-pid", 0, "the server's process ID (Linux): CPU and RSS")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	switch {
+	case c.whip == "" || c.whep == "" || c.token == "":
+		fs.Usage()
+		return errors.New("--whip, --whep and --token are required")
+	case c.players < 1 || c.duration <= 0 || c.gop <= 0 || c.bitrate < 10_000:
+		fs.Usage()
+		return errors.New("--players, --duration, --gop and --bitrate must be positive")
+	}
+	for _, u := range []string{c.whip, c.whep} {
+		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			return fmt.Errorf("%q is not an http(s) URL", u)
+		}
+	}
+	if c.late < 0 {
+		c.late = max(1, c.players/10)
+	}
+	c.late = min(c.late, c.players)
+	res, err := fanout(ctx, c)
+	if err != nil {
+		return err
+	}
+	res.print(os.Stdout, c)
+	return nil
+}
+
+// fanoutPlayer is one WHEP player's counts.
+type fanoutPlayer struct {
+	start      time.Time
+	up         atomic.Int64 // when the peer connection came up, unix ns
+	mu         sync.Mutex
+	firstFrame time.Duration
+	// firstAfterUp: from the connection coming up to the first keyframe.
+	firstAfterUp time.Duration
+	packets      int64
+	bytes        int64
+	ranges       map[uint32]*seqRange
+	delays       []time.Duration
+}
+
+type seqRange struct {
+	first, highest uint64
+	last           uint16
+	got            int64
+}
+
+func (p *fanoutPlayer) loss() (want, got int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, r := range p.ranges {
+		want += int64(r.highest-r.first) + 1
+		got += r.got
+	}
+	return want, min(got, want)
+}
+
+type fanoutResult struct {
+	connected, late    int
+	wall               time.Duration
+	packets, bytes     int64
+	lossWant, lossGot  int64
+	initial, lateFirst []time.Duration
+	lateAfterUp        []time.Duration
+	delays             []time.Duration
+	cpu                time.Duration
+	rssBefore, rssMax  int64
+}
+
+func (r *fanoutResult) print(w io.Writer, c fanoutConfig) {
+	pct := func(d []time.Duration, p float64) string {
+		if len(d) == 0 {
+			return "-"
+		}
+		s := slices.Clone(d)
+		slices.Sort(s)
+		return s[min(len(s)-1, int(p*float64(len(s))))].Round(100 * time.Microsecond).String()
+	}
+	secs := r.wall.Seconds()
+	fmt.Fprintf(w, "players connected      %d/%d (%d late)\n", r.connected, c.players, r.late)
+	fmt.Fprintf(w, "egress                 %.0f packets/s, %.1f Mbit/s\n", float64(r.packets)/secs, float64(r.bytes)*8/secs/1e6)
+	loss := 0.0
+	if r.lossWant > 0 {
+		loss = 100 * float64(r.lossWant-r.lossGot) / float64(r.lossWant)
+	}
+	fmt.Fprintf(w, "loss                   %.2f %%\n", loss)
+	fmt.Fprintf(w, "first frame, initial   p50 %s  p95 %s  max %s\n", pct(r.initial, .5), pct(r.initial, .95), pct(r.initial, 1))
+	fmt.Fprintf(w, "first frame, late      p50 %s  p95 %s  max %s  (from the WHEP request)\n", pct(r.lateFirst, .5), pct(r.lateFirst, .95), pct(r.lateFirst, 1))
+	fmt.Fprintf(w, "                       p50 %s  p95 %s  max %s  (from the connection up)\n", pct(r.lateAfterUp, .5), pct(r.lateAfterUp, .95), pct(r.lateAfterUp, 1))
+	fmt.Fprintf(w, "packet delay           p50 %s  p99 %s  (publisher send to player receive)\n", pct(r.delays, .5), pct(r.delays, .99))
+	if c.pid > 0 {
+		if r.cpu > 0 && r.packets > 0 {
+			fmt.Fprintf(w, "server CPU             %.2f s: %.0f egress packets per CPU-second (%.2f µs per packet)\n",
+				r.cpu.Seconds(), float64(r.packets)/r.cpu.Seconds(), float64(r.cpu.Microseconds())/float64(r.packets))
+		}
+		if r.connected > 0 {
+			fmt.Fprintf(w, "server RSS             %.1f MB before players, %.1f MB with them: %.0f KiB per player\n",
+				float64(r.rssBefore)/1e6, float64(r.rssMax)/1e6, float64(r.rssMax-r.rssBefore)/1024/float64(r.connected))
+		}
+	}
+}
+
+func benchAPI(target string) (*webrtc.API, error) {
+	se := webrtc.SettingEngine{}
+	se.SetICETimeouts(5*time.Second, 10*time.Second, time.Second)
+	if u, err := url.Parse(target); err == nil {
+		if ip := net.ParseIP(u.Hostname()); (ip != nil && ip.IsLoopback()) || u.Hostname() == "localhost" {
+			iceloopback.Restrict(&se)
+		}
+	}
+	m := &webrtc.MediaEngine{}
+	if err := m.RegisterDefaultCodecs(); err != nil {
+		return nil, err
+	}
+	ir := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
+		return nil, err
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
+}
+
+// negotiate posts pc's complete offer and applies the answer; it returns
+// the session URL.
+func negotiate(ctx context.Context, pc *webrtc.PeerConnection, target, token string) (string, error) {
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		return "", err
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(offer); err != nil {
+		return "", err
+	}
+	select {
+	case <-gathered:
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(pc.LocalDescription().SDP))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/sdp")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("cannot reach the server at %s: %w", target, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusCreated {
+		return "", fmt.Errorf("%s answered %s: %s", target, resp.Status, strings.TrimSpace(string(body)))
+	}
+	loc := resp.Header.Get("Location")
+	if base, err := url.Parse(target); err == nil {
+		if l, err := base.Parse(loc); err == nil {
+			loc = l.String()
+		}
+	}
+	return loc, pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(body)})
+}
+
+func deleteSession(loc string) {
+	if loc == "" {
+		return
+	}
+	req, err := http.NewRequest(http.MethodDelete, loc, nil)
+	if err == nil {
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}
+}
+
+func waitConnected(ctx context.Context, pc *webrtc.PeerConnection) error {
+	up := make(chan struct{})
+	var once sync.Once
+	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		if s == webrtc.PeerConnectionStateConnected {
+			once.Do(func() { close(up) })
+		}
+	})
+	if pc.ConnectionState() == webrtc.PeerConnectionStateConnected {
+		return nil
+	}
+	select {
+	case <-up:
+		return nil
+	case <-ctx.Done():
+		return errors.New("the peer connection did not come up")
+	}
+}
+
+// benchFrame is a VP8 frame whose filler carries its send time.
+func benchFrame(key bool, size int, n uint32) []byte {
+	f := express.VP8Frame(key, 1280, 720, size, n)
+	hdr := 3
+	if key {
+		hdr = 10
+	}
+	if len(f) >= hdr+12 {
+		binary.BigEndian.PutUint64(f[hdr+4:], uint64(time.Now().UnixNano()))
+	}
+	return f
+}
+
+// vp8FrameStart finds the VP8 payload in the first RTP packet of a frame:
+// the payload and whether it is one.
+func vp8FrameStart(p []byte) ([]byte, bool) {
+	if len(p) < 1 || p[0]&0x10 == 0 || p[0]&0x07 != 0 {
+		return nil, false
+	}
+	off := 1
+	if p[0]&0x80 != 0 {
+		if len(p) < 2 {
+			return nil, false
+		}
+		x := p[1]
+		off = 2
+		if x&0x80 != 0 {
+			if len(p) <= off {
+				return nil, false
+			}
+			if p[off]&0x80 != 0 {
+				off += 2
+			} else {
+				off++
+			}
+		}
+		if x&0x40 != 0 {
+			off++
+		}
+		if x&0x30 != 0 {
+			off++
+		}
+	}
+	if off >= len(p) {
+		return nil, false
+	}
+	return p[off:], true
+}
+
+func fanout(ctx context.Context, c fanoutConfig) (*fanoutResult, error) {
+	api, err := benchAPI(c.whip)
+	if err != nil {
+		return nil, err
+	}
+	video, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "video", "bench")
+	if err != nil {
+		return nil, err
+	}
+	audio, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "bench")
+	if err != nil {
+		return nil, err
+	}
+	pub, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, err
+	}
+	defer pub.Close()
+	for _, t := range []webrtc.TrackLocal{video, audio} {
+		tr, err := pub.AddTransceiverFromTrack(t, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+		if err != nil {
+			return nil, err
+		}
+		go func() { // keyframe requests are read and ignored
+			for {
+				if _, _, err := tr.Sender().ReadRTCP(); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	loc, err := negotiate(cctx, pub, c.whip, c.token)
+	if err == nil {
+		err = waitConnected(cctx, pub)
+	}
+	cancel()
+	if err != nil {
+		deleteSession(loc)
+		return nil, fmt.Errorf("publish: %w", err)
+	}
+	defer deleteSession(loc)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		const fps = 30
+		t := time.NewTicker(time.Second / fps)
+		defer t.Stop()
+		size := c.bitrate / 8 / fps
+		var last time.Time
+		var n uint32
+		audioDue := time.Now()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+			key := time.Since(last) >= c.gop
+			if key {
+				last = time.Now()
+			}
+			n++
+			sz := size
+			if key {
+				sz = size * 3
+			}
+			_ = video.WriteSample(pmedia.Sample{Data: benchFrame(key, sz, n), Duration: time.Second / fps})
+			for time.Since(audioDue) >= 0 {
+				_ = audio.WriteSample(pmedia.Sample{Data: []byte{0xf8, 0xff, 0xfe}, Duration: 20 * time.Millisecond})
+				audioDue = audioDue.Add(20 * time.Millisecond)
+			}
+		}
+	}()
+	defer func() { close(stop); wg.Wait() }()
+	time.Sleep(500 * time.Millisecond) // the first keyframe reaches the server
+
+	res := &fanoutResult{late: c.late}
+	_, res.rssBefore = procStat(c.pid)
+	var measuring atomic.Bool
+	var mu sync.Mutex
+	var players []*fanoutPlayer
+	var closers []func()
+	defer func() {
+		for _, f := range closers {
+			f()
+		}
+	}()
+	play := func(ctx context.Context) (*fanoutPlayer, error) {
+		pc, err := api.NewPeerConnection(webrtc.Configuration{})
+		if err != nil {
+			return nil, err
+		}
+		for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo} {
+			if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+				_ = pc.Close()
+				return nil, err
+			}
+		}
+		p := &fanoutPlayer{start: time.Now(), ranges: map[uint32]*seqRange{}}
+		pc.OnTrack(func(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+			video := t.Kind() == webrtc.RTPCodecTypeVideo
+			buf := make([]byte, 1600)
+			var pkt rtp.Packet
+			for {
+				n, _, err := t.Read(buf)
+				if err != nil {
+					return
+				}
+				now := time.Now()
+				if pkt.Unmarshal(buf[:n]) != nil {
+					continue
+				}
+				p.mu.Lock()
+				if measuring.Load() {
+					p.packets++
+					p.bytes += int64(n)
+					r := p.ranges[pkt.SSRC]
+					if r == nil {
+						r = &seqRange{first: 1<<16 | uint64(pkt.SequenceNumber), last: pkt.SequenceNumber}
+						r.highest = r.first
+						p.ranges[pkt.SSRC] = r
+					} else if d := int16(pkt.SequenceNumber - r.last); d > 0 {
+						r.highest += uint64(d)
+						r.last = pkt.SequenceNumber
+					}
+					r.got++
+				}
+				if video {
+					if f, ok := vp8FrameStart(pkt.Payload); ok {
+						key := len(f) >= 10 && f[0]&1 == 0
+						hdr := 3
+						if key {
+							hdr = 10
+						}
+						if key && p.firstFrame == 0 {
+							p.firstFrame = now.Sub(p.start)
+							if up := p.up.Load(); up > 0 {
+								p.firstAfterUp = time.Duration(now.UnixNano() - up)
+							}
+						}
+						// A joiner's first seconds are the replayed keyframe
+						// group, sent late on purpose: not a delay.
+						if len(f) >= hdr+12 && measuring.Load() && now.Sub(p.start) > 3*time.Second && len(p.delays) < 20000 {
+							sent := int64(binary.BigEndian.Uint64(f[hdr+4:]))
+							if d := now.UnixNano() - sent; d >= 0 && d < int64(10*time.Second) {
+								p.delays = append(p.delays, time.Duration(d))
+							}
+						}
+					}
+				}
+				p.mu.Unlock()
+			}
+		})
+		loc, err := negotiate(ctx, pc, c.whep, c.token)
+		if err == nil {
+			err = waitConnected(ctx, pc)
+			p.up.Store(time.Now().UnixNano())
+		}
+		mu.Lock()
+		closers = append(closers, func() { _ = pc.Close(); deleteSession(loc) })
+		mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		return p, nil
+	}
+	join := func(n int, late bool) error {
+		sem := make(chan struct{}, 8)
+		var jwg sync.WaitGroup
+		var firstErr error
+		for i := range n {
+			jwg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer jwg.Done()
+				defer func() { <-sem }()
+				jctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+				defer cancel()
+				p, err := play(jctx)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					if firstErr == nil {
+						firstErr = fmt.Errorf("player %d: %w", i, err)
+					}
+					return
+				}
+				players = append(players, p)
+				_ = late
+			}()
+			if (i+1)%20 == 0 {
+				fmt.Fprintf(os.Stderr, "\rplayers: %d", len(players))
+			}
+		}
+		jwg.Wait()
+		fmt.Fprintf(os.Stderr, "\rplayers: %d\n", len(players))
+		return firstErr
+	}
+	initial := c.players - c.late
+	if err := join(initial, false); err != nil && len(players) == 0 {
+		return nil, err
+	} else if err != nil {
+		fmt.Fprintln(os.Stderr, "some players failed:", err)
+	}
+	mu.Lock()
+	initialPlayers := slices.Clone(players)
+	mu.Unlock()
+	time.Sleep(2 * time.Second) // settle
+	measuring.Store(true)
+	cpu0, _ := procStat(c.pid)
+	t0 := time.Now()
+	half := time.After(c.duration / 2)
+	end := time.After(c.duration)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var latePlayers []*fanoutPlayer
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-half:
+			before := len(players)
+			if err := join(c.late, true); err != nil {
+				fmt.Fprintln(os.Stderr, "some late players failed:", err)
+			}
+			mu.Lock()
+			latePlayers = slices.Clone(players[before:])
+			mu.Unlock()
+		case <-tick.C:
+			fmt.Fprintf(os.Stderr, "\r%3.0fs", time.Since(t0).Seconds())
+		case <-end:
+			done = true
+		}
+	}
+	fmt.Fprintln(os.Stderr)
+	measuring.Store(false)
+	res.wall = time.Since(t0)
+	cpu1, rss := procStat(c.pid)
+	res.cpu, res.rssMax = cpu1-cpu0, rss
+	mu.Lock()
+	all := slices.Clone(players)
+	mu.Unlock()
+	res.connected = len(all)
+	for _, p := range all {
+		w, g := p.loss()
+		p.mu.Lock()
+		res.packets += p.packets
+		res.bytes += p.bytes
+		res.delays = append(res.delays, p.delays...)
+		p.mu.Unlock()
+		res.lossWant += w
+		res.lossGot += g
+	}
+	for _, p := range initialPlayers {
+		p.mu.Lock()
+		if p.firstFrame > 0 {
+			res.initial = append(res.initial, p.firstFrame)
+		}
+		p.mu.Unlock()
+	}
+	for _, p := range latePlayers {
+		p.mu.Lock()
+		if p.firstFrame > 0 {
+			res.lateFirst = append(res.lateFirst, p.firstFrame)
+			res.lateAfterUp = append(res.lateAfterUp, p.firstAfterUp)
+		}
+		p.mu.Unlock()
+	}
+	return res, nil
+}
+
+// procStat is a process's CPU time (user+system) and RSS from /proc.
+func procStat(pid int) (time.Duration, int64) {
+	if pid <= 0 {
+		return 0, 0
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, 0
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 22 {
+		return 0, 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	rss, _ := strconv.ParseInt(f[21], 10, 64)
+	const hz = 100 // USER_HZ
+	return time.Duration(ut+st) * time.Second / hz, rss * int64(os.Getpagesize())
+}
