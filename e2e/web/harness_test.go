@@ -339,14 +339,19 @@ func (s sink) WriteVideoFrame(f media.Sample, key bool) {
 	s.r.mu.Lock()
 	defer s.r.mu.Unlock()
 	s.r.frames[s.streamID]++
-	// One keyframe and the frames that depend on it, at most 45.
+	// One keyframe and the frames that depend on it, 15 to 45 of them: a
+	// keyframe before 15 (one the edge asked for when a player joined)
+	// starts over.
+	frame := media.Sample{Data: append([]byte(nil), f.Data...), Duration: f.Duration}
 	switch {
 	case s.r.keptDone:
-	case len(s.r.kept) == 0 && !key:
-	case len(s.r.kept) > 0 && (key || len(s.r.kept) >= 45):
+	case key && len(s.r.kept) >= 15:
 		s.r.keptDone = true
-	default:
-		s.r.kept = append(s.r.kept, media.Sample{Data: append([]byte(nil), f.Data...), Duration: f.Duration})
+	case key:
+		s.r.kept = []media.Sample{frame}
+	case len(s.r.kept) > 0:
+		s.r.kept = append(s.r.kept, frame)
+		s.r.keptDone = len(s.r.kept) >= 45
 	}
 }
 
