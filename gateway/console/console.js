@@ -153,7 +153,7 @@ function wire(e) {
     }
   });
   e.on("IMRecvCustomCommand", (room, from, command) => log(`IMRecvCustomCommand from ${from.userID}: ${command}`));
-  e.on("tokenWillExpire", (room, remain) => log(`tokenWillExpire in ${remain} s: paste a new token and press Join to renew`, true));
+  e.on("tokenWillExpire", (room, remain) => log(`tokenWillExpire in ${remain} s: leave and join again with a new token`, true));
   e.on("publisherStateUpdate", (r) => {
     log(`publisherStateUpdate ${r.streamID} ${r.state}${r.errorCode ? ` ${r.errorCode}` : ""}`, !!r.errorCode && r.state === "NO_PUBLISH");
     $("publishState").textContent = r.state + (r.errorCode ? ` (${r.errorCode})` : "");
