@@ -39,8 +39,12 @@ const (
 	grpcPortOffset     = 10 // service replicas in start order
 	roleHTTPPortOffset = 20 // their /metrics and /healthz
 	mediaUDPPortOffset = 28 // media replicas' UDP ports (--media-udp-port)
-	clusterPortSpan    = 30
-	clusterTokenUser   = "cluster-user"
+	natsPortOffset     = 30 // NATS server i: client base+30+2i, routes base+31+2i
+	clusterPortSpan    = 36
+	// clusterNATSUser is the user the room replicas give NATS; its
+	// password (the cluster's internal key) goes in the environment.
+	clusterNATSUser  = "onair"
+	clusterTokenUser = "cluster-user"
 )
 
 // clusterProc is one child process of the cluster.
@@ -84,6 +88,7 @@ func (p *clusterProc) startFailed() error {
 type clusterSummary struct {
 	DataDir       string         `json:"data_dir"`
 	EtcdEndpoints []string       `json:"etcd_endpoints"`
+	NATSURLs      []string       `json:"nats_urls"`
 	Gateway       string         `json:"gateway"`
 	AppID         uint32         `json:"app_id"`
 	ServerSecret  string         `json:"server_secret"`
@@ -102,8 +107,9 @@ type clusterRunner struct {
 	stopWait time.Duration
 }
 
-// runCluster runs a three-member etcd, two replicas of every service and the
-// gateway as separate processes of this binary on 127.0.0.1.
+// runCluster runs a three-member etcd, a three-server NATS cluster (room
+// messages), two replicas of every service and the gateway as separate
+// processes of this binary on 127.0.0.1.
 func runCluster(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("cluster", flag.ContinueOnError)
 	dataDir := fs.String("data-dir", filepath.Join(".onair", "cluster"), "where the etcd members keep their data and the cluster its app and keys")
@@ -192,6 +198,31 @@ func (r *clusterRunner) plan(base int, httpAddr, dataDir string, st *localApp, l
 	}
 	r.add(etcd...)
 
+	// NATS: three servers routed to each other; the room replicas
+	// connect to any of them (and fail over) with the cluster's user.
+	natsPassword := envName("nats-password") + "=" + st.InternalKey
+	var natsGroup []*clusterProc
+	var natsURLs, natsRoutes []string
+	for i := range 3 {
+		p := &clusterProc{Name: "nats-" + strconv.Itoa(i+1), Role: "nats",
+			ClientAddr: addr(base + natsPortOffset + 2*i), PeerAddr: addr(base + natsPortOffset + 2*i + 1)}
+		natsURLs = append(natsURLs, "nats://"+p.ClientAddr)
+		natsRoutes = append(natsRoutes, "nats-route://"+p.PeerAddr)
+		natsGroup = append(natsGroup, p)
+	}
+	for i, p := range natsGroup {
+		var others []string
+		for j, r := range natsRoutes {
+			if j != i {
+				others = append(others, r)
+			}
+		}
+		p.args = []string{"nats", "--name", fmt.Sprintf("nats%d", i+1), "--client-addr", p.ClientAddr, "--cluster-addr", p.PeerAddr,
+			"--routes", strings.Join(others, ","), "--nats-user", clusterNATSUser, "--log-level", logLevel}
+		p.env = []string{natsPassword}
+	}
+	r.add(natsGroup...)
+
 	common := []string{"--etcd-endpoints", strings.Join(endpoints, ","),
 		"--lease-ttl", leaseTTL.String(), "--drain-timeout", drain.String(), "--log-level", logLevel}
 	internalKey := envName("internal-key") + "=" + st.InternalKey
@@ -207,6 +238,10 @@ func (r *clusterRunner) plan(base int, httpAddr, dataDir string, st *localApp, l
 			p.env = []string{internalKey}
 			if role == "auth" {
 				p.env = append(p.env, envName("admin-key")+"="+st.AdminKey)
+			}
+			if role == "room" {
+				p.args = append(p.args, "--nats-url", strings.Join(natsURLs, ","), "--nats-user", clusterNATSUser)
+				p.env = append(p.env, natsPassword)
 			}
 			if role == "media" {
 				p.args = append(p.args, "--media-udp-port", strconv.Itoa(base+mediaUDPPortOffset+i), "--public-ip", "127.0.0.1")
@@ -283,7 +318,13 @@ func (r *clusterRunner) start(ctx context.Context, st *localApp) (*clusterSummar
 	if err != nil {
 		return nil, err
 	}
-	return &clusterSummary{EtcdEndpoints: endpoints, AppID: app.AppId, ServerSecret: app.ServerSecret,
+	var natsURLs []string
+	for _, p := range r.procs {
+		if p.Role == "nats" {
+			natsURLs = append(natsURLs, "nats://"+p.ClientAddr)
+		}
+	}
+	return &clusterSummary{EtcdEndpoints: endpoints, NATSURLs: natsURLs, AppID: app.AppId, ServerSecret: app.ServerSecret,
 		AdminKey: st.AdminKey, TokenUser: clusterTokenUser, Token: tok, Processes: r.procs}, nil
 }
 
@@ -408,6 +449,14 @@ func waitEtcd(ctx context.Context, members []*clusterProc) error {
 // service, or the gateway answers /healthz.
 func waitProcReady(ctx context.Context, p *clusterProc) error {
 	check := func(ctx context.Context) error {
+		if p.Role == "nats" {
+			var d net.Dialer
+			c, err := d.DialContext(ctx, "tcp", p.ClientAddr)
+			if err != nil {
+				return err
+			}
+			return c.Close()
+		}
 		if p.Role == "gateway" {
 			req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+p.HTTPAddr+"/healthz", nil)
 			resp, err := http.DefaultClient.Do(req)
@@ -537,7 +586,10 @@ func printClusterBanner(w io.Writer, s *clusterSummary) {
 	fmt.Fprintf(&b, "  %-10s %-8s %-8s %s\n", "NAME", "ROLE", "PID", "ADDRESSES")
 	for _, p := range s.Processes {
 		var addrs []string
-		if p.ClientAddr != "" {
+		switch {
+		case p.Role == "nats":
+			addrs = append(addrs, "client nats://"+p.ClientAddr, "routes nats-route://"+p.PeerAddr)
+		case p.ClientAddr != "":
 			addrs = append(addrs, "client http://"+p.ClientAddr, "peer http://"+p.PeerAddr)
 		}
 		if p.GRPCAddr != "" {
@@ -556,6 +608,7 @@ func printClusterBanner(w io.Writer, s *clusterSummary) {
 	}
 	fmt.Fprintf(&b, `
   etcd         %s
+  NATS         %s
   REST         %s   (OpenAPI: /openapi.json)
   SDK server   %s   (EngineProfile.Server)
   AppID        %d
@@ -565,7 +618,7 @@ func printClusterBanner(w io.Writer, s *clusterSummary) {
                (user %q, 24h; mint others with: onair token --app-id %d --app-secret %s --user-id <id>)
   Data         %s
 
-`, strings.Join(s.EtcdEndpoints, ","), s.Gateway, strings.Join(rooms, ","), s.AppID, s.ServerSecret, s.AdminKey,
+`, strings.Join(s.EtcdEndpoints, ","), strings.Join(s.NATSURLs, ","), s.Gateway, strings.Join(rooms, ","), s.AppID, s.ServerSecret, s.AdminKey,
 		s.Token, s.TokenUser, s.AppID, s.ServerSecret, s.DataDir)
 	io.WriteString(w, b.String())
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -75,12 +76,14 @@ func TestClusterPlan(t *testing.T) {
 			if !strings.Contains(args, "--initial-cluster n1=http://127.0.0.1:30001,n2=http://127.0.0.1:30003,n3=http://127.0.0.1:30005") {
 				t.Errorf("%s: %s", p.Name, args)
 			}
+		case "nats":
+			// No etcd: NATS stands on its own.
 		default:
 			if !strings.Contains(args, "--etcd-endpoints http://127.0.0.1:30000,http://127.0.0.1:30002,http://127.0.0.1:30004") {
 				t.Errorf("%s: %s", p.Name, args)
 			}
 		}
-		wantInternal := p.Role != "etcd" && p.Role != "gateway"
+		wantInternal := p.Role != "etcd" && p.Role != "nats" && p.Role != "gateway"
 		if got := env["ONAIR_INTERNAL_KEY"]; (got == st.InternalKey) != wantInternal || (!wantInternal && got != "") {
 			t.Errorf("%s: ONAIR_INTERNAL_KEY=%q in its environment (want it: %v)", p.Name, got, wantInternal)
 		}
@@ -90,14 +93,30 @@ func TestClusterPlan(t *testing.T) {
 		if p.Role == "media" {
 			use(p, "127.0.0.1:"+argAfter(p.args, "--media-udp-port"))
 		}
+		// NATS: a cluster of three routed to each other, which the room
+		// replicas reach with a password from their environment.
+		wantNATSPassword := p.Role == "nats" || p.Role == "room"
+		if got := env["ONAIR_NATS_PASSWORD"]; (got == st.InternalKey) != wantNATSPassword || (!wantNATSPassword && got != "") {
+			t.Errorf("%s: ONAIR_NATS_PASSWORD=%q in its environment (want it: %v)", p.Name, got, wantNATSPassword)
+		}
+		switch p.Role {
+		case "nats":
+			if routes := strings.Split(argAfter(p.args, "--routes"), ","); len(routes) != 2 || slices.Contains(routes, "nats-route://"+p.PeerAddr) {
+				t.Errorf("%s: routes %v, want the two other servers", p.Name, routes)
+			}
+		case "room":
+			if got := argAfter(p.args, "--nats-url"); got != "nats://127.0.0.1:30030,nats://127.0.0.1:30032,nats://127.0.0.1:30034" {
+				t.Errorf("%s: --nats-url %q", p.Name, got)
+			}
+		}
 	}
-	want := map[string]int{"etcd": 3, "auth": 2, "stream": 2, "room": 2, "media": 2, "gateway": 1}
+	want := map[string]int{"etcd": 3, "nats": 3, "auth": 2, "stream": 2, "room": 2, "media": 2, "gateway": 1}
 	for role, n := range want {
 		if roles[role] != n {
 			t.Errorf("%d %s processes, want %d", roles[role], role, n)
 		}
 	}
-	if len(r.groups) != 6 || r.groups[0][0].Role != "etcd" || r.groups[5][0].Role != "gateway" {
+	if len(r.groups) != 7 || r.groups[0][0].Role != "etcd" || r.groups[1][0].Role != "nats" || r.groups[6][0].Role != "gateway" {
 		t.Errorf("start groups are out of order")
 	}
 

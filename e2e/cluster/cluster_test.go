@@ -28,11 +28,12 @@ import (
 
 // portSpan is how many consecutive ports `onair cluster` takes from
 // --base-port (kept in step with cmd/onair/cluster.go).
-const portSpan = 30
+const portSpan = 36
 
 // summary is the JSON `onair cluster` prints after "CLUSTER ".
 type summary struct {
 	EtcdEndpoints []string `json:"etcd_endpoints"`
+	NATSURLs      []string `json:"nats_urls"`
 	Gateway       string   `json:"gateway"`
 	AppID         uint32   `json:"app_id"`
 	ServerSecret  string   `json:"server_secret"`

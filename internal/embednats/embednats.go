@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Config configures one server.
@@ -43,8 +44,15 @@ type Server struct {
 
 // Start starts a server and waits until it takes connections.
 func Start(cfg Config) (*Server, error) {
-	opts := &server.Options{ServerName: cfg.Name, NoSigs: true, MaxPayload: 64 << 10,
-		Username: cfg.User, Password: cfg.Password}
+	opts := &server.Options{ServerName: cfg.Name, NoSigs: true, MaxPayload: 64 << 10, Username: cfg.User}
+	if cfg.Password != "" {
+		// The server keeps only a hash of it.
+		h, err := bcrypt.GenerateFromPassword([]byte(cfg.Password), bcrypt.DefaultCost)
+		if err != nil {
+			return nil, err
+		}
+		opts.Password = string(h)
+	}
 	if cfg.ClientAddr == "" {
 		opts.DontListen = true
 	} else {
