@@ -48,7 +48,7 @@ type got struct {
 // receiver is a business server: it checks signatures and records every
 // request; answer decides each response (nil: 200).
 type receiver struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *httptest.Server
 	mu     sync.Mutex
 	secret string
@@ -56,7 +56,7 @@ type receiver struct {
 	answer func(g got, seen int) int
 }
 
-func newReceiver(t *testing.T) *receiver {
+func newReceiver(t testing.TB) *receiver {
 	r := &receiver{t: t}
 	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		b, _ := io.ReadAll(req.Body)
@@ -144,13 +144,21 @@ func adminCtx() context.Context {
 // newFixture starts the fixture with the callback retry base (0: the
 // vendor's schedule) and the heartbeat timeout of sessions.
 func newFixture(t *testing.T, retryBase, sessionTimeout time.Duration) *fixture {
-	c := testcluster.New(t)
+	f := newFixtureTB(t, sessionTimeout, retryBase)
+	f.t = t
+	return f
+}
+
+func newFixtureTB(tb testing.TB, sessionTimeout time.Duration, retryBase ...time.Duration) *fixture {
+	c := testcluster.New(tb)
 	c.DevMode = true
 	c.Room.SessionTimeout = sessionTimeout
-	c.Room.CallbackRetryBase = retryBase
+	if len(retryBase) > 0 {
+		c.Room.CallbackRetryBase = retryBase[0]
+	}
 	c.Room.CallbackTimeout = 2 * time.Second
 	c.Start(discovery.Auth, discovery.Stream)
-	f := &fixture{Cluster: c, t: t, r1: c.Start(discovery.Room), r2: c.Start(discovery.Room), recv: newReceiver(t)}
+	f := &fixture{Cluster: c, r1: c.Start(discovery.Room), r2: c.Start(discovery.Room), recv: newReceiver(tb)}
 	f.rooms = roomv1.NewRoomServiceClient(c.Dial(discovery.Room, false))
 	f.server = roomv1.NewRoomServerServiceClient(c.Dial(discovery.Room, false))
 	f.streams = streamv1.NewStreamServiceClient(c.Dial(discovery.Stream, true))
@@ -159,19 +167,28 @@ func newFixture(t *testing.T, retryBase, sessionTimeout time.Duration) *fixture 
 	resp, err := f.apps.UpdateApp(adminCtx(), &authv1.UpdateAppRequest{AppId: testcluster.AppID,
 		CallbackUrl: &f.recv.srv.URL, CallbackAllowLocal: &allow})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	f.recv.secret = resp.GetApp().GetCallbackSecret()
 	if len(f.recv.secret) != 32 {
-		t.Fatalf("callback secret %q", f.recv.secret)
+		tb.Fatalf("callback secret %q", f.recv.secret)
 	}
 	return f
 }
 
 func (f *fixture) login(room, user string) *roomv1.LoginRoomResponse {
 	f.t.Helper()
-	resp, err := f.rooms.LoginRoom(context.Background(), &roomv1.LoginRoomRequest{AppId: testcluster.AppID, RoomId: room,
-		User: &roomv1.User{UserId: user, UserName: "name-" + user}, Token: f.Token(user, nil)})
+	var resp *roomv1.LoginRoomResponse
+	var err error
+	// A loaded machine may keep etcd from answering within its second: a
+	// client tries again.
+	for range 5 {
+		resp, err = f.rooms.LoginRoom(context.Background(), &roomv1.LoginRoomRequest{AppId: testcluster.AppID, RoomId: room,
+			User: &roomv1.User{UserId: user, UserName: "name-" + user}, Token: f.Token(user, nil)})
+		if errcode.Of(err) != errcode.ServiceUnavailable {
+			break
+		}
+	}
 	if err != nil {
 		f.t.Fatalf("login %s: %v", user, err)
 	}

@@ -131,21 +131,22 @@ func (d *Deliverer) Run(ctx context.Context) {
 	d.wg.Add(2)
 	go func() { defer d.wg.Done(); d.follow(ctx, keys.LifecycleCursor, false, d.onCursor) }()
 	go func() { defer d.wg.Done(); d.follow(ctx, keys.CallbackClaims, true, d.onClaim) }()
-	// The outbox: every room with callbacks gets a worker somewhere.
-	d.follow(ctx, keys.CallbackOutbox, true, d.onOutbox)
+	// The outbox: every room with callbacks gets a worker somewhere. Its
+	// keys are enough to find the rooms.
+	d.follow(ctx, keys.CallbackOutbox, true, d.onOutbox, clientv3.WithKeysOnly())
 }
 
 // follow reads prefix (or key) and then watches it, calling on for every
 // key read and every change; it starts over after a broken watch and every
 // Rescan, so nothing is missed for long.
-func (d *Deliverer) follow(ctx context.Context, key string, prefix bool, on func(ctx context.Context, kv *mvccpb.KeyValue, deleted bool)) {
+func (d *Deliverer) follow(ctx context.Context, key string, prefix bool, on func(ctx context.Context, kv *mvccpb.KeyValue, deleted bool), getOpts ...clientv3.OpOption) {
 	opts := []clientv3.OpOption{}
 	if prefix {
 		opts = append(opts, clientv3.WithPrefix())
 	}
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		resp, err := d.cfg.Etcd.Get(ctx, key, opts...)
+		resp, err := d.cfg.Etcd.Get(ctx, key, append(getOpts, opts...)...)
 		if err != nil {
 			d.sleep(ctx, backoff)
 			backoff = min(2*backoff, 2*time.Second)
