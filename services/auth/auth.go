@@ -37,7 +37,7 @@ const MaxClockSkew = 10 * time.Minute
 // Config configures the auth service.
 type Config struct {
 	Etcd *clientv3.Client
-	// AdminKey opens CreateApp, GetApp and EnableService to callers that
+	// AdminKey opens CreateApp, GetApp, UpdateApp and EnableService to callers that
 	// send it; empty leaves them to other OnAir services only.
 	AdminKey string
 	// DebugTokens enables IssueDebugToken. Never in production.
