@@ -527,7 +527,7 @@ func (s *Server) SetRoomExtraInfo(ctx context.Context, req *roomv1.SetRoomExtraI
 // travels over NATS to the replicas with receivers in the room, never
 // through etcd (see messages.go for what a client can count on).
 func (s *Server) SendRoomMessage(ctx context.Context, req *roomv1.SendRoomMessageRequest) (*roomv1.SendRoomMessageResponse, error) {
-	rec, err := s.session(ctx, req.GetSessionId())
+	rec, err := s.senderSession(ctx, req.GetSessionId())
 	if err != nil {
 		return nil, err
 	}
