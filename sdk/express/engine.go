@@ -204,6 +204,15 @@ func (e *Engine) SetRoomExtraInfo(ctx context.Context, roomID, key, value string
 
 // SendBroadcastMessage sends a message to everyone else in the room and
 // returns its ID.
+//
+// Delivery: everyone whose room connection is up when the message is
+// accepted (this call returned the ID) gets it exactly once, and one
+// sender's messages arrive in the order sent. Messages sent while a
+// receiver reconnects may be missed, as with the vendor: unlike users,
+// streams and extra info, messages are not resumed. The room's broadcast
+// rate limit (1000015) holds per room on each server replica. When the
+// server cannot reach its message bus the call fails at once with
+// 1000037; try again shortly. The same holds for SendCustomCommand.
 func (e *Engine) SendBroadcastMessage(ctx context.Context, roomID, message string) (string, error) {
 	rs, err := e.session(roomID)
 	if err != nil {
