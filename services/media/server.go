@@ -161,8 +161,10 @@ func New(cfg Config) (*Server, error) {
 	// Room for bursts: a keyframe to a few hundred players at once.
 	_ = udp.SetWriteBuffer(8 << 20)
 	_ = udp.SetReadBuffer(8 << 20)
-	s := &Server{cfg: cfg, udp: udp, log: cfg.Logger, origins: map[streamKey]*origin{}, sessions: map[string]*session{}}
-	s.mux = webrtc.NewICEUDPMux(nil, udp)
+	// Writes to the socket are batched (sendmmsg): see batchConn.
+	bc := newBatchConn(udp)
+	s := &Server{cfg: cfg, udp: bc, log: cfg.Logger, origins: map[streamKey]*origin{}, sessions: map[string]*session{}}
+	s.mux = webrtc.NewICEUDPMux(nil, bc)
 	se := webrtc.SettingEngine{}
 	se.SetICEUDPMux(s.mux)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
@@ -176,12 +178,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	api, err := NewAPI(se)
 	if err != nil {
-		_ = udp.Close()
+		_ = bc.Close()
 		return nil, err
 	}
 	m := &webrtc.MediaEngine{}
 	if err := m.RegisterDefaultCodecs(); err != nil {
-		_ = udp.Close()
+		_ = bc.Close()
 		return nil, err
 	}
 	s.api = api

@@ -133,6 +133,8 @@ func (u *uptrack) run(remote *webrtc.TrackRemote) {
 	var frameStart uint64
 	haveKey := false
 	video := u.kind == webrtc.RTPCodecTypeVideo
+	var prevTS uint32
+	prevMarker := true
 	for {
 		n, _, err := remote.Read(buf)
 		if err != nil {
@@ -160,6 +162,15 @@ func (u *uptrack) run(remote *webrtc.TrackRemote) {
 				haveKey, keyTS = true, h.ts
 				u.keyframes.Add(1)
 			}
+		}
+		// Players are woken once per video frame, at its last packet (or,
+		// its marker lost, at the next frame's first), not once per
+		// packet: each player's goroutine then sends the whole frame in
+		// one go, and the socket gets it as one batch.
+		wake := !video || h.marker || (h.ts != prevTS && !prevMarker)
+		prevTS, prevMarker = h.ts, h.marker
+		if !wake {
+			continue
 		}
 		select {
 		case <-u.done:
