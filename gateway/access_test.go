@@ -619,6 +619,7 @@ var grpcMethods = map[string]accessClass{
 	"/onair.media.v1.MediaService/Play":                              classOpen,
 	"/onair.media.v1.MediaService/Stop":                              classClient,
 	"/onair.media.v1.MediaService/WatchSession":                      classClient,
+	"/onair.media.v1.MediaRelayService/Relay":                        classInternal,
 }
 
 // Every method on the public gRPC listener has a class, and a client with no

@@ -266,8 +266,14 @@ func (w *WHIP) play(rw http.ResponseWriter, r *http.Request) {
 		w.fail(rw, err, true)
 		return
 	}
+	// By default the edge chosen for the player serves it (relaying the
+	// stream); ?mode=rtc plays from the stream's origin.
+	mode := mediav1.ResourceMode_RESOURCE_MODE_ONLY_L3
+	if r.URL.Query().Get("mode") == "rtc" {
+		mode = mediav1.ResourceMode_RESOURCE_MODE_ONLY_RTC
+	}
 	req := &mediav1.PlayRequest{AppId: appID, StreamId: r.PathValue("stream_id"), Token: token, SdpOffer: sdpOffer,
-		ResourceMode: mediav1.ResourceMode_RESOURCE_MODE_ONLY_RTC}
+		ResourceMode: mode}
 	for hop := 0; ; hop++ {
 		client, err := w.edge(addr)
 		if err != nil {
@@ -281,6 +287,7 @@ func (w *WHIP) play(rw http.ResponseWriter, r *http.Request) {
 		}
 		if next := resp.GetRedirectAddr(); next != "" && hop == 0 {
 			addr = next
+			req.Placed = true
 			continue
 		}
 		if resp.GetSessionId() == "" {

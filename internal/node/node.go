@@ -70,6 +70,9 @@ type MediaConfig struct {
 	UDPPort int
 	// PublicIP is the address advertised in ICE candidates (see media.Config).
 	PublicIP string
+	// RelayFanout and RelayLinger: see media.Config.
+	RelayFanout int
+	RelayLinger time.Duration
 }
 
 // RoomConfig configures the room role.
@@ -283,6 +286,10 @@ func (n *Node) startMedia(ctx context.Context) error {
 		Rooms: roomv1.NewRoomServiceClient(clients[2]), EdgeAddr: n.addr,
 		Lease:   func() int64 { return int64(n.inst.Lease()) },
 		UDPPort: n.cfg.Media.UDPPort, PublicIP: n.cfg.Media.PublicIP, Logger: n.cfg.Logger,
+		RelayFanout: n.cfg.Media.RelayFanout, RelayLinger: n.cfg.Media.RelayLinger, RelayDialOptions: n.edgeDialOptions(),
+		Edges: func(ctx context.Context) (map[string]any, error) {
+			return discovery.Instances(ctx, n.cfg.Etcd, discovery.Media)
+		},
 	})
 	if err != nil {
 		return err
@@ -321,8 +328,23 @@ func (n *Node) startMedia(ctx context.Context) error {
 		}
 	}()
 	mediav1.RegisterMediaServiceServer(n.srv.Server, srv)
+	mediav1.RegisterMediaRelayServiceServer(n.srv.Server, srv.RelayService())
 	n.serve(mediav1.MediaService_ServiceDesc.ServiceName)
+	n.serve(mediav1.MediaRelayService_ServiceDesc.ServiceName)
 	return nil
+}
+
+// edgeDialOptions is how a media edge reaches another edge by address for
+// the relay: the internal key, telemetry, TLS as for every service.
+func (n *Node) edgeDialOptions() []grpc.DialOption {
+	opts := []grpc.DialOption{grpcserver.InternalCredentials(n.cfg.InternalKey)}
+	if n.cfg.Telemetry != nil {
+		opts = append(opts, n.cfg.Telemetry.GRPCDialOptions()...)
+	}
+	if n.cfg.ClientTLS != nil {
+		opts = append(opts, grpc.WithTransportCredentials(PeerCredentials(n.cfg.ClientTLS)))
+	}
+	return opts
 }
 
 // meter is the node's meter provider, nil without telemetry.

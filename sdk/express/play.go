@@ -18,7 +18,9 @@ import (
 
 // PlayerConfig configures StartPlayingStream.
 type PlayerConfig struct {
-	// ResourceMode: every mode plays from the stream's origin edge for now.
+	// ResourceMode: Default and OnlyL3 play at the edge the cluster chooses
+	// (the least loaded, which relays the stream from its origin); OnlyRTC
+	// plays from the stream's origin edge.
 	ResourceMode ResourceMode
 }
 
@@ -221,6 +223,7 @@ func (p *player) attempt(ctx context.Context, user, token string) (<-chan sessio
 			return nil, errcode.New(errcode.ServiceUnavailable, "the stream's edge redirected again")
 		}
 		addr = resp.GetRedirectAddr()
+		req.Placed = true
 	}
 	p.mu.Lock()
 	p.sessionID, p.client, p.pc = resp.GetSessionId(), client, pc

@@ -40,8 +40,9 @@ const (
 	PlayerStatePlaying        PlayerState = 2
 )
 
-// ResourceMode has the vendor's values. OnAir plays every mode from the
-// stream's origin edge for now (OnlyRTC).
+// ResourceMode has the vendor's values. Default and OnlyL3 play at the
+// least loaded edge, which relays the stream; OnlyRTC and the CDN and
+// custom modes (no such tier in OnAir) play from the stream's origin edge.
 type ResourceMode int
 
 // Resource modes.

@@ -36,6 +36,10 @@ type origin struct {
 	lease               int64
 	room                *roomLogin
 	why                 *streamv1.DeleteReason
+	// pull is set when the stream is relayed here from another edge
+	// (relay.go); downs are the edges this edge feeds it to.
+	pull  *relayPull
+	downs map[*relayOut]struct{}
 }
 
 func newOrigin(s *Server, key streamKey, roomID, userID string) *origin {
@@ -86,6 +90,7 @@ func (o *origin) adopt(ss *session, tracks []*uptrack) bool {
 		}
 		sub.signal()
 	}
+	o.kickDowns()
 	o.mu.Unlock()
 	for _, u := range oldTracks {
 		u.close()
@@ -120,7 +125,11 @@ func (o *origin) addPlayer(ss *session) bool {
 func (o *origin) removePlayer(ss *session) {
 	o.mu.Lock()
 	delete(o.players, ss)
+	pull := o.pull
 	o.mu.Unlock()
+	if pull != nil {
+		pull.idle()
+	}
 	if ss.sub == nil {
 		return
 	}
@@ -175,6 +184,7 @@ func (o *origin) end(reason streamv1.DeleteReason) {
 		return
 	}
 	o.ended = true
+	o.kickDowns()
 	players := make([]*session, 0, len(o.players))
 	for p := range o.players {
 		players = append(players, p)

@@ -29,16 +29,14 @@ func (s *Server) Play(ctx context.Context, req *mediav1.PlayRequest) (*mediav1.P
 	if err != nil {
 		return nil, err
 	}
-	if st.GetStream().GetEdgeId() != s.cfg.EdgeID {
-		// OnlyRTC (and, until edges relay, every mode) plays from the origin.
-		return &mediav1.PlayResponse{RedirectAddr: st.GetStream().GetEdgeAddr()}, nil
+	// OnlyRTC plays from the origin; Default and OnlyL3 at the edge chosen
+	// for the player, relayed there (edgechoice.go, relay.go).
+	o, redirect, err := s.placePlay(ctx, req, st.GetStream())
+	if err != nil {
+		return nil, err
 	}
-	key := streamKey{req.GetAppId(), req.GetStreamId()}
-	s.mu.Lock()
-	o := s.origins[key]
-	s.mu.Unlock()
-	if o == nil {
-		return nil, errcode.Newf(errcode.StreamNotFound, "stream %q is not live on this edge", req.GetStreamId())
+	if redirect != "" {
+		return &mediav1.PlayResponse{RedirectAddr: redirect}, nil
 	}
 	tracks := o.currentTracks()
 	if len(tracks) == 0 {

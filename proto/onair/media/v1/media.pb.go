@@ -305,10 +305,14 @@ type PlayRequest struct {
 	AppId    uint32                 `protobuf:"varint,1,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
 	StreamId string                 `protobuf:"bytes,2,opt,name=stream_id,json=streamId,proto3" json:"stream_id,omitempty"`
 	// user_id may be empty (WHEP): the token names the user.
-	UserId        string       `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	Token         string       `protobuf:"bytes,4,opt,name=token,proto3" json:"token,omitempty"`
-	SdpOffer      string       `protobuf:"bytes,5,opt,name=sdp_offer,json=sdpOffer,proto3" json:"sdp_offer,omitempty"`
-	ResourceMode  ResourceMode `protobuf:"varint,6,opt,name=resource_mode,json=resourceMode,proto3,enum=onair.media.v1.ResourceMode" json:"resource_mode,omitempty"`
+	UserId       string       `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	Token        string       `protobuf:"bytes,4,opt,name=token,proto3" json:"token,omitempty"`
+	SdpOffer     string       `protobuf:"bytes,5,opt,name=sdp_offer,json=sdpOffer,proto3" json:"sdp_offer,omitempty"`
+	ResourceMode ResourceMode `protobuf:"varint,6,opt,name=resource_mode,json=resourceMode,proto3,enum=onair.media.v1.ResourceMode" json:"resource_mode,omitempty"`
+	// placed is set by a client that follows redirect_addr: the edge it was
+	// sent to serves the play (Default and OnlyL3) rather than choosing an
+	// edge again.
+	Placed        bool `protobuf:"varint,7,opt,name=placed,proto3" json:"placed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -385,13 +389,22 @@ func (x *PlayRequest) GetResourceMode() ResourceMode {
 	return ResourceMode_RESOURCE_MODE_DEFAULT
 }
 
+func (x *PlayRequest) GetPlaced() bool {
+	if x != nil {
+		return x.Placed
+	}
+	return false
+}
+
 type PlayResponse struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	SessionId string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	SdpAnswer string                 `protobuf:"bytes,2,opt,name=sdp_answer,json=sdpAnswer,proto3" json:"sdp_answer,omitempty"`
-	// redirect_addr is set, with no session or answer, when the stream's
-	// origin is another edge: send the same request to that gRPC address
-	// (OnlyRTC plays from the origin).
+	// redirect_addr is set, with no session or answer, when the play belongs
+	// on another edge: send the same request, with placed set, to that gRPC
+	// address. OnlyRTC plays from the stream's origin; Default and OnlyL3 at
+	// the edge chosen for the player, which relays the stream if it is not
+	// the origin.
 	RedirectAddr  string `protobuf:"bytes,3,opt,name=redirect_addr,json=redirectAddr,proto3" json:"redirect_addr,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -633,6 +646,384 @@ func (x *SessionEvent) GetMessage() string {
 	return ""
 }
 
+// RelayUpstream is what the pulling edge sends: open first, then keyframe
+// requests.
+type RelayUpstream struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Open  *RelayOpen             `protobuf:"bytes,1,opt,name=open,proto3" json:"open,omitempty"`
+	// keyframe asks for a keyframe on these tracks (RelayTrack.id).
+	Keyframe      []uint32 `protobuf:"varint,2,rep,packed,name=keyframe,proto3" json:"keyframe,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RelayUpstream) Reset() {
+	*x = RelayUpstream{}
+	mi := &file_onair_media_v1_media_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RelayUpstream) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RelayUpstream) ProtoMessage() {}
+
+func (x *RelayUpstream) ProtoReflect() protoreflect.Message {
+	mi := &file_onair_media_v1_media_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RelayUpstream.ProtoReflect.Descriptor instead.
+func (*RelayUpstream) Descriptor() ([]byte, []int) {
+	return file_onair_media_v1_media_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *RelayUpstream) GetOpen() *RelayOpen {
+	if x != nil {
+		return x.Open
+	}
+	return nil
+}
+
+func (x *RelayUpstream) GetKeyframe() []uint32 {
+	if x != nil {
+		return x.Keyframe
+	}
+	return nil
+}
+
+type RelayOpen struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	AppId    uint32                 `protobuf:"varint,1,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	StreamId string                 `protobuf:"bytes,2,opt,name=stream_id,json=streamId,proto3" json:"stream_id,omitempty"`
+	// The pulling edge: its ID and gRPC address (where edges further down
+	// the tree are redirected to).
+	EdgeId        string `protobuf:"bytes,3,opt,name=edge_id,json=edgeId,proto3" json:"edge_id,omitempty"`
+	EdgeAddr      string `protobuf:"bytes,4,opt,name=edge_addr,json=edgeAddr,proto3" json:"edge_addr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RelayOpen) Reset() {
+	*x = RelayOpen{}
+	mi := &file_onair_media_v1_media_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RelayOpen) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RelayOpen) ProtoMessage() {}
+
+func (x *RelayOpen) ProtoReflect() protoreflect.Message {
+	mi := &file_onair_media_v1_media_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RelayOpen.ProtoReflect.Descriptor instead.
+func (*RelayOpen) Descriptor() ([]byte, []int) {
+	return file_onair_media_v1_media_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *RelayOpen) GetAppId() uint32 {
+	if x != nil {
+		return x.AppId
+	}
+	return 0
+}
+
+func (x *RelayOpen) GetStreamId() string {
+	if x != nil {
+		return x.StreamId
+	}
+	return ""
+}
+
+func (x *RelayOpen) GetEdgeId() string {
+	if x != nil {
+		return x.EdgeId
+	}
+	return ""
+}
+
+func (x *RelayOpen) GetEdgeAddr() string {
+	if x != nil {
+		return x.EdgeAddr
+	}
+	return ""
+}
+
+// RelayTrack describes a track of the stream's current source.
+type RelayTrack struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    uint32                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// kind is "audio" or "video".
+	Kind          string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	MimeType      string `protobuf:"bytes,3,opt,name=mime_type,json=mimeType,proto3" json:"mime_type,omitempty"`
+	ClockRate     uint32 `protobuf:"varint,4,opt,name=clock_rate,json=clockRate,proto3" json:"clock_rate,omitempty"`
+	Channels      uint32 `protobuf:"varint,5,opt,name=channels,proto3" json:"channels,omitempty"`
+	SdpFmtpLine   string `protobuf:"bytes,6,opt,name=sdp_fmtp_line,json=sdpFmtpLine,proto3" json:"sdp_fmtp_line,omitempty"`
+	PayloadType   uint32 `protobuf:"varint,7,opt,name=payload_type,json=payloadType,proto3" json:"payload_type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RelayTrack) Reset() {
+	*x = RelayTrack{}
+	mi := &file_onair_media_v1_media_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RelayTrack) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RelayTrack) ProtoMessage() {}
+
+func (x *RelayTrack) ProtoReflect() protoreflect.Message {
+	mi := &file_onair_media_v1_media_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RelayTrack.ProtoReflect.Descriptor instead.
+func (*RelayTrack) Descriptor() ([]byte, []int) {
+	return file_onair_media_v1_media_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *RelayTrack) GetId() uint32 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *RelayTrack) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *RelayTrack) GetMimeType() string {
+	if x != nil {
+		return x.MimeType
+	}
+	return ""
+}
+
+func (x *RelayTrack) GetClockRate() uint32 {
+	if x != nil {
+		return x.ClockRate
+	}
+	return 0
+}
+
+func (x *RelayTrack) GetChannels() uint32 {
+	if x != nil {
+		return x.Channels
+	}
+	return 0
+}
+
+func (x *RelayTrack) GetSdpFmtpLine() string {
+	if x != nil {
+		return x.SdpFmtpLine
+	}
+	return ""
+}
+
+func (x *RelayTrack) GetPayloadType() uint32 {
+	if x != nil {
+		return x.PayloadType
+	}
+	return 0
+}
+
+// RelayPacket is one RTP packet, as the sending edge cached it.
+type RelayPacket struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Track uint32                 `protobuf:"varint,1,opt,name=track,proto3" json:"track,omitempty"`
+	// seq is the sending edge's extended sequence number.
+	Seq           uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	Timestamp     uint32 `protobuf:"varint,3,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	PayloadType   uint32 `protobuf:"varint,4,opt,name=payload_type,json=payloadType,proto3" json:"payload_type,omitempty"`
+	Marker        bool   `protobuf:"varint,5,opt,name=marker,proto3" json:"marker,omitempty"`
+	Payload       []byte `protobuf:"bytes,6,opt,name=payload,proto3" json:"payload,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RelayPacket) Reset() {
+	*x = RelayPacket{}
+	mi := &file_onair_media_v1_media_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RelayPacket) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RelayPacket) ProtoMessage() {}
+
+func (x *RelayPacket) ProtoReflect() protoreflect.Message {
+	mi := &file_onair_media_v1_media_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RelayPacket.ProtoReflect.Descriptor instead.
+func (*RelayPacket) Descriptor() ([]byte, []int) {
+	return file_onair_media_v1_media_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *RelayPacket) GetTrack() uint32 {
+	if x != nil {
+		return x.Track
+	}
+	return 0
+}
+
+func (x *RelayPacket) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *RelayPacket) GetTimestamp() uint32 {
+	if x != nil {
+		return x.Timestamp
+	}
+	return 0
+}
+
+func (x *RelayPacket) GetPayloadType() uint32 {
+	if x != nil {
+		return x.PayloadType
+	}
+	return 0
+}
+
+func (x *RelayPacket) GetMarker() bool {
+	if x != nil {
+		return x.Marker
+	}
+	return false
+}
+
+func (x *RelayPacket) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+type RelayDownstream struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// redirect_addr: pull from that edge instead (nothing else is sent).
+	RedirectAddr string `protobuf:"bytes,1,opt,name=redirect_addr,json=redirectAddr,proto3" json:"redirect_addr,omitempty"`
+	// tracks, when set, are the source's tracks from now on (the first
+	// message, and again when the publisher changed): the packets that
+	// follow are theirs.
+	Tracks  []*RelayTrack  `protobuf:"bytes,2,rep,name=tracks,proto3" json:"tracks,omitempty"`
+	Packets []*RelayPacket `protobuf:"bytes,3,rep,name=packets,proto3" json:"packets,omitempty"`
+	// ended: the stream ended on the sending edge.
+	Ended         bool `protobuf:"varint,4,opt,name=ended,proto3" json:"ended,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RelayDownstream) Reset() {
+	*x = RelayDownstream{}
+	mi := &file_onair_media_v1_media_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RelayDownstream) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RelayDownstream) ProtoMessage() {}
+
+func (x *RelayDownstream) ProtoReflect() protoreflect.Message {
+	mi := &file_onair_media_v1_media_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RelayDownstream.ProtoReflect.Descriptor instead.
+func (*RelayDownstream) Descriptor() ([]byte, []int) {
+	return file_onair_media_v1_media_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RelayDownstream) GetRedirectAddr() string {
+	if x != nil {
+		return x.RedirectAddr
+	}
+	return ""
+}
+
+func (x *RelayDownstream) GetTracks() []*RelayTrack {
+	if x != nil {
+		return x.Tracks
+	}
+	return nil
+}
+
+func (x *RelayDownstream) GetPackets() []*RelayPacket {
+	if x != nil {
+		return x.Packets
+	}
+	return nil
+}
+
+func (x *RelayDownstream) GetEnded() bool {
+	if x != nil {
+		return x.Ended
+	}
+	return false
+}
+
 var File_onair_media_v1_media_proto protoreflect.FileDescriptor
 
 const file_onair_media_v1_media_proto_rawDesc = "" +
@@ -653,14 +1044,15 @@ const file_onair_media_v1_media_proto_rawDesc = "" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x1d\n" +
 	"\n" +
-	"sdp_answer\x18\x02 \x01(\tR\tsdpAnswer\"\xd0\x01\n" +
+	"sdp_answer\x18\x02 \x01(\tR\tsdpAnswer\"\xe8\x01\n" +
 	"\vPlayRequest\x12\x15\n" +
 	"\x06app_id\x18\x01 \x01(\rR\x05appId\x12\x1b\n" +
 	"\tstream_id\x18\x02 \x01(\tR\bstreamId\x12\x17\n" +
 	"\auser_id\x18\x03 \x01(\tR\x06userId\x12\x14\n" +
 	"\x05token\x18\x04 \x01(\tR\x05token\x12\x1b\n" +
 	"\tsdp_offer\x18\x05 \x01(\tR\bsdpOffer\x12A\n" +
-	"\rresource_mode\x18\x06 \x01(\x0e2\x1c.onair.media.v1.ResourceModeR\fresourceMode\"q\n" +
+	"\rresource_mode\x18\x06 \x01(\x0e2\x1c.onair.media.v1.ResourceModeR\fresourceMode\x12\x16\n" +
+	"\x06placed\x18\a \x01(\bR\x06placed\"q\n" +
 	"\fPlayResponse\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x1d\n" +
@@ -684,7 +1076,37 @@ const file_onair_media_v1_media_proto_rawDesc = "" +
 	"\x10STATE_CONNECTING\x10\x01\x12\x13\n" +
 	"\x0fSTATE_CONNECTED\x10\x02\x12\x10\n" +
 	"\fSTATE_FAILED\x10\x03\x12\x10\n" +
-	"\fSTATE_CLOSED\x10\x04*\xb2\x01\n" +
+	"\fSTATE_CLOSED\x10\x04\"Z\n" +
+	"\rRelayUpstream\x12-\n" +
+	"\x04open\x18\x01 \x01(\v2\x19.onair.media.v1.RelayOpenR\x04open\x12\x1a\n" +
+	"\bkeyframe\x18\x02 \x03(\rR\bkeyframe\"u\n" +
+	"\tRelayOpen\x12\x15\n" +
+	"\x06app_id\x18\x01 \x01(\rR\x05appId\x12\x1b\n" +
+	"\tstream_id\x18\x02 \x01(\tR\bstreamId\x12\x17\n" +
+	"\aedge_id\x18\x03 \x01(\tR\x06edgeId\x12\x1b\n" +
+	"\tedge_addr\x18\x04 \x01(\tR\bedgeAddr\"\xcf\x01\n" +
+	"\n" +
+	"RelayTrack\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\rR\x02id\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x1b\n" +
+	"\tmime_type\x18\x03 \x01(\tR\bmimeType\x12\x1d\n" +
+	"\n" +
+	"clock_rate\x18\x04 \x01(\rR\tclockRate\x12\x1a\n" +
+	"\bchannels\x18\x05 \x01(\rR\bchannels\x12\"\n" +
+	"\rsdp_fmtp_line\x18\x06 \x01(\tR\vsdpFmtpLine\x12!\n" +
+	"\fpayload_type\x18\a \x01(\rR\vpayloadType\"\xa8\x01\n" +
+	"\vRelayPacket\x12\x14\n" +
+	"\x05track\x18\x01 \x01(\rR\x05track\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x1c\n" +
+	"\ttimestamp\x18\x03 \x01(\rR\ttimestamp\x12!\n" +
+	"\fpayload_type\x18\x04 \x01(\rR\vpayloadType\x12\x16\n" +
+	"\x06marker\x18\x05 \x01(\bR\x06marker\x12\x18\n" +
+	"\apayload\x18\x06 \x01(\fR\apayload\"\xb7\x01\n" +
+	"\x0fRelayDownstream\x12#\n" +
+	"\rredirect_addr\x18\x01 \x01(\tR\fredirectAddr\x122\n" +
+	"\x06tracks\x18\x02 \x03(\v2\x1a.onair.media.v1.RelayTrackR\x06tracks\x125\n" +
+	"\apackets\x18\x03 \x03(\v2\x1b.onair.media.v1.RelayPacketR\apackets\x12\x14\n" +
+	"\x05ended\x18\x04 \x01(\bR\x05ended*\xb2\x01\n" +
 	"\fResourceMode\x12\x19\n" +
 	"\x15RESOURCE_MODE_DEFAULT\x10\x00\x12\x1a\n" +
 	"\x16RESOURCE_MODE_ONLY_CDN\x10\x01\x12\x19\n" +
@@ -696,7 +1118,9 @@ const file_onair_media_v1_media_proto_rawDesc = "" +
 	"\aPublish\x12\x1e.onair.media.v1.PublishRequest\x1a\x1f.onair.media.v1.PublishResponse\x12A\n" +
 	"\x04Play\x12\x1b.onair.media.v1.PlayRequest\x1a\x1c.onair.media.v1.PlayResponse\x12A\n" +
 	"\x04Stop\x12\x1b.onair.media.v1.StopRequest\x1a\x1c.onair.media.v1.StopResponse\x12S\n" +
-	"\fWatchSession\x12#.onair.media.v1.WatchSessionRequest\x1a\x1c.onair.media.v1.SessionEvent0\x01B9Z7github.com/onair-dev/onair/proto/onair/media/v1;mediav1b\x06proto3"
+	"\fWatchSession\x12#.onair.media.v1.WatchSessionRequest\x1a\x1c.onair.media.v1.SessionEvent0\x012`\n" +
+	"\x11MediaRelayService\x12K\n" +
+	"\x05Relay\x12\x1d.onair.media.v1.RelayUpstream\x1a\x1f.onair.media.v1.RelayDownstream(\x010\x01B9Z7github.com/onair-dev/onair/proto/onair/media/v1;mediav1b\x06proto3"
 
 var (
 	file_onair_media_v1_media_proto_rawDescOnce sync.Once
@@ -711,7 +1135,7 @@ func file_onair_media_v1_media_proto_rawDescGZIP() []byte {
 }
 
 var file_onair_media_v1_media_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_onair_media_v1_media_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_onair_media_v1_media_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_onair_media_v1_media_proto_goTypes = []any{
 	(ResourceMode)(0),           // 0: onair.media.v1.ResourceMode
 	(SessionEvent_State)(0),     // 1: onair.media.v1.SessionEvent.State
@@ -723,23 +1147,33 @@ var file_onair_media_v1_media_proto_goTypes = []any{
 	(*StopResponse)(nil),        // 7: onair.media.v1.StopResponse
 	(*WatchSessionRequest)(nil), // 8: onair.media.v1.WatchSessionRequest
 	(*SessionEvent)(nil),        // 9: onair.media.v1.SessionEvent
+	(*RelayUpstream)(nil),       // 10: onair.media.v1.RelayUpstream
+	(*RelayOpen)(nil),           // 11: onair.media.v1.RelayOpen
+	(*RelayTrack)(nil),          // 12: onair.media.v1.RelayTrack
+	(*RelayPacket)(nil),         // 13: onair.media.v1.RelayPacket
+	(*RelayDownstream)(nil),     // 14: onair.media.v1.RelayDownstream
 }
 var file_onair_media_v1_media_proto_depIdxs = []int32{
-	0, // 0: onair.media.v1.PlayRequest.resource_mode:type_name -> onair.media.v1.ResourceMode
-	1, // 1: onair.media.v1.SessionEvent.state:type_name -> onair.media.v1.SessionEvent.State
-	2, // 2: onair.media.v1.MediaService.Publish:input_type -> onair.media.v1.PublishRequest
-	4, // 3: onair.media.v1.MediaService.Play:input_type -> onair.media.v1.PlayRequest
-	6, // 4: onair.media.v1.MediaService.Stop:input_type -> onair.media.v1.StopRequest
-	8, // 5: onair.media.v1.MediaService.WatchSession:input_type -> onair.media.v1.WatchSessionRequest
-	3, // 6: onair.media.v1.MediaService.Publish:output_type -> onair.media.v1.PublishResponse
-	5, // 7: onair.media.v1.MediaService.Play:output_type -> onair.media.v1.PlayResponse
-	7, // 8: onair.media.v1.MediaService.Stop:output_type -> onair.media.v1.StopResponse
-	9, // 9: onair.media.v1.MediaService.WatchSession:output_type -> onair.media.v1.SessionEvent
-	6, // [6:10] is the sub-list for method output_type
-	2, // [2:6] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	0,  // 0: onair.media.v1.PlayRequest.resource_mode:type_name -> onair.media.v1.ResourceMode
+	1,  // 1: onair.media.v1.SessionEvent.state:type_name -> onair.media.v1.SessionEvent.State
+	11, // 2: onair.media.v1.RelayUpstream.open:type_name -> onair.media.v1.RelayOpen
+	12, // 3: onair.media.v1.RelayDownstream.tracks:type_name -> onair.media.v1.RelayTrack
+	13, // 4: onair.media.v1.RelayDownstream.packets:type_name -> onair.media.v1.RelayPacket
+	2,  // 5: onair.media.v1.MediaService.Publish:input_type -> onair.media.v1.PublishRequest
+	4,  // 6: onair.media.v1.MediaService.Play:input_type -> onair.media.v1.PlayRequest
+	6,  // 7: onair.media.v1.MediaService.Stop:input_type -> onair.media.v1.StopRequest
+	8,  // 8: onair.media.v1.MediaService.WatchSession:input_type -> onair.media.v1.WatchSessionRequest
+	10, // 9: onair.media.v1.MediaRelayService.Relay:input_type -> onair.media.v1.RelayUpstream
+	3,  // 10: onair.media.v1.MediaService.Publish:output_type -> onair.media.v1.PublishResponse
+	5,  // 11: onair.media.v1.MediaService.Play:output_type -> onair.media.v1.PlayResponse
+	7,  // 12: onair.media.v1.MediaService.Stop:output_type -> onair.media.v1.StopResponse
+	9,  // 13: onair.media.v1.MediaService.WatchSession:output_type -> onair.media.v1.SessionEvent
+	14, // 14: onair.media.v1.MediaRelayService.Relay:output_type -> onair.media.v1.RelayDownstream
+	10, // [10:15] is the sub-list for method output_type
+	5,  // [5:10] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_onair_media_v1_media_proto_init() }
@@ -753,9 +1187,9 @@ func file_onair_media_v1_media_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_onair_media_v1_media_proto_rawDesc), len(file_onair_media_v1_media_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   8,
+			NumMessages:   13,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_onair_media_v1_media_proto_goTypes,
 		DependencyIndexes: file_onair_media_v1_media_proto_depIdxs,

@@ -261,3 +261,117 @@ var MediaService_ServiceDesc = grpc.ServiceDesc{
 	},
 	Metadata: "onair/media/v1/media.proto",
 }
+
+const (
+	MediaRelayService_Relay_FullMethodName = "/onair.media.v1.MediaRelayService/Relay"
+)
+
+// MediaRelayServiceClient is the client API for MediaRelayService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// MediaRelayService carries a live stream from one media edge to another
+// (an origin to a relay edge, a relay edge to the next): RTP over this gRPC
+// stream, keyframe requests back up. It is internal: every method needs the
+// cluster's internal key, and the gateway routes none of them.
+type MediaRelayServiceClient interface {
+	// Relay sends the stream's tracks, then their packets (each video track
+	// from its latest keyframe group) until the stream ends on this edge or
+	// the caller goes. An edge that already feeds its relay fan-out of edges
+	// answers with redirect_addr, one of those edges, instead.
+	Relay(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[RelayUpstream, RelayDownstream], error)
+}
+
+type mediaRelayServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewMediaRelayServiceClient(cc grpc.ClientConnInterface) MediaRelayServiceClient {
+	return &mediaRelayServiceClient{cc}
+}
+
+func (c *mediaRelayServiceClient) Relay(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[RelayUpstream, RelayDownstream], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &MediaRelayService_ServiceDesc.Streams[0], MediaRelayService_Relay_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[RelayUpstream, RelayDownstream]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type MediaRelayService_RelayClient = grpc.BidiStreamingClient[RelayUpstream, RelayDownstream]
+
+// MediaRelayServiceServer is the server API for MediaRelayService service.
+// All implementations must embed UnimplementedMediaRelayServiceServer
+// for forward compatibility.
+//
+// MediaRelayService carries a live stream from one media edge to another
+// (an origin to a relay edge, a relay edge to the next): RTP over this gRPC
+// stream, keyframe requests back up. It is internal: every method needs the
+// cluster's internal key, and the gateway routes none of them.
+type MediaRelayServiceServer interface {
+	// Relay sends the stream's tracks, then their packets (each video track
+	// from its latest keyframe group) until the stream ends on this edge or
+	// the caller goes. An edge that already feeds its relay fan-out of edges
+	// answers with redirect_addr, one of those edges, instead.
+	Relay(grpc.BidiStreamingServer[RelayUpstream, RelayDownstream]) error
+	mustEmbedUnimplementedMediaRelayServiceServer()
+}
+
+// UnimplementedMediaRelayServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedMediaRelayServiceServer struct{}
+
+func (UnimplementedMediaRelayServiceServer) Relay(grpc.BidiStreamingServer[RelayUpstream, RelayDownstream]) error {
+	return status.Errorf(codes.Unimplemented, "method Relay not implemented")
+}
+func (UnimplementedMediaRelayServiceServer) mustEmbedUnimplementedMediaRelayServiceServer() {}
+func (UnimplementedMediaRelayServiceServer) testEmbeddedByValue()                           {}
+
+// UnsafeMediaRelayServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to MediaRelayServiceServer will
+// result in compilation errors.
+type UnsafeMediaRelayServiceServer interface {
+	mustEmbedUnimplementedMediaRelayServiceServer()
+}
+
+func RegisterMediaRelayServiceServer(s grpc.ServiceRegistrar, srv MediaRelayServiceServer) {
+	// If the following call pancis, it indicates UnimplementedMediaRelayServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&MediaRelayService_ServiceDesc, srv)
+}
+
+func _MediaRelayService_Relay_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(MediaRelayServiceServer).Relay(&grpc.GenericServerStream[RelayUpstream, RelayDownstream]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type MediaRelayService_RelayServer = grpc.BidiStreamingServer[RelayUpstream, RelayDownstream]
+
+// MediaRelayService_ServiceDesc is the grpc.ServiceDesc for MediaRelayService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var MediaRelayService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "onair.media.v1.MediaRelayService",
+	HandlerType: (*MediaRelayServiceServer)(nil),
+	Methods:     []grpc.MethodDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Relay",
+			Handler:       _MediaRelayService_Relay_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
+	Metadata: "onair/media/v1/media.proto",
+}
