@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -32,6 +35,8 @@ func runDev(ctx context.Context, args []string) error {
 	appID := fs.Uint("app-id", 0, "AppID to seed (default: a generated one, kept in the data dir)")
 	appSecret := fs.String("app-secret", "", "ServerSecret to seed with --app-id (32 characters; default generated)")
 	natsAddr := fs.String("nats-addr", "", "host:port where the embedded NATS also takes connections (default: none, in-process only); ignored with --nats-url")
+	etcdAddr := fs.String("etcd-addr", "", "host:port where the embedded etcd takes clients (default: a free loopback port), so that a separate `onair media` can join")
+	roles := fs.String("roles", "auth,stream,room,media", "roles this process runs (leave out media to measure a separate `onair media` edge)")
 	var nf natsFlags
 	nf.register(fs, "")
 	rf.debugTokens = true
@@ -56,7 +61,7 @@ func runDev(ctx context.Context, args []string) error {
 		sf.internalKey = app.InternalKey
 	}
 
-	etcd, err := embedetcd.Start(ctx, embedetcd.Config{Name: "dev", Dir: filepath.Join(*dataDir, "etcd"), AutoCompactionRetention: "1h"})
+	etcd, err := embedetcd.Start(ctx, embedetcd.Config{Name: "dev", Dir: filepath.Join(*dataDir, "etcd"), ClientAddr: *etcdAddr, AutoCompactionRetention: "1h"})
 	if err != nil {
 		return err
 	}
@@ -92,7 +97,21 @@ func runDev(ctx context.Context, args []string) error {
 	}
 	defer nc.Close()
 
-	cfg := node.Config{Roles: []string{discovery.Auth, discovery.Stream, discovery.Room, discovery.Media}, Etcd: cli,
+	var roleList []string
+	for _, r := range strings.Split(*roles, ",") {
+		switch r = strings.TrimSpace(r); r {
+		case discovery.Auth, discovery.Stream, discovery.Room, discovery.Media:
+			roleList = append(roleList, r)
+		case "":
+		default:
+			return fmt.Errorf("--roles: unknown role %q", r)
+		}
+	}
+	if !slices.Contains(roleList, discovery.Auth) {
+		return errors.New("--roles must include auth: onair dev seeds its app there")
+	}
+	slog.Info("embedded etcd", "endpoints", strings.Join(etcd.Endpoints(), ","), "internal_key_file", filepath.Join(*dataDir, "dev-app.json"))
+	cfg := node.Config{Roles: roleList, Etcd: cli,
 		GRPCAddr: sf.grpcAddr, AdvertiseAddr: sf.advertiseAddr, InternalKey: sf.internalKey, LeaseTTL: sf.leaseTTL, Telemetry: tel}
 	rf.nodeConfig(&cfg)
 	cfg.Room.NATS = nc
