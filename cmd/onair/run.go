@@ -23,6 +23,7 @@ import (
 	"github.com/onair-dev/onair/internal/etcdclient"
 	"github.com/onair-dev/onair/internal/node"
 	"github.com/onair-dev/onair/internal/telemetry"
+	"github.com/onair-dev/onair/services/media"
 	"github.com/onair-dev/onair/services/room"
 )
 
@@ -38,6 +39,8 @@ type roleFlags struct {
 	messageRate    float64
 	mediaUDPPort   int
 	publicIP       string
+	relayFanout    int
+	relayLinger    time.Duration
 }
 
 func (r *roleFlags) register(fs *flag.FlagSet) {
@@ -49,13 +52,15 @@ func (r *roleFlags) register(fs *flag.FlagSet) {
 	fs.Float64Var(&r.messageRate, "message-rate", room.DefaultMessageRate, "room: broadcast messages per second per room on each replica")
 	fs.IntVar(&r.mediaUDPPort, "media-udp-port", 0, "media: the one UDP port of every WebRTC session (0 picks one)")
 	fs.StringVar(&r.publicIP, "public-ip", "", "media: IPv4 address advertised in ICE candidates (a loopback address also keeps ICE on loopback); empty advertises the host's addresses")
+	fs.IntVar(&r.relayFanout, "relay-fanout", media.DefaultRelayFanout, "media: edges one edge feeds a stream to directly; further edges pull from those (a tree)")
+	fs.DurationVar(&r.relayLinger, "relay-linger", media.DefaultRelayLinger, "media: how long an edge keeps pulling a stream after its last local player left")
 }
 
 func (r *roleFlags) nodeConfig(c *node.Config) {
 	c.Auth = node.AuthConfig{AdminKey: r.adminKey, DebugTokens: r.debugTokens, DevMode: r.devMode}
 	c.Room = node.RoomConfig{SessionTimeout: r.sessionTimeout, OnlineCountInterval: r.onlineCount, LoginRate: r.loginRate,
 		MessageRate: r.messageRate}
-	c.Media = node.MediaConfig{UDPPort: r.mediaUDPPort, PublicIP: r.publicIP}
+	c.Media = node.MediaConfig{UDPPort: r.mediaUDPPort, PublicIP: r.publicIP, RelayFanout: r.relayFanout, RelayLinger: r.relayLinger}
 }
 
 // mediaGCPercent is a media edge's GC target (GOGC) unless GOGC is set.
