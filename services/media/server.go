@@ -40,6 +40,7 @@
 package media
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -52,6 +53,7 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
+	"google.golang.org/grpc"
 
 	"github.com/onair-dev/onair/errcode"
 	"github.com/onair-dev/onair/internal/iceloopback"
@@ -100,6 +102,22 @@ type Config struct {
 	// if zero, no grace if negative).
 	RepublishGrace time.Duration
 	Logger         *slog.Logger
+
+	// Relays (relay.go, edgechoice.go). RelayFanout: edges fed directly
+	// (DefaultRelayFanout if zero); RelayLinger: how long a pulled stream
+	// outlives its last local player (DefaultRelayLinger if zero);
+	// RelayDialOptions: how to reach another edge (the internal key, TLS).
+	RelayFanout      int
+	RelayLinger      time.Duration
+	RelayDialOptions []grpc.DialOption
+	// Edges lists the registered media edges (gRPC address: discovery
+	// metadata, Load's figures) for edge choice; nil keeps every player
+	// on the stream's origin.
+	Edges func(ctx context.Context) (map[string]any, error)
+	// OriginRoom: the origin takes L3 players while its load (players,
+	// plus one per Mbit/s of egress) is under it, or when it is the only
+	// edge (DefaultOriginRoom if zero).
+	OriginRoom int
 }
 
 type streamKey struct {
@@ -121,6 +139,7 @@ type Server struct {
 	origins  map[streamKey]*origin
 	sessions map[string]*session
 	closed   bool
+	relay    relayState
 
 	// Egress counts RTP packets written to players (benchmarks read it).
 	Egress atomic.Int64
@@ -209,8 +228,15 @@ func NewAPI(se webrtc.SettingEngine) (*webrtc.API, error) {
 // UDPAddr is the address of the edge's UDP port.
 func (s *Server) UDPAddr() net.Addr { return s.udp.LocalAddr() }
 
-// Load is what the edge puts in its discovery metadata.
+// Load is what the edge puts in its discovery metadata: sessions, and the
+// relay figures and egress bitrate (edgechoice.go).
 func (s *Server) Load() map[string]int {
+	m := s.sessionLoad()
+	s.relayLoad(m)
+	return m
+}
+
+func (s *Server) sessionLoad() map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	players := 0
@@ -247,6 +273,7 @@ func (s *Server) Close() {
 	for _, o := range origins {
 		o.end(streamv1.DeleteReason_DELETE_REASON_UNSPECIFIED)
 	}
+	s.closeRelays()
 	_ = s.mux.Close()
 	_ = s.udp.Close()
 }

@@ -17,6 +17,9 @@ import (
 type uptrack struct {
 	kind webrtc.RTPCodecType
 	pc   *webrtc.PeerConnection // the publisher's, for keyframe requests
+	// pli asks for a keyframe instead when there is no publisher peer
+	// connection (a relayed track: relay.go).
+	pli func()
 
 	mu     sync.Mutex
 	codec  webrtc.RTPCodecParameters // negotiated, then what arrives
@@ -204,6 +207,12 @@ func (u *uptrack) requestKeyframe(join bool) {
 	now := time.Now().UnixNano()
 	last := u.lastPLI.Load()
 	if now-last < int64(every) || !u.lastPLI.CompareAndSwap(last, now) {
+		return
+	}
+	if u.pc == nil {
+		if u.pli != nil {
+			u.pli()
+		}
 		return
 	}
 	_ = u.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
