@@ -63,6 +63,23 @@ func (r *roleFlags) nodeConfig(c *node.Config) {
 	c.Media = node.MediaConfig{UDPPort: r.mediaUDPPort, PublicIP: r.publicIP, RelayFanout: r.relayFanout, RelayLinger: r.relayLinger}
 }
 
+// logEdgeDelay logs, every 10 s that saw traffic, the delay the edge
+// added to live packets (media.TakeEdgeDelay).
+func logEdgeDelay(ctx context.Context) {
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, p50, p99 := media.TakeEdgeDelay(); n > 0 {
+				slog.Info("edge delay, publisher packet in to player packet out", "wakeups", n, "p50", p50, "p99", p99)
+			}
+		}
+	}
+}
+
 // mediaGCPercent is a media edge's GC target (GOGC) unless GOGC is set.
 const mediaGCPercent = 25
 
@@ -127,6 +144,9 @@ func runRole(ctx context.Context, role string, args []string) error {
 		return err
 	}
 	slog.Info("serving", "role", role, "grpc", n.Addr(), "tls", tt.server != nil)
+	if role == discovery.Media {
+		go logEdgeDelay(ctx)
+	}
 	var web *http.Server
 	if sf.httpAddr != "" {
 		mux := http.NewServeMux()

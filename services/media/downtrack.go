@@ -77,6 +77,15 @@ func (s *subscriber) run() {
 			sent += n
 		}
 		if sent > 0 {
+			end := time.Now().UnixNano()
+			for _, d := range s.tracks {
+				if d.oldestLive != 0 {
+					edgeDelay.observe(time.Duration(end - d.oldestLive))
+					d.oldestLive = 0
+				}
+			}
+		}
+		if sent > 0 {
 			s.egress.Add(int64(sent))
 		}
 		if more {
@@ -143,6 +152,9 @@ type downTrack struct {
 	hdr       rtp.Header
 	buf       [maxPayload + 2]byte
 	nackWork  []uint16
+	// oldestLive: the arrival of the oldest live packet sent since the
+	// subscriber last looked (edgeDelay), 0: none.
+	oldestLive int64
 
 	nackMu sync.Mutex
 	nacks  []uint16
@@ -370,6 +382,9 @@ func (d *downTrack) write(p cachedPacket, now int64, rtx bool) bool {
 		d.rw.sent(p.ext, seq, ts, now)
 		d.lastTS.Store(ts)
 		d.lastAt.Store(now)
+		if p.ext >= d.replayTo && (d.oldestLive == 0 || p.at < d.oldestLive) {
+			d.oldestLive = p.at
+		}
 		if f := d.dropOut.Load(); f != nil && (*f)(seq) {
 			return false
 		}

@@ -1,0 +1,85 @@
+package media
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// The delay the edge adds to a live packet: from its arrival from the
+// publisher to its player's goroutine having handed it to the socket
+// (encrypted and queued; the batch's flush follows). A player's goroutine
+// observes once per wake-up, from the oldest live packet it sent, so a
+// figure is an upper bound for every packet of that wake-up. Replays of
+// the keyframe group and retransmissions are left out: they are late on
+// purpose. Process-wide, for benchmarks (onair media logs it).
+var edgeDelay delayHist
+
+// delayHist buckets: 50 µs wide up to 5 ms, 1 ms wide up to 100 ms, then
+// one for anything later.
+const (
+	fineStep    = 50 * time.Microsecond
+	fineBuckets = 100
+	coarseStep  = time.Millisecond
+	coarseTop   = 100 * time.Millisecond
+)
+
+type delayHist struct {
+	b [fineBuckets + int((coarseTop-fineBuckets*fineStep)/coarseStep) + 1]atomic.Int64
+}
+
+func (h *delayHist) observe(d time.Duration) {
+	var i int
+	switch {
+	case d < 0:
+		i = 0
+	case d < fineBuckets*fineStep:
+		i = int(d / fineStep)
+	case d < coarseTop:
+		i = fineBuckets + int((d-fineBuckets*fineStep)/coarseStep)
+	default:
+		i = len(h.b) - 1
+	}
+	h.b[i].Add(1)
+}
+
+// upper is bucket i's upper bound.
+func (h *delayHist) upper(i int) time.Duration {
+	if i < fineBuckets {
+		return time.Duration(i+1) * fineStep
+	}
+	if i == len(h.b)-1 {
+		return -1
+	}
+	return fineBuckets*fineStep + time.Duration(i-fineBuckets+1)*coarseStep
+}
+
+// take returns the observations since the last take: how many, and the
+// upper bounds of the buckets holding the 50th and 99th percentiles (-1:
+// over 100 ms).
+func (h *delayHist) take() (n int64, p50, p99 time.Duration) {
+	var c [len(delayHist{}.b)]int64
+	for i := range h.b {
+		c[i] = h.b[i].Swap(0)
+		n += c[i]
+	}
+	if n == 0 {
+		return 0, 0, 0
+	}
+	var acc int64
+	for i, v := range c {
+		acc += v
+		if p50 == 0 && acc*2 >= n {
+			p50 = h.upper(i)
+		}
+		if acc*100 >= n*99 {
+			p99 = h.upper(i)
+			break
+		}
+	}
+	return n, p50, p99
+}
+
+// TakeEdgeDelay returns the edge delay observations (see edgeDelay) since
+// the last call: how many, and their 50th and 99th percentiles (bucket
+// upper bounds; -1 means over 100 ms).
+func TakeEdgeDelay() (n int64, p50, p99 time.Duration) { return edgeDelay.take() }
