@@ -85,6 +85,11 @@ type relayState struct {
 
 	outPackets, outOctets atomic.Int64
 	downstreams           atomic.Int64
+	// inPackets, inOctets: received from upstreams; repulls: upstream
+	// connections lost or dropped and pulled again; moves: of those, the
+	// stream moved to another origin (relaymove.go).
+	inPackets, inOctets atomic.Int64
+	repulls, moves      atomic.Int64
 
 	// Edge choice (edgechoice.go).
 	placeMu    sync.Mutex
@@ -433,6 +438,8 @@ type relayPull struct {
 
 	readyOnce, doneOnce sync.Once
 	pli                 chan uint32
+	// moved: the registry named another origin while pulling.
+	moved atomic.Bool
 
 	mu       sync.Mutex
 	upstream string // the edge pulled from now
@@ -638,6 +645,10 @@ func (p *relayPull) run() {
 			p.fail()
 			return
 		}
+		p.s.relay.repulls.Add(1)
+		if p.moved.Swap(false) {
+			continue // the stream moved: pull from its new origin now
+		}
 		select {
 		case <-p.ctx.Done():
 			return
@@ -708,7 +719,15 @@ func (p *relayPull) pullOnce() (got, ended bool, err error) {
 		p.mu.Lock()
 		p.upstream = addr
 		p.pulls++
+		originEdge := p.originEdge
 		p.mu.Unlock()
+		// The publisher moving to another edge: pull from there at once
+		// (relaymove.go).
+		go p.watchMove(sctx, originEdge, func() {
+			p.moved.Store(true)
+			p.s.relay.moves.Add(1)
+			scancel()
+		})
 		go func() {
 			for {
 				select {
@@ -787,6 +806,8 @@ func (p *relayPull) ingest(pkts []*mediav1.RelayPacket) {
 		u, ext, ts, payload := t.u, pk.GetSeq(), pk.GetTimestamp(), pk.GetPayload()
 		u.cache.insert(ext, now, ts, uint8(pk.GetPayloadType()), pk.GetMarker(), payload)
 		u.packets.Add(1)
+		p.s.relay.inPackets.Add(1)
+		p.s.relay.inOctets.Add(int64(len(payload)))
 		if t.isVideo {
 			if t.frameStart == 0 || (ts != t.frameTS && ext > t.frameStart) {
 				t.frameTS, t.frameStart = ts, ext
