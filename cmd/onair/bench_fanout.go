@@ -167,7 +167,12 @@ func (r *fanoutResult) print(w io.Writer, c fanoutConfig) {
 	}
 }
 
-func benchAPI(target string) (*webrtc.API, error) {
+// benchAPI is the publisher's WebRTC API (pion's default interceptors) or,
+// with player, the players' one: a NACK generator and receiver reports,
+// what a browser player sends, without the stats and TWCC interceptors
+// that would make a few hundred players in one process cost more CPU than
+// the server they measure.
+func benchAPI(target string, player bool) (*webrtc.API, error) {
 	se := webrtc.SettingEngine{}
 	se.SetICETimeouts(5*time.Second, 10*time.Second, time.Second)
 	if u, err := url.Parse(target); err == nil {
@@ -180,7 +185,14 @@ func benchAPI(target string) (*webrtc.API, error) {
 		return nil, err
 	}
 	ir := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
+	if player {
+		if err := webrtc.ConfigureNack(m, ir); err != nil {
+			return nil, err
+		}
+		if err := webrtc.ConfigureRTCPReports(ir); err != nil {
+			return nil, err
+		}
+	} else if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
 		return nil, err
 	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
@@ -307,7 +319,11 @@ func vp8FrameStart(p []byte) ([]byte, bool) {
 }
 
 func fanout(ctx context.Context, c fanoutConfig) (*fanoutResult, error) {
-	api, err := benchAPI(c.whip)
+	api, err := benchAPI(c.whip, false)
+	if err != nil {
+		return nil, err
+	}
+	playerAPI, err := benchAPI(c.whep, true)
 	if err != nil {
 		return nil, err
 	}
@@ -397,7 +413,7 @@ func fanout(ctx context.Context, c fanoutConfig) (*fanoutResult, error) {
 		}
 	}()
 	play := func(ctx context.Context) (*fanoutPlayer, error) {
-		pc, err := api.NewPeerConnection(webrtc.Configuration{})
+		pc, err := playerAPI.NewPeerConnection(webrtc.Configuration{})
 		if err != nil {
 			return nil, err
 		}
