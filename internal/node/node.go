@@ -295,6 +295,11 @@ func (n *Node) startMedia(ctx context.Context) error {
 		return err
 	}
 	n.MediaServer = srv
+	if mp := n.meter(); mp != nil {
+		if err := srv.RegisterMetrics(mp); err != nil {
+			return err
+		}
+	}
 	var once sync.Once
 	stop := make(chan struct{})
 	n.stops = append(n.stops, func() { once.Do(func() { close(stop); srv.Close() }) })

@@ -1,0 +1,69 @@
+package media
+
+import (
+	"context"
+
+	"go.opentelemetry.io/otel/metric"
+)
+
+// RegisterMetrics exports the edge's figures through mp (Prometheus names
+// in brackets, as /metrics serves them):
+//   - onair.media.players, onair.media.publishers: sessions now
+//     [onair_media_players, onair_media_publishers];
+//   - onair.media.egress.packets: RTP packets written to players
+//     [onair_media_egress_packets_total];
+//   - onair.media.relay.upstreams: streams this edge pulls from another edge;
+//     onair.media.relay.downstreams: edges pulling a stream from this one
+//     [onair_media_relay_upstreams, onair_media_relay_downstreams];
+//   - onair.media.relay.sent_packets, sent_bytes, received_packets,
+//     received_bytes: RTP between edges, payload bytes
+//     [onair_media_relay_sent_packets_total, ...];
+//   - onair.media.relay.repulls: upstreams lost or dropped and pulled again;
+//     onair.media.relay.moves: of those, because the stream's publisher
+//     moved to another edge [onair_media_relay_repulls_total,
+//     onair_media_relay_moves_total].
+//
+// Everything is read when scraped: nothing is added to the packet path.
+func (s *Server) RegisterMetrics(mp metric.MeterProvider) error {
+	m := mp.Meter("github.com/onair-dev/onair/services/media")
+	gauges := []struct {
+		name, desc string
+		f          func() int64
+	}{
+		{"onair.media.players", "player sessions on this edge", func() int64 { return int64(s.sessionLoad()["players"]) }},
+		{"onair.media.publishers", "streams published on this edge", func() int64 { return int64(s.sessionLoad()["publishers"]) }},
+		{"onair.media.relay.upstreams", "streams this edge pulls from another edge", func() int64 { return int64(s.relayUpstreams()) }},
+		{"onair.media.relay.downstreams", "edges pulling a stream from this edge", s.relay.downstreams.Load},
+	}
+	for _, g := range gauges {
+		if _, err := m.Int64ObservableGauge(g.name, metric.WithDescription(g.desc),
+			metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+				o.Observe(g.f())
+				return nil
+			})); err != nil {
+			return err
+		}
+	}
+	counters := []struct {
+		name, desc string
+		f          func() int64
+	}{
+		{"onair.media.egress.packets", "RTP packets written to players", s.Egress.Load},
+		{"onair.media.relay.sent_packets", "RTP packets sent to downstream edges", s.relay.outPackets.Load},
+		{"onair.media.relay.sent_bytes", "RTP payload bytes sent to downstream edges", s.relay.outOctets.Load},
+		{"onair.media.relay.received_packets", "RTP packets received from upstream edges", s.relay.inPackets.Load},
+		{"onair.media.relay.received_bytes", "RTP payload bytes received from upstream edges", s.relay.inOctets.Load},
+		{"onair.media.relay.repulls", "upstreams lost or dropped and pulled again", s.relay.repulls.Load},
+		{"onair.media.relay.moves", "upstreams dropped because the stream's publisher moved to another edge", s.relay.moves.Load},
+	}
+	for _, c := range counters {
+		if _, err := m.Int64ObservableCounter(c.name, metric.WithDescription(c.desc),
+			metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+				o.Observe(c.f())
+				return nil
+			})); err != nil {
+			return err
+		}
+	}
+	return nil
+}
