@@ -21,8 +21,12 @@ import (
 var grpcRoles = map[string]bool{"auth": true, "room": true, "stream": true, "media": true}
 
 // clusterRoles are the roles a container may run (`onair dev` and
-// `onair token` are not for a cluster).
-var clusterRoles = map[string]bool{"auth": true, "room": true, "stream": true, "media": true, "gateway": true}
+// `onair token` are not for a cluster). nats is neither a gRPC role nor the
+// gateway: a NATS server, without etcd, that carries room messages.
+var clusterRoles = map[string]bool{"auth": true, "room": true, "stream": true, "media": true, "gateway": true, "nats": true}
+
+// secretFlags are the flags whose values must come from a Secret.
+var secretFlags = []string{"internal-key", "admin-key", "nats-password", "nats-token"}
 
 // pendingFlags are flags the manifests use before cmd/onair has them (the
 // media edge's WebRTC flags). They are tolerated, with a log line, only
@@ -218,7 +222,7 @@ func onairContainers(t *testing.T, o *objects) []onairContainer {
 				t.Errorf("%s: command %v overrides the image's ENTRYPOINT /onair; put the role in args", oc.where, c.Command)
 			}
 			if len(c.Args) == 0 || !clusterRoles[c.Args[0]] {
-				t.Errorf("%s: args %v: the first must be one of the roles auth, room, stream, media, gateway", oc.where, c.Args)
+				t.Errorf("%s: args %v: the first must be one of the roles %v", oc.where, c.Args, sortedKeys(clusterRoles))
 				continue
 			}
 			oc.role = c.Args[0]
@@ -414,6 +418,9 @@ func TestOnairContainersMatchTheBinary(t *testing.T) {
 		for _, oc := range ocs {
 			roles[oc.role]++
 			checkOnairContainer(t, oc)
+			if oc.role == "nats" {
+				continue // no etcd
+			}
 			if s := oc.settings["etcd-endpoints"]; s.from == "default" || !s.literal {
 				t.Errorf("%s: --etcd-endpoints comes from %s, want the ConfigMap", oc.where, s.from)
 			} else {
@@ -488,6 +495,8 @@ func checkOnairContainer(t *testing.T, oc onairContainer) {
 		if s := oc.settings["internal-key"]; !s.secret {
 			t.Errorf("%s: --internal-key must come from a Secret (it is from %q)", oc.where, s.from)
 		}
+	} else if oc.role == "nats" {
+		checkNATSContainer(t, oc, ports, probes)
 	} else { // gateway
 		if httpPort, ok := oc.listenPort(t, "http-addr"); ok {
 			ports[httpPort] = corev1.ProtocolTCP
@@ -514,8 +523,26 @@ func checkOnairContainer(t *testing.T, oc onairContainer) {
 		}
 	}
 	for name, s := range oc.settings {
-		if (name == "internal-key" || name == "admin-key") && !s.secret {
+		if slices.Contains(secretFlags, name) && s.from != "default" && !s.secret {
 			t.Errorf("%s: --%s is set from %s; keys belong in the Secret", oc.where, name, s.from)
+		}
+	}
+	// NATS: the servers and the room replicas give the same user, the
+	// password from the Secret; no other role talks to NATS.
+	if s := oc.settings["nats-url"]; oc.role != "room" && s.from != "default" && s.from != "" {
+		t.Errorf("%s: --nats-url is set (%s), but only room talks to NATS", oc.where, s.from)
+	}
+	if oc.role == "room" || oc.role == "nats" {
+		if s := oc.settings["nats-user"]; !s.literal || s.value == "" {
+			t.Errorf("%s: --nats-user is not set (%s): the servers require a user", oc.where, s.from)
+		}
+		if s := oc.settings["nats-password"]; !s.secret {
+			t.Errorf("%s: --nats-password must come from a Secret (it is from %q)", oc.where, s.from)
+		}
+	}
+	if oc.role == "room" {
+		if s := oc.settings["nats-url"]; s.from == "default" || !s.literal || s.value == "" {
+			t.Errorf("%s: --nats-url comes from %s; want the NATS servers of the manifests", oc.where, s.from)
 		}
 	}
 
@@ -543,6 +570,9 @@ func checkOnairContainer(t *testing.T, oc onairContainer) {
 		}
 	}
 
+	if oc.role == "nats" {
+		return // no registration, no drain
+	}
 	// SIGTERM: deregister, (preStop sleep,) drain; all before the kill.
 	drain, err := time.ParseDuration(oc.settings["drain-timeout"].value)
 	if err != nil {
@@ -562,5 +592,38 @@ func checkOnairContainer(t *testing.T, oc onairContainer) {
 	}
 	if grace < sleep+drain+5*time.Second {
 		t.Errorf("%s: terminationGracePeriodSeconds %v is below preStop %v + --drain-timeout %v + 5s", oc.where, grace, sleep, drain)
+	}
+}
+
+// checkNATSContainer checks a container of the nats role: it listens for
+// clients and routes on the pod IP, its container ports are those two, its
+// probes open a TCP connection to the client port (the role serves no
+// HTTP), and it is a member of a cluster (--cluster-addr, --routes).
+func checkNATSContainer(t *testing.T, oc onairContainer, ports map[int32]corev1.Protocol, probes map[string]*corev1.Probe) {
+	t.Helper()
+	clientPort, okClient := oc.listenPort(t, "client-addr")
+	clusterPort, okCluster := oc.listenPort(t, "cluster-addr")
+	if !okClient || !okCluster {
+		return
+	}
+	if clientPort == clusterPort {
+		t.Errorf("%s: --client-addr and --cluster-addr share port %d", oc.where, clientPort)
+	}
+	ports[clientPort], ports[clusterPort] = corev1.ProtocolTCP, corev1.ProtocolTCP
+	for what, p := range probes {
+		if p == nil {
+			continue
+		}
+		if p.TCPSocket == nil {
+			t.Errorf("%s: %s probe must be tcpSocket on the client port (the nats role serves no HTTP or gRPC)", oc.where, what)
+		} else if cp, ok := containerPort(oc.c, p.TCPSocket.Port); !ok || cp.ContainerPort != clientPort {
+			t.Errorf("%s: %s probe port %s is not %d (--client-addr)", oc.where, what, p.TCPSocket.Port.String(), clientPort)
+		}
+	}
+	if s := oc.settings["routes"]; s.value == "" {
+		t.Errorf("%s: --routes is not set: a lone server, not a cluster", oc.where)
+	}
+	if s := oc.settings["name"]; s.value != "$(POD_NAME)" || fieldRefEnv(oc.c, "POD_NAME") != "metadata.name" {
+		t.Errorf("%s: --name=%q (%s), want $(POD_NAME) from the downward API", oc.where, s.value, s.from)
 	}
 }

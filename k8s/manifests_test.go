@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"maps"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -147,9 +148,9 @@ func containerPort(c *corev1.Container, p intstr.IntOrString) (corev1.ContainerP
 func TestInventory(t *testing.T) {
 	want := []string{
 		"ConfigMap/onair-config", "Secret/onair-secrets",
-		"Service/etcd", "Service/etcd-peer", "Service/gateway",
-		"StatefulSet/etcd", "Deployment/auth", "Deployment/room", "Deployment/stream", "Deployment/gateway", "DaemonSet/media",
-		"PodDisruptionBudget/etcd", "PodDisruptionBudget/auth", "PodDisruptionBudget/room", "PodDisruptionBudget/stream",
+		"Service/etcd", "Service/etcd-peer", "Service/gateway", "Service/nats", "Service/nats-cluster",
+		"StatefulSet/etcd", "StatefulSet/nats", "Deployment/auth", "Deployment/room", "Deployment/stream", "Deployment/gateway", "DaemonSet/media",
+		"PodDisruptionBudget/etcd", "PodDisruptionBudget/nats", "PodDisruptionBudget/auth", "PodDisruptionBudget/room", "PodDisruptionBudget/stream",
 		"PodDisruptionBudget/gateway", "PodDisruptionBudget/media",
 		"HorizontalPodAutoscaler/room", "HorizontalPodAutoscaler/gateway",
 		"Ingress/gateway",
@@ -799,6 +800,32 @@ func TestSecrets(t *testing.T) {
 	})
 }
 
+// secretKeys are the keys of onair-secrets, in the base and every overlay.
+var secretKeys = []string{"admin-key", "internal-key", "nats-password"}
+
+func TestSecretKeys(t *testing.T) {
+	eachRendered(t, func(t *testing.T, o *objects) {
+		s := o.secret(generatedName(o, "Secret", "onair-secrets"))
+		if s == nil {
+			t.Fatal("no Secret onair-secrets")
+		}
+		if got := sortedKeys(s.Data); !slices.Equal(got, secretKeys) {
+			t.Errorf("Secret/%s has keys %v, want %v", s.Name, got, secretKeys)
+		}
+	})
+}
+
+// generatedName is the rendered name (with its hash suffix) of a generated
+// ConfigMap or Secret.
+func generatedName(o *objects, kind, name string) string {
+	for _, r := range o.all {
+		if r.kind == kind && strings.HasPrefix(r.meta.Name, name+"-") && !strings.Contains(strings.TrimPrefix(r.meta.Name, name+"-"), "-") {
+			return r.meta.Name
+		}
+	}
+	return ""
+}
+
 // TestSecretEnvExample checks that secret.env.example lists exactly the keys
 // of the base Secret.
 func TestSecretEnvExample(t *testing.T) {
@@ -893,6 +920,9 @@ func TestOverlays(t *testing.T) {
 		if r := replicas(t, o, "etcd"); r != 3 {
 			t.Errorf("etcd: %d members, want 3 (small, but a real quorum)", r)
 		}
+		if r := replicas(t, o, "nats"); r != 3 {
+			t.Errorf("nats: %d servers, want 3 (a real cluster, routes as in production)", r)
+		}
 		if v := authEnv(t, o, "ONAIR_DEBUG_TOKENS"); v != "true" {
 			t.Errorf("auth: ONAIR_DEBUG_TOKENS=%q, want true in dev", v)
 		}
@@ -915,6 +945,16 @@ func TestOverlays(t *testing.T) {
 		}
 		if r := replicas(t, o, "etcd"); r != 3 {
 			t.Errorf("etcd: %d members, want 3", r)
+		}
+		if r := replicas(t, o, "nats"); r != 3 {
+			t.Errorf("nats: %d servers, want 3", r)
+		}
+		// One etcd member and one NATS server per node.
+		for _, n := range []string{"etcd", "nats"} {
+			w, _ := o.workload("StatefulSet", n)
+			if !requiredAntiAffinity(w) {
+				t.Errorf("%s: production needs required pod anti-affinity on kubernetes.io/hostname against its own pods", w)
+			}
 		}
 		if v := authEnv(t, o, "ONAIR_DEBUG_TOKENS"); v != "false" {
 			t.Errorf("auth: ONAIR_DEBUG_TOKENS=%q, want an explicit false in production", v)
@@ -1001,4 +1041,222 @@ func compareVersions(a, b string) int {
 		}
 	}
 	return 0
+}
+
+// requiredAntiAffinity reports whether w's pods refuse to share a node.
+func requiredAntiAffinity(w workload) bool {
+	a := w.pod.Spec.Affinity
+	if a == nil || a.PodAntiAffinity == nil {
+		return false
+	}
+	for _, term := range a.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution {
+		sel, err := metav1.LabelSelectorAsSelector(term.LabelSelector)
+		if err == nil && !sel.Empty() && term.TopologyKey == "kubernetes.io/hostname" && sel.Matches(labels.Set(w.pod.Labels)) {
+			return true
+		}
+	}
+	return false
+}
+
+// natsWorkload is the StatefulSet running `onair nats`, and its container.
+func natsWorkload(t *testing.T, o *objects) (workload, *corev1.Container) {
+	t.Helper()
+	for _, w := range o.workloads() {
+		for i := range w.pod.Spec.Containers {
+			c := &w.pod.Spec.Containers[i]
+			if repo, _ := imageRepo(c.Image); repo == onairImage && len(c.Args) > 0 && c.Args[0] == "nats" {
+				if w.kind != "StatefulSet" {
+					t.Fatalf("nats runs in a %s, want a StatefulSet (stable names for the routes)", w)
+				}
+				return w, c
+			}
+		}
+	}
+	t.Fatal("no container runs `onair nats`")
+	return workload{}, nil
+}
+
+// envSecret is the Secret and key an environment variable of c comes from.
+func envSecret(c *corev1.Container, name string) (secret, key string) {
+	for _, e := range c.Env {
+		if e.Name == name && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+			return e.ValueFrom.SecretKeyRef.Name, e.ValueFrom.SecretKeyRef.Key
+		}
+	}
+	return "", ""
+}
+
+// envValue is the literal value of an environment variable of c.
+func envValue(c *corev1.Container, name string) (string, bool) {
+	for _, e := range c.Env {
+		if e.Name == name && e.ValueFrom == nil {
+			return e.Value, true
+		}
+	}
+	return "", false
+}
+
+// TestNATSCluster checks the NATS that carries room messages: three
+// servers of the onair image, each routed to every member by its stable
+// DNS name under the headless Service; a PDB that keeps two; spread over
+// nodes; and the room replicas given every server (or the client Service)
+// on the client port, the servers' user, and the password from the same
+// Secret key, never on a command line. Needs no binary (flags_test.go
+// checks the flags against `onair nats -h`).
+func TestNATSCluster(t *testing.T) {
+	eachRendered(t, func(t *testing.T, o *objects) {
+		w, c := natsWorkload(t, o)
+		sts := o.statefulSets[slices.IndexFunc(o.statefulSets, func(s *appsv1.StatefulSet) bool { return s.Name == w.name })]
+		if w.replicas == nil || *w.replicas != 3 {
+			t.Fatalf("%s: %v replicas, want 3 servers (one lost, messages keep flowing)", w, w.replicas)
+		}
+		if sts.Spec.PodManagementPolicy != "Parallel" {
+			t.Errorf("%s: podManagementPolicy should be Parallel: servers need no order", w)
+		}
+		if len(c.Command) > 0 {
+			t.Errorf("%s: command %v overrides the image's ENTRYPOINT", w, c.Command)
+		}
+		args := flagArgs(c.Args)
+		if fieldRefEnv(c, "POD_NAME") != "metadata.name" || fieldRefEnv(c, "POD_NAMESPACE") != "metadata.namespace" {
+			t.Errorf("%s: POD_NAME and POD_NAMESPACE must come from the downward API", w)
+		}
+		if args["name"] != "$(POD_NAME)" {
+			t.Errorf("%s: --name=%q, want $(POD_NAME)", w, args["name"])
+		}
+		if args["cluster-name"] == "" {
+			t.Errorf("%s: no --cluster-name", w)
+		}
+		port := func(flag string) int32 {
+			_, p, err := net.SplitHostPort(args[flag])
+			n, perr := strconv.ParseInt(p, 10, 32)
+			if err != nil || perr != nil {
+				t.Fatalf("%s: --%s=%q is not host:port", w, flag, args[flag])
+			}
+			if _, ok := containerPort(c, intstr.FromInt32(int32(n))); !ok {
+				t.Errorf("%s: --%s port %d is not a container port", w, flag, n)
+			}
+			return int32(n)
+		}
+		clientPort, routePort := port("client-addr"), port("cluster-addr")
+
+		headless := o.service(sts.Spec.ServiceName)
+		if headless == nil {
+			t.Fatalf("%s: serviceName %q is not rendered", w, sts.Spec.ServiceName)
+		}
+		if headless.Spec.ClusterIP != corev1.ClusterIPNone || !headless.Spec.PublishNotReadyAddresses {
+			t.Errorf("Service/%s: the route Service must be headless and publish not-ready addresses", headless.Name)
+		}
+		if ws := o.selecting(labels.SelectorFromSet(headless.Spec.Selector)); len(ws) != 1 || ws[0].String() != w.String() {
+			t.Errorf("Service/%s does not select %s", headless.Name, w)
+		}
+
+		// --routes: every member (itself too; a server ignores the route
+		// to itself), by its stable name, on the route port.
+		var want []string
+		for i := range *w.replicas {
+			want = append(want, fmt.Sprintf("nats-route://%s-%d.%s.$(POD_NAMESPACE).svc:%d", w.name, i, headless.Name, routePort))
+		}
+		if got := args["routes"]; got != strings.Join(want, ",") {
+			t.Errorf("%s: --routes=%q\nwant %q (StatefulSet name, replicas, serviceName, --cluster-addr port)", w, got, strings.Join(want, ","))
+		}
+
+		// The client Service leads to the client port.
+		client := o.service("nats")
+		if client == nil {
+			t.Fatal("no client Service nats")
+		}
+		if client.Spec.ClusterIP == corev1.ClusterIPNone {
+			t.Errorf("Service/nats: the client Service must not be headless")
+		}
+		if ws := o.selecting(labels.SelectorFromSet(client.Spec.Selector)); len(ws) != 1 || ws[0].String() != w.String() {
+			t.Errorf("Service/nats does not select %s", w)
+		}
+		servicePort := func(s *corev1.Service, n int32) bool {
+			for _, p := range s.Spec.Ports {
+				if cp, ok := containerPort(c, p.TargetPort); p.Port == n && ok && cp.ContainerPort == clientPort {
+					return true
+				}
+			}
+			return false
+		}
+		if !servicePort(client, clientPort) {
+			t.Errorf("Service/nats: no port %d leading to the client port", clientPort)
+		}
+
+		// Two of three servers through drains; spread over nodes.
+		covered := false
+		for _, p := range o.pdbs {
+			sel, _ := metav1.LabelSelectorAsSelector(p.Spec.Selector)
+			if ws := o.selecting(sel); len(ws) == 1 && ws[0].String() == w.String() {
+				covered = true
+				if p.Spec.MinAvailable == nil || p.Spec.MinAvailable.IntVal < *w.replicas-1 {
+					t.Errorf("PodDisruptionBudget/%s: minAvailable must keep %d servers", p.Name, *w.replicas-1)
+				}
+			}
+		}
+		if !covered {
+			t.Errorf("%s: no PodDisruptionBudget", w)
+		}
+		if a := w.pod.Spec.Affinity; a == nil || a.PodAntiAffinity == nil ||
+			(len(a.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution) == 0 && !requiredAntiAffinity(w)) {
+			t.Errorf("%s: no pod anti-affinity: the servers may all land on one node", w)
+		}
+
+		// Secrets in the environment, never on a command line.
+		for _, ct := range o.workloads() {
+			for _, cc := range ct.pod.Spec.Containers {
+				for _, a := range cc.Args {
+					if strings.HasPrefix(a, "--nats-password") || strings.HasPrefix(a, "--nats-token") {
+						t.Errorf("%s container %s: %q: NATS secrets belong in the environment", ct, cc.Name, a)
+					}
+				}
+			}
+		}
+		secret, key := envSecret(c, "ONAIR_NATS_PASSWORD")
+		if secret == "" || secret != generatedName(o, "Secret", "onair-secrets") || key != "nats-password" {
+			t.Errorf("%s: ONAIR_NATS_PASSWORD comes from Secret %q key %q, want onair-secrets nats-password", w, secret, key)
+		}
+
+		// The room replicas: every server (or the client Service), the same
+		// user and password.
+		room, ok := o.workload("Deployment", "room")
+		if !ok {
+			t.Fatal("no Deployment/room")
+		}
+		rc := &room.pod.Spec.Containers[0]
+		if s, k := envSecret(rc, "ONAIR_NATS_PASSWORD"); s != secret || k != key {
+			t.Errorf("%s: ONAIR_NATS_PASSWORD comes from Secret %q key %q, want the servers' %q %q", room, s, k, secret, key)
+		}
+		if u := flagArgs(rc.Args)["nats-user"]; u == "" || u != args["nats-user"] {
+			t.Errorf("%s: --nats-user=%q, the servers' is %q", room, u, args["nats-user"])
+		}
+		urls, ok := envValue(rc, "ONAIR_NATS_URL")
+		if !ok || urls == "" {
+			t.Fatalf("%s: no literal ONAIR_NATS_URL", room)
+		}
+		members := map[string]bool{}
+		viaService := false
+		for _, raw := range strings.Split(urls, ",") {
+			u, err := url.Parse(strings.TrimSpace(raw))
+			if err != nil || u.Scheme != "nats" || u.Port() != strconv.Itoa(int(clientPort)) || (u.Path != "" && u.Path != "/") || u.User != nil {
+				t.Errorf("%s: NATS URL %q: want nats://<host>:%d without credentials", room, raw, clientPort)
+				continue
+			}
+			host := strings.TrimSuffix(strings.TrimSuffix(u.Hostname(), ".svc"), ".$(POD_NAMESPACE)")
+			if host == client.Name {
+				viaService = true
+				continue
+			}
+			pod, svc, _ := strings.Cut(host, ".")
+			i, err := strconv.Atoi(strings.TrimPrefix(pod, w.name+"-"))
+			if svc != headless.Name || !strings.HasPrefix(pod, w.name+"-") || err != nil || i < 0 || i >= int(*w.replicas) {
+				t.Errorf("%s: NATS URL %q is neither the client Service nor a member <%s-N>.%s", room, raw, w.name, headless.Name)
+				continue
+			}
+			members[pod] = true
+		}
+		if !viaService && len(members) != int(*w.replicas) {
+			t.Errorf("%s: ONAIR_NATS_URL lists %d of the %d servers: %v", room, len(members), *w.replicas, sortedKeys(members))
+		}
+	})
 }

@@ -25,8 +25,9 @@ var kustomizations = []string{"base", "overlays/dev", "overlays/production"}
 // testSecretEnv stands in for overlays/production/secret.env, which is never
 // committed.
 var testSecretEnv = map[string]string{
-	"internal-key": "test-internal-key-0123456789abcdef",
-	"admin-key":    "test-admin-key-0123456789abcdef",
+	"internal-key":  "test-internal-key-0123456789abcdef",
+	"admin-key":     "test-admin-key-0123456789abcdef",
+	"nats-password": "test-nats-password-0123456789abcdef",
 }
 
 // workDir is a copy of base/ and overlays/ with a test secret.env, made by

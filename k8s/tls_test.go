@@ -62,6 +62,21 @@ func TestTLSWiring(t *testing.T) {
 			t.Fatal("no onair containers")
 		}
 		for _, oc := range ocs {
+			if oc.role == "nats" {
+				// `onair nats` has no TLS flags yet: NATS traffic stays
+				// inside the namespace, fenced by the NetworkPolicies
+				// (TestNetworkPolicies). Once the role can serve TLS,
+				// production must use it.
+				if _, ok := oc.flags["tls-cert"]; ok {
+					t.Errorf("%s: `onair nats` has --tls-cert now; serve NATS over TLS in production (and --nats-ca on room)", oc.where)
+				}
+				for _, flag := range []string{"etcd-endpoints", "tls-cert"} {
+					if s, ok := oc.settings[flag]; ok {
+						t.Errorf("%s: --%s is set (%s), but the nats role has no such flag", oc.where, flag, s.from)
+					}
+				}
+				continue
+			}
 			pair := map[string]string{} // flag: Secret
 			for flag, wantKey := range map[string]string{
 				"tls-cert": "tls.crt", "tls-key": "tls.key", "tls-ca": "ca.crt",
@@ -278,8 +293,10 @@ func fromMatches(t *testing.T, np *networkingv1.NetworkPolicy, from []networking
 }
 
 // TestNetworkPolicies checks who can reach what in production: etcd only
-// from OnAir pods (and its peer port only from its members), the services'
-// gRPC ports only from OnAir pods, the gateway's HTTP port and the media
+// from OnAir pods (and its peer port only from its members), NATS's client
+// port only from room pods and its route port only from its members (NATS
+// pods reach neither etcd nor the services), the services' gRPC ports only
+// from OnAir pods, the gateway's HTTP port and the media
 // edges' WebRTC port from anywhere.
 func TestNetworkPolicies(t *testing.T) {
 	o := render(t, "overlays/production")
@@ -291,6 +308,7 @@ func TestNetworkPolicies(t *testing.T) {
 		return w
 	}
 	etcd := get("StatefulSet", "etcd")
+	nats := get("StatefulSet", "nats")
 	gateway := get("Deployment", "gateway")
 	services := []workload{get("Deployment", "auth"), get("Deployment", "room"), get("Deployment", "stream"), get("DaemonSet", "media")}
 	onairPods := map[string]source{"gateway": gateway.pod.Labels}
@@ -317,11 +335,24 @@ func TestNetworkPolicies(t *testing.T) {
 		{"a stranger pod to etcd's client port", stranger, etcd, intstr.FromString("client"), tcp, false},
 		{"an etcd member to etcd's peer port", etcd.pod.Labels, etcd, intstr.FromString("peer"), tcp, true},
 		{"an etcd member to etcd's client port", etcd.pod.Labels, etcd, intstr.FromString("client"), tcp, true},
+		// NATS: room replicas to the client port, members to the route port.
+		{"outside to NATS's client port", nil, nats, intstr.FromString("client"), tcp, false},
+		{"outside to NATS's route port", nil, nats, intstr.FromString("cluster"), tcp, false},
+		{"a stranger pod to NATS's client port", stranger, nats, intstr.FromString("client"), tcp, false},
+		{"a stranger pod to NATS's route port", stranger, nats, intstr.FromString("cluster"), tcp, false},
+		{"a NATS server to NATS's route port", nats.pod.Labels, nats, intstr.FromString("cluster"), tcp, true},
+		{"a NATS server to NATS's client port", nats.pod.Labels, nats, intstr.FromString("client"), tcp, false},
+		{"an etcd member to NATS's client port", etcd.pod.Labels, nats, intstr.FromString("client"), tcp, false},
+		{"a NATS server to etcd's client port", nats.pod.Labels, etcd, intstr.FromString("client"), tcp, false},
+		{"a NATS server to the gateway's HTTP port", nats.pod.Labels, gateway, intstr.FromString("http"), tcp, true},
 	}
 	for name, src := range onairPods {
 		checks = append(checks,
 			check{name + " to etcd's client port", src, etcd, intstr.FromString("client"), tcp, true},
-			check{name + " to etcd's peer port", src, etcd, intstr.FromString("peer"), tcp, false})
+			check{name + " to etcd's peer port", src, etcd, intstr.FromString("peer"), tcp, false},
+			// Only room talks to NATS; no OnAir pod joins its routes.
+			check{name + " to NATS's client port", src, nats, intstr.FromString("client"), tcp, name == "room"},
+			check{name + " to NATS's route port", src, nats, intstr.FromString("cluster"), tcp, false})
 		for _, w := range services {
 			checks = append(checks, check{name + " to " + w.name + "'s gRPC port", src, w, intstr.FromString("grpc"), tcp, true})
 		}
@@ -330,6 +361,7 @@ func TestNetworkPolicies(t *testing.T) {
 		checks = append(checks,
 			check{"outside to " + w.name + "'s gRPC port", nil, w, intstr.FromString("grpc"), tcp, false},
 			check{"a stranger pod to " + w.name + "'s gRPC port", stranger, w, intstr.FromString("grpc"), tcp, false},
+			check{"a NATS server to " + w.name + "'s gRPC port", nats.pod.Labels, w, intstr.FromString("grpc"), tcp, false},
 			check{"outside to " + w.name + "'s gRPC port over UDP", nil, w, intstr.FromInt32(9090), udp, false})
 	}
 	for _, c := range checks {
