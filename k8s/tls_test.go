@@ -345,6 +345,9 @@ func TestNetworkPolicies(t *testing.T) {
 		{"an etcd member to NATS's client port", etcd.pod.Labels, nats, intstr.FromString("client"), tcp, false},
 		{"a NATS server to etcd's client port", nats.pod.Labels, etcd, intstr.FromString("client"), tcp, false},
 		{"a NATS server to the gateway's HTTP port", nats.pod.Labels, gateway, intstr.FromString("http"), tcp, true},
+		// Relays: a media edge pulls a stream from another over gRPC.
+		{"a media edge to another media edge's gRPC port (relay)", get("DaemonSet", "media").pod.Labels,
+			get("DaemonSet", "media"), intstr.FromString("grpc"), tcp, true},
 	}
 	for name, src := range onairPods {
 		checks = append(checks,
