@@ -26,9 +26,15 @@ func at(tb testing.TB, c *testcluster.Cluster, n *node.Node) *edge {
 // TestRelayFollowsMovedPublisher: the publisher publishes its stream again
 // on another edge while its first connection (on the origin) is still up,
 // so the old origin never ends by itself: the relay edge can only move to
-// the new origin because it watches the registry. Its players stay on:
+// the new origin because it watches the registry. The new origin is a third
+// edge, or the relay edge itself. Its players stay on:
 // no state change, one SSRC, no sequence number missing across the splice.
 func TestRelayFollowsMovedPublisher(t *testing.T) {
+	t.Run("to a third edge", func(t *testing.T) { relayFollowsMove(t, false) })
+	t.Run("to the relay edge", func(t *testing.T) { relayFollowsMove(t, true) })
+}
+
+func relayFollowsMove(t *testing.T, ontoRelay bool) {
 	c := testcluster.New(t)
 	c.Media.RelayLinger = time.Second
 	a := at(t, c, c.Start(testcluster.AllRoles...))
@@ -51,8 +57,15 @@ func TestRelayFollowsMovedPublisher(t *testing.T) {
 		t.Fatalf("the relay edge pulls from %q (%d connections), want the origin %s once", up, pulls, a.n.Addr())
 	}
 
-	// The publisher moves to a third edge; its first connection stays up.
-	cn := at(t, c, c.Start(testcluster.AllRoles...))
+	// The publisher moves to a third edge (or to the relay edge, which then
+	// pulls from itself until its pull lingers out); its first connection
+	// stays up.
+	var cn *edge
+	if ontoRelay {
+		cn = at(t, c, b)
+	} else {
+		cn = at(t, c, c.Start(testcluster.AllRoles...))
+	}
 	second := cn.publish("host", "mv", src)
 	testcluster.Eventually(t, "the relay edge pulling from the new origin", func() bool {
 		up, pulls := b.MediaServer.Upstream(testcluster.AppID, "mv")
