@@ -67,10 +67,12 @@ func relayFollowsMove(t *testing.T, ontoRelay bool) {
 		cn = at(t, c, c.Start(testcluster.AllRoles...))
 	}
 	second := cn.publish("host", "mv", src)
+	moved := time.Now()
 	testcluster.Eventually(t, "the relay edge pulling from the new origin", func() bool {
 		up, pulls := b.MediaServer.Upstream(testcluster.AppID, "mv")
 		return up == cn.n.Addr() && pulls == 2
 	})
+	t.Logf("the relay edge pulled from the new origin %v after its publish was answered", time.Since(moved).Round(time.Millisecond))
 	testcluster.Eventually(t, "the new origin feeding the relay edge", func() bool {
 		return cn.n.MediaServer.Downstreams(testcluster.AppID, "mv") == 1
 	})
