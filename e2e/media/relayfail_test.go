@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/onair-dev/onair/internal/node"
 	"github.com/onair-dev/onair/internal/testcluster"
@@ -28,6 +29,26 @@ func retried(viewers []*client) (n int, noPlay bool) {
 		}
 	}
 	return n, noPlay
+}
+
+// playingAgain: every viewer that retried is Playing again (its last play
+// state line).
+func playingAgain(viewers []*client) bool {
+	for _, v := range viewers {
+		last, retried := "", false
+		for _, l := range v.lines() {
+			if strings.HasPrefix(l, "player s1 ") {
+				last = l
+				if strings.HasPrefix(l, "player s1 1 ") && l != "player s1 1 0" {
+					retried = true
+				}
+			}
+		}
+		if retried && last != "player s1 2 0" {
+			return false
+		}
+	}
+	return true
 }
 
 // framesGrow waits for every viewer's frames to grow by at least 30.
@@ -65,7 +86,10 @@ func TestRelayEdgeKilled(t *testing.T) {
 	}
 	lost := playersOn(victim)
 	victim.Kill()
+	killed := time.Now()
 	eventually(t, "the killed edge's players retrying", func() bool { n, _ := retried(viewers); return n >= lost })
+	eventually(t, "the killed edge's players playing again", func() bool { return playingAgain(viewers) })
+	t.Logf("%d players playing again %v after the kill", lost, time.Since(killed).Round(time.Millisecond))
 	framesGrow(t, viewers)
 	n, noPlay := retried(viewers)
 	if n != lost {
@@ -117,10 +141,14 @@ func TestUpstreamRelayKilled(t *testing.T) {
 		t.Fatal("the last edge has no players")
 	}
 	middle.Kill()
+	killed := time.Now()
 	eventually(t, "the last edge pulling from the origin", func() bool {
 		up, pulls := last.MediaServer.Upstream(testcluster.AppID, "s1")
 		return up == a.Addr() && pulls >= 2
 	})
+	t.Logf("the last edge pulled from the origin %v after the kill", time.Since(killed).Round(time.Millisecond))
+	eventually(t, "the middle edge's players playing again", func() bool { return playingAgain(viewers) })
+	t.Logf("%d players of the middle edge playing again %v after the kill", lost, time.Since(killed).Round(time.Millisecond))
 	framesGrow(t, viewers)
 	n, noPlay := retried(viewers)
 	if n != lost {
