@@ -4,7 +4,6 @@ package cluster
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,7 +12,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onair-dev/onair/internal/testproc"
 	"github.com/onair-dev/onair/sdk/express"
 	"github.com/onair-dev/onair/token04"
 )
@@ -58,40 +57,6 @@ func (s *summary) proc(t *testing.T, name string) (pid int, grpcAddr string) {
 	return 0, ""
 }
 
-// syncBuffer collects the cluster's log.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// buildOnair builds the binary once for this test run.
-func buildOnair(t *testing.T) string {
-	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("the go command is needed to build onair:", err)
-	}
-	bin := filepath.Join(t.TempDir(), "onair")
-	cmd := exec.Command(goBin, "build", "-o", bin, "./cmd/onair")
-	cmd.Dir = filepath.Join("..", "..")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/onair: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // freeBase finds n consecutive free loopback ports below the usual
 // ephemeral range, so outgoing connections do not take them meanwhile.
 func freeBase(t *testing.T, n int) int {
@@ -115,24 +80,14 @@ func freeBase(t *testing.T, n int) int {
 	return 0
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // startCluster runs `onair cluster` in its own process group, waits for its
 // summary line and makes sure every process is gone when the test ends.
-func startCluster(t *testing.T) (*exec.Cmd, <-chan struct{}, *summary, *syncBuffer) {
+func startCluster(t *testing.T) (*exec.Cmd, <-chan struct{}, *summary, *testproc.Log) {
 	t.Helper()
-	bin := buildOnair(t)
-	logs := &syncBuffer{}
+	bin := testproc.BuildOnair(t)
+	logs := &testproc.Log{}
 	cmd := exec.Command(bin, "cluster", "--data-dir", t.TempDir(), "--base-port", strconv.Itoa(freeBase(t, portSpan)),
-		"--http-addr", freePort(t), "--lease-ttl", "2s", "--drain-timeout", "2s", "--start-timeout", "90s")
+		"--http-addr", testproc.FreeAddr(t), "--lease-ttl", "2s", "--drain-timeout", "2s", "--start-timeout", "90s")
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "ONAIR_") {
 			cmd.Env = append(cmd.Env, kv)

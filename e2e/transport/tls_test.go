@@ -1,7 +1,6 @@
 package transport
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -14,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -29,6 +27,7 @@ import (
 
 	"github.com/onair-dev/onair/internal/embedetcd"
 	"github.com/onair-dev/onair/internal/testpki"
+	"github.com/onair-dev/onair/internal/testproc"
 	authv1 "github.com/onair-dev/onair/proto/onair/auth/v1"
 	roomv1 "github.com/onair-dev/onair/proto/onair/room/v1"
 	"github.com/onair-dev/onair/services/auth"
@@ -46,7 +45,7 @@ type proc struct {
 	role, grpcAddr, httpAddr string
 	cmd                      *exec.Cmd
 	exited                   chan struct{}
-	logs                     *syncBuffer
+	logs                     *testproc.Log
 }
 
 func (p *proc) alive() bool {
@@ -56,23 +55,6 @@ func (p *proc) alive() bool {
 	default:
 		return true
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // files are the PEM files the processes are given, and where things are.
@@ -95,7 +77,7 @@ func TestTLS(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs onair processes")
 	}
-	bin := buildOnair(t)
+	bin := testproc.BuildOnair(t)
 	dir := t.TempDir()
 	ca := testpki.NewCA(t, "OnAir test CA")
 	f := files{
@@ -128,13 +110,13 @@ func TestTLS(t *testing.T) {
 	}
 	var procs []*proc
 	for _, role := range []string{"auth", "stream", "room", "media"} {
-		args := []string{"--grpc-addr", freeAddr(t), "--http-addr", freeAddr(t)}
+		args := []string{"--grpc-addr", testproc.FreeAddr(t), "--http-addr", testproc.FreeAddr(t)}
 		if role == "media" {
 			args = append(args, "--media-udp-port", "0", "--public-ip", "127.0.0.1")
 		}
 		procs = append(procs, start(t, bin, role, args, env))
 	}
-	gw := start(t, bin, "gateway", []string{"--http-addr", freeAddr(t)}, env)
+	gw := start(t, bin, "gateway", []string{"--http-addr", testproc.FreeAddr(t)}, env)
 	procs = append(procs, gw)
 	f.gateway = gw.httpAddr
 	for _, p := range procs {
@@ -273,38 +255,12 @@ func TestTLS(t *testing.T) {
 	})
 }
 
-// buildOnair builds the binary for this test.
-func buildOnair(t *testing.T) string {
-	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("the go command is needed to build onair:", err)
-	}
-	bin := filepath.Join(t.TempDir(), "onair")
-	cmd := exec.Command(goBin, "build", "-o", bin, "./cmd/onair")
-	cmd.Dir = filepath.Join("..", "..")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/onair: %v\n%s", err, out)
-	}
-	return bin
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // start runs `onair role args` with env added to an environment cleared
 // of ONAIR_* variables; the test's cleanup stops it and, if the test
 // failed, prints its log.
 func start(t *testing.T, bin, role string, args, env []string) *proc {
 	t.Helper()
-	p := &proc{role: role, exited: make(chan struct{}), logs: &syncBuffer{}}
+	p := &proc{role: role, exited: make(chan struct{}), logs: &testproc.Log{}}
 	for i := 0; i+1 < len(args); i += 2 {
 		switch args[i] {
 		case "--grpc-addr":

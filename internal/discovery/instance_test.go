@@ -2,7 +2,6 @@ package discovery_test
 
 import (
 	"context"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/onair-dev/onair/internal/discovery"
 	"github.com/onair-dev/onair/internal/embedetcd"
+	"github.com/onair-dev/onair/internal/testproc"
 )
 
 // servingLog records what an Instance reports, in order.
@@ -30,16 +30,6 @@ func (l *servingLog) get() []bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return append([]bool(nil), l.states...)
-}
-
-func loopbackAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // registered reports the addresses registered for service, read straight
@@ -68,7 +58,7 @@ func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) 
 
 func TestInstanceHeals(t *testing.T) {
 	dir := t.TempDir()
-	clientAddr, peerAddr := loopbackAddr(t), loopbackAddr(t)
+	clientAddr, peerAddr := testproc.FreeAddr(t), testproc.FreeAddr(t)
 	start := func() *embedetcd.Server {
 		e, err := embedetcd.Start(context.Background(), embedetcd.Config{Dir: dir, ClientAddr: clientAddr, PeerAddr: peerAddr})
 		if err != nil {
