@@ -58,12 +58,13 @@ func playersOn(n *node.Node) int { return n.MediaServer.Load()["players"] }
 // (however many players it serves) and the origin feeds exactly one relay
 // per edge with players; every player gets frames, a relay player's first
 // frame at once from the relay's cache; OnlyRTC players stay on the origin.
-// When the publisher stops, every player gets NoPlay.
+// When the publisher stops, every player gets NoPlay and the room's stream
+// Delete with reason 1. Thirty players in all, as the issue asks.
 func TestRelaySpread(t *testing.T) {
 	c, edges, host, done := relayCluster(t, 8)
 	defer done()
 	a := edges[0]
-	viewers := c.players(t, a.Addr(), 12, express.ResourceModeOnlyL3)
+	viewers := c.players(t, a.Addr(), 28, express.ResourceModeOnlyL3)
 	rtc := c.players(t, a.Addr(), 2, express.ResourceModeOnlyRTC)
 	for i, v := range append(viewers, rtc...) {
 		eventually(t, fmt.Sprintf("frames at player %d", i), func() bool { return v.frameCount("s1") > 10 })
@@ -98,6 +99,10 @@ func TestRelaySpread(t *testing.T) {
 	}
 	for i, v := range append(viewers, rtc...) {
 		eventually(t, fmt.Sprintf("NoPlay at player %d", i), func() bool { return v.has("player s1 0 ") })
+		eventually(t, fmt.Sprintf("the room's stream Delete (reason 1) at player %d", i), func() bool {
+			return v.has(`stream Delete s1 {"stream_delete_reason":[{"code":1,"stream_id":"s1"}]}`) ||
+				v.has(`stream Delete s1 {"stream_delete_reason":[{"stream_id":"s1","code":1}]}`)
+		})
 	}
 	for i, n := range edges[1:] {
 		eventually(t, fmt.Sprintf("edge %d's relay gone", i+1), func() bool {
