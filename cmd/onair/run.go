@@ -40,6 +40,7 @@ type roleFlags struct {
 	mediaUDPPort   int
 	publicIP       string
 	relayFanout    int
+	originRoom     int
 	relayLinger    time.Duration
 }
 
@@ -52,6 +53,7 @@ func (r *roleFlags) register(fs *flag.FlagSet) {
 	fs.Float64Var(&r.messageRate, "message-rate", room.DefaultMessageRate, "room: broadcast messages per second per room on each replica")
 	fs.IntVar(&r.mediaUDPPort, "media-udp-port", 0, "media: the one UDP port of every WebRTC session (0 picks one)")
 	fs.StringVar(&r.publicIP, "public-ip", "", "media: IPv4 address advertised in ICE candidates (a loopback address also keeps ICE on loopback); empty advertises the host's addresses")
+	fs.IntVar(&r.originRoom, "origin-room", media.DefaultOriginRoom, "media: L3 players an origin edge takes itself before it sends them to other edges (it always takes them when it is the only edge)")
 	fs.IntVar(&r.relayFanout, "relay-fanout", media.DefaultRelayFanout, "media: edges one edge feeds a stream to directly; further edges pull from those (a tree)")
 	fs.DurationVar(&r.relayLinger, "relay-linger", media.DefaultRelayLinger, "media: how long an edge keeps pulling a stream after its last local player left")
 }
@@ -60,7 +62,7 @@ func (r *roleFlags) nodeConfig(c *node.Config) {
 	c.Auth = node.AuthConfig{AdminKey: r.adminKey, DebugTokens: r.debugTokens, DevMode: r.devMode}
 	c.Room = node.RoomConfig{SessionTimeout: r.sessionTimeout, OnlineCountInterval: r.onlineCount, LoginRate: r.loginRate,
 		MessageRate: r.messageRate}
-	c.Media = node.MediaConfig{UDPPort: r.mediaUDPPort, PublicIP: r.publicIP, RelayFanout: r.relayFanout, RelayLinger: r.relayLinger}
+	c.Media = node.MediaConfig{UDPPort: r.mediaUDPPort, PublicIP: r.publicIP, RelayFanout: r.relayFanout, RelayLinger: r.relayLinger, OriginRoom: r.originRoom}
 }
 
 // logEdgeDelay logs, every 10 s that saw traffic, the delay the edge

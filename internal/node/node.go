@@ -70,8 +70,9 @@ type MediaConfig struct {
 	UDPPort int
 	// PublicIP is the address advertised in ICE candidates (see media.Config).
 	PublicIP string
-	// RelayFanout and RelayLinger: see media.Config.
+	// RelayFanout, RelayLinger and OriginRoom: see media.Config.
 	RelayFanout int
+	OriginRoom  int
 	RelayLinger time.Duration
 }
 
@@ -286,7 +287,7 @@ func (n *Node) startMedia(ctx context.Context) error {
 		Rooms: roomv1.NewRoomServiceClient(clients[2]), EdgeAddr: n.addr,
 		Lease:   func() int64 { return int64(n.inst.Lease()) },
 		UDPPort: n.cfg.Media.UDPPort, PublicIP: n.cfg.Media.PublicIP, Logger: n.cfg.Logger,
-		RelayFanout: n.cfg.Media.RelayFanout, RelayLinger: n.cfg.Media.RelayLinger, RelayDialOptions: n.edgeDialOptions(),
+		RelayFanout: n.cfg.Media.RelayFanout, RelayLinger: n.cfg.Media.RelayLinger, OriginRoom: n.cfg.Media.OriginRoom, RelayDialOptions: n.edgeDialOptions(),
 		Edges: func(ctx context.Context) (map[string]any, error) {
 			return discovery.Instances(ctx, n.cfg.Etcd, discovery.Media)
 		},
