@@ -1,21 +1,89 @@
 package web
 
 import (
+	"context"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/onair-dev/onair/internal/testproc"
 )
+
+// startDev runs the real `onair dev`, as a developer opening the console
+// would, and returns its HTTP base URL once it is ready.
+func startDev(t *testing.T) string {
+	t.Helper()
+	bin := testproc.BuildOnair(t)
+	httpAddr := testproc.FreeAddr(t)
+	cmd := exec.Command(bin, "dev", "--data-dir", filepath.Join(t.TempDir(), "dev"),
+		"--grpc-addr", testproc.FreeAddr(t), "--http-addr", httpAddr)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "ONAIR_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	logs := &testproc.Log{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("onair dev output:\n%s", logs.String())
+		}
+	})
+	url := "http://" + httpAddr
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		req, _ := http.NewRequestWithContext(ctx, "GET", url+"/readyz", nil)
+		resp, err := http.DefaultClient.Do(req)
+		cancel()
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return url
+			}
+		}
+		select {
+		case <-exited:
+			t.Fatalf("onair dev exited before it was ready:\n%s", logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("onair dev not ready after 60 s:\n%s", logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
 
 // The console at / on its own: bad input shows the vendor's code; with the
 // dev routes it fills in the app and mints a token; a page joins and
 // publishes its fake camera, a second page sees the user and the stream
 // and plays it (state PLAYING, first frame, decoded frames); a broadcast
 // message gets across. A screenshot of each page is kept as an artifact.
+// The server is the real `onair dev`, which is what the console is for.
 func TestConsole(t *testing.T) {
 	needBrowser(t)
-	s := newServer(t)
+	url := startDev(t)
 	b := newBrowser(t)
 
 	open := func(name, user string) *page {
-		p := b.open(name, s.url+"/")
+		p := b.open(name, url+"/")
 		p.waitFor("the console is ready with the dev app", `document.body.dataset.ready === "1" && document.getElementById("appID").value !== "" && !document.getElementById("devToken").hidden`)
 		p.eval(`document.getElementById("roomID").value = "console-room"; document.getElementById("userID").value = `+jsonString(user)+`; true`, nil)
 		return p
