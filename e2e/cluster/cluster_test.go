@@ -276,6 +276,9 @@ func TestLocalClusterSurvivesKilledRoomReplicaAndEtcdMember(t *testing.T) {
 	carol := login(t, s, []string{roomB, roomA}, room, "carol")
 	eventually(t, "alice to see carol", alice.rec.present("carol"))
 	eventually(t, "bob to see carol", bob.rec.present("carol"))
+	// Carol's first snapshot must hold bob before he leaves, or she is
+	// rightly never told about him at all.
+	eventually(t, "carol to see bob", carol.rec.present("bob"))
 	eventually(t, "alice to reconnect (Reconnecting, then Reconnected)", alice.rec.reconnected)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -86,7 +86,10 @@ func TestLocalClusterRoomMessages(t *testing.T) {
 	_, alice := msgLogin(t, s, []string{roomA, roomB}, room, "alice")
 	_, bob := msgLogin(t, s, []string{roomB, roomA}, room, "bob")
 	carol, _ := msgLogin(t, s, []string{roomB, roomA}, room, "carol")
+	// Every receiver's event stream must be open before the first send:
+	// messages reach only receivers connected when they are accepted.
 	eventually(t, "alice to see carol", alice.present("carol"))
+	eventually(t, "bob to see carol", bob.present("carol"))
 
 	ctx := context.Background()
 	// send keeps to the room's rate limit (10 per second on a replica).
