@@ -79,7 +79,7 @@ func (s *Server) chooseEdge(ctx context.Context, st *streamv1.StreamRecord) stri
 	for addr, meta := range edges {
 		var load float64
 		if addr == s.cfg.EdgeAddr {
-			load = float64(s.livePlayers()) + float64(s.relay.egressKbps.Load())/1000
+			load = float64(s.sessionLoad()["players"]) + float64(s.relay.egressKbps.Load())/1000
 		} else {
 			m, _ := meta.(map[string]any)
 			players, _ := m["players"].(float64)
@@ -110,18 +110,6 @@ func (s *Server) chooseEdge(ctx context.Context, st *streamv1.StreamRecord) stri
 		s.relay.placed[best] = append(s.relay.placed[best], now)
 	}
 	return best
-}
-
-func (s *Server) livePlayers() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, ss := range s.sessions {
-		if ss.player {
-			n++
-		}
-	}
-	return n
 }
 
 // relayLoad adds the relay figures and the egress bitrate (players' and

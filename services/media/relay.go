@@ -825,14 +825,7 @@ func (p *relayPull) ingest(pkts []*mediav1.RelayPacket) {
 		touched[u] = struct{}{}
 	}
 	for u := range touched {
-		select {
-		case <-u.done:
-			continue
-		default:
-		}
-		for _, s := range *u.subs.Load() {
-			s.signal()
-		}
+		u.wake()
 	}
 }
 

@@ -175,14 +175,7 @@ func (u *uptrack) run(remote *webrtc.TrackRemote) {
 		if !wake {
 			continue
 		}
-		select {
-		case <-u.done:
-			continue
-		default:
-		}
-		for _, s := range *u.subs.Load() {
-			s.signal()
-		}
+		u.wake()
 	}
 }
 
@@ -216,4 +209,17 @@ func (u *uptrack) requestKeyframe(join bool) {
 		return
 	}
 	_ = u.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
+}
+
+// wake tells every player of the track that packets are waiting, unless
+// the track has ended.
+func (u *uptrack) wake() {
+	select {
+	case <-u.done:
+		return
+	default:
+	}
+	for _, s := range *u.subs.Load() {
+		s.signal()
+	}
 }
