@@ -130,8 +130,9 @@ type Server struct {
 	mediav1.UnimplementedMediaServiceServer
 	cfg       Config
 	api       *webrtc.API // publishers: pion's default interceptors
-	playerAPI *webrtc.API // players: none, the edge does their RTCP
+	playerPCs playerPeers // players: no interceptors, the edge does their RTCP
 	udp       net.PacketConn
+	bc        *batchConn // udp, for its counters
 	mux       ice.UDPMux
 	log       *slog.Logger
 
@@ -182,7 +183,7 @@ func New(cfg Config) (*Server, error) {
 	_ = udp.SetReadBuffer(8 << 20)
 	// Writes to the socket are batched (sendmmsg): see batchConn.
 	bc := newBatchConn(udp)
-	s := &Server{cfg: cfg, udp: bc, log: cfg.Logger, origins: map[streamKey]*origin{}, sessions: map[string]*session{}}
+	s := &Server{cfg: cfg, udp: bc, bc: bc, log: cfg.Logger, origins: map[streamKey]*origin{}, sessions: map[string]*session{}}
 	s.mux = webrtc.NewICEUDPMux(nil, bc)
 	se := webrtc.SettingEngine{}
 	se.SetICEUDPMux(s.mux)
@@ -195,6 +196,10 @@ func New(cfg Config) (*Server, error) {
 	if loopback {
 		iceloopback.Restrict(&se)
 	}
+	if err := shareAcrossPeers(&se, cfg.Logger); err != nil {
+		_ = bc.Close()
+		return nil, err
+	}
 	api, err := NewAPI(se)
 	if err != nil {
 		_ = bc.Close()
@@ -206,8 +211,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.api = api
-	s.playerAPI = webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(&interceptor.Registry{}),
-		webrtc.WithSettingEngine(se))
+	s.playerPCs = playerPeers{se: se, media: m, reg: &interceptor.Registry{}}
 	return s, nil
 }
 

@@ -18,6 +18,11 @@ import (
 // lone packet waits only for the flusher's goroutine to run: no timer, no
 // added delay when the edge is idle.
 //
+// Where the kernel has UDP GSO (Linux), the packets of a batch that go to
+// one player, in order, become one message segmented by the kernel: a
+// player's frame costs one trip through the stack instead of one per
+// packet (udpgso_linux.go).
+//
 // pion's ICE UDP mux reads and writes it through ReadFromAddrPort and
 // WriteToAddrPort (netip addresses, nothing allocated).
 type batchConn struct {
@@ -32,23 +37,33 @@ type batchConn struct {
 	spare  *udpBatch  // owned by whoever holds sendMu
 	wake   chan struct{}
 	done   chan struct{}
+	gso    atomic.Bool // the kernel segments: coalesce per destination
 
-	// Counters (tests and metrics): batches sent, packets sent, packets
-	// the kernel refused.
-	batches, packets, errs atomic.Int64
+	// Counters (tests and metrics): batches sent, packets sent, messages
+	// they went in, packets the kernel refused.
+	batches, packets, messages, errs atomic.Int64
 }
 
-// udpBatch is a batch's messages, each over its own slot of one buffer.
+// udpBatch is a batch's messages, each over its own slot of one buffer,
+// and the coalesced messages (out) GSO sends them in.
 type udpBatch struct {
 	msgs  []ipv4.Message
 	addrs []net.UDPAddr
 	ips   [][4]byte
 	buf   []byte
 	n     int
+
+	out   []ipv4.Message
+	oob   []byte
+	taken []bool
 }
 
 const (
-	batchSize = 64
+	batchSize = 128
+	// gsoMaxSegments and gsoMaxBytes bound one coalesced message (the
+	// kernel's limits are 64 or 128 segments and one IP datagram).
+	gsoMaxSegments = 64
+	gsoMaxBytes    = 60000
 	// batchSlot fits any packet the edge sends (SRTP under pion's 1200
 	// byte MTU, DTLS records, STUN); a bigger one is written at once.
 	batchSlot = 1500
@@ -62,12 +77,19 @@ func newUDPBatch() *udpBatch {
 		b.msgs[i].Buffers = [][]byte{nil}
 		b.msgs[i].Addr = &b.addrs[i]
 	}
+	b.out = make([]ipv4.Message, batchSize)
+	b.oob = make([]byte, batchSize*gsoOOBSize)
+	b.taken = make([]bool, batchSize)
+	for i := range b.out {
+		b.out[i].Buffers = make([][]byte, 0, gsoMaxSegments)
+	}
 	return b
 }
 
 func newBatchConn(c *net.UDPConn) *batchConn {
 	bc := &batchConn{UDPConn: c, pc: ipv4.NewPacketConn(c), pending: newUDPBatch(), spare: newUDPBatch(),
 		wake: make(chan struct{}, 1), done: make(chan struct{})}
+	bc.gso.Store(gsoSupported(c))
 	go bc.flusher()
 	return bc
 }
@@ -147,26 +169,106 @@ func (c *batchConn) flush() {
 	c.pending, c.spare = c.spare, b
 	c.mu.Unlock()
 	msgs := b.msgs[:b.n]
+	if c.gso.Load() && len(msgs) > 1 {
+		msgs = b.coalesce()
+	}
 	for len(msgs) > 0 {
 		n, err := c.pc.WriteBatch(msgs, 0)
 		if n > 0 {
-			c.packets.Add(int64(n))
+			for _, m := range msgs[:n] {
+				c.packets.Add(int64(len(m.Buffers)))
+			}
+			c.messages.Add(int64(n))
 			msgs = msgs[n:]
 		}
-		if err != nil {
-			// The first unsent packet is refused (its destination gone):
-			// drop it, send the rest.
-			c.errs.Add(1)
-			if n <= 0 {
-				msgs = msgs[1:]
-			}
-			if errors.Is(err, net.ErrClosed) {
-				break
-			}
+		if err == nil {
+			continue
+		}
+		if len(msgs) > 0 && len(msgs[0].OOB) > 0 && isGSOError(err) {
+			// This path cannot segment after all: send the rest one
+			// packet per message, from now on.
+			c.gso.Store(false)
+			msgs = b.uncoalesce(msgs)
+			defer b.resetAddrs()
+			continue
+		}
+		// The first unsent message is refused (its destination gone):
+		// drop it, send the rest.
+		c.errs.Add(1)
+		if n <= 0 {
+			msgs = msgs[1:]
+		}
+		if errors.Is(err, net.ErrClosed) {
+			break
 		}
 	}
 	c.batches.Add(1)
 	b.n = 0
+}
+
+// coalesce groups the batch's packets into GSO messages: each holds
+// packets to one destination, in the order they were queued, all of one
+// size but the last, which may be shorter (the kernel's rule). Packets to
+// different destinations may change order; packets to one never do.
+func (b *udpBatch) coalesce() []ipv4.Message {
+	n := b.n
+	clear(b.taken[:n])
+	out := 0
+	for i := range n {
+		if b.taken[i] {
+			continue
+		}
+		b.taken[i] = true
+		first := b.msgs[i].Buffers[0]
+		size, total := len(first), len(first)
+		m := &b.out[out]
+		m.Buffers = append(m.Buffers[:0], first)
+		m.Addr = b.msgs[i].Addr
+		m.OOB = nil
+		for j := i + 1; j < n && len(m.Buffers) < gsoMaxSegments; j++ {
+			if b.taken[j] || b.ips[j] != b.ips[i] || b.addrs[j].Port != b.addrs[i].Port {
+				continue
+			}
+			p := b.msgs[j].Buffers[0]
+			if len(p) > size || total+len(p) > gsoMaxBytes {
+				break // it starts the destination's next message
+			}
+			b.taken[j] = true
+			m.Buffers = append(m.Buffers, p)
+			total += len(p)
+			if len(p) < size {
+				break // a short segment ends a message
+			}
+		}
+		if len(m.Buffers) > 1 {
+			m.OOB = b.oob[out*gsoOOBSize : (out+1)*gsoOOBSize]
+			putGSO(m.OOB, size)
+		}
+		out++
+	}
+	return b.out[:out]
+}
+
+// resetAddrs points each message back at its own address slot, which
+// uncoalesce changed.
+func (b *udpBatch) resetAddrs() {
+	for i := range b.msgs {
+		b.msgs[i].Addr = &b.addrs[i]
+	}
+}
+
+// uncoalesce turns unsent GSO messages back into one message per packet,
+// reusing the batch's own messages (whose order no longer matters).
+func (b *udpBatch) uncoalesce(unsent []ipv4.Message) []ipv4.Message {
+	k := 0
+	for _, m := range unsent {
+		for _, p := range m.Buffers {
+			b.msgs[k].Buffers[0] = p
+			b.msgs[k].Addr = m.Addr
+			k++
+		}
+	}
+	return b.msgs[:k]
 }
 
 // Close stops the flusher (what is queued is sent) and closes the socket.

@@ -63,3 +63,146 @@ func TestBatchConnDeliversEveryPacket(t *testing.T) {
 		t.Error("a write after Close succeeded")
 	}
 }
+
+// coalesce groups a batch per destination in queue order, each message of
+// equal-size segments but a shorter last one, within the kernel's bounds.
+func TestCoalesce(t *testing.T) {
+	type pkt struct {
+		dst  int
+		size int
+	}
+	tests := []struct {
+		name string
+		in   []pkt
+		want [][]int // per message: indexes into in
+	}{
+		{"one destination, a frame", []pkt{{1, 1200}, {1, 1200}, {1, 1200}, {1, 700}}, [][]int{{0, 1, 2, 3}}},
+		{"interleaved destinations", []pkt{{1, 1200}, {2, 1200}, {1, 1200}, {2, 900}, {1, 300}},
+			[][]int{{0, 2, 4}, {1, 3}}},
+		{"a short segment ends a message", []pkt{{1, 1200}, {1, 500}, {1, 1200}}, [][]int{{0, 1}, {2}}},
+		{"a longer packet starts the next", []pkt{{1, 500}, {1, 1200}, {1, 1200}}, [][]int{{0}, {1, 2}}},
+		{"order kept behind a longer packet", []pkt{{1, 500}, {2, 100}, {1, 1200}, {1, 500}}, [][]int{{0}, {1}, {2, 3}}},
+		{"single packets", []pkt{{1, 100}, {2, 100}, {3, 100}}, [][]int{{0}, {1}, {2}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := newUDPBatch()
+			for i, p := range tt.in {
+				b.ips[i] = [4]byte{127, 0, 0, 1}
+				b.addrs[i].Port = 1000 + p.dst
+				b.msgs[i].Buffers[0] = b.buf[i*batchSlot : i*batchSlot+p.size]
+			}
+			b.n = len(tt.in)
+			out := b.coalesce()
+			if len(out) != len(tt.want) {
+				t.Fatalf("%d messages, want %d", len(out), len(tt.want))
+			}
+			for k, m := range out {
+				if len(m.Buffers) != len(tt.want[k]) {
+					t.Fatalf("message %d: %d segments, want %d", k, len(m.Buffers), len(tt.want[k]))
+				}
+				for s, idx := range tt.want[k] {
+					if &m.Buffers[s][0] != &b.buf[idx*batchSlot] {
+						t.Errorf("message %d segment %d is not packet %d", k, s, idx)
+					}
+				}
+				if (len(m.OOB) > 0) != (len(m.Buffers) > 1) {
+					t.Errorf("message %d: %d segments with %d bytes of control", k, len(m.Buffers), len(m.OOB))
+				}
+			}
+		})
+	}
+	t.Run("bounds", func(t *testing.T) {
+		b := newUDPBatch()
+		for i := range batchSize {
+			b.ips[i] = [4]byte{127, 0, 0, 1}
+			b.addrs[i].Port = 1000
+			b.msgs[i].Buffers[0] = b.buf[i*batchSlot : i*batchSlot+1200]
+		}
+		b.n = batchSize
+		for k, m := range b.coalesce() {
+			total := 0
+			for _, p := range m.Buffers {
+				total += len(p)
+			}
+			if len(m.Buffers) > gsoMaxSegments || total > gsoMaxBytes {
+				t.Errorf("message %d: %d segments, %d bytes", k, len(m.Buffers), total)
+			}
+		}
+	})
+}
+
+// Many destinations, packets of mixed sizes from many goroutines: each
+// destination gets every packet whole and each writer's packets in order,
+// and where the kernel segments, fewer messages than packets went out.
+func TestBatchConnKeepsOrderPerDestination(t *testing.T) {
+	src, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc := newBatchConn(src)
+	defer bc.Close()
+	const dests, writers, each = 4, 4, 400
+	var conns [dests]*net.UDPConn
+	for i := range conns {
+		if conns[i], err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
+			t.Fatal(err)
+		}
+		defer conns[i].Close()
+		_ = conns[i].SetReadBuffer(8 << 20)
+	}
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			b := make([]byte, 1200)
+			for i := range each {
+				// Frames of three full packets and a short one.
+				size := 1200
+				if i%4 == 3 {
+					size = 200 + i%700
+				}
+				binary.BigEndian.PutUint32(b, uint32(w))
+				binary.BigEndian.PutUint32(b[4:], uint32(i))
+				b[size-1] = byte(i)
+				to := conns[(w+i/4)%dests].LocalAddr().(*net.UDPAddr).AddrPort()
+				if _, err := bc.WriteToAddrPort(b[:size], to); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	got := 0
+	for d, c := range conns {
+		last := map[uint32]int{}
+		buf := make([]byte, 2000)
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		for {
+			n, _, err := c.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				break
+			}
+			w, i := binary.BigEndian.Uint32(buf), int(binary.BigEndian.Uint32(buf[4:]))
+			if prev, ok := last[w]; ok && i <= prev {
+				t.Fatalf("destination %d: writer %d's packet %d after %d", d, w, i, prev)
+			}
+			if buf[n-1] != byte(i) {
+				t.Fatalf("destination %d: writer %d's packet %d corrupt", d, w, i)
+			}
+			last[w] = i
+			got++
+			if got == writers*each {
+				break
+			}
+			_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		}
+	}
+	if got != writers*each {
+		t.Fatalf("%d of %d packets arrived", got, writers*each)
+	}
+	if bc.gso.Load() && bc.messages.Load() >= bc.packets.Load() {
+		t.Errorf("GSO on, yet %d packets went in %d messages", bc.packets.Load(), bc.messages.Load())
+	}
+	t.Logf("gso %v: %d packets in %d messages, %d batches", bc.gso.Load(), bc.packets.Load(), bc.messages.Load(), bc.batches.Load())
+}
