@@ -439,36 +439,30 @@ func (d *downTrack) senderReport(now time.Time) rtcp.Packet {
 		PacketCount: uint32(d.sent.Load()), OctetCount: uint32(d.octets.Load())}
 }
 
-// readRTCP reads the player's RTCP about this downtrack: NACKs are queued
-// for the subscriber, keyframe requests go upstream (throttled), receiver
+// handleRTCP takes one RTCP packet from the player about this downtrack
+// (pion's SRTCP goroutine calls it through rtcpSink): NACKs are queued for
+// the subscriber, keyframe requests go upstream (throttled), receiver
 // reports are kept.
-func (d *downTrack) readRTCP(sender *webrtc.RTPSender) {
-	buf := make([]byte, 1500)
+func (d *downTrack) handleRTCP(b []byte) {
+	if !d.bound.Load() {
+		return
+	}
 	var fb rtcpFeedback
-	for {
-		n, _, err := sender.Read(buf)
-		if err != nil {
-			return
+	parseRTCP(b, d.ssrc, &fb)
+	if fb.numNacks > 0 {
+		d.addNacks(fb.nacks[:fb.numNacks])
+	}
+	if fb.keyframe {
+		if w := d.want.Load(); w != nil {
+			w.requestKeyframe(false)
 		}
-		if !d.bound.Load() {
-			continue
-		}
-		parseRTCP(buf[:n], d.ssrc, &fb)
-		if fb.numNacks > 0 {
-			d.addNacks(fb.nacks[:fb.numNacks])
-		}
-		if fb.keyframe {
-			if w := d.want.Load(); w != nil {
-				w.requestKeyframe(false)
-			}
-		}
-		if fb.report {
-			d.fractionLost.Store(uint32(fb.fractionLost))
-			d.totalLost.Store(fb.totalLost)
-			d.jitter.Store(fb.jitter)
-			if rtt := rttFromReport(uint32(ntpTime(time.Now())>>16), fb.lsr, fb.dlsr); rtt > 0 {
-				d.rtt.Store(int64(rtt))
-			}
+	}
+	if fb.report {
+		d.fractionLost.Store(uint32(fb.fractionLost))
+		d.totalLost.Store(fb.totalLost)
+		d.jitter.Store(fb.jitter)
+		if rtt := rttFromReport(uint32(ntpTime(time.Now())>>16), fb.lsr, fb.dlsr); rtt > 0 {
+			d.rtt.Store(int64(rtt))
 		}
 	}
 }

@@ -44,22 +44,23 @@ func (s *Server) Play(ctx context.Context, req *mediav1.PlayRequest) (*mediav1.P
 	}
 	ss := s.newSession(true)
 	ss.origin = o
-	pc, err := s.playerAPI.NewPeerConnection(webrtc.Configuration{})
+	sub := newSubscriber(nil, &s.Egress)
+	pc, err := s.playerPCs.newPeerConnection(sub)
 	if err != nil {
 		return nil, err
 	}
+	sub.pc = pc
 	ss.pc = pc
-	sub := newSubscriber(pc, &s.Egress)
 	ss.sub = sub
 	for _, u := range tracks {
 		d := newDownTrack(sub, u, req.GetStreamId())
-		sender, err := pc.AddTrack(d)
-		if err != nil {
+		// The player's RTCP about d reaches it through rtcpSink (pion.go):
+		// nothing reads the sender.
+		if _, err := pc.AddTrack(d); err != nil {
 			_ = pc.Close()
 			return nil, err
 		}
 		sub.tracks = append(sub.tracks, d)
-		go d.readRTCP(sender)
 	}
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		switch st {
