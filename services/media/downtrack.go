@@ -161,6 +161,7 @@ type downTrack struct {
 
 	// Counters, for tests and reports.
 	sent, octets, retransmits, drops, nackMisses atomic.Int64
+	reports                                      atomic.Int64 // receiver report blocks read
 	fractionLost, jitter                         atomic.Uint32
 	totalLost                                    atomic.Uint32
 	rtt                                          atomic.Int64
@@ -458,6 +459,7 @@ func (d *downTrack) handleRTCP(b []byte) {
 		}
 	}
 	if fb.report {
+		d.reports.Add(1)
 		d.fractionLost.Store(uint32(fb.fractionLost))
 		d.totalLost.Store(fb.totalLost)
 		d.jitter.Store(fb.jitter)

@@ -404,6 +404,10 @@ func TestLossRepairedFromSharedCache(t *testing.T) {
 	if st := media.Stats(e.n.MediaServer, cleanID); st.Retransmits != 0 {
 		t.Fatalf("the clean player got %d retransmissions", st.Retransmits)
 	}
+	// Besides NACKs, the players' receiver reports reach their downtracks.
+	testcluster.Eventually(t, "receiver reports", func() bool {
+		return media.Stats(e.n.MediaServer, cleanID).Reports > 0 && media.Stats(e.n.MediaServer, lossyID).Reports > 0
+	})
 }
 
 // TestSilentTrackDoesNotDelayPlay: the publisher announces audio and video

@@ -43,7 +43,7 @@ func DropVideo(s *Server, id string, drop func(seq uint16) bool) {
 func SlowPlayer(s *Server, id string, d time.Duration) { subOf(s, id).delay.Store(int64(d)) }
 
 // PlayerStats are a player's counters, summed over its downtracks.
-type PlayerStats struct{ Sent, Retransmits, Drops, NackMisses int64 }
+type PlayerStats struct{ Sent, Retransmits, Drops, NackMisses, Reports int64 }
 
 func Stats(s *Server, id string) PlayerStats {
 	var st PlayerStats
@@ -56,6 +56,7 @@ func Stats(s *Server, id string) PlayerStats {
 		st.Retransmits += d.retransmits.Load()
 		st.Drops += d.drops.Load()
 		st.NackMisses += d.nackMisses.Load()
+		st.Reports += d.reports.Load()
 	}
 	return st
 }
