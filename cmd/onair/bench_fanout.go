@@ -39,7 +39,10 @@ The publisher sends VP8 (generated frames: valid VP8 headers and filler, no
 encoder needed) at --bitrate and 30 fps with a keyframe every --gop, plus
 Opus silence, and ignores keyframe requests. --late of the players join
 halfway through. With --server-pid the server's CPU (from /proc/PID/stat)
-per egress packet and RSS per player are shown.
+per egress packet and RSS per player are shown: the server's peak RSS while
+the players were on (sampled every second) less its RSS with only the
+publisher on, over the players. Point it at a freshly started server: memory
+a server kept from earlier players would count as "before" and hide theirs.
 `
 
 // fanoutConfig is what one run measures.
@@ -131,7 +134,9 @@ type fanoutResult struct {
 	lateAfterUp        []time.Duration
 	delays             []time.Duration
 	cpu                time.Duration
-	rssBefore, rssMax  int64
+	// RSS with the publisher only, the highest sample while players were
+	// on, and the last one.
+	rssBefore, rssPeak, rssEnd int64
 }
 
 func (r *fanoutResult) print(w io.Writer, c fanoutConfig) {
@@ -161,8 +166,9 @@ func (r *fanoutResult) print(w io.Writer, c fanoutConfig) {
 				r.cpu.Seconds(), float64(r.packets)/r.cpu.Seconds(), float64(r.cpu.Microseconds())/float64(r.packets))
 		}
 		if r.connected > 0 {
-			fmt.Fprintf(w, "server RSS             %.1f MB before players, %.1f MB with them: %.0f KiB per player\n",
-				float64(r.rssBefore)/1e6, float64(r.rssMax)/1e6, float64(r.rssMax-r.rssBefore)/1024/float64(r.connected))
+			fmt.Fprintf(w, "server RSS             %.1f MB before players, peak %.1f MB with them (%.1f MB at the end): %.0f KiB per player\n",
+				float64(r.rssBefore)/1e6, float64(r.rssPeak)/1e6, float64(r.rssEnd)/1e6,
+				float64(r.rssPeak-r.rssBefore)/1024/float64(r.connected))
 		}
 	}
 }
@@ -554,6 +560,8 @@ func fanout(ctx context.Context, c fanoutConfig) (*fanoutResult, error) {
 			latePlayers = slices.Clone(players[before:])
 			mu.Unlock()
 		case <-tick.C:
+			_, rss := procStat(c.pid)
+			res.rssPeak = max(res.rssPeak, rss)
 			fmt.Fprintf(os.Stderr, "\r%3.0fs", time.Since(t0).Seconds())
 		case <-end:
 			done = true
@@ -563,7 +571,8 @@ func fanout(ctx context.Context, c fanoutConfig) (*fanoutResult, error) {
 	measuring.Store(false)
 	res.wall = time.Since(t0)
 	cpu1, rss := procStat(c.pid)
-	res.cpu, res.rssMax = cpu1-cpu0, rss
+	res.cpu, res.rssEnd = cpu1-cpu0, rss
+	res.rssPeak = max(res.rssPeak, rss)
 	mu.Lock()
 	all := slices.Clone(players)
 	mu.Unlock()
