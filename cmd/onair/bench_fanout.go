@@ -21,6 +21,7 @@ import (
 
 	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
+	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
 	pmedia "github.com/pion/webrtc/v4/pkg/media"
 
@@ -52,6 +53,7 @@ type fanoutConfig struct {
 	duration, gop     time.Duration
 	bitrate           int
 	pid               int
+	pace              bool
 }
 
 func runBenchFanout(ctx context.Context, args []string) error {
@@ -66,6 +68,7 @@ func runBenchFanout(ctx context.Context, args []string) error {
 	fs.DurationVar(&c.duration, "duration", 20*time.Second, "measurement time once the first players are up")
 	fs.DurationVar(&c.gop, "gop", 2*time.Second, "keyframe interval")
 	fs.IntVar(&c.bitrate, "bitrate", 2_400_000, "video bits per second")
+	fs.BoolVar(&c.pace, "pace", false, "spread each frame's packets at 2.5x --bitrate, as a browser's pacer does (default: each frame in one burst)")
 	fs.IntVar(&c.pid, "server-pid", 0, "the server's process ID (Linux): CPU and RSS")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -276,6 +279,9 @@ func waitConnected(ctx context.Context, pc *webrtc.PeerConnection) error {
 }
 
 // benchFrame is a VP8 frame whose filler carries its send time.
+// benchMTU is the publisher's RTP payload budget per packet, as a browser's.
+const benchMTU = 1200
+
 func benchFrame(key bool, size int, n uint32) []byte {
 	f := express.VP8Frame(key, 1280, 720, size, n)
 	hdr := 3
@@ -333,7 +339,7 @@ func fanout(ctx context.Context, c fanoutConfig) (*fanoutResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	video, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "video", "bench")
+	video, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "video", "bench")
 	if err != nil {
 		return nil, err
 	}
@@ -379,9 +385,19 @@ func fanout(ctx context.Context, c fanoutConfig) (*fanoutResult, error) {
 		t := time.NewTicker(time.Second / fps)
 		defer t.Stop()
 		size := c.bitrate / 8 / fps
+		// The pacer's gap between two full packets: 2.5 times the bitrate,
+		// as WebRTC's pacer sends.
+		gap := time.Duration(float64(benchMTU*8) / (2.5 * float64(c.bitrate)) * float64(time.Second))
+		pk := rtp.NewPacketizer(benchMTU, 96, 1, &codecs.VP8Payloader{}, rtp.NewRandomSequencer(), 90000)
 		var last time.Time
 		var n uint32
 		audioDue := time.Now()
+		sendAudio := func() {
+			for time.Since(audioDue) >= 0 {
+				_ = audio.WriteSample(pmedia.Sample{Data: []byte{0xf8, 0xff, 0xfe}, Duration: 20 * time.Millisecond})
+				audioDue = audioDue.Add(20 * time.Millisecond)
+			}
+		}
 		for {
 			select {
 			case <-stop:
@@ -397,11 +413,15 @@ func fanout(ctx context.Context, c fanoutConfig) (*fanoutResult, error) {
 			if key {
 				sz = size * 3
 			}
-			_ = video.WriteSample(pmedia.Sample{Data: benchFrame(key, sz, n), Duration: time.Second / fps})
-			for time.Since(audioDue) >= 0 {
-				_ = audio.WriteSample(pmedia.Sample{Data: []byte{0xf8, 0xff, 0xfe}, Duration: 20 * time.Millisecond})
-				audioDue = audioDue.Add(20 * time.Millisecond)
+			start := time.Now()
+			for i, p := range pk.Packetize(benchFrame(key, sz, n), 90000/fps) {
+				if c.pace && i > 0 {
+					time.Sleep(time.Until(start.Add(time.Duration(i) * gap)))
+					sendAudio()
+				}
+				_ = video.WriteRTP(p)
 			}
+			sendAudio()
 		}
 	}()
 	defer func() { close(stop); wg.Wait() }()

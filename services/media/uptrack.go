@@ -136,8 +136,6 @@ func (u *uptrack) run(remote *webrtc.TrackRemote) {
 	var frameStart uint64
 	haveKey := false
 	video := u.kind == webrtc.RTPCodecTypeVideo
-	var prevTS uint32
-	prevMarker := true
 	for {
 		n, _, err := remote.Read(buf)
 		if err != nil {
@@ -166,15 +164,11 @@ func (u *uptrack) run(remote *webrtc.TrackRemote) {
 				u.keyframes.Add(1)
 			}
 		}
-		// Players are woken once per video frame, at its last packet (or,
-		// its marker lost, at the next frame's first), not once per
-		// packet: each player's goroutine then sends the whole frame in
-		// one go, and the socket gets it as one batch.
-		wake := !video || h.marker || (h.ts != prevTS && !prevMarker)
-		prevTS, prevMarker = h.ts, h.marker
-		if !wake {
-			continue
-		}
+		// Every packet wakes the players at once: a publisher that paces
+		// its frames (every browser does) must not see a frame's first
+		// packet wait for its last. Under load the wakes batch themselves:
+		// a player still busy finds several packets when it next looks, and
+		// sends them together (one GSO message).
 		u.wake()
 	}
 }
