@@ -66,8 +66,8 @@ func (r *roleFlags) nodeConfig(c *node.Config) {
 }
 
 // logEdgeDelay logs, every 10 s that saw traffic, the delay the edge
-// added to live packets (media.TakeEdgeDelay).
-func logEdgeDelay(ctx context.Context) {
+// added to live packets (media.Server.TakeEdgeDelay).
+func logEdgeDelay(ctx context.Context, srv *media.Server) {
 	t := time.NewTicker(10 * time.Second)
 	defer t.Stop()
 	for {
@@ -75,7 +75,7 @@ func logEdgeDelay(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if n, p50, p99 := media.TakeEdgeDelay(); n > 0 {
+			if n, p50, p99 := srv.TakeEdgeDelay(); n > 0 {
 				slog.Info("edge delay, publisher packet in to player packet out", "wakeups", n, "p50", p50, "p99", p99)
 			}
 		}
@@ -147,7 +147,7 @@ func runRole(ctx context.Context, role string, args []string) error {
 	}
 	slog.Info("serving", "role", role, "grpc", n.Addr(), "tls", tt.server != nil)
 	if role == discovery.Media {
-		go logEdgeDelay(ctx)
+		go logEdgeDelay(ctx, n.MediaServer)
 	}
 	var web *http.Server
 	if sf.httpAddr != "" {

@@ -20,6 +20,7 @@ import (
 type subscriber struct {
 	pc     *webrtc.PeerConnection
 	egress *atomic.Int64
+	delays *delayHist // the server's edge delay
 	tracks []*downTrack
 	wake   chan struct{}
 	done   chan struct{}
@@ -30,8 +31,8 @@ type subscriber struct {
 	delay atomic.Int64
 }
 
-func newSubscriber(pc *webrtc.PeerConnection, egress *atomic.Int64) *subscriber {
-	s := &subscriber{pc: pc, egress: egress, wake: make(chan struct{}, 1), done: make(chan struct{})}
+func newSubscriber(pc *webrtc.PeerConnection, egress *atomic.Int64, delays *delayHist) *subscriber {
+	s := &subscriber{pc: pc, egress: egress, delays: delays, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	s.pace = time.AfterFunc(time.Hour, s.signal)
 	s.pace.Stop()
 	return s
@@ -80,7 +81,7 @@ func (s *subscriber) run() {
 			end := time.Now().UnixNano()
 			for _, d := range s.tracks {
 				if d.oldestLive != 0 {
-					edgeDelay.observe(time.Duration(end - d.oldestLive))
+					s.delays.observe(time.Duration(end - d.oldestLive))
 					d.oldestLive = 0
 				}
 			}
@@ -153,7 +154,7 @@ type downTrack struct {
 	buf       [maxPayload + 2]byte
 	nackWork  []uint16
 	// oldestLive: the arrival of the oldest live packet sent since the
-	// subscriber last looked (edgeDelay), 0: none.
+	// subscriber last looked (Server.TakeEdgeDelay), 0: none.
 	oldestLive int64
 
 	nackMu sync.Mutex

@@ -5,14 +5,14 @@ import (
 	"time"
 )
 
-// The delay the edge adds to a live packet: from its arrival from the
+// delayHist holds the delay the edge adds to a live packet: from its arrival from the
 // publisher to its player's goroutine having handed it to the socket
 // (encrypted and queued; the batch's flush follows). A player's goroutine
 // observes once per wake-up, from the oldest live packet it sent, so a
 // figure is an upper bound for every packet of that wake-up. Replays of
 // the keyframe group and retransmissions are left out: they are late on
-// purpose. Process-wide, for benchmarks (onair media logs it).
-var edgeDelay delayHist
+// purpose. One per Server (Server.TakeEdgeDelay), for benchmarks: onair
+// media logs it.
 
 // delayHist buckets: 50 µs wide up to 5 ms, 1 ms wide up to 100 ms, then
 // one for anything later.
@@ -79,7 +79,9 @@ func (h *delayHist) take() (n int64, p50, p99 time.Duration) {
 	return n, p50, p99
 }
 
-// TakeEdgeDelay returns the edge delay observations (see edgeDelay) since
-// the last call: how many, and their 50th and 99th percentiles (bucket
-// upper bounds; -1 means over 100 ms).
-func TakeEdgeDelay() (n int64, p50, p99 time.Duration) { return edgeDelay.take() }
+// TakeEdgeDelay returns the delay the edge added to live packets since the
+// last call, from a publisher's packet arriving to its player's goroutine
+// handing it to the socket: how many observations (one per player wake-up,
+// from its oldest live packet, so an upper bound), and their 50th and 99th
+// percentiles (bucket upper bounds; -1 means over 100 ms).
+func (s *Server) TakeEdgeDelay() (n int64, p50, p99 time.Duration) { return s.edgeDelay.take() }

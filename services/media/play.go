@@ -44,7 +44,7 @@ func (s *Server) Play(ctx context.Context, req *mediav1.PlayRequest) (*mediav1.P
 	}
 	ss := s.newSession(true)
 	ss.origin = o
-	sub := newSubscriber(nil, &s.Egress)
+	sub := newSubscriber(nil, &s.Egress, &s.edgeDelay)
 	pc, err := s.playerPCs.newPeerConnection(sub)
 	if err != nil {
 		return nil, err

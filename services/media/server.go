@@ -133,6 +133,7 @@ type Server struct {
 	playerPCs playerPeers // players: no interceptors, the edge does their RTCP
 	udp       net.PacketConn
 	bc        *batchConn // udp, for its counters
+	edgeDelay delayHist
 	mux       ice.UDPMux
 	log       *slog.Logger
 
