@@ -524,7 +524,10 @@ func soak(tb testing.TB, rounds, players int) {
 // the edge (a light soak; BenchmarkSoak is the heavy one).
 func TestNothingLeftBehind(t *testing.T) { soak(t, 3, 8) }
 
-// BenchmarkSoak: 10 rounds of 100 players and their publisher.
+// BenchmarkSoak: 10 rounds of 100 players and their publisher. The players
+// run in this process too, so its heap counts what they hold as well as
+// the edge's; e2e/media's TestEdgeProcessSoakFull measures the edge's own
+// heap, with the edge in its own process.
 //
 //	go test ./services/media -run '^$' -bench Soak -benchtime 1x
 func BenchmarkSoak(b *testing.B) {
