@@ -22,9 +22,10 @@ import (
 //     onair.media.relay.moves: of those, because the stream's publisher
 //     moved to another edge [onair_media_relay_repulls_total,
 //     onair_media_relay_moves_total];
-//   - onair.media.udp.packets, onair.media.udp.messages: packets the edge's
-//     socket sent and the messages they went in (fewer where the kernel
-//     segments: GSO) [onair_media_udp_packets_total, ...].
+//   - onair.media.udp.packets, onair.media.udp.messages,
+//     onair.media.udp.writes: packets the edge's socket sent, the messages
+//     they went in (fewer where the kernel segments: GSO) and the system
+//     calls that sent them [onair_media_udp_packets_total, ...].
 //
 // Everything is read when scraped: nothing is added to the packet path.
 func (s *Server) RegisterMetrics(mp metric.MeterProvider) error {
@@ -54,6 +55,7 @@ func (s *Server) RegisterMetrics(mp metric.MeterProvider) error {
 		{"onair.media.egress.packets", "RTP packets written to players", s.Egress.Load},
 		{"onair.media.udp.packets", "UDP packets the edge's socket sent", s.bc.packets.Load},
 		{"onair.media.udp.messages", "messages the socket's packets went in (several packets each with GSO)", s.bc.messages.Load},
+		{"onair.media.udp.writes", "system calls (sendmmsg) that sent the socket's messages", s.bc.batches.Load},
 		{"onair.media.relay.sent_packets", "RTP packets sent to downstream edges", s.relay.outPackets.Load},
 		{"onair.media.relay.sent_bytes", "RTP payload bytes sent to downstream edges", s.relay.outOctets.Load},
 		{"onair.media.relay.received_packets", "RTP packets received from upstream edges", s.relay.inPackets.Load},

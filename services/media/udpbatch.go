@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -156,6 +157,10 @@ func (c *batchConn) flusher() {
 			return
 		case <-c.wake:
 		}
+		// The writer that woke us made us its runnext: we would run
+		// before the players it woke and send its one packet alone. Let
+		// every runnable writer queue first, and send them together.
+		runtime.Gosched()
 		c.flush()
 	}
 }
