@@ -76,6 +76,7 @@ type Config struct {
 // Gateway is an http.Handler serving OnAir's HTTP API.
 type Gateway struct {
 	conns   []*grpc.ClientConn
+	media   *mediaRouter // the MediaService routes' calls on a session
 	api     *runtime.ServeMux
 	mux     *http.ServeMux
 	handler http.Handler
@@ -138,7 +139,9 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 			)
 		}},
 		{discovery.Media, func(cc *grpc.ClientConn) error {
-			return mediav1.RegisterMediaServiceHandlerClient(ctx, g.api, mediav1.NewMediaServiceClient(cc))
+			// Calls on a session go to the edge that holds it.
+			g.media = newMediaRouter(cc, cfg.Etcd, dialOpts)
+			return mediav1.RegisterMediaServiceHandlerClient(ctx, g.api, g.media)
 		}},
 	}
 	for _, s := range services {
@@ -191,6 +194,10 @@ func (g *Gateway) Close() error {
 		errs = append(errs, cc.Close())
 	}
 	g.conns = nil
+	if g.media != nil {
+		errs = append(errs, g.media.Close())
+		g.media = nil
+	}
 	return errors.Join(errs...)
 }
 

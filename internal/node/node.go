@@ -309,7 +309,7 @@ func (n *Node) startMedia(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	ep, err := n.inst.Advertise(ctx, discovery.Media, n.addr, srv.Load())
+	ep, err := n.inst.Advertise(ctx, discovery.Media, n.addr, srv.Meta())
 	if err != nil {
 		return err
 	}
@@ -323,7 +323,7 @@ func (n *Node) startMedia(ctx context.Context) error {
 				return
 			case <-t.C:
 			}
-			load := srv.Load()
+			load := srv.Meta()
 			if s := fmt.Sprint(load); s != last {
 				uctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 				if ep.SetMeta(uctx, load) == nil {

@@ -41,8 +41,6 @@ package media
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net"
@@ -57,6 +55,7 @@ import (
 
 	"github.com/onair-dev/onair/errcode"
 	"github.com/onair-dev/onair/internal/iceloopback"
+	"github.com/onair-dev/onair/internal/mediasession"
 	authv1 "github.com/onair-dev/onair/proto/onair/auth/v1"
 	mediav1 "github.com/onair-dev/onair/proto/onair/media/v1"
 	roomv1 "github.com/onair-dev/onair/proto/onair/room/v1"
@@ -136,6 +135,10 @@ type Server struct {
 	edgeDelay delayHist
 	mux       ice.UDPMux
 	log       *slog.Logger
+	// tag starts the ID of every session of this edge and is in its
+	// discovery metadata (Meta), so the gateway can call the edge that
+	// holds a session (internal/mediasession).
+	tag string
 
 	mu       sync.Mutex
 	origins  map[streamKey]*origin
@@ -184,7 +187,8 @@ func New(cfg Config) (*Server, error) {
 	_ = udp.SetReadBuffer(8 << 20)
 	// Writes to the socket are batched (sendmmsg): see batchConn.
 	bc := newBatchConn(udp)
-	s := &Server{cfg: cfg, udp: bc, bc: bc, log: cfg.Logger, origins: map[streamKey]*origin{}, sessions: map[string]*session{}}
+	s := &Server{cfg: cfg, udp: bc, bc: bc, log: cfg.Logger, tag: mediasession.NewTag(),
+		origins: map[streamKey]*origin{}, sessions: map[string]*session{}}
 	s.mux = webrtc.NewICEUDPMux(nil, bc)
 	se := webrtc.SettingEngine{}
 	se.SetICEUDPMux(s.mux)
@@ -241,6 +245,17 @@ func (s *Server) Load() map[string]int {
 	return m
 }
 
+// Meta is the edge's discovery metadata: Load's figures, and the tag of its
+// session IDs (mediasession.MetaKey), by which the gateway finds the edge
+// that holds a session.
+func (s *Server) Meta() map[string]any {
+	m := map[string]any{mediasession.MetaKey: s.tag}
+	for k, v := range s.Load() {
+		m[k] = v
+	}
+	return m
+}
+
 func (s *Server) sessionLoad() map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -281,12 +296,6 @@ func (s *Server) Close() {
 	s.closeRelays()
 	_ = s.mux.Close()
 	_ = s.udp.Close()
-}
-
-func newID() string {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 func (s *Server) add(ss *session) error {

@@ -9,6 +9,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/onair-dev/onair/errcode"
+	"github.com/onair-dev/onair/internal/mediasession"
 	mediav1 "github.com/onair-dev/onair/proto/onair/media/v1"
 	streamv1 "github.com/onair-dev/onair/proto/onair/stream/v1"
 )
@@ -35,7 +36,7 @@ type session struct {
 }
 
 func (s *Server) newSession(player bool) *session {
-	return &session{s: s, id: newID(), player: player, state: mediav1.SessionEvent_STATE_CONNECTING, notify: make(chan struct{})}
+	return &session{s: s, id: mediasession.NewID(s.tag), player: player, state: mediav1.SessionEvent_STATE_CONNECTING, notify: make(chan struct{})}
 }
 
 func (ss *session) snapshot() (*mediav1.SessionEvent, <-chan struct{}, bool) {

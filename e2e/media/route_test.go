@@ -1,0 +1,131 @@
+package media
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/onair-dev/onair/gateway"
+	"github.com/onair-dev/onair/internal/testcluster"
+	mediav1 "github.com/onair-dev/onair/proto/onair/media/v1"
+	"github.com/onair-dev/onair/sdk/express"
+)
+
+// publishAt starts a publish session directly on the edge at addr (the
+// peer never connects: the session lives, CONNECTING, for the edge's
+// connect timeout) and returns its ID.
+func publishAt(t *testing.T, c *cluster, addr, stream string, tp *express.TestPattern) string {
+	t.Helper()
+	se := webrtc.SettingEngine{}
+	express.LoopbackOnly(&se)
+	pc, err := webrtc.NewAPI(webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	for _, tr := range tp.Tracks() {
+		if _, err := pc.AddTransceiverFromTrack(tr, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(o); err != nil {
+		t.Fatal(err)
+	}
+	<-gathered
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	user := "u-" + stream
+	resp, err := mediav1.NewMediaServiceClient(cc).Publish(ctx, &mediav1.PublishRequest{AppId: testcluster.AppID,
+		RoomId: "route", StreamId: stream, UserId: user, Token: c.Token(user, nil), SdpOffer: pc.LocalDescription().SDP})
+	if err != nil {
+		t.Fatalf("publish %s at %s: %v", stream, addr, err)
+	}
+	return resp.GetSessionId()
+}
+
+// firstEvent reads the first line of a media session's REST event stream.
+func firstEvent(t *testing.T, base, id string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/media/sessions/"+id+"/events", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil && err != io.EOF {
+		t.Fatalf("events of %s: %v", id, err)
+	}
+	return fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimSpace(line))
+}
+
+// TestSessionCallsReachTheirEdge: with two edges behind one gateway, the
+// REST calls on a media session (its event stream, Stop) reach the edge
+// that holds the session every time, whichever edge that is, rather than
+// whichever edge round-robin picks (which answered "no such session" about
+// every other call).
+func TestSessionCallsReachTheirEdge(t *testing.T) {
+	c := newCluster(t)
+	edges := []string{c.Start(allRoles...).Addr(), c.Start(allRoles...).Addr()}
+	gw, err := gateway.New(context.Background(), gateway.Config{Etcd: c.Etcd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gw.Close() })
+	srv := httptest.NewServer(gw)
+	t.Cleanup(srv.Close)
+	tp, err := express.NewTestPattern(express.TestPatternOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Close()
+
+	for i := range 10 {
+		// Mostly on the second edge (B), some on the first.
+		addr := edges[1]
+		if i%4 == 3 {
+			addr = edges[0]
+		}
+		id := publishAt(t, c, addr, fmt.Sprintf("r%d", i), tp)
+		for j := range 6 {
+			if got := firstEvent(t, srv.URL, id); !strings.HasPrefix(got, "200 ") || !strings.Contains(got, "STATE_CONNECTING") {
+				t.Fatalf("session %d (edge %s), events call %d: %s, want 200 and the CONNECTING state", i, addr, j, got)
+			}
+		}
+		resp, err := http.Post(srv.URL+"/v1/media/sessions/"+id+":stop", "application/json", strings.NewReader("{}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("stop session %d (edge %s): %d %s, want 200", i, addr, resp.StatusCode, body)
+		}
+		// Stopped at its edge: gone for good, from whichever edge's view.
+		if got := firstEvent(t, srv.URL, id); !strings.Contains(got, "1002083") {
+			t.Fatalf("events of stopped session %d: %s, want 1002083", i, got)
+		}
+	}
+}

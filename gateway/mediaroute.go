@@ -1,0 +1,116 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/onair-dev/onair/errcode"
+	"github.com/onair-dev/onair/internal/discovery"
+	"github.com/onair-dev/onair/internal/mediasession"
+	mediav1 "github.com/onair-dev/onair/proto/onair/media/v1"
+)
+
+// mediaRouter is the MediaService behind the REST routes. A media session
+// lives in the memory of one edge, so the calls on a session (Stop,
+// WatchSession) go to the edge that holds it, found by the tag its ID
+// starts with (internal/mediasession), not round-robin over every edge,
+// which would reach another edge that answers "no such session". Publish
+// and Play start sessions and go round-robin: whichever edge answers holds
+// the session (Play's redirect names another edge for the client to ask).
+type mediaRouter struct {
+	// rr balances over every registered edge: Publish, Play, and session
+	// IDs without a tag (from an edge older than tags).
+	rr   mediav1.MediaServiceClient
+	etcd *clientv3.Client
+	opts []grpc.DialOption
+
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn // by edge address
+}
+
+func newMediaRouter(rr *grpc.ClientConn, etcd *clientv3.Client, opts []grpc.DialOption) *mediaRouter {
+	// Discovery dials insecure unless an option says otherwise; so does
+	// this, with the same options after it (TLS, telemetry, and the
+	// interceptors that keep the internal key out).
+	all := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)
+	return &mediaRouter{rr: mediav1.NewMediaServiceClient(rr), etcd: etcd, opts: all, conns: map[string]*grpc.ClientConn{}}
+}
+
+// owner is the MediaService of the edge that holds session id.
+func (m *mediaRouter) owner(ctx context.Context, id string) (mediav1.MediaServiceClient, error) {
+	if _, tagged := mediasession.Tag(id); !tagged {
+		return m.rr, nil
+	}
+	edges, err := discovery.Instances(ctx, m.etcd, discovery.Media)
+	if err != nil {
+		return nil, errcode.Unavailable(err)
+	}
+	addr, _, found := mediasession.Edge(edges, id)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	// Edges come and go (a restarted pod has a new address): connections
+	// to edges no longer registered are closed here rather than kept.
+	for a, cc := range m.conns {
+		if _, ok := edges[a]; !ok {
+			_ = cc.Close()
+			delete(m.conns, a)
+		}
+	}
+	if !found {
+		// The edge that held the session is gone, and the session with it.
+		return nil, errcode.Newf(errcode.SessionNotFound, "media session %q does not exist", id)
+	}
+	cc := m.conns[addr]
+	if cc == nil {
+		if cc, err = grpc.NewClient(addr, m.opts...); err != nil {
+			return nil, err
+		}
+		m.conns[addr] = cc
+	}
+	return mediav1.NewMediaServiceClient(cc), nil
+}
+
+// Close closes the connections to single edges.
+func (m *mediaRouter) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var errs []error
+	for _, cc := range m.conns {
+		errs = append(errs, cc.Close())
+	}
+	m.conns = map[string]*grpc.ClientConn{}
+	return errors.Join(errs...)
+}
+
+// Publish starts a publish session on any edge.
+func (m *mediaRouter) Publish(ctx context.Context, in *mediav1.PublishRequest, opts ...grpc.CallOption) (*mediav1.PublishResponse, error) {
+	return m.rr.Publish(ctx, in, opts...)
+}
+
+// Play starts a play session on any edge, which may redirect.
+func (m *mediaRouter) Play(ctx context.Context, in *mediav1.PlayRequest, opts ...grpc.CallOption) (*mediav1.PlayResponse, error) {
+	return m.rr.Play(ctx, in, opts...)
+}
+
+// Stop ends the session at the edge that holds it.
+func (m *mediaRouter) Stop(ctx context.Context, in *mediav1.StopRequest, opts ...grpc.CallOption) (*mediav1.StopResponse, error) {
+	c, err := m.owner(ctx, in.GetSessionId())
+	if err != nil {
+		return nil, err
+	}
+	return c.Stop(ctx, in, opts...)
+}
+
+// WatchSession follows the session at the edge that holds it.
+func (m *mediaRouter) WatchSession(ctx context.Context, in *mediav1.WatchSessionRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[mediav1.SessionEvent], error) {
+	c, err := m.owner(ctx, in.GetSessionId())
+	if err != nil {
+		return nil, err
+	}
+	return c.WatchSession(ctx, in, opts...)
+}
