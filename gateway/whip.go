@@ -22,6 +22,7 @@ import (
 
 	"github.com/onair-dev/onair/errcode"
 	"github.com/onair-dev/onair/internal/discovery"
+	authv1 "github.com/onair-dev/onair/proto/onair/auth/v1"
 	mediav1 "github.com/onair-dev/onair/proto/onair/media/v1"
 	roomv1 "github.com/onair-dev/onair/proto/onair/room/v1"
 )
@@ -54,7 +55,8 @@ type WHIPConfig struct {
 // Two query parameters of the WHIP POST are OnAir's own: extra_info is the
 // stream's extra info, and session_id binds the publisher to a live room
 // session (a page that logged in over REST, as the browser SDK does): the
-// session must be live (401, code 1002083 otherwise), and the publisher is
+// session must be live (401, code 1002083 otherwise) and the token's user's
+// in the token's app (401, 1002077 or 1002076 otherwise), and the publisher is
 // then not logged in again, which would kick that session out (one login per
 // user). The token still decides who may publish what, as without it.
 // Statuses: 400 bad SDP or URL, 401 bad or missing token, 403 publishing
@@ -70,7 +72,8 @@ type WHIP struct {
 
 	mu    sync.Mutex
 	conns map[string]*grpc.ClientConn
-	rooms *grpc.ClientConn // dialed at the first session-bound publish
+	// rooms and auth are dialed at the first session-bound publish.
+	rooms, auth *grpc.ClientConn
 }
 
 // NewWHIP returns the WHIP/WHEP endpoints; Register mounts them.
@@ -103,29 +106,44 @@ func (w *WHIP) Close() error {
 	}
 	w.conns = map[string]*grpc.ClientConn{}
 	if w.rooms != nil {
-		errs = append(errs, w.rooms.Close())
-		w.rooms = nil
+		errs = append(errs, w.rooms.Close(), w.auth.Close())
+		w.rooms, w.auth = nil, nil
 	}
 	return errors.Join(errs...)
 }
 
-// liveSession checks that a room session is live, with a heartbeat: the
-// session ID is a client's credential, as on the REST client routes.
-func (w *WHIP) liveSession(ctx context.Context, sessionID string) error {
+// boundSession checks that a room session is live, with a heartbeat, and is
+// the token's user's in the token's app: the session ID is a client's
+// credential, as on the REST client routes, and the token must not borrow
+// another user's (1002077) or app's (1002076) session. The token is
+// verified for the publish first, since it names the user; a mismatch is
+// refused before the heartbeat, so it changes nothing.
+func (w *WHIP) boundSession(ctx context.Context, sessionID string, req *mediav1.PublishRequest) error {
 	w.mu.Lock()
 	if w.rooms == nil {
 		opts := append(append([]grpc.DialOption(nil), w.cfg.DialOptions...),
 			grpc.WithChainUnaryInterceptor(stripInternalKeyUnary))
-		cc, err := discovery.Dial(w.cfg.Etcd, discovery.Room, opts...)
+		rooms, err := discovery.Dial(w.cfg.Etcd, discovery.Room, opts...)
 		if err != nil {
 			w.mu.Unlock()
 			return err
 		}
-		w.rooms = cc
+		auth, err := discovery.Dial(w.cfg.Etcd, discovery.Auth, opts...)
+		if err != nil {
+			_ = rooms.Close()
+			w.mu.Unlock()
+			return err
+		}
+		w.rooms, w.auth = rooms, auth
 	}
-	rooms := roomv1.NewRoomServiceClient(w.rooms)
+	rooms, auth := roomv1.NewRoomServiceClient(w.rooms), authv1.NewAuthServiceClient(w.auth)
 	w.mu.Unlock()
-	_, err := rooms.Heartbeat(ctx, &roomv1.HeartbeatRequest{SessionId: sessionID})
+	vt, err := auth.VerifyToken(ctx, &authv1.VerifyTokenRequest{AppId: req.GetAppId(), Token: req.GetToken(),
+		Action: authv1.Action_ACTION_PUBLISH, RoomId: req.GetRoomId(), StreamId: req.GetStreamId()})
+	if err != nil {
+		return err
+	}
+	_, err = rooms.Heartbeat(ctx, &roomv1.HeartbeatRequest{SessionId: sessionID, AppId: req.GetAppId(), UserId: vt.GetUserId()})
 	return err
 }
 
@@ -242,7 +260,7 @@ func (w *WHIP) publish(rw http.ResponseWriter, r *http.Request) {
 		// Bound to a room session (the browser SDK's): publish as that
 		// session rather than log the token's user in a second time, which
 		// would kick the session out.
-		if err := w.liveSession(r.Context(), sid); err != nil {
+		if err := w.boundSession(r.Context(), sid, req); err != nil {
 			w.fail(rw, err, false)
 			return
 		}

@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/pion/webrtc/v4"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/onair-dev/onair/internal/keys"
 	"github.com/onair-dev/onair/sdk/express"
 )
 
@@ -88,4 +90,107 @@ func TestWHIPBoundToSession(t *testing.T) {
 	if body := wantStatus(t, "heartbeat", resp, http.StatusOK); strings.Contains(body, "code") && strings.Contains(body, "1002083") {
 		t.Fatalf("heartbeat: %s", body)
 	}
+}
+
+// TestWHIPBoundToAnotherUsersSession: a WHIP publish bound to a session
+// must come with a token of that session's user. Ann's token with Bob's
+// session is refused (401, 1002077) and changes nothing: no stream, Bob's
+// session is not even kept alive by it (its lease is not renewed) and
+// stays logged in. The room service's check refuses another app's
+// expectation (1002076) the same way. Bob's own token with his session
+// publishes.
+func TestWHIPBoundToAnotherUsersSession(t *testing.T) {
+	base, _, cli := whipClusterEtcd(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	login := func(user string) (token, session string) {
+		token = mint(t, user, nil)
+		resp := post(t, base+"/v1/rooms/pair:login", "application/json", "",
+			`{"app_id":1234567890,"user":{"user_id":"`+user+`","user_name":"`+user+`"},"token":"`+token+`"}`)
+		var s struct {
+			SessionID string `json:"session_id"`
+		}
+		if err := json.Unmarshal([]byte(wantStatus(t, user+" login", resp, http.StatusOK)), &s); err != nil || s.SessionID == "" {
+			t.Fatalf("%s login: %v %+v", user, err, s)
+		}
+		return token, s.SessionID
+	}
+	annToken, _ := login("ann")
+	bobToken, bobSession := login("bob")
+
+	// The time to live of Bob's session's lease: a heartbeat would set it
+	// back to the full timeout.
+	ttl := func() int64 {
+		got, err := cli.Get(ctx, keys.SessionID(bobSession))
+		if err != nil || len(got.Kvs) != 1 {
+			t.Fatalf("Bob's session record: %v", err)
+		}
+		var rec keys.SessionRecord
+		if err := json.Unmarshal(got.Kvs[0].Value, &rec); err != nil {
+			t.Fatal(err)
+		}
+		l, err := cli.TimeToLive(ctx, clientv3.LeaseID(rec.Lease))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.TTL <= 0 {
+			t.Fatalf("Bob's session lease is gone (%d)", l.TTL)
+		}
+		if l.TTL > l.GrantedTTL-2 {
+			t.Fatalf("Bob's session lease was renewed: %d s left of %d", l.TTL, l.GrantedTTL)
+		}
+		return l.TTL
+	}
+	time.Sleep(2500 * time.Millisecond) // for the lease to run down a little
+	ttl()
+
+	tp, err := express.NewTestPattern(express.TestPatternOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Close()
+	offer := func() string {
+		pc := peer(t)
+		for _, tr := range tp.Tracks() {
+			if _, err := pc.AddTransceiverFromTrack(tr, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return offerOf(t, pc)
+	}
+
+	body := wantStatus(t, "WHIP with Ann's token and Bob's session",
+		post(t, base+"/whip/1234567890/pair/cam-ann?session_id="+bobSession, "application/sdp", annToken, offer()),
+		http.StatusUnauthorized)
+	if !strings.Contains(body, "1002077") {
+		t.Fatalf("refusal %q, want code 1002077", body)
+	}
+	for _, c := range []struct {
+		body string
+		code string
+	}{
+		{`{"user_id":"ann"}`, "1002077"},
+		{`{"app_id":1,"user_id":"bob"}`, "1002076"},
+	} {
+		body := wantStatus(t, "heartbeat expecting "+c.body,
+			post(t, base+"/v1/sessions/"+bobSession+":heartbeat", "application/json", "", c.body), http.StatusUnauthorized)
+		if !strings.Contains(body, c.code) {
+			t.Fatalf("heartbeat expecting %s: %q, want code %s", c.body, body, c.code)
+		}
+	}
+	ttl() // not renewed by any of them
+
+	// Bob's session is live, in a room with no stream.
+	resp, err := http.Get(base + "/v1/sessions/" + bobSession + "/streams")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if body := wantStatus(t, "Bob's streams", resp, http.StatusOK); strings.Contains(body, "cam-ann") {
+		t.Fatalf("Ann's refused stream is in the room: %s", body)
+	}
+
+	wantStatus(t, "WHIP with Bob's token and Bob's session",
+		post(t, base+"/whip/1234567890/pair/cam-bob?session_id="+bobSession, "application/sdp", bobToken, offer()),
+		http.StatusCreated)
 }

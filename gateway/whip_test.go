@@ -17,6 +17,7 @@ import (
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media/samplebuilder"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/onair-dev/onair/gateway"
 	"github.com/onair-dev/onair/internal/node"
@@ -33,9 +34,17 @@ const (
 // WHIP/WHEP behind an httptest server.
 func whipCluster(t *testing.T) (base string, n *node.Node) {
 	t.Helper()
+	base, n, _ = whipClusterEtcd(t)
+	return base, n
+}
+
+// whipClusterEtcd is whipCluster with a client of its etcd, for tests that
+// look at what the services store.
+func whipClusterEtcd(t *testing.T) (base string, n *node.Node, cli *clientv3.Client) {
+	t.Helper()
 	ctx := context.Background()
 	c := testcluster.New(t)
-	cli := c.Etcd
+	cli = c.Etcd
 	n = c.Start(testcluster.AllRoles...)
 	gw, err := gateway.New(ctx, gateway.Config{Etcd: cli})
 	if err != nil {
@@ -47,7 +56,7 @@ func whipCluster(t *testing.T) (base string, n *node.Node) {
 	t.Cleanup(func() { wh.Close() })
 	srv := httptest.NewServer(gw)
 	t.Cleanup(srv.Close)
-	return srv.URL, n
+	return srv.URL, n, cli
 }
 
 func mint(t *testing.T, user string, p *token04.Privilege) string {

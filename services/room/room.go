@@ -453,6 +453,14 @@ func (s *Server) Heartbeat(ctx context.Context, req *roomv1.HeartbeatRequest) (*
 	if err != nil {
 		return nil, err
 	}
+	// Before anything else, the token-expiry end of the session included:
+	// a caller whose token is not the session's changes nothing.
+	if a := req.GetAppId(); a != 0 && a != rec.AppID {
+		return nil, errcode.New(errcode.TokenAppIDMismatch, "the session belongs to another app than the token's")
+	}
+	if u := req.GetUserId(); u != "" && u != rec.UserID {
+		return nil, errcode.New(errcode.TokenUserIDMismatch, "the session belongs to another user than the token's")
+	}
 	if rec.TokenExpire > 0 && s.cfg.Now().Unix() >= rec.TokenExpire {
 		_ = s.endSession(ctx, rec, roomv1.UserLeaveReason_USER_LEAVE_REASON_TOKEN_EXPIRED, errcode.KickedTokenExpired, streamv1.DeleteReason_DELETE_REASON_KICKED)
 		return nil, errcode.New(errcode.KickedTokenExpired, "the token expired; the session is over")

@@ -541,8 +541,16 @@ func (*LogoutRoomResponse) Descriptor() ([]byte, []int) {
 }
 
 type HeartbeatRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	SessionId     string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	SessionId string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// app_id and user_id, when set, are whom the caller expects the session
+	// to belong to; a session of another app (1002076) or user (1002077) is
+	// refused before anything changes, the heartbeat included. A caller that
+	// acts for a token on a session ID it was handed (a WHIP publish bound to
+	// a session) sets them, so that one user's token cannot use another
+	// user's session.
+	AppId         uint32 `protobuf:"varint,2,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	UserId        string `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -580,6 +588,20 @@ func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
 func (x *HeartbeatRequest) GetSessionId() string {
 	if x != nil {
 		return x.SessionId
+	}
+	return ""
+}
+
+func (x *HeartbeatRequest) GetAppId() uint32 {
+	if x != nil {
+		return x.AppId
+	}
+	return 0
+}
+
+func (x *HeartbeatRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
 	}
 	return ""
 }
@@ -2840,10 +2862,12 @@ const file_onair_room_v1_room_proto_rawDesc = "" +
 	"\x11LogoutRoomRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\"\x14\n" +
-	"\x12LogoutRoomResponse\"1\n" +
+	"\x12LogoutRoomResponse\"a\n" +
 	"\x10HeartbeatRequest\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x01 \x01(\tR\tsessionId\"?\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x15\n" +
+	"\x06app_id\x18\x02 \x01(\rR\x05appId\x12\x17\n" +
+	"\auser_id\x18\x03 \x01(\tR\x06userId\"?\n" +
 	"\x11HeartbeatResponse\x12*\n" +
 	"\x11token_expire_unix\x18\x01 \x01(\x03R\x0ftokenExpireUnix\"H\n" +
 	"\x11RenewTokenRequest\x12\x1d\n" +
