@@ -8,6 +8,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/onair-dev/onair/errcode"
 	"github.com/onair-dev/onair/internal/discovery"
@@ -21,7 +22,7 @@ import (
 // starts with (internal/mediasession), not round-robin over every edge,
 // which would reach another edge that answers "no such session". Publish
 // and Play start sessions and go round-robin: whichever edge answers holds
-// the session (Play's redirect names another edge for the client to ask).
+// the session, or, for Play, the edge that one redirects to.
 type mediaRouter struct {
 	// rr balances over every registered edge: Publish, Play, and session
 	// IDs without a tag (from an edge older than tags).
@@ -51,28 +52,55 @@ func (m *mediaRouter) owner(ctx context.Context, id string) (mediav1.MediaServic
 		return nil, errcode.Unavailable(err)
 	}
 	addr, _, found := mediasession.Edge(edges, id)
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	// Edges come and go (a restarted pod has a new address): connections
-	// to edges no longer registered are closed here rather than kept.
-	for a, cc := range m.conns {
-		if _, ok := edges[a]; !ok {
-			_ = cc.Close()
-			delete(m.conns, a)
-		}
-	}
 	if !found {
 		// The edge that held the session is gone, and the session with it.
+		m.prune(edges)
 		return nil, errcode.Newf(errcode.SessionNotFound, "media session %q does not exist", id)
 	}
+	return m.conn(edges, addr)
+}
+
+// edge is the MediaService of the registered edge at addr.
+func (m *mediaRouter) edge(ctx context.Context, addr string) (mediav1.MediaServiceClient, error) {
+	edges, err := discovery.Instances(ctx, m.etcd, discovery.Media)
+	if err != nil {
+		return nil, errcode.Unavailable(err)
+	}
+	if _, ok := edges[addr]; !ok {
+		m.prune(edges)
+		return nil, errcode.New(errcode.ServiceUnavailable, "the stream's edge is gone: play again")
+	}
+	return m.conn(edges, addr)
+}
+
+// conn is a connection to addr, one of the registered edges.
+func (m *mediaRouter) conn(edges map[string]any, addr string) (mediav1.MediaServiceClient, error) {
+	m.prune(edges)
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	cc := m.conns[addr]
 	if cc == nil {
+		var err error
 		if cc, err = grpc.NewClient(addr, m.opts...); err != nil {
 			return nil, err
 		}
 		m.conns[addr] = cc
 	}
 	return mediav1.NewMediaServiceClient(cc), nil
+}
+
+// prune closes the connections to edges no longer registered: edges come
+// and go (a restarted pod has a new address), and their connections should
+// not pile up.
+func (m *mediaRouter) prune(edges map[string]any) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for a, cc := range m.conns {
+		if _, ok := edges[a]; !ok {
+			_ = cc.Close()
+			delete(m.conns, a)
+		}
+	}
 }
 
 // Close closes the connections to single edges.
@@ -92,9 +120,28 @@ func (m *mediaRouter) Publish(ctx context.Context, in *mediav1.PublishRequest, o
 	return m.rr.Publish(ctx, in, opts...)
 }
 
-// Play starts a play session on any edge, which may redirect.
+// Play starts a play session on any edge and, when that edge redirects,
+// at the edge it names, as WHEP does: a REST client could not follow the
+// redirect (an edge's internal gRPC address, which should not leave the
+// cluster anyway), so it always gets a session or an error.
 func (m *mediaRouter) Play(ctx context.Context, in *mediav1.PlayRequest, opts ...grpc.CallOption) (*mediav1.PlayResponse, error) {
-	return m.rr.Play(ctx, in, opts...)
+	resp, err := m.rr.Play(ctx, in, opts...)
+	if err != nil || resp.GetRedirectAddr() == "" {
+		return resp, err
+	}
+	c, err := m.edge(ctx, resp.GetRedirectAddr())
+	if err != nil {
+		return nil, err
+	}
+	placed := proto.CloneOf(in)
+	placed.Placed = true
+	if resp, err = c.Play(ctx, placed, opts...); err != nil {
+		return nil, err
+	}
+	if resp.GetRedirectAddr() != "" || resp.GetSessionId() == "" {
+		return nil, errcode.New(errcode.ServiceUnavailable, "the stream's edge could not be reached: play again")
+	}
+	return resp, nil
 }
 
 // Stop ends the session at the edge that holds it.
