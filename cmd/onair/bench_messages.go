@@ -54,7 +54,7 @@ func runBenchMessages(ctx context.Context, args []string) error {
 	fs.DurationVar(&c.duration, "duration", 30*time.Second, "how long to send")
 	fs.DurationVar(&c.wait, "drain", 2*time.Second, "how long to wait for late messages after the last send")
 	fs.DurationVar(&c.settle, "settle", 2*time.Second, "pause between the logins and the first message (the logins' own work, e.g. callbacks, settles)")
-	pids := fs.String("server-pid", "", "comma-separated PIDs of the server processes, for CPU per 1,000 deliveries (from /proc)")
+	pids := fs.String("server-pid", "", "comma-separated PIDs of the server processes (room replicas, NATS servers, ...), for CPU per 1,000 deliveries: summed, and shown by process (from /proc)")
 	fs.StringVar(&c.prefix, "room-prefix", "bench-msg", "room ID prefix (runs side by side need different ones)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), messagesUsage)
@@ -129,7 +129,9 @@ type messagesResult struct {
 	delays                []time.Duration
 	sendTimes             []time.Duration
 	cpu                   time.Duration
-	elapsed               time.Duration
+	// cpuPer is cpu by process, in the order of --server-pid.
+	cpuPer  []time.Duration
+	elapsed time.Duration
 }
 
 func benchMessages(ctx context.Context, c messagesConfig, progress io.Writer) (*messagesResult, error) {
@@ -193,7 +195,7 @@ func benchMessages(ctx context.Context, c messagesConfig, progress io.Writer) (*
 	var sent, refused, failed atomic.Int64
 	var sendMu sync.Mutex
 	var sendTimes []time.Duration
-	cpu0 := cpuOf(c.pids)
+	cpu0 := cpuEach(c.pids)
 	start := time.Now()
 	sctx, stop := context.WithTimeout(ctx, c.duration)
 	defer stop()
@@ -260,7 +262,10 @@ loop:
 		time.Sleep(20 * time.Millisecond)
 	}
 	res.elapsed = time.Since(start)
-	res.cpu = cpuOf(c.pids) - cpu0
+	for i, t := range cpuEach(c.pids) {
+		res.cpuPer = append(res.cpuPer, t-cpu0[i])
+		res.cpu += t - cpu0[i]
+	}
 	res.sent, res.refused, res.failed, res.expected = sent.Load(), refused.Load(), failed.Load(), expected
 	for _, r := range rooms {
 		for _, rec := range r.recv {
@@ -275,11 +280,11 @@ loop:
 	return res, nil
 }
 
-func cpuOf(pids []int) time.Duration {
-	var t time.Duration
-	for _, p := range pids {
-		cpu, _ := procStat(p)
-		t += cpu
+// cpuEach is the CPU time each process has used so far.
+func cpuEach(pids []int) []time.Duration {
+	t := make([]time.Duration, len(pids))
+	for i, p := range pids {
+		t[i], _ = procStat(p)
 	}
 	return t
 }
@@ -321,6 +326,15 @@ func (r *messagesResult) print(w io.Writer, c messagesConfig) {
 			per = fmt.Sprintf("%.4f s", r.cpu.Seconds()/float64(r.delivered)*1000)
 		}
 		row("server CPU", fmt.Sprintf("%.2f s over %d processes", r.cpu.Seconds(), len(c.pids)))
+		if len(c.pids) > 1 {
+			// Which process the CPU went to: room replicas and NATS
+			// servers, say, are told apart.
+			var each []string
+			for i, p := range c.pids {
+				each = append(each, fmt.Sprintf("%d: %.2f s", p, r.cpuPer[i].Seconds()))
+			}
+			row("  by process (pid)", strings.Join(each, ", "))
+		}
 		row("server CPU / 1,000 deliveries", per)
 	}
 	fmt.Fprintln(w)
