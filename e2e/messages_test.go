@@ -101,9 +101,11 @@ func msgLogin(t *testing.T, c *testcluster.Cluster, servers []*node.Node, room, 
 	return &msgClient{e: e, rec: rec}
 }
 
-// Sender and receivers on three different room replicas: every receiver
-// gets every broadcast exactly once and in the order sent, the sender none
-// of its own; a custom command reaches only the users it names.
+// Sender and receivers on three different room replicas, and one receiver
+// on the sender's replica (which hands the sender's messages to it
+// directly, not through NATS): every receiver gets every broadcast exactly
+// once and in the order sent, the sender none of its own; a custom command
+// reaches only the users it names.
 func TestRoomMessagesAcrossReplicas(t *testing.T) {
 	c := newCluster(t)
 	c.Room.MessageRate = 1000
@@ -113,11 +115,14 @@ func TestRoomMessagesAcrossReplicas(t *testing.T) {
 	alice := msgLogin(t, c, []*node.Node{r1}, room, "alice")
 	bob := msgLogin(t, c, []*node.Node{r2}, room, "bob")
 	carol := msgLogin(t, c, []*node.Node{r3}, room, "carol")
-	testcluster.Eventually(t, "alice to see carol", func() bool {
-		alice.rec.mu.Lock()
-		defer alice.rec.mu.Unlock()
-		return alice.rec.users["carol"]
-	})
+	dave := msgLogin(t, c, []*node.Node{r3}, room, "dave")
+	for name, cl := range map[string]*msgClient{"alice": alice, "bob": bob, "carol": carol} {
+		testcluster.Eventually(t, name+" to see dave", func() bool {
+			cl.rec.mu.Lock()
+			defer cl.rec.mu.Unlock()
+			return cl.rec.users["dave"]
+		})
+	}
 
 	ctx := context.Background()
 	const n = 300
@@ -132,19 +137,22 @@ func TestRoomMessagesAcrossReplicas(t *testing.T) {
 	if err := carol.e.SendCustomCommand(ctx, room, "for-bob", []express.User{{UserID: "bob"}}); err != nil {
 		t.Fatal(err)
 	}
-	for name, cl := range map[string]*msgClient{"alice": alice, "bob": bob} {
+	receivers := map[string]*msgClient{"alice": alice, "bob": bob, "dave": dave}
+	for name, cl := range receivers {
 		testcluster.Eventually(t, name+" to get every message", func() bool { m, _ := cl.rec.count(); return m >= n })
 	}
 	testcluster.Eventually(t, "bob to get the command", func() bool { _, k := bob.rec.count(); return k == 1 })
 	// Anything duplicated or late would show up by now, after the command
 	// that was sent last.
-	for name, cl := range map[string]*msgClient{"alice": alice, "bob": bob} {
+	for name, cl := range receivers {
 		if got := cl.rec.messages(); !slices.Equal(got, want) {
 			t.Errorf("%s got %d messages, want %d in order; first difference at %d", name, len(got), len(want), firstDiff(got, want))
 		}
 	}
-	if _, k := alice.rec.count(); k != 0 {
-		t.Errorf("alice got a command meant for bob")
+	for name, cl := range map[string]*msgClient{"alice": alice, "dave": dave} {
+		if _, k := cl.rec.count(); k != 0 {
+			t.Errorf("%s got a command meant for bob", name)
+		}
 	}
 	if m, _ := carol.rec.count(); m != 0 {
 		t.Errorf("carol was echoed %d of her own messages", m)

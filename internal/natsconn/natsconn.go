@@ -2,7 +2,8 @@
 // never gives up (it connects in the background when NATS is down at start,
 // and reconnects and resubscribes by itself after an outage) and never
 // buffers publishes while disconnected, so a caller learns at once that a
-// message could not be sent.
+// message could not be sent. It does not receive what it publishes itself
+// (no echo).
 package natsconn
 
 import (
@@ -50,6 +51,9 @@ func Connect(cfg Config) (*nats.Conn, error) {
 		nats.Timeout(2 * time.Second),
 		// Nothing is queued while disconnected: a publish fails instead.
 		nats.ReconnectBufSize(-1),
+		// A room replica hands its own messages to its own subscribers;
+		// NATS need not send them back.
+		nats.NoEcho(),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			log.Warn("nats disconnected; reconnecting", "err", err)
 		}),

@@ -73,7 +73,14 @@ func CreateEngine(profile EngineProfile, handler EventHandler) (*Engine, error) 
 	conn, err := grpc.NewClient(r.Scheme()+":///onair",
 		grpc.WithResolvers(r),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"pick_first":{}}]}`))
+		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"pick_first":{}}]}`),
+		// Fixed flow-control windows turn off gRPC's bandwidth-delay
+		// estimation, which pings the server after nearly every event
+		// frame it receives on a quiet stream (a ping the server must read
+		// and answer: as much server work as the event itself). An engine
+		// carries signaling and room events, far below 1 MiB in flight.
+		grpc.WithStaticStreamWindowSize(sdkWindow),
+		grpc.WithStaticConnWindowSize(sdkWindow))
 	if err != nil {
 		return nil, err
 	}
@@ -81,6 +88,9 @@ func CreateEngine(profile EngineProfile, handler EventHandler) (*Engine, error) 
 	e.events = newDispatcher()
 	return e, nil
 }
+
+// sdkWindow is the engine connection's fixed flow-control window.
+const sdkWindow = 1 << 20
 
 // SetEventHandler replaces the handler; callbacks already queued go to the
 // new one.

@@ -34,9 +34,9 @@ import (
 // What a client can count on:
 //   - A receiver whose event stream is open when a message is accepted
 //     (SendRoomMessage returned its ID) gets it exactly once.
-//   - One sender's messages arrive in the order they were sent (each send
-//     returns after NATS has the message, so sequential sends stay in
-//     order).
+//   - One sender's messages arrive in the order they were sent: a
+//     replica's sends leave on its one NATS connection in the order they
+//     were accepted, and NATS keeps one connection's order.
 //   - Messages sent while a receiver reconnects (its stream broke and is
 //     being resumed, on this replica or another) may be missed, as with the
 //     vendor: messages carry no revision and are not part of the resume
@@ -47,9 +47,22 @@ import (
 //   - NATS unreachable: sends answer UNAVAILABLE (1000037) at once; logins,
 //     room events and everything else keep working. The connection
 //     reconnects and resubscribes by itself.
+//   - A message is accepted once it is queued on a connected NATS
+//     connection; the send does not wait for a round trip to the server
+//     (that wait cost as much CPU as the delivery itself). If the
+//     connection breaks in the instant after, what it had not yet written
+//     is lost, as a NATS server that dies loses what it had not yet passed
+//     on.
+//
+// The sending replica hands a message to its own subscribers of the room
+// directly, not through NATS: the connection is opened without echo
+// (natsconn), and a message that comes back anyway (a connection opened
+// elsewhere) is recognised by the replica's ID and dropped.
 
 // messageEvent is what a send publishes.
 type messageEvent struct {
+	// Origin is the sending replica (relay.id).
+	Origin string `json:"o,omitempty"`
 	// Message is the roomv1.RoomMessage, protobuf encoded.
 	Message     []byte   `json:"m"`
 	To          []string `json:"to,omitempty"`
@@ -69,6 +82,8 @@ func messageSubject(k roomKey) string {
 type relay struct {
 	nc  *nats.Conn // nil: this replica alone (tests, single process)
 	log *slog.Logger
+	// id tells this replica's messages from others' when NATS echoes them.
+	id string
 
 	mu    sync.Mutex
 	rooms map[roomKey]*interest
@@ -87,7 +102,7 @@ type interest struct {
 }
 
 func newRelay(cfg Config) *relay {
-	r := &relay{nc: cfg.NATS, log: cfg.Logger, rooms: map[roomKey]*interest{}, senders: map[string]*keys.SessionRecord{}}
+	r := &relay{nc: cfg.NATS, log: cfg.Logger, id: newID(), rooms: map[roomKey]*interest{}, senders: map[string]*keys.SessionRecord{}}
 	mp := cfg.Meter
 	if mp == nil {
 		mp = noop.NewMeterProvider()
@@ -231,43 +246,45 @@ func errNoMessaging(err error) error {
 	return errcode.New(errcode.ServiceUnavailable, msg)
 }
 
-// publish sends a message to every replica with receivers in room k. It
-// returns once NATS has it, or UNAVAILABLE at once when NATS is away.
+// publish sends a message to every replica with receivers in room k and
+// hands it to this replica's own receivers. It returns once the message is
+// queued on the connected NATS connection, or UNAVAILABLE at once when NATS
+// is away (and then nobody gets it).
 func (r *relay) publish(s *Server, k roomKey, msg *roomv1.RoomMessage, to []string, fromSession string) error {
-	mb, err := proto.Marshal(msg)
-	if err != nil {
-		return err
-	}
-	data, err := json.Marshal(messageEvent{Message: mb, To: to, FromSession: fromSession, AcceptedNs: time.Now().UnixNano()})
-	if err != nil {
-		return err
-	}
-	if r.nc == nil {
-		r.sent.Add(context.Background(), 1)
-		r.receive(s, k, data)
-		return nil
-	}
-	if st := r.nc.Status(); st != nats.CONNECTED {
-		return errNoMessaging(fmt.Errorf("connection %s", st))
-	}
-	if err := r.nc.Publish(messageSubject(k), data); err != nil {
-		return errNoMessaging(err)
-	}
-	// The message is accepted once the server has it: a send that returns
-	// OK is not lost in a client buffer, and the sender's next message
-	// leaves after this one arrived.
-	if err := r.nc.FlushTimeout(time.Second); err != nil {
-		return errNoMessaging(err)
+	accepted := time.Now()
+	if r.nc != nil {
+		mb, err := proto.Marshal(msg)
+		if err != nil {
+			return err
+		}
+		data, err := json.Marshal(messageEvent{Origin: r.id, Message: mb, To: to, FromSession: fromSession, AcceptedNs: accepted.UnixNano()})
+		if err != nil {
+			return err
+		}
+		if st := r.nc.Status(); st != nats.CONNECTED {
+			return errNoMessaging(fmt.Errorf("connection %s", st))
+		}
+		// Publish only queues: the connection's own writer sends what is
+		// queued at once, many messages per write when they come fast.
+		if err := r.nc.Publish(messageSubject(k), data); err != nil {
+			return errNoMessaging(err)
+		}
 	}
 	r.sent.Add(context.Background(), 1)
+	r.local(s, k, msg, to, fromSession, accepted)
 	return nil
 }
 
-// receive hands a published message to the room's local subscribers.
+// receive hands a message published by another replica to the room's
+// local subscribers.
 func (r *relay) receive(s *Server, k roomKey, data []byte) {
 	var ev messageEvent
 	if err := json.Unmarshal(data, &ev); err != nil {
 		r.log.Warn("bad room message", "room", k.room, "err", err)
+		return
+	}
+	if ev.Origin == r.id {
+		// Our own, echoed: publish handed it to the local subscribers.
 		return
 	}
 	msg := new(roomv1.RoomMessage)
@@ -275,6 +292,11 @@ func (r *relay) receive(s *Server, k roomKey, data []byte) {
 		r.log.Warn("bad room message", "room", k.room, "err", err)
 		return
 	}
+	r.local(s, k, msg, ev.To, ev.FromSession, time.Unix(0, ev.AcceptedNs))
+}
+
+// local hands a message to this replica's subscribers of room k.
+func (r *relay) local(s *Server, k roomKey, msg *roomv1.RoomMessage, to []string, fromSession string, accepted time.Time) {
 	s.mu.Lock()
 	h := s.hubs[k]
 	s.mu.Unlock()
@@ -283,16 +305,16 @@ func (r *relay) receive(s *Server, k roomKey, data []byte) {
 	}
 	// Revision 0: a message is not part of the room's revisioned history, so
 	// it never moves a client's resume point (nor is it resumed).
-	it := &item{to: ev.To, fromSession: ev.FromSession, ev: &roomv1.RoomEvent{Event: &roomv1.RoomEvent_Message{Message: msg}}}
+	it := &item{to: to, fromSession: fromSession, ev: &roomv1.RoomEvent{Event: &roomv1.RoomEvent_Message{Message: msg}}}
 	n := h.deliver(it)
 	if n == 0 {
 		return
 	}
 	ctx := context.Background()
 	r.delivered.Add(ctx, int64(n))
-	d := time.Since(time.Unix(0, ev.AcceptedNs)).Seconds()
+	d := max(time.Since(accepted).Seconds(), 0)
 	for range n {
-		r.delay.Record(ctx, max(d, 0))
+		r.delay.Record(ctx, d)
 	}
 }
 
