@@ -48,9 +48,6 @@ type Server struct {
 
 type internalKey struct{}
 
-// receiveWindow is the fixed flow-control window of what a server receives.
-const receiveWindow = 1 << 20
-
 // New returns a Server with health, reflection and the interceptors.
 func New(cfg Config) *Server {
 	log := cfg.Logger
@@ -88,13 +85,6 @@ func New(cfg Config) *Server {
 	opts := append([]grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(unary),
 		grpc.ChainStreamInterceptor(stream),
-		// Fixed receive windows turn off gRPC's bandwidth-delay estimation,
-		// which answers nearly every request on a quiet connection with a
-		// ping of its own (a write, and a read of the ack): as much work as
-		// a small call itself. What clients send to OnAir is small (calls,
-		// SDP, relay keyframe requests); 1 MiB in flight is ample.
-		grpc.StaticStreamWindowSize(receiveWindow),
-		grpc.StaticConnWindowSize(receiveWindow),
 	}, cfg.Options...)
 	s := &Server{Server: grpc.NewServer(opts...), Health: health.NewServer(), log: log}
 	healthpb.RegisterHealthServer(s.Server, s.Health)
