@@ -2,12 +2,9 @@ package gateway
 
 import (
 	"context"
-	"errors"
-	"sync"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/onair-dev/onair/errcode"
@@ -26,20 +23,13 @@ import (
 type mediaRouter struct {
 	// rr balances over every registered edge: Publish, Play, and session
 	// IDs without a tag (from an edge older than tags).
-	rr   mediav1.MediaServiceClient
-	etcd *clientv3.Client
-	opts []grpc.DialOption
-
-	mu    sync.Mutex
-	conns map[string]*grpc.ClientConn // by edge address
+	rr    mediav1.MediaServiceClient
+	etcd  *clientv3.Client
+	conns *edgeConns
 }
 
 func newMediaRouter(rr *grpc.ClientConn, etcd *clientv3.Client, opts []grpc.DialOption) *mediaRouter {
-	// Discovery dials insecure unless an option says otherwise; so does
-	// this, with the same options after it (TLS, telemetry, and the
-	// interceptors that keep the internal key out).
-	all := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)
-	return &mediaRouter{rr: mediav1.NewMediaServiceClient(rr), etcd: etcd, opts: all, conns: map[string]*grpc.ClientConn{}}
+	return &mediaRouter{rr: mediav1.NewMediaServiceClient(rr), etcd: etcd, conns: newEdgeConns(opts)}
 }
 
 // owner is the MediaService of the edge that holds session id.
@@ -54,7 +44,7 @@ func (m *mediaRouter) owner(ctx context.Context, id string) (mediav1.MediaServic
 	addr, _, found := mediasession.Edge(edges, id)
 	if !found {
 		// The edge that held the session is gone, and the session with it.
-		m.prune(edges)
+		prune(m.conns, edges)
 		return nil, errcode.Newf(errcode.SessionNotFound, "media session %q does not exist", id)
 	}
 	return m.conn(edges, addr)
@@ -67,7 +57,7 @@ func (m *mediaRouter) edge(ctx context.Context, addr string) (mediav1.MediaServi
 		return nil, errcode.Unavailable(err)
 	}
 	if _, ok := edges[addr]; !ok {
-		m.prune(edges)
+		prune(m.conns, edges)
 		return nil, errcode.New(errcode.ServiceUnavailable, "the stream's edge is gone: play again")
 	}
 	return m.conn(edges, addr)
@@ -75,45 +65,12 @@ func (m *mediaRouter) edge(ctx context.Context, addr string) (mediav1.MediaServi
 
 // conn is a connection to addr, one of the registered edges.
 func (m *mediaRouter) conn(edges map[string]any, addr string) (mediav1.MediaServiceClient, error) {
-	m.prune(edges)
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	cc := m.conns[addr]
-	if cc == nil {
-		var err error
-		if cc, err = grpc.NewClient(addr, m.opts...); err != nil {
-			return nil, err
-		}
-		m.conns[addr] = cc
-	}
-	return mediav1.NewMediaServiceClient(cc), nil
-}
-
-// prune closes the connections to edges no longer registered: edges come
-// and go (a restarted pod has a new address), and their connections should
-// not pile up.
-func (m *mediaRouter) prune(edges map[string]any) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for a, cc := range m.conns {
-		if _, ok := edges[a]; !ok {
-			_ = cc.Close()
-			delete(m.conns, a)
-		}
-	}
+	prune(m.conns, edges)
+	return m.conns.get(addr)
 }
 
 // Close closes the connections to single edges.
-func (m *mediaRouter) Close() error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var errs []error
-	for _, cc := range m.conns {
-		errs = append(errs, cc.Close())
-	}
-	m.conns = map[string]*grpc.ClientConn{}
-	return errors.Join(errs...)
-}
+func (m *mediaRouter) Close() error { return m.conns.Close() }
 
 // Publish starts a publish session on any edge.
 func (m *mediaRouter) Publish(ctx context.Context, in *mediav1.PublishRequest, opts ...grpc.CallOption) (*mediav1.PublishResponse, error) {

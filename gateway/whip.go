@@ -17,7 +17,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/onair-dev/onair/errcode"
@@ -70,8 +69,9 @@ type WHIPConfig struct {
 type WHIP struct {
 	cfg WHIPConfig
 
-	mu    sync.Mutex
-	conns map[string]*grpc.ClientConn
+	conns *edgeConns
+
+	mu sync.Mutex
 	// rooms and auth are dialed at the first session-bound publish.
 	rooms, auth *grpc.ClientConn
 }
@@ -81,7 +81,7 @@ func NewWHIP(cfg WHIPConfig) *WHIP {
 	if cfg.RetryAfter <= 0 {
 		cfg.RetryAfter = 5 * time.Second
 	}
-	return &WHIP{cfg: cfg, conns: map[string]*grpc.ClientConn{}}
+	return &WHIP{cfg: cfg, conns: newEdgeConns(cfg.DialOptions)}
 }
 
 // Register mounts the endpoints on g.
@@ -98,13 +98,9 @@ func (w *WHIP) Register(g *Gateway) {
 
 // Close closes the edge connections.
 func (w *WHIP) Close() error {
+	errs := []error{w.conns.Close()}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	var errs []error
-	for _, cc := range w.conns {
-		errs = append(errs, cc.Close())
-	}
-	w.conns = map[string]*grpc.ClientConn{}
 	if w.rooms != nil {
 		errs = append(errs, w.rooms.Close(), w.auth.Close())
 		w.rooms, w.auth = nil, nil
@@ -154,20 +150,7 @@ func options(rw http.ResponseWriter, _ *http.Request) {
 	rw.WriteHeader(http.StatusNoContent)
 }
 
-func (w *WHIP) edge(addr string) (mediav1.MediaServiceClient, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if cc := w.conns[addr]; cc != nil {
-		return mediav1.NewMediaServiceClient(cc), nil
-	}
-	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, w.cfg.DialOptions...)
-	cc, err := grpc.NewClient(addr, opts...)
-	if err != nil {
-		return nil, err
-	}
-	w.conns[addr] = cc
-	return mediav1.NewMediaServiceClient(cc), nil
-}
+func (w *WHIP) edge(addr string) (mediav1.MediaServiceClient, error) { return w.conns.get(addr) }
 
 // edges lists the registered media edges with their load.
 func (w *WHIP) edges(ctx context.Context) (map[string]int, error) {
@@ -342,6 +325,7 @@ func (w *WHIP) session(rw http.ResponseWriter, r *http.Request) (mediav1.MediaSe
 		w.fail(rw, err, false)
 		return nil, "", false
 	}
+	prune(w.conns, edges)
 	if _, ok := edges[string(addr)]; !ok {
 		httpError(rw, http.StatusNotFound, "the session's media edge is gone")
 		return nil, "", false
