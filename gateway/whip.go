@@ -139,7 +139,7 @@ func (w *WHIP) boundSession(ctx context.Context, sessionID string, req *mediav1.
 	if err != nil {
 		return err
 	}
-	_, err = rooms.Heartbeat(ctx, &roomv1.HeartbeatRequest{SessionId: sessionID, AppId: req.GetAppId(), UserId: vt.GetUserId()})
+	_, err = rooms.Heartbeat(ctx, &roomv1.HeartbeatRequest{SessionId: sessionID, AppId: req.GetAppId(), UserId: vt.GetUserId(), RoomId: req.GetRoomId()})
 	return err
 }
 

@@ -178,6 +178,19 @@ func TestWHIPBoundToAnotherUsersSession(t *testing.T) {
 			t.Fatalf("heartbeat expecting %s: %q, want code %s", c.body, body, c.code)
 		}
 	}
+	// Bob's own token and session, but another room in the URL: the
+	// session cannot publish into a room it is not in.
+	body = wantStatus(t, "WHIP with Bob's session into another room",
+		post(t, base+"/whip/1234567890/elsewhere/cam-bob?session_id="+bobSession, "application/sdp", bobToken, offer()),
+		http.StatusForbidden)
+	if !strings.Contains(body, "1003025") {
+		t.Fatalf("refusal %q, want code 1003025", body)
+	}
+	body = wantStatus(t, "heartbeat expecting another room",
+		post(t, base+"/v1/sessions/"+bobSession+":heartbeat", "application/json", "", `{"room_id":"elsewhere"}`), http.StatusForbidden)
+	if !strings.Contains(body, "1003025") {
+		t.Fatalf("heartbeat expecting another room: %q, want code 1003025", body)
+	}
 	ttl() // not renewed by any of them
 
 	// Bob's session is live, in a room with no stream.

@@ -461,6 +461,9 @@ func (s *Server) Heartbeat(ctx context.Context, req *roomv1.HeartbeatRequest) (*
 	if u := req.GetUserId(); u != "" && u != rec.UserID {
 		return nil, errcode.New(errcode.TokenUserIDMismatch, "the session belongs to another user than the token's")
 	}
+	if r := req.GetRoomId(); r != "" && r != rec.RoomID {
+		return nil, errcode.New(errcode.PublishForbidden, "the session is in another room than the one to publish into")
+	}
 	if rec.TokenExpire > 0 && s.cfg.Now().Unix() >= rec.TokenExpire {
 		_ = s.endSession(ctx, rec, roomv1.UserLeaveReason_USER_LEAVE_REASON_TOKEN_EXPIRED, errcode.KickedTokenExpired, streamv1.DeleteReason_DELETE_REASON_KICKED)
 		return nil, errcode.New(errcode.KickedTokenExpired, "the token expired; the session is over")

@@ -549,8 +549,12 @@ type HeartbeatRequest struct {
 	// acts for a token on a session ID it was handed (a WHIP publish bound to
 	// a session) sets them, so that one user's token cannot use another
 	// user's session.
-	AppId         uint32 `protobuf:"varint,2,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
-	UserId        string `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	AppId  uint32 `protobuf:"varint,2,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	UserId string `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// room_id, when set, is the room the caller expects the session to be
+	// in: a WHIP publish bound to a session publishes into the URL's room,
+	// which must be the session's (1003025 otherwise, nothing changed).
+	RoomId        string `protobuf:"bytes,4,opt,name=room_id,json=roomId,proto3" json:"room_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -602,6 +606,13 @@ func (x *HeartbeatRequest) GetAppId() uint32 {
 func (x *HeartbeatRequest) GetUserId() string {
 	if x != nil {
 		return x.UserId
+	}
+	return ""
+}
+
+func (x *HeartbeatRequest) GetRoomId() string {
+	if x != nil {
+		return x.RoomId
 	}
 	return ""
 }
@@ -2862,12 +2873,13 @@ const file_onair_room_v1_room_proto_rawDesc = "" +
 	"\x11LogoutRoomRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\"\x14\n" +
-	"\x12LogoutRoomResponse\"a\n" +
+	"\x12LogoutRoomResponse\"z\n" +
 	"\x10HeartbeatRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x15\n" +
 	"\x06app_id\x18\x02 \x01(\rR\x05appId\x12\x17\n" +
-	"\auser_id\x18\x03 \x01(\tR\x06userId\"?\n" +
+	"\auser_id\x18\x03 \x01(\tR\x06userId\x12\x17\n" +
+	"\aroom_id\x18\x04 \x01(\tR\x06roomId\"?\n" +
 	"\x11HeartbeatResponse\x12*\n" +
 	"\x11token_expire_unix\x18\x01 \x01(\x03R\x0ftokenExpireUnix\"H\n" +
 	"\x11RenewTokenRequest\x12\x1d\n" +
