@@ -21,6 +21,7 @@ import (
 
 	"github.com/onair-dev/onair/errcode"
 	"github.com/onair-dev/onair/internal/discovery"
+	"github.com/onair-dev/onair/internal/mediasession"
 	authv1 "github.com/onair-dev/onair/proto/onair/auth/v1"
 	mediav1 "github.com/onair-dev/onair/proto/onair/media/v1"
 	roomv1 "github.com/onair-dev/onair/proto/onair/room/v1"
@@ -64,8 +65,8 @@ type WHIPConfig struct {
 //
 // A WHIP publisher goes to the edge with the least load in discovery; a
 // WHEP player to the stream's origin edge. The session URL carries the
-// edge's address and the edge's session ID, so any gateway replica can end
-// it; the address is checked against the registered edges before use.
+// edge's session ID, whose tag names the edge among the registered ones, so
+// any gateway replica can end it and the URL shows no internal address.
 type WHIP struct {
 	cfg WHIPConfig
 
@@ -308,29 +309,51 @@ func created(rw http.ResponseWriter, location, answer string) {
 	_, _ = io.WriteString(rw, answer)
 }
 
+// sessionToken is the last element of a WHIP/WHEP session URL: the edge's
+// session ID, whose tag names the edge (internal/mediasession), so the URL
+// tells a client nothing of the cluster's addresses. An ID without a tag
+// (from an edge older than tags) is prefixed with its edge's address.
 func sessionToken(addr, id string) string {
+	if _, tagged := mediasession.Tag(id); tagged && !strings.Contains(id, ".") {
+		return id
+	}
 	return base64.RawURLEncoding.EncodeToString([]byte(addr)) + "." + id
 }
 
 // session resolves a session URL to its edge, which must be registered.
 func (w *WHIP) session(rw http.ResponseWriter, r *http.Request) (mediav1.MediaServiceClient, string, bool) {
-	enc, id, found := strings.Cut(r.PathValue("id"), ".")
-	addr, err := base64.RawURLEncoding.DecodeString(enc)
-	if !found || err != nil || id == "" {
-		httpError(rw, http.StatusNotFound, "no such session")
-		return nil, "", false
-	}
-	edges, err := w.edges(r.Context())
+	tok := r.PathValue("id")
+	inst, err := discovery.Instances(r.Context(), w.cfg.Etcd, discovery.Media)
 	if err != nil {
 		w.fail(rw, err, false)
 		return nil, "", false
 	}
-	prune(w.conns, edges)
-	if _, ok := edges[string(addr)]; !ok {
-		httpError(rw, http.StatusNotFound, "the session's media edge is gone")
-		return nil, "", false
+	prune(w.conns, inst)
+	var addr, id string
+	if enc, rest, old := strings.Cut(tok, "."); old {
+		a, err := base64.RawURLEncoding.DecodeString(enc)
+		if err != nil || rest == "" {
+			httpError(rw, http.StatusNotFound, "no such session")
+			return nil, "", false
+		}
+		addr, id = string(a), rest
+		if _, ok := inst[addr]; !ok {
+			httpError(rw, http.StatusNotFound, "the session's media edge is gone")
+			return nil, "", false
+		}
+	} else {
+		a, tagged, found := mediasession.Edge(inst, tok)
+		switch {
+		case !tagged:
+			httpError(rw, http.StatusNotFound, "no such session")
+			return nil, "", false
+		case !found:
+			httpError(rw, http.StatusNotFound, "the session's media edge is gone")
+			return nil, "", false
+		}
+		addr, id = a, tok
 	}
-	client, err := w.edge(string(addr))
+	client, err := w.edge(addr)
 	if err != nil {
 		w.fail(rw, err, false)
 		return nil, "", false

@@ -20,6 +20,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/onair-dev/onair/gateway"
+	"github.com/onair-dev/onair/internal/mediasession"
 	"github.com/onair-dev/onair/internal/node"
 	"github.com/onair-dev/onair/sdk/express"
 	"github.com/onair-dev/onair/token04"
@@ -229,6 +230,12 @@ func TestWHIPWHEP(t *testing.T) {
 	if resp.Header.Get("Content-Type") != "application/sdp" || !strings.HasPrefix(pubLoc, "/whip/sessions/") {
 		t.Fatalf("WHIP answer: Content-Type %q, Location %q", resp.Header.Get("Content-Type"), pubLoc)
 	}
+	// The session URL names the edge by its tag, not by its address.
+	if id := strings.TrimPrefix(pubLoc, "/whip/sessions/"); strings.Contains(id, ".") {
+		t.Fatalf("WHIP Location %q carries an edge address", pubLoc)
+	} else if _, tagged := mediasession.Tag(id); !tagged {
+		t.Fatalf("WHIP Location %q has no edge tag", pubLoc)
+	}
 	if err := pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
 		t.Fatal(err)
 	}
@@ -345,5 +352,8 @@ func TestWHIPWHEP(t *testing.T) {
 	}
 	if s := del("/whep/sessions/bm9wZQ.x"); s != http.StatusNotFound {
 		t.Fatalf("DELETE of a session on an unknown edge: %d, want 404", s)
+	}
+	if s := del("/whep/sessions/0123456789ab-00"); s != http.StatusNotFound {
+		t.Fatalf("DELETE of a session with an unknown edge tag: %d, want 404", s)
 	}
 }
