@@ -180,9 +180,11 @@ func (c *batchConn) flush() {
 	for len(msgs) > 0 {
 		n, err := c.pc.WriteBatch(msgs, 0)
 		if n > 0 {
+			sent := 0
 			for _, m := range msgs[:n] {
-				c.packets.Add(int64(len(m.Buffers)))
+				sent += len(m.Buffers)
 			}
+			c.packets.Add(int64(sent))
 			c.messages.Add(int64(n))
 			msgs = msgs[n:]
 		}
