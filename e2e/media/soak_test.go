@@ -27,6 +27,7 @@ import (
 // soakEdge is onair dev (auth, stream, room) and a separate onair media.
 type soakEdge struct {
 	bin, gw, pprof, metrics string
+	etcd                    string
 	whip, whep, token       string
 	log                     *testproc.Log
 }
@@ -36,14 +37,20 @@ func startSoakEdge(t *testing.T) *soakEdge {
 	dir := t.TempDir()
 	e := &soakEdge{bin: bin, log: &testproc.Log{}}
 	etcd, devHTTP := testproc.FreeAddr(t), testproc.FreeAddr(t)
-	start := func(args ...string) {
+	e.etcd = "http://" + etcd
+	// start runs the binary until the test ends; the returned channel is
+	// closed when the process exits.
+	start := func(args ...string) <-chan struct{} {
 		ctx, cancel := context.WithCancel(context.Background())
 		cmd := exec.CommandContext(ctx, bin, args...)
 		cmd.Stdout, cmd.Stderr = e.log, e.log
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { cancel(); _ = cmd.Wait() })
+		exited := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(exited) }()
+		t.Cleanup(func() { cancel(); <-exited })
+		return exited
 	}
 	start("dev", "--roles", "auth,stream,room", "--etcd-addr", etcd, "--data-dir", dir,
 		"--grpc-addr", testproc.FreeAddr(t), "--http-addr", devHTTP)
@@ -56,10 +63,7 @@ func startSoakEdge(t *testing.T) *soakEdge {
 		b, err := os.ReadFile(filepath.Join(dir, "dev-app.json"))
 		return err == nil && json.Unmarshal(b, &app) == nil && app.InternalKey != ""
 	})
-	e.pprof, e.metrics = testproc.FreeAddr(t), testproc.FreeAddr(t)
-	start("media", "--etcd-endpoints", "http://"+etcd, "--internal-key", app.InternalKey,
-		"--grpc-addr", testproc.FreeAddr(t), "--http-addr", e.metrics, "--public-ip", "127.0.0.1",
-		"--pprof-addr", e.pprof)
+	e.startMedia(t, start, app.InternalKey)
 	out, err := exec.Command(bin, "token", "--app-id", fmt.Sprint(app.AppID), "--app-secret", app.ServerSecret,
 		"--user-id", "soak").Output()
 	if err != nil {
@@ -70,8 +74,40 @@ func startSoakEdge(t *testing.T) *soakEdge {
 	e.gw = fmt.Sprintf("http://%s", devHTTP)
 	e.whip = fmt.Sprintf("%s/whip/%d/soak", e.gw, app.AppID)
 	e.whep = fmt.Sprintf("%s/whep/%d", e.gw, app.AppID)
-	eventually(t, "the edge serving", func() bool { _, err := e.edgeMetrics(); return err == nil })
 	return e
+}
+
+// startMedia starts onair media and waits until it serves its metrics. The
+// free addresses it is given are only free when picked: a parallel test may
+// take one first, so an edge that exits on a port already in use is started
+// again on new ones; any other exit fails the test with the processes' log.
+func (e *soakEdge) startMedia(t *testing.T, start func(args ...string) <-chan struct{}, internalKey string) {
+	for attempt := 1; ; attempt++ {
+		e.pprof, e.metrics = testproc.FreeAddr(t), testproc.FreeAddr(t)
+		logStart := len(e.log.String())
+		exited := start("media", "--etcd-endpoints", e.etcd, "--internal-key", internalKey,
+			"--grpc-addr", testproc.FreeAddr(t), "--http-addr", e.metrics, "--public-ip", "127.0.0.1",
+			"--pprof-addr", e.pprof)
+		deadline := time.After(30 * time.Second)
+		for {
+			if _, err := e.edgeMetrics(); err == nil {
+				return
+			}
+			select {
+			case <-exited:
+				if strings.Contains(e.log.String()[logStart:], "address already in use") && attempt < 3 {
+					t.Logf("onair media lost a picked port to another process (attempt %d); starting it again", attempt)
+				} else {
+					t.Fatalf("onair media exited before serving; log:\n%s", e.log)
+				}
+			case <-deadline:
+				t.Fatalf("timed out waiting for the edge serving; log:\n%s", e.log)
+			case <-time.After(50 * time.Millisecond):
+				continue
+			}
+			break
+		}
+	}
 }
 
 // round publishes stream with players players for a few seconds, then
