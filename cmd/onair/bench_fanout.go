@@ -26,6 +26,7 @@ import (
 	pmedia "github.com/pion/webrtc/v4/pkg/media"
 
 	"github.com/onair-dev/onair/internal/iceloopback"
+	"github.com/onair-dev/onair/internal/udpgro"
 	"github.com/onair-dev/onair/sdk/express"
 )
 
@@ -44,6 +45,11 @@ per egress packet and RSS per player are shown: the server's peak RSS while
 the players were on (sampled every second) less its RSS with only the
 publisher on, over the players. Point it at a freshly started server: memory
 a server kept from earlier players would count as "before" and hide theirs.
+
+The players receive with UDP GRO (--gro, Linux): on loopback a receiving
+socket without it makes a server that sends trains of packets with GSO do
+each player's per-packet receive work inside its own send call, which a real
+network moves to the players' machines. --gro=false turns it off.
 `
 
 // fanoutConfig is what one run measures.
@@ -54,6 +60,7 @@ type fanoutConfig struct {
 	bitrate           int
 	pid               int
 	pace              bool
+	gro               bool
 }
 
 func runBenchFanout(ctx context.Context, args []string) error {
@@ -68,6 +75,7 @@ func runBenchFanout(ctx context.Context, args []string) error {
 	fs.DurationVar(&c.duration, "duration", 20*time.Second, "measurement time once the first players are up")
 	fs.DurationVar(&c.gop, "gop", 2*time.Second, "keyframe interval")
 	fs.IntVar(&c.bitrate, "bitrate", 2_400_000, "video bits per second")
+	fs.BoolVar(&c.gro, "gro", true, "players receive with UDP GRO, so on loopback a server that sends with GSO is not charged for its players' receive work (Linux; see internal/udpgro)")
 	fs.BoolVar(&c.pace, "pace", false, "spread each frame's packets at 2.5x --bitrate, as a browser's pacer does (default: each frame in one burst)")
 	fs.IntVar(&c.pid, "server-pid", 0, "the server's process ID (Linux): CPU and RSS")
 	if err := fs.Parse(args); err != nil {
@@ -153,6 +161,11 @@ func (r *fanoutResult) print(w io.Writer, c fanoutConfig) {
 	}
 	secs := r.wall.Seconds()
 	fmt.Fprintf(w, "players connected      %d/%d (%d late)\n", r.connected, c.players, r.late)
+	receive := "one datagram per read (--gro=false)"
+	if c.gro {
+		receive = "with UDP GRO (--gro)"
+	}
+	fmt.Fprintf(w, "players receive        %s\n", receive)
 	fmt.Fprintf(w, "egress                 %.0f packets/s, %.1f Mbit/s\n", float64(r.packets)/secs, float64(r.bytes)*8/secs/1e6)
 	loss := 0.0
 	if r.lossWant > 0 {
@@ -181,13 +194,20 @@ func (r *fanoutResult) print(w io.Writer, c fanoutConfig) {
 // what a browser player sends, without the stats and TWCC interceptors
 // that would make a few hundred players in one process cost more CPU than
 // the server they measure.
-func benchAPI(target string, player bool) (*webrtc.API, error) {
+func benchAPI(target string, player, gro bool) (*webrtc.API, error) {
 	se := webrtc.SettingEngine{}
 	se.SetICETimeouts(5*time.Second, 10*time.Second, time.Second)
 	if u, err := url.Parse(target); err == nil {
 		if ip := net.ParseIP(u.Hostname()); (ip != nil && ip.IsLoopback()) || u.Hostname() == "localhost" {
 			iceloopback.Restrict(&se)
 		}
+	}
+	if gro {
+		n, err := udpgro.NewNet()
+		if err != nil {
+			return nil, err
+		}
+		se.SetNet(n)
 	}
 	m := &webrtc.MediaEngine{}
 	if err := m.RegisterDefaultCodecs(); err != nil {
@@ -331,11 +351,11 @@ func vp8FrameStart(p []byte) ([]byte, bool) {
 }
 
 func fanout(ctx context.Context, c fanoutConfig) (*fanoutResult, error) {
-	api, err := benchAPI(c.whip, false)
+	api, err := benchAPI(c.whip, false, false)
 	if err != nil {
 		return nil, err
 	}
-	playerAPI, err := benchAPI(c.whep, true)
+	playerAPI, err := benchAPI(c.whep, true, c.gro)
 	if err != nil {
 		return nil, err
 	}
