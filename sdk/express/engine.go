@@ -114,8 +114,10 @@ func (e *Engine) emit(f func(h EventHandler)) {
 }
 
 // LoginRoom logs user into roomID with config.Token and starts receiving
-// the room's events. It returns when the server has accepted or refused the
-// login; the handler sees Logining, then Logined or LoginFailed.
+// the room's events. It returns when the server has refused the login, or
+// has accepted it and opened the user's event stream (at most 5 s after
+// accepting it), so every room message sent after LoginRoom returns reaches
+// the user. The handler sees Logining, then Logined or LoginFailed.
 func (e *Engine) LoginRoom(ctx context.Context, roomID string, user User, config RoomConfig) error {
 	e.mu.Lock()
 	if e.closed {
@@ -150,6 +152,10 @@ func (e *Engine) LoginRoom(ctx context.Context, roomID string, user User, config
 		h.OnRoomStateChanged(RoomStateChangedReasonLogined, 0, roomSessionData(resp.GetRoomSessionId()), roomID)
 	})
 	rs.start()
+	// Logged in means receiving: the room's messages sent once LoginRoom
+	// has returned reach this user, as the server delivers messages only
+	// to open event streams.
+	rs.waitOpen(ctx)
 	return nil
 }
 

@@ -31,6 +31,10 @@ type roomSession struct {
 	heartbeat time.Duration
 	cancel    context.CancelFunc
 	done      chan struct{}
+	// open is closed when the first event stream delivers its first event:
+	// the server has the stream, and so sends it every later message.
+	open     chan struct{}
+	openOnce sync.Once
 
 	// users and streams are what the handler currently knows; only the
 	// session goroutine touches them.
@@ -68,12 +72,34 @@ func (rs *roomSession) start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	rs.mu.Lock()
 	rs.cancel, rs.done = cancel, make(chan struct{})
+	if rs.open == nil {
+		rs.open = make(chan struct{})
+	}
 	rs.mu.Unlock()
 	go rs.heartbeats(ctx)
 	go func() {
 		defer close(rs.done)
 		rs.run(ctx)
 	}()
+}
+
+// streamOpenWait bounds how long LoginRoom waits for the event stream; past
+// it the login stands and the stream keeps trying.
+const streamOpenWait = 5 * time.Second
+
+// waitOpen returns once the event stream is open, ctx is done or
+// streamOpenWait has passed.
+func (rs *roomSession) waitOpen(ctx context.Context) {
+	rs.mu.Lock()
+	open := rs.open
+	rs.mu.Unlock()
+	t := time.NewTimer(streamOpenWait)
+	defer t.Stop()
+	select {
+	case <-open:
+	case <-ctx.Done():
+	case <-t.C:
+	}
 }
 
 func (rs *roomSession) stop() {
@@ -112,6 +138,7 @@ func (rs *roomSession) run(ctx context.Context) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		err := rs.subscribe(ctx, func() {
+			rs.openOnce.Do(func() { close(rs.open) })
 			if !brokenSince.IsZero() {
 				brokenSince = time.Time{}
 				backoff = 100 * time.Millisecond
