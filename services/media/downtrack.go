@@ -13,32 +13,49 @@ import (
 	"github.com/pion/webrtc/v4"
 )
 
-// subscriber is one player's forwarding: its downtracks and the goroutine
-// that feeds them. Publisher tracks only wake it; everything per player
-// (reading the shared cache, rewriting, encrypting, writing) runs here, so
-// players spread over all cores and a slow one holds up nobody else.
+// subscriber is one player's forwarding: its downtracks, fed by the edge's
+// forwarding pool. Publisher tracks only wake it; everything per player
+// (reading the shared cache, rewriting, encrypting, writing) runs on a pool
+// worker, so players spread over all cores and a slow one holds up nobody
+// else. A relay's subscriber has no pool: its own goroutine reads wake.
 type subscriber struct {
 	pc     *webrtc.PeerConnection
+	pool   *forwardPool
 	egress *atomic.Int64
 	delays *delayHist // the server's edge delay
 	tracks []*downTrack
-	wake   chan struct{}
+	wake   chan struct{} // without a pool
 	done   chan struct{}
 	active atomic.Bool // connected: forwarding may start
 	pace   *time.Timer
 	once   sync.Once
+
+	state     atomic.Int32 // in the pool: stateIdle, ...
+	reports   *time.Timer
+	reportDue atomic.Bool
+
 	// delay (tests only) makes every packet written to this player slow.
 	delay atomic.Int64
 }
 
-func newSubscriber(pc *webrtc.PeerConnection, egress *atomic.Int64, delays *delayHist) *subscriber {
-	s := &subscriber{pc: pc, egress: egress, delays: delays, wake: make(chan struct{}, 1), done: make(chan struct{})}
+func newSubscriber(pc *webrtc.PeerConnection, pool *forwardPool, egress *atomic.Int64, delays *delayHist) *subscriber {
+	s := &subscriber{pc: pc, pool: pool, egress: egress, delays: delays, done: make(chan struct{})}
+	if pool == nil {
+		s.wake = make(chan struct{}, 1)
+	}
 	s.pace = time.AfterFunc(time.Hour, s.signal)
 	s.pace.Stop()
+	s.reports = time.AfterFunc(time.Hour, s.reportTick)
+	s.reports.Stop()
 	return s
 }
 
+// signal has the subscriber look for work.
 func (s *subscriber) signal() {
+	if s.pool != nil {
+		s.schedule()
+		return
+	}
 	select {
 	case s.wake <- struct{}{}:
 	default:
@@ -49,6 +66,7 @@ func (s *subscriber) stop() {
 	s.once.Do(func() {
 		close(s.done)
 		s.pace.Stop()
+		s.reports.Stop()
 	})
 }
 
@@ -56,42 +74,50 @@ func (s *subscriber) stop() {
 // its receiver reports answer (giving the edge loss, jitter and RTT).
 const senderReportEvery = time.Second
 
-func (s *subscriber) run() {
-	t := time.NewTicker(senderReportEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.done:
-			return
-		case <-s.wake:
-		case <-t.C:
-			s.senderReports()
-		}
-		if !s.active.Load() {
-			continue
-		}
-		now := time.Now().UnixNano()
-		more, sent := false, 0
+// start begins the player's sender reports; packets flow from its first
+// wake once it is active.
+func (s *subscriber) start() {
+	s.reports.Reset(senderReportEvery)
+	s.signal()
+}
+
+// reportTick has the next turn send sender reports. A tick racing stop
+// may arm the timer once more; that tick finds the player done.
+func (s *subscriber) reportTick() {
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	s.reportDue.Store(true)
+	s.signal()
+	s.reports.Reset(senderReportEvery)
+}
+
+// forward sends what every downtrack has due.
+func (s *subscriber) forward() {
+	if !s.active.Load() {
+		return
+	}
+	now := time.Now().UnixNano()
+	more, sent := false, 0
+	for _, d := range s.tracks {
+		m, n := d.pump(now)
+		more = more || m
+		sent += n
+	}
+	if sent > 0 {
+		end := time.Now().UnixNano()
 		for _, d := range s.tracks {
-			m, n := d.pump(now)
-			more = more || m
-			sent += n
-		}
-		if sent > 0 {
-			end := time.Now().UnixNano()
-			for _, d := range s.tracks {
-				if d.oldestLive != 0 {
-					s.delays.observe(time.Duration(end - d.oldestLive))
-					d.oldestLive = 0
-				}
+			if d.oldestLive != 0 {
+				s.delays.observe(time.Duration(end - d.oldestLive))
+				d.oldestLive = 0
 			}
 		}
-		if sent > 0 {
-			s.egress.Add(int64(sent))
-		}
-		if more {
-			s.pace.Reset(replayPace)
-		}
+		s.egress.Add(int64(sent))
+	}
+	if more {
+		s.pace.Reset(replayPace)
 	}
 }
 

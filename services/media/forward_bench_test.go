@@ -25,7 +25,7 @@ func BenchmarkForward(b *testing.B) {
 	u := newUptrack(nil, webrtc.RTPCodecTypeVideo, webrtc.RTPCodecParameters{
 		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, PayloadType: 96}, 0)
 	var egress atomic.Int64
-	sub := newSubscriber(nil, &egress, &delayHist{})
+	sub := newSubscriber(nil, nil, &egress, &delayHist{})
 	w := &discard{}
 	var dts []*downTrack
 	for i := range players {

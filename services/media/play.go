@@ -44,7 +44,7 @@ func (s *Server) Play(ctx context.Context, req *mediav1.PlayRequest) (*mediav1.P
 	}
 	ss := s.newSession(true)
 	ss.origin = o
-	sub := newSubscriber(nil, &s.Egress, &s.edgeDelay)
+	sub := newSubscriber(nil, s.fwd, &s.Egress, &s.edgeDelay)
 	pc, err := s.playerPCs.newPeerConnection(sub)
 	if err != nil {
 		return nil, err
@@ -104,6 +104,6 @@ func (s *Server) Play(ctx context.Context, req *mediav1.PlayRequest) (*mediav1.P
 		}
 	}
 	o.mu.Unlock()
-	go sub.run()
+	sub.start()
 	return &mediav1.PlayResponse{SessionId: ss.id, SdpAnswer: sdpAnswer}, nil
 }

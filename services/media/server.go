@@ -132,6 +132,7 @@ type Server struct {
 	playerPCs playerPeers // players: no interceptors, the edge does their RTCP
 	udp       net.PacketConn
 	bc        *batchConn // udp, for its counters
+	fwd       *forwardPool
 	edgeDelay delayHist
 	mux       ice.UDPMux
 	log       *slog.Logger
@@ -217,6 +218,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.api = api
 	s.playerPCs = playerPeers{se: se, media: m, reg: &interceptor.Registry{}}
+	s.fwd = newForwardPool(forwardWorkers())
 	return s, nil
 }
 
@@ -294,6 +296,7 @@ func (s *Server) Close() {
 		o.end(streamv1.DeleteReason_DELETE_REASON_UNSPECIFIED)
 	}
 	s.closeRelays()
+	s.fwd.close()
 	_ = s.mux.Close()
 	_ = s.udp.Close()
 }

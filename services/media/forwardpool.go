@@ -1,0 +1,148 @@
+package media
+
+import (
+	"runtime"
+	"sync"
+)
+
+// forwardWorkers is the pool's size: twice the cores, so that a player
+// whose turn blocks (a full socket) leaves every core busy.
+func forwardWorkers() int { return 2 * runtime.GOMAXPROCS(0) }
+
+// forwardPool runs the players' forwarding on a few goroutines instead of
+// one per player. A publisher's packet queues each of its players once; the
+// next free worker sends what that player has due. Waking a player costs an
+// append under a lock rather than readying a goroutine, and the workers run
+// one player after another on their own stacks, so a player holds no stack
+// of its own. A player that is slow holds up one worker, not the others: the
+// pool has more workers than cores.
+type forwardPool struct {
+	mu    sync.Mutex
+	queue []*subscriber // queue[head:] wait, oldest first
+	head  int
+
+	wake chan struct{} // a worker may find work
+	done chan struct{}
+	wg   sync.WaitGroup
+}
+
+func newForwardPool(workers int) *forwardPool {
+	p := &forwardPool{wake: make(chan struct{}, 1), done: make(chan struct{})}
+	for range workers {
+		p.wg.Go(p.work)
+	}
+	return p
+}
+
+// close stops the workers once they finish the player at hand.
+func (p *forwardPool) close() {
+	close(p.done)
+	p.wg.Wait()
+}
+
+// push queues s, which the caller has moved to stateQueued.
+func (p *forwardPool) push(s *subscriber) {
+	p.mu.Lock()
+	p.queue = append(p.queue, s)
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// pop takes the oldest queued player, nil if none. When more wait it wakes
+// another worker, which takes the next one if it is idle (a wake for a busy
+// pool is a token the next worker to finish drops).
+func (p *forwardPool) pop() *subscriber {
+	p.mu.Lock()
+	if p.head == len(p.queue) {
+		p.queue, p.head = p.queue[:0], 0
+		p.mu.Unlock()
+		return nil
+	}
+	s := p.queue[p.head]
+	p.queue[p.head] = nil
+	p.head++
+	if p.head >= 64 && 2*p.head >= len(p.queue) {
+		// Under steady load the queue never empties: move the waiting
+		// ones down rather than grow the array forever.
+		n := copy(p.queue, p.queue[p.head:])
+		clear(p.queue[n:])
+		p.queue, p.head = p.queue[:n], 0
+	}
+	more := p.head < len(p.queue)
+	p.mu.Unlock()
+	if more {
+		select {
+		case p.wake <- struct{}{}:
+		default:
+		}
+	}
+	return s
+}
+
+func (p *forwardPool) work() {
+	for {
+		s := p.pop()
+		if s == nil {
+			select {
+			case <-p.done:
+				return
+			case <-p.wake:
+			}
+			continue
+		}
+		s.runQueued()
+	}
+}
+
+// A player's place in the pool. Its forwarding runs on one worker at a
+// time: a player woken while a worker runs it goes back in the queue when
+// that worker is done.
+const (
+	stateIdle    int32 = iota
+	stateQueued        // in the queue
+	stateRunning       // a worker is forwarding
+	stateRerun         // woken while running: queue again when done
+)
+
+// schedule makes sure a worker looks at s after now.
+func (s *subscriber) schedule() {
+	for {
+		switch st := s.state.Load(); st {
+		case stateIdle:
+			if s.state.CompareAndSwap(stateIdle, stateQueued) {
+				s.pool.push(s)
+				return
+			}
+		case stateRunning:
+			if s.state.CompareAndSwap(stateRunning, stateRerun) {
+				return
+			}
+		default: // queued, or already to run again
+			return
+		}
+	}
+}
+
+// runQueued is a worker's turn at s.
+func (s *subscriber) runQueued() {
+	s.state.Store(stateRunning)
+	select {
+	case <-s.done:
+		s.state.Store(stateIdle)
+		return
+	default:
+	}
+	if s.reportDue.Swap(false) {
+		s.senderReports()
+	}
+	s.forward()
+	if !s.state.CompareAndSwap(stateRunning, stateIdle) {
+		// Woken meanwhile: to the back of the queue, so a player with
+		// a lot to send takes turns with the others.
+		s.state.Store(stateQueued)
+		s.pool.push(s)
+	}
+}
