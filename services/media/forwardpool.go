@@ -34,7 +34,8 @@ func newForwardPool(workers int) *forwardPool {
 	return p
 }
 
-// close stops the workers once they finish the player at hand.
+// close stops the workers once they finish the player at hand; players
+// still queued get no more turns.
 func (p *forwardPool) close() {
 	close(p.done)
 	p.wg.Wait()
@@ -94,6 +95,11 @@ func (p *forwardPool) work() {
 			continue
 		}
 		s.runQueued()
+		select {
+		case <-p.done: // players still queued are ending with the edge
+			return
+		default:
+		}
 	}
 }
 
