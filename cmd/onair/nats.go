@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"flag"
@@ -12,7 +11,6 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/onair-dev/onair/internal/certfile"
-	"github.com/onair-dev/onair/internal/embednats"
 	"github.com/onair-dev/onair/internal/natsconn"
 )
 
@@ -67,44 +65,4 @@ func (f *natsFlags) connect(name string, extra ...nats.Option) (*nats.Conn, erro
 		return nil, fmt.Errorf("nats %s: %w", f.url, err)
 	}
 	return nc, nil
-}
-
-// runNATS runs one NATS server (a member of a cluster when given
-// --cluster-addr and --routes) in this process until SIGTERM or SIGINT, so
-// `onair cluster` needs nothing but the onair binary, as with `onair etcd`.
-func runNATS(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("nats", flag.ContinueOnError)
-	name := fs.String("name", "", "server name in the cluster")
-	clientAddr := fs.String("client-addr", "127.0.0.1:4222", "host:port clients (room replicas) connect to")
-	clusterAddr := fs.String("cluster-addr", "", "host:port other members route to; empty for a single server")
-	clusterName := fs.String("cluster-name", "onair", "name of the NATS cluster (the same on every member)")
-	routes := fs.String("routes", "", "the other members' route URLs, comma-separated (nats-route://host:port)")
-	user := fs.String("nats-user", "", "user name clients must give (with --nats-password)")
-	password := fs.String("nats-password", "", "password clients must give; set it through ONAIR_NATS_PASSWORD")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if err := setupLogging(*logLevel); err != nil {
-		return err
-	}
-	if (*user == "") != (*password == "") {
-		return errors.New("--nats-user and --nats-password go together")
-	}
-	var rs []string
-	for r := range strings.SplitSeq(*routes, ",") {
-		if r = strings.TrimSpace(r); r != "" {
-			rs = append(rs, r)
-		}
-	}
-	s, err := embednats.Start(embednats.Config{Name: *name, ClientAddr: *clientAddr, ClusterName: *clusterName,
-		ClusterAddr: *clusterAddr, Routes: rs, User: *user, Password: *password, Logger: slog.Default()})
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	slog.Info("serving", "role", "nats", "name", *name, "client", s.URL(), "cluster", *clusterAddr, "routes", rs)
-	<-ctx.Done()
-	slog.Info("shutting down", "role", "nats", "name", *name)
-	return nil
 }
