@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -43,9 +44,11 @@ const (
 // proc is one onair process of the test.
 type proc struct {
 	role, grpcAddr, httpAddr string
-	cmd                      *exec.Cmd
-	exited                   chan struct{}
-	logs                     *testproc.Log
+	// name and clientURL are an `onair nats` server's.
+	name, clientURL string
+	cmd             *exec.Cmd
+	exited          chan struct{}
+	logs            *testproc.Log
 }
 
 func (p *proc) alive() bool {
@@ -67,12 +70,14 @@ type files struct {
 	etcdEndpoint, gateway, roomGRPC string
 }
 
-// TestTLS runs etcd with client TLS (client certificates required) and
-// the auth, stream, room and media roles and the gateway as processes
-// whose every listener serves TLS, then checks what a client and an
-// operator would: gRPC and REST work over TLS with the CA and not without
-// it, etcd refuses plaintext, and a renewed certificate is served to new
-// connections without a restart.
+// TestTLS runs etcd with client TLS (client certificates required), two
+// `onair nats` servers (TLS clients with certificates, mutual TLS on the
+// route between them), and the auth, stream, two room and the media roles
+// and the gateway as processes whose every listener serves TLS, then
+// checks what a client and an operator would: gRPC and REST work over TLS
+// with the CA and not without it, room messages go from one room replica
+// to the other over NATS with TLS, etcd and NATS refuse plaintext, and a
+// renewed certificate is served to new connections without a restart.
 func TestTLS(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs onair processes")
@@ -108,22 +113,36 @@ func TestTLS(t *testing.T) {
 		"ONAIR_INTERNAL_KEY=tls-test-internal-key", "ONAIR_ADMIN_KEY=" + adminKey,
 		"ONAIR_LEASE_TTL=2s", "ONAIR_DRAIN_TIMEOUT=1s", "ONAIR_LOG_LEVEL=warn",
 	}
-	var procs []*proc
-	for _, role := range []string{"auth", "stream", "room", "media"} {
+	// NATS, as in production: every member serves TLS to clients and
+	// wants their certificates, and routes to the others over mutual TLS.
+	// Each room replica reaches a different member, so room messages
+	// between them cross a route.
+	env = append(env, "ONAIR_NATS_USER=onair", "ONAIR_NATS_PASSWORD=tls-test-nats-password")
+	natsServers := startNATS(t, bin, 2, env, ca, f)
+
+	var procs, rooms []*proc
+	for _, role := range []string{"auth", "stream", "room", "room", "media"} {
 		args := []string{"--grpc-addr", testproc.FreeAddr(t), "--http-addr", testproc.FreeAddr(t)}
-		if role == "media" {
+		penv := env
+		switch role {
+		case "media":
 			args = append(args, "--media-udp-port", "0", "--public-ip", "127.0.0.1")
+		case "room":
+			penv = append(slices.Clip(env), "ONAIR_NATS_URL="+natsServers[len(rooms)].clientURL, "ONAIR_NATS_CA="+f.ca,
+				"ONAIR_NATS_CERT="+f.cert, "ONAIR_NATS_KEY="+f.key)
 		}
-		procs = append(procs, start(t, bin, role, args, env))
+		p := start(t, bin, role, args, penv)
+		procs = append(procs, p)
+		if role == "room" {
+			rooms = append(rooms, p)
+		}
 	}
 	gw := start(t, bin, "gateway", []string{"--http-addr", testproc.FreeAddr(t)}, env)
 	procs = append(procs, gw)
 	f.gateway = gw.httpAddr
+	f.roomGRPC = rooms[0].grpcAddr
 	for _, p := range procs {
 		waitReady(t, p, ca)
-		if p.role == "room" {
-			f.roomGRPC = p.grpcAddr
-		}
 	}
 	seedApp(t, procs[0].grpcAddr, ca)
 
@@ -229,6 +248,34 @@ func TestTLS(t *testing.T) {
 		}
 	})
 
+	t.Run("room messages between replicas over NATS with TLS", func(t *testing.T) {
+		roomMessagesFlow(t, rooms[0].grpcAddr, rooms[1].grpcAddr, tlsCreds, "room-nats-tls")
+	})
+
+	t.Run("NATS only over TLS with a client certificate", func(t *testing.T) {
+		for _, n := range natsServers {
+			plain := "nats://" + strings.TrimPrefix(n.clientURL, "tls://")
+			if nc, err := natsConnect(plain, nil); err == nil {
+				nc.Close()
+				t.Errorf("%s: a plaintext client connected", n.name)
+			}
+			if nc, err := natsConnect(n.clientURL, &tls.Config{}); err == nil {
+				nc.Close()
+				t.Errorf("%s: a TLS client that does not trust the CA connected", n.name)
+			}
+			if nc, err := natsConnect(n.clientURL, &tls.Config{RootCAs: ca.Pool()}); err == nil {
+				nc.Close()
+				t.Errorf("%s: a TLS client without a certificate connected", n.name)
+			}
+			nc, err := natsConnect(n.clientURL, natsClientTLS(t, f, ca))
+			if err != nil {
+				t.Errorf("%s: a TLS client with the CA and a certificate: %v", n.name, err)
+				continue
+			}
+			nc.Close()
+		}
+	})
+
 	t.Run("renewed certificate served without a restart", func(t *testing.T) {
 		next := ca.Issue(t, "127.0.0.1")
 		next.Write(t, f.cert, f.key)
@@ -245,7 +292,18 @@ func TestTLS(t *testing.T) {
 				return err == nil && got.Cmp(want) == 0
 			})
 		}
-		for _, p := range procs {
+		for _, n := range natsServers {
+			eventually(t, n.name+" serves the renewed certificate", func() bool {
+				nc, err := natsConnect(n.clientURL, natsClientTLS(t, f, ca))
+				if err != nil {
+					return false
+				}
+				defer nc.Close()
+				st, err := nc.TLSConnectionState()
+				return err == nil && st.PeerCertificates[0].SerialNumber.Cmp(want) == 0
+			})
+		}
+		for _, p := range append(procs, natsServers...) {
 			if !p.alive() {
 				t.Fatalf("%s exited", p.role)
 			}
@@ -375,9 +433,15 @@ func login(t *testing.T, addr string, creds credentials.TransportCredentials, ro
 		t.Fatal(err)
 	}
 	defer cc.Close()
+	loginWith(t, roomv1.NewRoomServiceClient(cc), room, user)
+}
+
+// loginWith logs user into room and returns the session ID.
+func loginWith(t *testing.T, rooms roomv1.RoomServiceClient, room, user string) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	resp, err := roomv1.NewRoomServiceClient(cc).LoginRoom(ctx, &roomv1.LoginRoomRequest{AppId: appID, RoomId: room,
+	resp, err := rooms.LoginRoom(ctx, &roomv1.LoginRoomRequest{AppId: appID, RoomId: room,
 		User: &roomv1.User{UserId: user, UserName: user}, Token: mint(t, user)})
 	if err != nil {
 		t.Fatalf("LoginRoom over TLS: %v", err)
@@ -385,6 +449,7 @@ func login(t *testing.T, addr string, creds credentials.TransportCredentials, ro
 	if resp.GetSessionId() == "" {
 		t.Fatal("LoginRoom over TLS: no session")
 	}
+	return resp.GetSessionId()
 }
 
 // etcdGet reads from etcd at endpoint with tlsConfig (nil: plaintext).
