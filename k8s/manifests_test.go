@@ -1101,7 +1101,7 @@ func envValue(c *corev1.Container, name string) (string, bool) {
 // DNS name under the headless Service; a PDB that keeps two; spread over
 // nodes; and the room replicas given every server (or the client Service)
 // on the client port, the servers' user, and the password from the same
-// Secret key, never on a command line. Needs no binary (flags_test.go
+// Secret key, never on a command line. (TLS: TestTLSWiring.) Needs no binary (flags_test.go
 // checks the flags against `onair nats -h`).
 func TestNATSCluster(t *testing.T) {
 	eachRendered(t, func(t *testing.T, o *objects) {
@@ -1234,15 +1234,26 @@ func TestNATSCluster(t *testing.T) {
 		if !ok || urls == "" {
 			t.Fatalf("%s: no literal ONAIR_NATS_URL", room)
 		}
+		// A name may be qualified with the namespace (TLS: the name the
+		// servers' certificate holds).
+		ns := ""
+		for _, d := range o.deployments {
+			if d.Name == room.name {
+				ns = d.Namespace
+			}
+		}
 		members := map[string]bool{}
 		viaService := false
 		for _, raw := range strings.Split(urls, ",") {
 			u, err := url.Parse(strings.TrimSpace(raw))
-			if err != nil || u.Scheme != "nats" || u.Port() != strconv.Itoa(int(clientPort)) || (u.Path != "" && u.Path != "/") || u.User != nil {
-				t.Errorf("%s: NATS URL %q: want nats://<host>:%d without credentials", room, raw, clientPort)
+			if err != nil || (u.Scheme != "nats" && u.Scheme != "tls") || u.Port() != strconv.Itoa(int(clientPort)) || (u.Path != "" && u.Path != "/") || u.User != nil {
+				t.Errorf("%s: NATS URL %q: want nats://<host>:%d or tls://<host>:%d without credentials", room, raw, clientPort, clientPort)
 				continue
 			}
 			host := strings.TrimSuffix(strings.TrimSuffix(u.Hostname(), ".svc"), ".$(POD_NAMESPACE)")
+			if ns != "" {
+				host = strings.TrimSuffix(host, "."+ns)
+			}
 			if host == client.Name {
 				viaService = true
 				continue

@@ -52,8 +52,11 @@ func secretFile(w workload, c *corev1.Container, file string) (secret, key strin
 // TestTLSWiring checks the production overlay's transport security: every
 // OnAir process serves TLS with a certificate from a Secret and talks TLS
 // to etcd with a client certificate from a Secret; etcd serves clients over
-// TLS and requires their certificates; the Ingress talks HTTPS to the
-// gateway. The dev overlay stays plaintext.
+// TLS and requires their certificates; the NATS servers serve TLS with the
+// services' Secret, require client certificates (and so route over mutual
+// TLS), and the room replicas reach them over tls:// with the CA and a
+// client certificate; the Ingress talks HTTPS to the gateway. The dev
+// overlay stays plaintext.
 func TestTLSWiring(t *testing.T) {
 	t.Run("production", func(t *testing.T) {
 		o := render(t, "overlays/production")
@@ -61,43 +64,53 @@ func TestTLSWiring(t *testing.T) {
 		if len(ocs) == 0 {
 			t.Fatal("no onair containers")
 		}
+		// mounted checks that --flag names the file key of a Secret
+		// mounted into the container, and returns the Secret.
+		mounted := func(oc onairContainer, flag, wantKey string) string {
+			s := oc.settings[flag]
+			if !s.literal || s.value == "" || !path.IsAbs(s.value) {
+				t.Errorf("%s: --%s=%q (%s): want the absolute path of a mounted file", oc.where, flag, s.value, s.from)
+				return ""
+			}
+			secret, key, err := secretFile(oc.w, oc.c, s.value)
+			if err != nil {
+				t.Errorf("%s: --%s=%s: %v", oc.where, flag, s.value, err)
+				return ""
+			}
+			if key != wantKey {
+				t.Errorf("%s: --%s reads key %s of Secret %s, want %s (the kubernetes.io/tls and cert-manager layout)", oc.where, flag, key, secret, wantKey)
+			}
+			return secret
+		}
+		listenerSecrets := map[string]bool{}
+		var nats, room *onairContainer
 		for _, oc := range ocs {
+			pair := map[string]string{} // flag: Secret
+			for _, flag := range []string{"tls-cert", "tls-key", "tls-ca"} {
+				pair[flag] = mounted(oc, flag, map[string]string{"tls-cert": "tls.crt", "tls-key": "tls.key", "tls-ca": "ca.crt"}[flag])
+			}
+			if pair["tls-cert"] != pair["tls-key"] {
+				t.Errorf("%s: a certificate and its key come from different Secrets: %v", oc.where, pair)
+			}
 			if oc.role == "nats" {
-				// `onair nats` has no TLS flags yet: NATS traffic stays
-				// inside the namespace, fenced by the NetworkPolicies
-				// (TestNetworkPolicies). Once the role can serve TLS,
-				// production must use it.
-				if _, ok := oc.flags["tls-cert"]; ok {
-					t.Errorf("%s: `onair nats` has --tls-cert now; serve NATS over TLS in production (and --nats-ca on room)", oc.where)
-				}
-				for _, flag := range []string{"etcd-endpoints", "tls-cert"} {
+				// No etcd, no calls to the services: checked with the room
+				// replicas below.
+				nats = &oc
+				for _, flag := range []string{"etcd-endpoints", "tls-server-name"} {
 					if s, ok := oc.settings[flag]; ok {
 						t.Errorf("%s: --%s is set (%s), but the nats role has no such flag", oc.where, flag, s.from)
 					}
 				}
 				continue
 			}
-			pair := map[string]string{} // flag: Secret
-			for flag, wantKey := range map[string]string{
-				"tls-cert": "tls.crt", "tls-key": "tls.key", "tls-ca": "ca.crt",
-				"etcd-cert": "tls.crt", "etcd-key": "tls.key", "etcd-ca": "ca.crt",
-			} {
-				s := oc.settings[flag]
-				if !s.literal || s.value == "" || !path.IsAbs(s.value) {
-					t.Errorf("%s: --%s=%q (%s): want the absolute path of a mounted file", oc.where, flag, s.value, s.from)
-					continue
-				}
-				secret, key, err := secretFile(oc.w, oc.c, s.value)
-				if err != nil {
-					t.Errorf("%s: --%s=%s: %v", oc.where, flag, s.value, err)
-					continue
-				}
-				if key != wantKey {
-					t.Errorf("%s: --%s reads key %s of Secret %s, want %s (the kubernetes.io/tls and cert-manager layout)", oc.where, flag, key, secret, wantKey)
-				}
-				pair[flag] = secret
+			if oc.role == "room" {
+				room = &oc
 			}
-			if pair["tls-cert"] != pair["tls-key"] || pair["etcd-cert"] != pair["etcd-key"] {
+			listenerSecrets[pair["tls-cert"]] = true
+			for flag, wantKey := range map[string]string{"etcd-cert": "tls.crt", "etcd-key": "tls.key", "etcd-ca": "ca.crt"} {
+				pair[flag] = mounted(oc, flag, wantKey)
+			}
+			if pair["etcd-cert"] != pair["etcd-key"] {
 				t.Errorf("%s: a certificate and its key come from different Secrets: %v", oc.where, pair)
 			}
 			if pair["tls-cert"] != "" && pair["tls-cert"] == pair["etcd-cert"] {
@@ -112,6 +125,46 @@ func TestTLSWiring(t *testing.T) {
 					t.Errorf("%s: etcd endpoint %q is not https://", oc.where, ep)
 				}
 			}
+		}
+
+		// NATS: room messages (user content) cross nodes on its client
+		// connections and routes.
+		if nats == nil || room == nil {
+			t.Fatal("no nats or no room container")
+		}
+		natsSecret, _, _ := secretFile(nats.w, nats.c, nats.settings["tls-cert"].value)
+		if len(listenerSecrets) != 1 || !listenerSecrets[natsSecret] {
+			t.Errorf("%s: serves the certificate of Secret %q; want the one every OnAir listener serves (%v)", nats.where, natsSecret, sortedKeys(listenerSecrets))
+		}
+		// A member serving TLS routes over mutual TLS checked against
+		// --tls-ca (checked above); clients must show a certificate too.
+		if s := nats.settings["tls-verify-clients"]; !s.literal || s.value != "true" {
+			t.Errorf("%s: --tls-verify-clients=%q (%s): production NATS must require the room replicas' client certificates", nats.where, s.value, s.from)
+		}
+		// The room replicas dial the servers by the names the members
+		// route to each other by, so one name in the certificate
+		// (*.nats-cluster.<namespace>.svc) serves both checks.
+		routeHosts := map[string]bool{}
+		for _, raw := range strings.Split(flagArgs(nats.c.Args)["routes"], ",") {
+			if u, err := url.Parse(strings.TrimSpace(raw)); err == nil {
+				routeHosts[strings.ReplaceAll(u.Hostname(), "$(POD_NAMESPACE)", o.deployments[0].Namespace)] = true
+			}
+		}
+		for _, raw := range strings.Split(room.settings["nats-url"].value, ",") {
+			u, err := url.Parse(strings.TrimSpace(raw))
+			if err != nil || u.Scheme != "tls" {
+				t.Errorf("%s: NATS URL %q is not tls://", room.where, raw)
+				continue
+			}
+			if !routeHosts[u.Hostname()] {
+				t.Errorf("%s: NATS URL %q: the host is none of the names the members route to each other by %v", room.where, raw, sortedKeys(routeHosts))
+			}
+		}
+		if s := mounted(*room, "nats-ca", "ca.crt"); s != natsSecret {
+			t.Errorf("%s: --nats-ca is from Secret %q, want the CA of the NATS servers' Secret %q", room.where, s, natsSecret)
+		}
+		if c, k := mounted(*room, "nats-cert", "tls.crt"), mounted(*room, "nats-key", "tls.key"); c != k {
+			t.Errorf("%s: --nats-cert and --nats-key come from different Secrets %q, %q", room.where, c, k)
 		}
 
 		w, c := etcdWorkload(t, o)
@@ -138,10 +191,13 @@ func TestTLSWiring(t *testing.T) {
 	t.Run("dev", func(t *testing.T) {
 		o := render(t, "overlays/dev")
 		for _, oc := range onairContainers(t, o) {
-			for _, flag := range []string{"tls-cert", "tls-key", "etcd-ca", "etcd-cert", "etcd-key"} {
+			for _, flag := range []string{"tls-cert", "tls-key", "etcd-ca", "etcd-cert", "etcd-key", "nats-ca", "nats-cert", "nats-key", "tls-verify-clients"} {
 				if s := oc.settings[flag]; s.value != "" || s.secret {
 					t.Errorf("%s: --%s is set (%s); the dev overlay is plaintext", oc.where, flag, s.from)
 				}
+			}
+			if s := oc.settings["nats-url"]; oc.role == "room" && strings.Contains(s.value, "tls://") {
+				t.Errorf("%s: --nats-url=%q (%s); the dev overlay's NATS is plaintext", oc.where, s.value, s.from)
 			}
 		}
 	})
