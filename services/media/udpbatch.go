@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -39,6 +40,7 @@ type batchConn struct {
 	wake   chan struct{}
 	done   chan struct{}
 	gso    atomic.Bool // the kernel segments: coalesce per destination
+	raw    *rawSender  // nil: batches go through pc
 
 	// Counters (tests and metrics): batches sent, packets sent, messages
 	// they went in, packets the kernel refused.
@@ -91,6 +93,7 @@ func newBatchConn(c *net.UDPConn) *batchConn {
 	bc := &batchConn{UDPConn: c, pc: ipv4.NewPacketConn(c), pending: newUDPBatch(), spare: newUDPBatch(),
 		wake: make(chan struct{}, 1), done: make(chan struct{})}
 	bc.gso.Store(gsoSupported(c))
+	bc.raw = newRawSender(c)
 	go bc.flusher()
 	return bc
 }
@@ -178,7 +181,7 @@ func (c *batchConn) flush() {
 		msgs = b.coalesce()
 	}
 	for len(msgs) > 0 {
-		n, err := c.pc.WriteBatch(msgs, 0)
+		n, err := c.writeBatch(msgs)
 		if n > 0 {
 			sent := 0
 			for _, m := range msgs[:n] {
@@ -211,6 +214,20 @@ func (c *batchConn) flush() {
 	}
 	c.batches.Add(1)
 	b.n = 0
+}
+
+// writeBatch sends msgs with one sendmmsg where it can, the raw way on
+// Linux (rawSender), and reports how many went.
+func (c *batchConn) writeBatch(msgs []ipv4.Message) (int, error) {
+	if c.raw != nil {
+		if n, ok, err := c.raw.send(msgs); ok {
+			if err != nil {
+				err = &net.OpError{Op: "sendmmsg", Net: "udp", Err: os.NewSyscallError("sendmmsg", err)}
+			}
+			return n, err
+		}
+	}
+	return c.pc.WriteBatch(msgs, 0)
 }
 
 // coalesce groups the batch's packets into GSO messages: each holds

@@ -1,0 +1,17 @@
+//go:build !linux || !(amd64 || arm64)
+
+package media
+
+import (
+	"net"
+
+	"golang.org/x/net/ipv4"
+)
+
+// rawSender is Linux's raw sendmmsg (sendmmsg_raw.go); elsewhere batches
+// go through ipv4.PacketConn.
+type rawSender struct{}
+
+func newRawSender(*net.UDPConn) *rawSender { return nil }
+
+func (*rawSender) send([]ipv4.Message) (int, bool, error) { return 0, false, nil }
