@@ -188,6 +188,9 @@ export class ExpressEngine {
     this._emit("roomStateChanged", room.roomID, RoomStateChangedReason.LOGINED, 0,
       JSON.stringify({ room_session_id: room.roomSessionID }));
     room.start();
+    // Logged in means receiving: room messages sent once loginRoom has
+    // resolved reach this user (the server delivers them to open streams).
+    await room.waitOpen(5000);
     return true;
   }
 
@@ -388,6 +391,16 @@ class RoomSession {
     this.abort = null;
     this.heartbeatMs = 10000;
     this.timer = null;
+    // opened resolves when the first event stream delivers its first event:
+    // the server has the stream and sends it every later room message.
+    this.opened = new Promise((resolve) => { this.markOpen = resolve; });
+  }
+
+  // waitOpen resolves once the event stream is open, or after ms.
+  waitOpen(ms) {
+    let t;
+    return Promise.race([this.opened, new Promise((resolve) => { t = setTimeout(resolve, ms); })])
+      .finally(() => clearTimeout(t));
   }
 
   async login() {
@@ -445,6 +458,7 @@ class RoomSession {
       let err;
       try {
         await this.subscribe(() => {
+          this.markOpen();
           if (brokenSince) {
             brokenSince = 0;
             backoff = 100;
