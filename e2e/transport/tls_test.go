@@ -26,11 +26,13 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/onair-dev/onair/errcode"
 	"github.com/onair-dev/onair/internal/embedetcd"
 	"github.com/onair-dev/onair/internal/testpki"
 	"github.com/onair-dev/onair/internal/testproc"
 	authv1 "github.com/onair-dev/onair/proto/onair/auth/v1"
 	roomv1 "github.com/onair-dev/onair/proto/onair/room/v1"
+	"github.com/onair-dev/onair/sdk/express"
 	"github.com/onair-dev/onair/services/auth"
 	"github.com/onair-dev/onair/token04"
 )
@@ -153,6 +155,32 @@ func TestTLS(t *testing.T) {
 		// The room replica verifies the token with auth: a call between
 		// services, over TLS too.
 		login(t, f.roomGRPC, tlsCreds, "room-grpc", "grpc-user")
+	})
+
+	t.Run("the Go SDK over TLS", func(t *testing.T) {
+		// EngineProfile.TLS: an engine logs in over TLS; without it the
+		// same deployment refuses the engine with ConnectFailed.
+		for _, withTLS := range []bool{true, false} {
+			profile := express.EngineProfile{AppID: appID, Server: f.roomGRPC}
+			if withTLS {
+				profile.TLS = &tls.Config{RootCAs: ca.Pool()}
+			}
+			e, err := express.CreateEngine(profile, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err = e.LoginRoom(ctx, "room-sdk", express.User{UserID: "sdk-user", UserName: "sdk-user"},
+				express.RoomConfig{Token: mint(t, "sdk-user")})
+			cancel()
+			switch {
+			case withTLS && err != nil:
+				t.Errorf("LoginRoom with EngineProfile.TLS: %v", err)
+			case !withTLS && express.ErrorCode(err) != int(errcode.ConnectFailed):
+				t.Errorf("LoginRoom in plaintext against TLS: %v, want code %d", err, errcode.ConnectFailed)
+			}
+			e.DestroyEngine(nil)
+		}
 	})
 
 	t.Run("plaintext gRPC is refused", func(t *testing.T) {

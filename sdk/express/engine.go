@@ -14,11 +14,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
@@ -33,6 +35,7 @@ func ErrorCode(err error) int { return int(errcode.Of(err)) }
 // Engine is a client of OnAir. It is safe for concurrent use.
 type Engine struct {
 	profile EngineProfile
+	creds   credentials.TransportCredentials // every connection's
 	conn    *grpc.ClientConn
 	rooms   roomv1.RoomServiceClient
 	events  *dispatcher
@@ -66,13 +69,23 @@ func CreateEngine(profile EngineProfile, handler EventHandler) (*Engine, error) 
 	var addrs []resolver.Address
 	for _, a := range strings.Split(profile.Server, ",") {
 		if a = strings.TrimSpace(a); a != "" {
-			addrs = append(addrs, resolver.Address{Addr: a})
+			// Over TLS each server is checked against its own host, not
+			// the resolver's made-up authority.
+			host, _, err := net.SplitHostPort(a)
+			if err != nil {
+				host = a
+			}
+			addrs = append(addrs, resolver.Address{Addr: a, ServerName: host})
 		}
 	}
 	r.InitialState(resolver.State{Addresses: addrs})
+	creds := insecure.NewCredentials()
+	if profile.TLS != nil {
+		creds = credentials.NewTLS(profile.TLS)
+	}
 	conn, err := grpc.NewClient(r.Scheme()+":///onair",
 		grpc.WithResolvers(r),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"pick_first":{}}]}`),
 		// Fixed flow-control windows turn off gRPC's bandwidth-delay
 		// estimation, which pings the server after nearly every event
@@ -84,7 +97,7 @@ func CreateEngine(profile EngineProfile, handler EventHandler) (*Engine, error) 
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{profile: profile, conn: conn, rooms: roomv1.NewRoomServiceClient(conn), handler: handler}
+	e := &Engine{profile: profile, creds: creds, conn: conn, rooms: roomv1.NewRoomServiceClient(conn), handler: handler}
 	e.events = newDispatcher()
 	return e, nil
 }

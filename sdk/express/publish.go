@@ -13,7 +13,6 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/onair-dev/onair/errcode"
 	"github.com/onair-dev/onair/internal/iceloopback"
@@ -150,7 +149,7 @@ func (e *Engine) mediaClient(addr string) (mediav1.MediaServiceClient, error) {
 	if cc := e.media.edges[addr]; cc != nil {
 		return mediav1.NewMediaServiceClient(cc), nil
 	}
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(e.creds))
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package express
 
 import (
+	"crypto/tls"
 	"strconv"
 	"time"
 )
@@ -28,6 +29,10 @@ type EngineProfile struct {
 	// connection back before giving up with ReconnectFailed (1002053). The
 	// vendor's is 20 minutes, which is the default.
 	ReconnectTimeout time.Duration
+	// TLS, when set, secures every connection the engine makes: to Server
+	// and to the media edges it is sent to (a deployment serving
+	// --tls-cert). Nil: plaintext, as onair dev and onair cluster serve.
+	TLS *tls.Config
 }
 
 // User is a user in a room.
