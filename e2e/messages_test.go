@@ -304,3 +304,27 @@ func restLoginSession(t *testing.T, base, room, user string) string {
 	}
 	return out.SessionID
 }
+
+// A message sent the moment another user's LoginRoom has returned reaches
+// that user: LoginRoom returns once the user's event stream is open (the
+// server delivers messages only to open streams), here with the receiver
+// on another replica than the sender, so the message crosses NATS.
+func TestMessageRightAfterLogin(t *testing.T) {
+	c := newCluster(t)
+	c.Room.MessageRate = 1000
+	c.Start(discovery.Auth, discovery.Stream)
+	r1, r2 := c.Start(discovery.Room), c.Start(discovery.Room)
+	ctx := context.Background()
+	for i := range 10 {
+		room := fmt.Sprintf("fresh-%d", i)
+		sender := msgLogin(t, c, []*node.Node{r1}, room, "sender")
+		recv := msgLogin(t, c, []*node.Node{r2}, room, "recv")
+		if _, err := sender.e.SendBroadcastMessage(ctx, room, "hello"); err != nil {
+			t.Fatal(err)
+		}
+		testcluster.Eventually(t, fmt.Sprintf("the message sent right after the login in room %d", i), func() bool {
+			m, _ := recv.rec.count()
+			return m == 1
+		})
+	}
+}
