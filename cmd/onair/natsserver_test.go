@@ -2,20 +2,12 @@ package main
 
 import (
 	"flag"
-	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/onair-dev/onair/internal/testpki"
 )
 
 func TestNATSTLSFlags(t *testing.T) {
-	ca := testpki.NewCA(t, "test CA")
-	dir := t.TempDir()
-	caFile := ca.WriteCA(t, filepath.Join(dir, "ca.crt"))
-	cert, key := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	ca.Issue(t, "127.0.0.1").Write(t, cert, key)
-	missing := filepath.Join(dir, "missing")
+	caFile, cert, key, missing := testTLSFiles(t)
 	pair := []string{"--tls-cert", cert, "--tls-key", key}
 
 	for _, tc := range []struct {

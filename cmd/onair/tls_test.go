@@ -10,13 +10,19 @@ import (
 	"github.com/onair-dev/onair/internal/testpki"
 )
 
-func TestTLSFlags(t *testing.T) {
+// testTLSFiles writes a test CA and a certificate for 127.0.0.1 that it
+// issued, and returns their files and the name of a file that is missing.
+func testTLSFiles(t *testing.T) (caFile, cert, key, missing string) {
 	ca := testpki.NewCA(t, "test CA")
 	dir := t.TempDir()
-	caFile := ca.WriteCA(t, filepath.Join(dir, "ca.crt"))
-	cert, key := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	caFile = ca.WriteCA(t, filepath.Join(dir, "ca.crt"))
+	cert, key = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
 	ca.Issue(t, "127.0.0.1").Write(t, cert, key)
-	missing := filepath.Join(dir, "missing")
+	return caFile, cert, key, filepath.Join(dir, "missing")
+}
+
+func TestTLSFlags(t *testing.T) {
+	caFile, cert, key, missing := testTLSFiles(t)
 
 	for _, tc := range []struct {
 		name             string
