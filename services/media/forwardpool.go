@@ -17,6 +17,8 @@ func forwardWorkers() int { return 2 * runtime.GOMAXPROCS(0) }
 // of its own. A player that is slow holds up one worker, not the others: the
 // pool has more workers than cores.
 type forwardPool struct {
+	out *batchConn // a worker sends what it queued when it runs out of work
+
 	mu    sync.Mutex
 	queue []*subscriber // queue[head:] wait, oldest first
 	head  int
@@ -26,8 +28,8 @@ type forwardPool struct {
 	wg   sync.WaitGroup
 }
 
-func newForwardPool(workers int) *forwardPool {
-	p := &forwardPool{wake: make(chan struct{}, 1), done: make(chan struct{})}
+func newForwardPool(workers int, out *batchConn) *forwardPool {
+	p := &forwardPool{out: out, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	for range workers {
 		p.wg.Go(p.work)
 	}
@@ -84,19 +86,25 @@ func (p *forwardPool) pop() *subscriber {
 }
 
 func (p *forwardPool) work() {
+	p.out.enter()
 	for {
 		s := p.pop()
 		if s == nil {
+			// Out of work: send the batch now, with every player this
+			// worker ran in it, rather than wake the socket's flusher.
+			p.out.leave()
 			select {
 			case <-p.done:
 				return
 			case <-p.wake:
 			}
+			p.out.enter()
 			continue
 		}
 		s.runQueued()
 		select {
 		case <-p.done: // players still queued are ending with the edge
+			p.out.leave()
 			return
 		default:
 		}

@@ -55,7 +55,7 @@ func (w *seqWriter) count() (int, string) {
 // pool exactly once and in order, while wakes race the workers; a stopped
 // player gets nothing more.
 func TestForwardPoolDeliversInOrder(t *testing.T) {
-	pool := newForwardPool(4)
+	pool := newForwardPool(4, nil)
 	defer pool.close()
 	u := newUptrack(nil, webrtc.RTPCodecTypeVideo, webrtc.RTPCodecParameters{
 		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, PayloadType: 96}, 0)

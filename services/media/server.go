@@ -218,7 +218,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.api = api
 	s.playerPCs = playerPeers{se: se, media: m, reg: &interceptor.Registry{}}
-	s.fwd = newForwardPool(forwardWorkers())
+	s.fwd = newForwardPool(forwardWorkers(), bc)
 	return s, nil
 }
 

@@ -20,6 +20,11 @@ import (
 // lone packet waits only for the flusher's goroutine to run: no timer, no
 // added delay when the edge is idle.
 //
+// The forwarding pool's workers send for themselves (enter, leave): a
+// worker that runs out of players sends the batch, so a publisher's packet
+// to every player goes out in the batches of the workers that forwarded it,
+// without a wake of the flusher per batch.
+//
 // Where the kernel has UDP GSO (Linux), the packets of a batch that go to
 // one player, in order, become one message segmented by the kernel: a
 // player's frame costs one trip through the stack instead of one per
@@ -41,6 +46,11 @@ type batchConn struct {
 	done   chan struct{}
 	gso    atomic.Bool // the kernel segments: coalesce per destination
 	raw    *rawSender  // nil: batches go through pc
+
+	// active counts writers that flush themselves when they stop
+	// (forwarding workers, see enter): while one runs, a write needs no
+	// flusher wake.
+	active atomic.Int32
 
 	// Counters (tests and metrics): batches sent, packets sent, messages
 	// they went in, packets the kernel refused.
@@ -127,7 +137,7 @@ func (c *batchConn) WriteToAddrPort(b []byte, addr netip.AddrPort) (int, error) 
 			p.addrs[i].Port = int(addr.Port())
 			p.msgs[i].Buffers[0] = slot
 			c.mu.Unlock()
-			if i == 0 {
+			if i == 0 && c.active.Load() == 0 {
 				select {
 				case c.wake <- struct{}{}:
 				default:
@@ -164,6 +174,30 @@ func (c *batchConn) flusher() {
 		// before the players it woke and send its one packet alone. Let
 		// every runnable writer queue first, and send them together.
 		runtime.Gosched()
+		c.flush()
+	}
+}
+
+// enter marks the caller as a writer that will call leave when it stops
+// writing; nil c (tests without a socket) does nothing.
+func (c *batchConn) enter() {
+	if c != nil {
+		c.active.Add(1)
+	}
+}
+
+// leave sends what is pending: the caller's packets and any queued while
+// it wrote (they woke no flusher). Every writer that entered leaves, so a
+// slow one holds up only its own packets.
+func (c *batchConn) leave() {
+	if c == nil {
+		return
+	}
+	c.active.Add(-1)
+	c.mu.Lock()
+	n := c.pending.n
+	c.mu.Unlock()
+	if n > 0 {
 		c.flush()
 	}
 }

@@ -206,3 +206,56 @@ func TestBatchConnKeepsOrderPerDestination(t *testing.T) {
 	}
 	t.Logf("gso %v: %d packets in %d messages, %d batches", bc.gso.Load(), bc.packets.Load(), bc.messages.Load(), bc.batches.Load())
 }
+
+// A forwarding worker's packets go when it leaves, with no flusher wake,
+// and a worker that never leaves (a slow player) holds up no one else's:
+// each worker that leaves sends everything pending.
+func TestBatchConnWorkersSendOnLeave(t *testing.T) {
+	src, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc := newBatchConn(src)
+	defer bc.Close()
+	dst, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	to := dst.LocalAddr().(*net.UDPAddr).AddrPort()
+	arrives := func(wait time.Duration) bool {
+		_ = dst.SetReadDeadline(time.Now().Add(wait))
+		_, _, err := dst.ReadFromUDPAddrPort(make([]byte, 2000))
+		return err == nil
+	}
+	bc.enter() // the slow worker: it leaves only at the end
+	bc.enter() // the worker that writes
+	if _, err := bc.WriteToAddrPort(make([]byte, 100), to); err != nil {
+		t.Fatal(err)
+	}
+	if arrives(100 * time.Millisecond) {
+		t.Fatal("a worker's packet went before it left")
+	}
+	bc.leave()
+	if !arrives(5 * time.Second) {
+		t.Fatal("a worker's packet did not go when it left")
+	}
+	// A write from outside the pool while a worker runs goes with the next
+	// worker to leave.
+	if _, err := bc.WriteToAddrPort(make([]byte, 100), to); err != nil {
+		t.Fatal(err)
+	}
+	bc.enter()
+	bc.leave()
+	if !arrives(5 * time.Second) {
+		t.Fatal("a packet queued while a worker ran did not go when one left")
+	}
+	bc.leave() // the slow worker
+	// No worker runs: a write wakes the flusher.
+	if _, err := bc.WriteToAddrPort(make([]byte, 100), to); err != nil {
+		t.Fatal(err)
+	}
+	if !arrives(5 * time.Second) {
+		t.Fatal("with no worker running, the flusher did not send")
+	}
+}
