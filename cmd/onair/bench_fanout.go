@@ -298,10 +298,10 @@ func waitConnected(ctx context.Context, pc *webrtc.PeerConnection) error {
 	}
 }
 
-// benchFrame is a VP8 frame whose filler carries its send time.
 // benchMTU is the publisher's RTP payload budget per packet, as a browser's.
 const benchMTU = 1200
 
+// benchFrame is a VP8 frame whose filler carries its send time.
 func benchFrame(key bool, size int, n uint32) []byte {
 	f := express.VP8Frame(key, 1280, 720, size, n)
 	hdr := 3

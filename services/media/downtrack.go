@@ -166,7 +166,7 @@ type downTrack struct {
 	codecs  []webrtc.RTPCodecParameters
 	ws      webrtc.TrackLocalWriter
 
-	// Owned by the subscriber's goroutine.
+	// Owned by the subscriber's turn (one worker at a time).
 	src       *uptrack
 	pt, rtxPT uint8
 	cursor    uint64 // next packet of src to send

@@ -5,11 +5,11 @@ import (
 	"time"
 )
 
-// delayHist holds the delay the edge adds to a live packet: from its arrival from the
-// publisher to its player's goroutine having handed it to the socket
-// (encrypted and queued; the batch's flush follows). A player's goroutine
-// observes once per wake-up, from the oldest live packet it sent, so a
-// figure is an upper bound for every packet of that wake-up. Replays of
+// delayHist holds the delay the edge adds to a live packet: from its
+// arrival from the publisher to its player's turn on a forwarding worker
+// having handed it to the socket (encrypted and queued; the batch's send
+// follows). A player's turn observes once, from the oldest live packet it
+// sent, so a figure is an upper bound for every packet of that turn. Replays of
 // the keyframe group and retransmissions are left out: they are late on
 // purpose. One per Server (Server.TakeEdgeDelay), for benchmarks: onair
 // media logs it.
@@ -80,8 +80,8 @@ func (h *delayHist) take() (n int64, p50, p99 time.Duration) {
 }
 
 // TakeEdgeDelay returns the delay the edge added to live packets since the
-// last call, from a publisher's packet arriving to its player's goroutine
-// handing it to the socket: how many observations (one per player wake-up,
-// from its oldest live packet, so an upper bound), and their 50th and 99th
+// last call, from a publisher's packet arriving to its player's turn on a
+// forwarding worker handing it to the socket: how many observations (one
+// per turn, from its oldest live packet, so an upper bound), and their 50th and 99th
 // percentiles (bucket upper bounds; -1 means over 100 ms).
 func (s *Server) TakeEdgeDelay() (n int64, p50, p99 time.Duration) { return s.edgeDelay.take() }

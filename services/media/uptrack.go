@@ -12,8 +12,9 @@ import (
 // uptrack is one track a publisher sends: it reads the publisher's RTP,
 // files every packet in the track's packet cache (marking keyframe groups)
 // and wakes the subscribers whose downtracks forward it. It writes to no
-// player itself: the per-player work runs on each subscriber's goroutine,
-// so it spreads over every core and a slow player delays no one else.
+// player itself: the per-player work runs in each subscriber's turns on
+// the forwarding pool, so it spreads over every core and a slow player
+// delays no one else.
 type uptrack struct {
 	kind webrtc.RTPCodecType
 	pc   *webrtc.PeerConnection // the publisher's, for keyframe requests
