@@ -141,7 +141,7 @@ func (e *Engine) LoginRoom(ctx context.Context, roomID string, user User, config
 		e.mu.Unlock()
 		return errcode.Newf(errcode.LoginTwice, "already logged into room %q: log out first", e.room.roomID)
 	}
-	rs := &roomSession{e: e, roomID: roomID, user: user, config: config,
+	rs := &roomSession{e: e, roomID: roomID, user: user, config: config, open: make(chan struct{}),
 		users:   newKnown(func(u User) string { return u.UserID }),
 		streams: newKnown(func(st Stream) string { return st.StreamID })}
 	e.room = rs

@@ -31,6 +31,7 @@ type roomSession struct {
 	heartbeat time.Duration
 	cancel    context.CancelFunc
 	done      chan struct{}
+
 	// open is closed when the first event stream delivers its first event:
 	// the server has the stream, and so sends it every later message.
 	open     chan struct{}
@@ -72,9 +73,6 @@ func (rs *roomSession) start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	rs.mu.Lock()
 	rs.cancel, rs.done = cancel, make(chan struct{})
-	if rs.open == nil {
-		rs.open = make(chan struct{})
-	}
 	rs.mu.Unlock()
 	go rs.heartbeats(ctx)
 	go func() {
@@ -90,13 +88,10 @@ const streamOpenWait = 5 * time.Second
 // waitOpen returns once the event stream is open, ctx is done or
 // streamOpenWait has passed.
 func (rs *roomSession) waitOpen(ctx context.Context) {
-	rs.mu.Lock()
-	open := rs.open
-	rs.mu.Unlock()
 	t := time.NewTimer(streamOpenWait)
 	defer t.Stop()
 	select {
-	case <-open:
+	case <-rs.open:
 	case <-ctx.Done():
 	case <-t.C:
 	}
