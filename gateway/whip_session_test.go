@@ -35,20 +35,7 @@ func TestWHIPBoundToSession(t *testing.T) {
 		t.Fatalf("login: %v %+v", err, session)
 	}
 
-	tp, err := express.NewTestPattern(express.TestPatternOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tp.Close()
-	offer := func() string {
-		pc := peer(t)
-		for _, tr := range tp.Tracks() {
-			if _, err := pc.AddTransceiverFromTrack(tr, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return offerOf(t, pc)
-	}
+	offer := publisherOffers(t)
 
 	wantStatus(t, "WHIP with an unknown session",
 		post(t, base+"/whip/1234567890/bound/cam-x?session_id=nope", "application/sdp", tok, offer()), http.StatusUnauthorized)
@@ -144,20 +131,7 @@ func TestWHIPBoundToAnotherUsersSession(t *testing.T) {
 	time.Sleep(2500 * time.Millisecond) // for the lease to run down a little
 	ttl()
 
-	tp, err := express.NewTestPattern(express.TestPatternOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tp.Close()
-	offer := func() string {
-		pc := peer(t)
-		for _, tr := range tp.Tracks() {
-			if _, err := pc.AddTransceiverFromTrack(tr, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return offerOf(t, pc)
-	}
+	offer := publisherOffers(t)
 
 	body := wantStatus(t, "WHIP with Ann's token and Bob's session",
 		post(t, base+"/whip/1234567890/pair/cam-ann?session_id="+bobSession, "application/sdp", annToken, offer()),
@@ -206,4 +180,24 @@ func TestWHIPBoundToAnotherUsersSession(t *testing.T) {
 	wantStatus(t, "WHIP with Bob's token and Bob's session",
 		post(t, base+"/whip/1234567890/pair/cam-bob?session_id="+bobSession, "application/sdp", bobToken, offer()),
 		http.StatusCreated)
+}
+
+// publisherOffers returns a function that makes a new publisher's complete
+// offer each call, sending a test pattern's audio and video.
+func publisherOffers(t *testing.T) func() string {
+	t.Helper()
+	tp, err := express.NewTestPattern(express.TestPatternOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tp.Close)
+	return func() string {
+		pc := peer(t)
+		for _, tr := range tp.Tracks() {
+			if _, err := pc.AddTransceiverFromTrack(tr, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return offerOf(t, pc)
+	}
 }

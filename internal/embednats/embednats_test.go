@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/onair-dev/onair/internal/embednats"
+	"github.com/onair-dev/onair/internal/testcluster"
 	"github.com/onair-dev/onair/internal/testpki"
 )
 
@@ -160,7 +161,7 @@ func TestClusterTLS(t *testing.T) {
 	t.Run("members of one CA", func(t *testing.T) {
 		a := member(t, "a", ca.Issue(t, "127.0.0.1"))
 		b := member(t, "b", ca.Issue(t, "127.0.0.1"), route(a))
-		waitFor(t, "the route", func() bool { return a.NumRoutes() > 0 && b.NumRoutes() > 0 })
+		testcluster.Eventually(t, "the route", func() bool { return a.NumRoutes() > 0 && b.NumRoutes() > 0 })
 		sub, err := connect(b.URL(), clientTLS)
 		if err != nil {
 			t.Fatal(err)
@@ -220,16 +221,4 @@ func TestClusterTLS(t *testing.T) {
 			t.Fatalf("%d routes although the certificate does not name the route's host", n)
 		}
 	})
-}
-
-// waitFor polls cond for up to 10 s: a bound for correctness, not speed.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

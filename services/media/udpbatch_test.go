@@ -11,16 +11,9 @@ import (
 // Every packet queued on a batchConn, from many goroutines and more than a
 // batch at once, arrives whole; writes after Close fail.
 func TestBatchConnDeliversEveryPacket(t *testing.T) {
-	src, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	src := loopbackUDP(t)
 	bc := newBatchConn(src)
-	dst, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dst.Close()
+	dst := loopbackUDP(t)
 	_ = dst.SetReadBuffer(4 << 20)
 	to := dst.LocalAddr().(*net.UDPAddr).AddrPort()
 	const writers, each = 8, 3 * batchSize
@@ -136,19 +129,13 @@ func TestCoalesce(t *testing.T) {
 // destination gets every packet whole and each writer's packets in order,
 // and where the kernel segments, fewer messages than packets went out.
 func TestBatchConnKeepsOrderPerDestination(t *testing.T) {
-	src, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	src := loopbackUDP(t)
 	bc := newBatchConn(src)
 	defer bc.Close()
 	const dests, writers, each = 4, 4, 400
 	var conns [dests]*net.UDPConn
 	for i := range conns {
-		if conns[i], err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
-			t.Fatal(err)
-		}
-		defer conns[i].Close()
+		conns[i] = loopbackUDP(t)
 		_ = conns[i].SetReadBuffer(8 << 20)
 	}
 	var wg sync.WaitGroup
@@ -211,17 +198,10 @@ func TestBatchConnKeepsOrderPerDestination(t *testing.T) {
 // and a worker that never leaves (a slow player) holds up no one else's:
 // each worker that leaves sends everything pending.
 func TestBatchConnWorkersSendOnLeave(t *testing.T) {
-	src, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	src := loopbackUDP(t)
 	bc := newBatchConn(src)
 	defer bc.Close()
-	dst, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dst.Close()
+	dst := loopbackUDP(t)
 	to := dst.LocalAddr().(*net.UDPAddr).AddrPort()
 	arrives := func(wait time.Duration) bool {
 		_ = dst.SetReadDeadline(time.Now().Add(wait))
@@ -258,4 +238,15 @@ func TestBatchConnWorkersSendOnLeave(t *testing.T) {
 	if !arrives(5 * time.Second) {
 		t.Fatal("with no worker running, the flusher did not send")
 	}
+}
+
+// loopbackUDP is a UDP socket on 127.0.0.1, closed when the test ends.
+func loopbackUDP(t *testing.T) *net.UDPConn {
+	t.Helper()
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
 }

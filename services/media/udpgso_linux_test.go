@@ -12,10 +12,7 @@ import (
 // which the kernel will not segment) loses nothing: the batch goes out a
 // packet per message and GSO stays off.
 func TestBatchConnFallsBackWithoutGSO(t *testing.T) {
-	src, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	src := loopbackUDP(t)
 	rc, err := src.SyscallConn()
 	if err != nil {
 		t.Fatal(err)
@@ -29,11 +26,7 @@ func TestBatchConnFallsBackWithoutGSO(t *testing.T) {
 	if !bc.gso.Load() {
 		t.Skip("no UDP GSO on this kernel")
 	}
-	dst, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dst.Close()
+	dst := loopbackUDP(t)
 	to := dst.LocalAddr().(*net.UDPAddr).AddrPort()
 	// Queue a whole frame before the flusher can send it, so it coalesces.
 	bc.sendMu.Lock()
