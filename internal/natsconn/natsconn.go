@@ -10,9 +10,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/onair-dev/onair/internal/rawconn"
 )
 
 // Config says where NATS is and how to authenticate.
@@ -49,6 +52,10 @@ func Connect(cfg Config) (*nats.Conn, error) {
 		nats.PingInterval(5 * time.Second),
 		nats.MaxPingsOutstanding(2),
 		nats.Timeout(2 * time.Second),
+		// Reads and writes that do not wake the runtime's system monitor
+		// (see rawconn); the timeout is Timeout's, which a custom dialer
+		// replaces.
+		nats.SetCustomDialer(&rawconn.Dialer{Dialer: net.Dialer{Timeout: 2 * time.Second}}),
 		// Nothing is queued while disconnected: a publish fails instead.
 		nats.ReconnectBufSize(-1),
 		// A room replica hands its own messages to its own subscribers;

@@ -23,6 +23,7 @@ import (
 
 	"github.com/onair-dev/onair/internal/discovery"
 	"github.com/onair-dev/onair/internal/grpcserver"
+	"github.com/onair-dev/onair/internal/rawconn"
 	"github.com/onair-dev/onair/internal/telemetry"
 	authv1 "github.com/onair-dev/onair/proto/onair/auth/v1"
 	mediav1 "github.com/onair-dev/onair/proto/onair/media/v1"
@@ -134,7 +135,10 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	lis, err := net.Listen("tcp", cfg.GRPCAddr)
+	// Clients' connections are read and written without waking the
+	// runtime's system monitor (rawconn): a service busy in short bursts
+	// otherwise pays for sysmon's polling after each.
+	lis, err := rawconn.Listen("tcp", cfg.GRPCAddr)
 	if err != nil {
 		return nil, err
 	}

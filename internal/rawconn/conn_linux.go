@@ -1,0 +1,102 @@
+//go:build linux
+
+package rawconn
+
+import (
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"unsafe"
+)
+
+// Wrap returns c with reads and writes made by RawSyscall when c is a
+// *net.TCPConn, and c unchanged otherwise.
+func Wrap(c net.Conn) net.Conn {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return c
+	}
+	raw, err := tc.SyscallConn()
+	if err != nil {
+		return c
+	}
+	return &Conn{TCPConn: tc, raw: raw}
+}
+
+// Conn is a TCP connection whose reads and writes skip the runtime's
+// syscall entry. Everything else is the embedded *net.TCPConn's.
+type Conn struct {
+	*net.TCPConn
+	raw syscall.RawConn
+}
+
+// Read reads like net.Conn's Read.
+func (c *Conn) Read(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	var (
+		n     int
+		errno syscall.Errno
+	)
+	err := c.raw.Read(func(fd uintptr) bool {
+		for {
+			r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+			switch e {
+			case syscall.EINTR:
+				continue
+			case syscall.EAGAIN:
+				return false // wait in the poller
+			}
+			n, errno = int(r), e
+			return true
+		}
+	})
+	if err != nil {
+		return 0, err
+	}
+	if errno != 0 {
+		return 0, c.opError("read", errno)
+	}
+	if n == 0 {
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// Write writes all of b like net.Conn's Write.
+func (c *Conn) Write(b []byte) (int, error) {
+	var (
+		n     int
+		errno syscall.Errno
+	)
+	err := c.raw.Write(func(fd uintptr) bool {
+		for n < len(b) {
+			r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[n])), uintptr(len(b)-n))
+			switch e {
+			case 0:
+				n += int(r)
+			case syscall.EINTR:
+			case syscall.EAGAIN:
+				return false // the socket is full: wait in the poller
+			default:
+				errno = e
+				return true
+			}
+		}
+		return true
+	})
+	if err != nil {
+		return n, err
+	}
+	if errno != 0 {
+		return n, c.opError("write", errno)
+	}
+	return n, nil
+}
+
+// opError is the error net.Conn would return for errno.
+func (c *Conn) opError(op string, errno syscall.Errno) error {
+	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError(op, errno)}
+}

@@ -1,0 +1,9 @@
+//go:build !linux
+
+package rawconn
+
+import "net"
+
+// Wrap returns c unchanged: outside Linux reads and writes keep the
+// standard path.
+func Wrap(c net.Conn) net.Conn { return c }
