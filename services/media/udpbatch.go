@@ -44,8 +44,9 @@ type batchConn struct {
 	spare  *udpBatch  // owned by whoever holds sendMu
 	wake   chan struct{}
 	done   chan struct{}
-	gso    atomic.Bool // the kernel segments: coalesce per destination
-	raw    *rawSender  // nil: batches go through pc
+	gso    atomic.Bool  // the kernel segments: coalesce per destination
+	raw    *rawSender   // nil: batches go through pc
+	rawIn  *rawReceiver // nil: reads go through the UDPConn
 
 	// active counts writers that flush themselves when they stop
 	// (forwarding workers, see enter): while one runs, a write needs no
@@ -104,6 +105,7 @@ func newBatchConn(c *net.UDPConn) *batchConn {
 		wake: make(chan struct{}, 1), done: make(chan struct{})}
 	bc.gso.Store(gsoSupported(c))
 	bc.raw = newRawSender(c)
+	bc.rawIn = newRawReceiver(c)
 	go bc.flusher()
 	return bc
 }
@@ -112,6 +114,9 @@ var errBatchClosed = errors.New("media: the UDP socket is closed")
 
 // ReadFromAddrPort reads one packet (ice.AddrPortReaderWriter).
 func (c *batchConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
+	if c.rawIn != nil {
+		return c.rawIn.recv(b)
+	}
 	return c.ReadFromUDPAddrPort(b)
 }
 
@@ -161,7 +166,13 @@ func (c *batchConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 }
 
 // ReadFrom reads one packet (net.PacketConn).
-func (c *batchConn) ReadFrom(b []byte) (int, net.Addr, error) { return c.UDPConn.ReadFrom(b) }
+func (c *batchConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	n, from, err := c.ReadFromAddrPort(b)
+	if err != nil {
+		return n, nil, err
+	}
+	return n, net.UDPAddrFromAddrPort(from), nil
+}
 
 func (c *batchConn) flusher() {
 	for {

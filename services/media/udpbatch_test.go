@@ -2,7 +2,9 @@ package media
 
 import (
 	"encoding/binary"
+	"errors"
 	"net"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -249,4 +251,44 @@ func loopbackUDP(t *testing.T) *net.UDPConn {
 	}
 	t.Cleanup(func() { _ = c.Close() })
 	return c
+}
+
+// Reads return each datagram whole with its sender's address (the ICE mux
+// routes packets by it), time out at the read deadline, and fail once the
+// socket is closed.
+func TestBatchConnReads(t *testing.T) {
+	bc := newBatchConn(loopbackUDP(t))
+	defer bc.Close()
+	at := bc.LocalAddr().(*net.UDPAddr)
+	senders := []*net.UDPConn{loopbackUDP(t), loopbackUDP(t), loopbackUDP(t)}
+	for i, s := range senders {
+		for j := range 3 {
+			if _, err := s.WriteToUDP([]byte{byte(i), byte(j), 0xee}, at); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	_ = bc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 1500)
+	for range 3 * len(senders) {
+		n, from, err := bc.ReadFromAddrPort(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != 3 || buf[2] != 0xee || int(buf[0]) >= len(senders) {
+			t.Fatalf("read %d bytes %x", n, buf[:n])
+		}
+		if want := senders[buf[0]].LocalAddr().(*net.UDPAddr).AddrPort(); from != want {
+			t.Fatalf("packet of sender %d read as from %v, want %v", buf[0], from, want)
+		}
+	}
+	_ = bc.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	if _, _, err := bc.ReadFrom(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read past the deadline: %v, want a timeout", err)
+	}
+	_ = bc.SetReadDeadline(time.Time{})
+	go func() { time.Sleep(20 * time.Millisecond); _ = bc.Close() }()
+	if _, _, err := bc.ReadFromAddrPort(buf); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("read on a closed socket: %v, want net.ErrClosed", err)
+	}
 }
