@@ -142,6 +142,8 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// What gRPC sets on its TCP connections: its keepalive timeout.
+	lis.UserTimeout = 20 * time.Second
 	var sopts []grpc.ServerOption
 	if cfg.Telemetry != nil {
 		sopts = cfg.Telemetry.GRPCServerOptions()

@@ -7,7 +7,10 @@ import (
 	"net"
 	"os"
 	"syscall"
+	"time"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // Wrap returns c with reads and writes made by RawSyscall when c is a
@@ -99,4 +102,16 @@ func (c *Conn) Write(b []byte) (int, error) {
 // opError is the error net.Conn would return for errno.
 func (c *Conn) opError(op string, errno syscall.Errno) error {
 	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError(op, errno)}
+}
+
+// setUserTimeout sets c's TCP_USER_TIMEOUT; a socket that refuses keeps
+// the kernel's default.
+func setUserTimeout(c *net.TCPConn, d time.Duration) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = raw.Control(func(fd uintptr) {
+		_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(d/time.Millisecond))
+	})
 }

@@ -11,6 +11,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // pair returns a wrapped server side and a plain client side of one
@@ -155,5 +157,38 @@ func TestConn(t *testing.T) {
 			c, peer := pair(t)
 			tt.run(t, c, peer)
 		})
+	}
+}
+
+// A listener with UserTimeout sets it on what it accepts, as gRPC would
+// have on a plain TCP connection.
+func TestListenerSetsUserTimeout(t *testing.T) {
+	l, err := Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	l.UserTimeout = 7 * time.Second
+	client, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	raw, err := c.(*Conn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got int
+	var gerr error
+	_ = raw.Control(func(fd uintptr) {
+		got, gerr = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT)
+	})
+	if gerr != nil || got != 7000 {
+		t.Fatalf("TCP_USER_TIMEOUT = %d ms (%v), want 7000", got, gerr)
 	}
 }

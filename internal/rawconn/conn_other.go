@@ -2,8 +2,13 @@
 
 package rawconn
 
-import "net"
+import (
+	"net"
+	"time"
+)
 
 // Wrap returns c unchanged: outside Linux reads and writes keep the
 // standard path.
 func Wrap(c net.Conn) net.Conn { return c }
+
+func setUserTimeout(*net.TCPConn, time.Duration) {}

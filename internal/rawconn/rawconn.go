@@ -24,28 +24,37 @@ package rawconn
 
 import (
 	"net"
+	"time"
 )
 
+// Listener wraps the connections it accepts.
+type Listener struct {
+	net.Listener
+	// UserTimeout, when set, is the accepted sockets' TCP_USER_TIMEOUT: how
+	// long sent data may stay unacknowledged before the kernel drops the
+	// connection. gRPC sets it on the connections it knows to be TCP
+	// (*net.TCPConn), which a wrapped one is not, so a gRPC server's
+	// listener sets it instead.
+	UserTimeout time.Duration
+}
+
 // Listen is net.Listen whose accepted TCP connections are wrapped.
-func Listen(network, address string) (net.Listener, error) {
+func Listen(network, address string) (*Listener, error) {
 	l, err := net.Listen(network, address)
 	if err != nil {
 		return nil, err
 	}
-	return NewListener(l), nil
+	return &Listener{Listener: l}, nil
 }
 
-// NewListener returns a listener whose accepted connections are wrapped.
-func NewListener(l net.Listener) net.Listener {
-	return listener{l}
-}
-
-type listener struct{ net.Listener }
-
-func (l listener) Accept() (net.Conn, error) {
+// Accept accepts a connection and wraps it.
+func (l *Listener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
+	}
+	if tc, ok := c.(*net.TCPConn); ok && l.UserTimeout > 0 {
+		setUserTimeout(tc, l.UserTimeout)
 	}
 	return Wrap(c), nil
 }
