@@ -3,7 +3,6 @@
 package cluster
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -82,65 +81,60 @@ func freeBase(t *testing.T, n int) int {
 
 // startCluster runs `onair cluster` in its own process group, waits for its
 // summary line and makes sure every process is gone when the test ends.
-func startCluster(t *testing.T) (*exec.Cmd, <-chan struct{}, *summary, *testproc.Log) {
+// Its ports are picked free by the test (freeBase, FreeAddr) and may be
+// taken before the cluster's processes listen on them; the cluster then
+// stops and exits with "address already in use" in its log, and is started
+// again on new ones.
+func startCluster(t *testing.T) (*testproc.Proc, *summary) {
 	t.Helper()
 	bin := testproc.BuildOnair(t)
-	logs := &testproc.Log{}
-	cmd := exec.Command(bin, "cluster", "--data-dir", t.TempDir(), "--base-port", strconv.Itoa(freeBase(t, portSpan)),
-		"--http-addr", testproc.FreeAddr(t), "--lease-ttl", "2s", "--drain-timeout", "2s", "--start-timeout", "90s")
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "ONAIR_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Stderr = logs
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			if s, ok := strings.CutPrefix(sc.Text(), "CLUSTER "); ok {
-				lines <- s
+	var (
+		p      *testproc.Proc
+		stdout *testproc.Log
+		sum    summary
+	)
+	start := func() []*testproc.Proc {
+		cmd := exec.Command(bin, "cluster", "--data-dir", t.TempDir(), "--base-port", strconv.Itoa(freeBase(t, portSpan)),
+			"--http-addr", testproc.FreeAddr(t), "--lease-ttl", "2s", "--drain-timeout", "2s", "--start-timeout", "90s")
+		for _, kv := range os.Environ() {
+			if !strings.HasPrefix(kv, "ONAIR_") {
+				cmd.Env = append(cmd.Env, kv)
 			}
 		}
-		close(lines)
-	}()
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	var sum summary
-	t.Cleanup(func() {
-		// Whatever happened: the cluster's group, then every child (they
-		// have groups of their own and die with the cluster anyway).
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		for _, p := range sum.Processes {
-			_ = syscall.Kill(-p.PID, syscall.SIGKILL)
-		}
-		<-exited
-		if t.Failed() || os.Getenv("CLUSTER_LOG") != "" {
-			t.Logf("onair cluster output:\n%s", logs.String())
-		}
-	})
-	select {
-	case line, ok := <-lines:
-		if !ok {
-			<-exited
-			t.Fatalf("onair cluster exited before it was up: %v", cmd.ProcessState)
-		}
-		if err := json.Unmarshal([]byte(line), &sum); err != nil {
-			t.Fatalf("summary %q: %v", line, err)
-		}
-	case <-time.After(2 * time.Minute):
-		t.Fatal("onair cluster did not come up")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		// The summary line goes apart from the log, so no log line can
+		// come in the middle of it.
+		stdout = &testproc.Log{}
+		cmd.Stdout = stdout
+		proc := testproc.Start(t, cmd)
+		p = proc
+		t.Cleanup(func() {
+			// Before Start's cleanup, whatever happened: the cluster's
+			// group, then every child (they have groups of their own and
+			// die with the cluster anyway).
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			for _, c := range sum.Processes {
+				_ = syscall.Kill(-c.PID, syscall.SIGKILL)
+			}
+			<-proc.Exited()
+			if !t.Failed() && os.Getenv("CLUSTER_LOG") != "" {
+				t.Logf("onair cluster output:\n%s", proc.Log)
+			}
+		})
+		return []*testproc.Proc{proc}
 	}
-	return cmd, exited, &sum, logs
+	testproc.StartOnFreeAddrs(t, start, func() bool {
+		for l := range strings.Lines(stdout.String()) {
+			if js, ok := strings.CutPrefix(l, "CLUSTER "); ok && strings.HasSuffix(js, "\n") {
+				if err := json.Unmarshal([]byte(js), &sum); err != nil {
+					t.Fatalf("summary %q: %v", js, err)
+				}
+				return true
+			}
+		}
+		return false
+	})
+	return p, &sum
 }
 
 // recorder writes down the callbacks a test looks at.
@@ -252,7 +246,7 @@ func TestLocalClusterSurvivesKilledRoomReplicaAndEtcdMember(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a multi-process cluster")
 	}
-	cmd, exited, s, logs := startCluster(t)
+	cluster, s := startCluster(t)
 	roomAPID, roomA := s.proc(t, "room-1")
 	_, roomB := s.proc(t, "room-2")
 	etcdPID, _ := s.proc(t, "etcd-1")
@@ -270,7 +264,7 @@ func TestLocalClusterSurvivesKilledRoomReplicaAndEtcdMember(t *testing.T) {
 		}
 	}
 	eventually(t, "the cluster to notice room-1 died", func() bool {
-		return strings.Contains(logs.String(), fmt.Sprintf("name=room-1 pid=%d status=\"signal: killed\"", roomAPID))
+		return strings.Contains(cluster.Log.String(), fmt.Sprintf("name=room-1 pid=%d status=\"signal: killed\"", roomAPID))
 	})
 
 	carol := login(t, s, []string{roomB, roomA}, room, "carol")
@@ -293,21 +287,21 @@ func TestLocalClusterSurvivesKilledRoomReplicaAndEtcdMember(t *testing.T) {
 	for _, c := range []*client{alice, bob, carol} {
 		c.e.DestroyEngine(nil)
 	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := cluster.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-exited:
+	case <-cluster.Exited():
 	case <-time.After(time.Minute):
 		t.Fatal("onair cluster did not exit within a minute of SIGTERM")
 	}
-	if !cmd.ProcessState.Success() {
-		t.Errorf("onair cluster exited with %v", cmd.ProcessState)
+	if !cluster.Cmd.ProcessState.Success() {
+		t.Errorf("onair cluster exited with %v", cluster.Cmd.ProcessState)
 	}
 	for _, p := range s.Processes {
 		eventually(t, p.Name+" to be gone", func() bool { return processGone(p.PID) })
 	}
-	if !strings.Contains(logs.String(), `msg="cluster stopped"`) {
+	if !strings.Contains(cluster.Log.String(), `msg="cluster stopped"`) {
 		t.Error(`no "cluster stopped" in the cluster's log`)
 	}
 }

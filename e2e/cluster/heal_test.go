@@ -138,7 +138,8 @@ func TestLocalClusterHealsAfterEtcdLosesQuorum(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a multi-process cluster")
 	}
-	_, _, s, logs := startCluster(t)
+	cluster, s := startCluster(t)
+	logs := cluster.Log
 	_, roomA := s.proc(t, "room-1")
 	_, roomB := s.proc(t, "room-2")
 	const room = "outage-room"
@@ -269,7 +270,7 @@ func TestLocalClusterStalledRoomReplicaComesBack(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a multi-process cluster")
 	}
-	_, _, s, _ := startCluster(t)
+	_, s := startCluster(t)
 	pid1, addr1 := s.proc(t, "room-1")
 	pid2, _ := s.proc(t, "room-2")
 	var http1 string

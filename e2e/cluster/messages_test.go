@@ -78,7 +78,8 @@ func TestLocalClusterRoomMessages(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a multi-process cluster")
 	}
-	_, _, s, logs := startCluster(t)
+	cluster, s := startCluster(t)
+	logs := cluster.Log
 	roomAPID, roomA := s.proc(t, "room-1")
 	_, roomB := s.proc(t, "room-2")
 	const room = "msg-cluster-room"

@@ -104,7 +104,7 @@ func TestLocalClusterRelaysToBothEdges(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a multi-process cluster")
 	}
-	_, _, s, _ := startCluster(t)
+	_, s := startCluster(t)
 	gw := strings.TrimSuffix(s.Gateway, "/")
 	httpOf := map[string]string{}
 	for _, p := range s.Processes {

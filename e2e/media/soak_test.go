@@ -2,7 +2,6 @@ package media
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -27,33 +26,25 @@ import (
 // soakEdge is onair dev (auth, stream, room) and a separate onair media.
 type soakEdge struct {
 	bin, gw, pprof, metrics string
-	etcd                    string
 	whip, whep, token       string
-	log                     *testproc.Log
 }
 
 func startSoakEdge(t *testing.T) *soakEdge {
 	bin := testproc.BuildOnair(t)
-	dir := t.TempDir()
-	e := &soakEdge{bin: bin, log: &testproc.Log{}}
-	etcd, devHTTP := testproc.FreeAddr(t), testproc.FreeAddr(t)
-	e.etcd = "http://" + etcd
-	// start runs the binary until the test ends; the returned channel is
-	// closed when the process exits.
-	start := func(args ...string) <-chan struct{} {
-		ctx, cancel := context.WithCancel(context.Background())
-		cmd := exec.CommandContext(ctx, bin, args...)
-		cmd.Stdout, cmd.Stderr = e.log, e.log
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
+	e := &soakEdge{bin: bin}
+	var etcd, devHTTP, dir string
+	testproc.StartOnFreeAddrs(t, func() []*testproc.Proc {
+		etcd, devHTTP, dir = testproc.FreeAddr(t), testproc.FreeAddr(t), t.TempDir()
+		return []*testproc.Proc{testproc.Start(t, exec.Command(bin, "dev", "--roles", "auth,stream,room",
+			"--etcd-addr", etcd, "--data-dir", dir, "--grpc-addr", testproc.FreeAddr(t), "--http-addr", devHTTP))}
+	}, func() bool { // the gateway, started last, says the roles are registered
+		resp, err := (&http.Client{Timeout: 2 * time.Second}).Get("http://" + devHTTP + "/readyz")
+		if err != nil {
+			return false
 		}
-		exited := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(exited) }()
-		t.Cleanup(func() { cancel(); <-exited })
-		return exited
-	}
-	start("dev", "--roles", "auth,stream,room", "--etcd-addr", etcd, "--data-dir", dir,
-		"--grpc-addr", testproc.FreeAddr(t), "--http-addr", devHTTP)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 	var app struct {
 		AppID        uint32 `json:"app_id"`
 		ServerSecret string `json:"server_secret"`
@@ -63,7 +54,15 @@ func startSoakEdge(t *testing.T) *soakEdge {
 		b, err := os.ReadFile(filepath.Join(dir, "dev-app.json"))
 		return err == nil && json.Unmarshal(b, &app) == nil && app.InternalKey != ""
 	})
-	e.startMedia(t, start, app.InternalKey)
+	testproc.StartOnFreeAddrs(t, func() []*testproc.Proc {
+		e.pprof, e.metrics = testproc.FreeAddr(t), testproc.FreeAddr(t)
+		return []*testproc.Proc{testproc.Start(t, exec.Command(bin, "media", "--etcd-endpoints", "http://"+etcd,
+			"--internal-key", app.InternalKey, "--grpc-addr", testproc.FreeAddr(t), "--http-addr", e.metrics,
+			"--public-ip", "127.0.0.1", "--pprof-addr", e.pprof))}
+	}, func() bool {
+		_, err := e.edgeMetrics()
+		return err == nil
+	})
 	out, err := exec.Command(bin, "token", "--app-id", fmt.Sprint(app.AppID), "--app-secret", app.ServerSecret,
 		"--user-id", "soak").Output()
 	if err != nil {
@@ -77,39 +76,6 @@ func startSoakEdge(t *testing.T) *soakEdge {
 	return e
 }
 
-// startMedia starts onair media and waits until it serves its metrics. The
-// free addresses it is given are only free when picked: a parallel test may
-// take one first, so an edge that exits on a port already in use is started
-// again on new ones; any other exit fails the test with the processes' log.
-func (e *soakEdge) startMedia(t *testing.T, start func(args ...string) <-chan struct{}, internalKey string) {
-	for attempt := 1; ; attempt++ {
-		e.pprof, e.metrics = testproc.FreeAddr(t), testproc.FreeAddr(t)
-		logStart := len(e.log.String())
-		exited := start("media", "--etcd-endpoints", e.etcd, "--internal-key", internalKey,
-			"--grpc-addr", testproc.FreeAddr(t), "--http-addr", e.metrics, "--public-ip", "127.0.0.1",
-			"--pprof-addr", e.pprof)
-		deadline := time.After(30 * time.Second)
-		for {
-			if _, err := e.edgeMetrics(); err == nil {
-				return
-			}
-			select {
-			case <-exited:
-				if strings.Contains(e.log.String()[logStart:], "address already in use") && attempt < 3 {
-					t.Logf("onair media lost a picked port to another process (attempt %d); starting it again", attempt)
-				} else {
-					t.Fatalf("onair media exited before serving; log:\n%s", e.log)
-				}
-			case <-deadline:
-				t.Fatalf("timed out waiting for the edge serving; log:\n%s", e.log)
-			case <-time.After(50 * time.Millisecond):
-				continue
-			}
-			break
-		}
-	}
-}
-
 // round publishes stream with players players for a few seconds, then
 // everything leaves (the bench process closes its peer connections and
 // deletes its WHIP/WHEP sessions, then exits).
@@ -118,7 +84,7 @@ func (e *soakEdge) round(t testing.TB, stream string, players int) {
 		"--token", e.token, "--players", strconv.Itoa(players), "--late", "0", "--duration", "3s")
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), fmt.Sprintf("players connected      %d/%d", players, players)) {
-		t.Fatalf("round %s: %v\n%s\nedge log:\n%s", stream, err, out, e.log)
+		t.Fatalf("round %s: %v\n%s", stream, err, out) // the processes' logs follow as the test ends
 	}
 }
 

@@ -23,33 +23,34 @@ import (
 // present a certificate of the CA (--tls-verify-clients).
 func startNATS(t *testing.T, bin string, n int, env []string, ca *testpki.CA, f files) []*proc {
 	t.Helper()
-	clientAddrs, routeURLs := make([]string, n), make([]string, n)
-	clusterAddrs := make([]string, n)
-	for i := range n {
-		clientAddrs[i], clusterAddrs[i] = testproc.FreeAddr(t), testproc.FreeAddr(t)
-		routeURLs[i] = "nats-route://" + clusterAddrs[i]
-	}
 	var ps []*proc
-	for i := range n {
-		name := fmt.Sprintf("nats-%d", i)
-		p := start(t, bin, "nats", []string{"--name", name, "--client-addr", clientAddrs[i], "--cluster-addr", clusterAddrs[i],
-			"--routes", strings.Join(routeURLs, ","), "--tls-verify-clients"}, env)
-		p.name, p.clientURL = name, "tls://"+clientAddrs[i]
-		ps = append(ps, p)
+	startAll := func() []*testproc.Proc {
+		clientAddrs, routeURLs := make([]string, n), make([]string, n)
+		clusterAddrs := make([]string, n)
+		for i := range n {
+			clientAddrs[i], clusterAddrs[i] = testproc.FreeAddr(t), testproc.FreeAddr(t)
+			routeURLs[i] = "nats-route://" + clusterAddrs[i]
+		}
+		ps = nil
+		for i := range n {
+			name := fmt.Sprintf("nats-%d", i)
+			p := start(t, bin, "nats", []string{"--name", name, "--client-addr", clientAddrs[i], "--cluster-addr", clusterAddrs[i],
+				"--routes", strings.Join(routeURLs, ","), "--tls-verify-clients"}, env)
+			p.name, p.clientURL = name, "tls://"+clientAddrs[i]
+			ps = append(ps, p)
+		}
+		return procsOf(ps)
 	}
-	for _, p := range ps {
-		eventually(t, p.name+" ready", func() bool {
-			if !p.alive() {
-				t.Fatalf("onair nats %s exited while starting:\n%s", p.name, p.logs.String())
-			}
+	testproc.StartOnFreeAddrs(t, startAll, func() bool {
+		for _, p := range ps {
 			nc, err := natsConnect(p.clientURL, natsClientTLS(t, f, ca))
 			if err != nil {
 				return false
 			}
 			nc.Close()
-			return true
-		})
-	}
+		}
+		return true
+	})
 	return ps
 }
 

@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -45,21 +44,19 @@ const (
 
 // proc is one onair process of the test.
 type proc struct {
+	*testproc.Proc
 	role, grpcAddr, httpAddr string
 	// name and clientURL are an `onair nats` server's.
 	name, clientURL string
-	cmd             *exec.Cmd
-	exited          chan struct{}
-	logs            *testproc.Log
 }
 
-func (p *proc) alive() bool {
-	select {
-	case <-p.exited:
-		return false
-	default:
-		return true
+// procsOf is what testproc.StartOnFreeAddrs is given of ps.
+func procsOf(ps []*proc) []*testproc.Proc {
+	var out []*testproc.Proc
+	for _, p := range ps {
+		out = append(out, p.Proc)
 	}
+	return out
 }
 
 // files are the PEM files the processes are given, and where things are.
@@ -123,29 +120,36 @@ func TestTLS(t *testing.T) {
 	natsServers := startNATS(t, bin, 2, env, ca, f)
 
 	var procs, rooms []*proc
-	for _, role := range []string{"auth", "stream", "room", "room", "media"} {
-		args := []string{"--grpc-addr", testproc.FreeAddr(t), "--http-addr", testproc.FreeAddr(t)}
-		penv := env
-		switch role {
-		case "media":
-			args = append(args, "--media-udp-port", "0", "--public-ip", "127.0.0.1")
-		case "room":
-			penv = append(slices.Clip(env), "ONAIR_NATS_URL="+natsServers[len(rooms)].clientURL, "ONAIR_NATS_CA="+f.ca,
-				"ONAIR_NATS_CERT="+f.cert, "ONAIR_NATS_KEY="+f.key)
+	testproc.StartOnFreeAddrs(t, func() []*testproc.Proc {
+		procs, rooms = nil, nil
+		for _, role := range []string{"auth", "stream", "room", "room", "media"} {
+			args := []string{"--grpc-addr", testproc.FreeAddr(t), "--http-addr", testproc.FreeAddr(t)}
+			penv := env
+			switch role {
+			case "media":
+				args = append(args, "--media-udp-port", "0", "--public-ip", "127.0.0.1")
+			case "room":
+				penv = append(slices.Clip(env), "ONAIR_NATS_URL="+natsServers[len(rooms)].clientURL, "ONAIR_NATS_CA="+f.ca,
+					"ONAIR_NATS_CERT="+f.cert, "ONAIR_NATS_KEY="+f.key)
+			}
+			p := start(t, bin, role, args, penv)
+			procs = append(procs, p)
+			if role == "room" {
+				rooms = append(rooms, p)
+			}
 		}
-		p := start(t, bin, role, args, penv)
-		procs = append(procs, p)
-		if role == "room" {
-			rooms = append(rooms, p)
+		procs = append(procs, start(t, bin, "gateway", []string{"--http-addr", testproc.FreeAddr(t)}, env))
+		return procsOf(procs)
+	}, func() bool {
+		for _, p := range procs {
+			if !ready(p, ca) {
+				return false
+			}
 		}
-	}
-	gw := start(t, bin, "gateway", []string{"--http-addr", testproc.FreeAddr(t)}, env)
-	procs = append(procs, gw)
-	f.gateway = gw.httpAddr
+		return true
+	})
+	f.gateway = procs[len(procs)-1].httpAddr
 	f.roomGRPC = rooms[0].grpcAddr
-	for _, p := range procs {
-		waitReady(t, p, ca)
-	}
 	seedApp(t, procs[0].grpcAddr, ca)
 
 	tlsCreds := credentials.NewTLS(&tls.Config{RootCAs: ca.Pool()})
@@ -332,7 +336,7 @@ func TestTLS(t *testing.T) {
 			})
 		}
 		for _, p := range append(procs, natsServers...) {
-			if !p.alive() {
+			if !p.Alive() {
 				t.Fatalf("%s exited", p.role)
 			}
 		}
@@ -341,12 +345,12 @@ func TestTLS(t *testing.T) {
 	})
 }
 
-// start runs `onair role args` with env added to an environment cleared
+// start starts `onair role args` with env added to an environment cleared
 // of ONAIR_* variables; the test's cleanup stops it and, if the test
 // failed, prints its log.
 func start(t *testing.T, bin, role string, args, env []string) *proc {
 	t.Helper()
-	p := &proc{role: role, exited: make(chan struct{}), logs: &testproc.Log{}}
+	p := &proc{role: role}
 	for i := 0; i+1 < len(args); i += 2 {
 		switch args[i] {
 		case "--grpc-addr":
@@ -355,53 +359,31 @@ func start(t *testing.T, bin, role string, args, env []string) *proc {
 			p.httpAddr = args[i+1]
 		}
 	}
-	p.cmd = exec.Command(bin, append([]string{role}, args...)...)
+	cmd := exec.Command(bin, append([]string{role}, args...)...)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "ONAIR_") {
-			p.cmd.Env = append(p.cmd.Env, kv)
+			cmd.Env = append(cmd.Env, kv)
 		}
 	}
-	p.cmd.Env = append(p.cmd.Env, env...)
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = p.cmd.Wait(); close(p.exited) }()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.exited:
-		case <-time.After(10 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-p.exited
-		}
-		if t.Failed() {
-			t.Logf("--- onair %s log:\n%s", role, p.logs.String())
-		}
-	})
+	cmd.Env = append(cmd.Env, env...)
+	p.Proc = testproc.Start(t, cmd)
 	return p
 }
 
-// waitReady waits until a role reports SERVING over TLS, or the gateway
+// ready reports whether a role is SERVING over TLS, or the gateway
 // answers /healthz over HTTPS.
-func waitReady(t *testing.T, p *proc, ca *testpki.CA) {
-	t.Helper()
-	creds := credentials.NewTLS(&tls.Config{RootCAs: ca.Pool()})
+func ready(p *proc, ca *testpki.CA) bool {
+	if p.grpcAddr != "" {
+		return health(p.grpcAddr, credentials.NewTLS(&tls.Config{RootCAs: ca.Pool()})) == nil
+	}
 	https := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool()}}}
-	eventually(t, "onair "+p.role+" ready", func() bool {
-		if !p.alive() {
-			t.Fatalf("onair %s exited while starting:\n%s", p.role, p.logs.String())
-		}
-		if p.grpcAddr != "" {
-			return health(p.grpcAddr, creds) == nil
-		}
-		resp, err := https.Get("https://" + p.httpAddr + "/healthz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	defer https.CloseIdleConnections()
+	resp, err := https.Get("https://" + p.httpAddr + "/healthz")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
 }
 
 // health checks the server at addr with creds; nil if it is SERVING.

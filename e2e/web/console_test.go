@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,56 +18,31 @@ import (
 func startDev(t *testing.T) string {
 	t.Helper()
 	bin := testproc.BuildOnair(t)
-	httpAddr := testproc.FreeAddr(t)
-	cmd := exec.Command(bin, "dev", "--data-dir", filepath.Join(t.TempDir(), "dev"),
-		"--grpc-addr", testproc.FreeAddr(t), "--http-addr", httpAddr)
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "ONAIR_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	logs := &testproc.Log{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("onair dev output:\n%s", logs.String())
-		}
-	})
-	url := "http://" + httpAddr
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		req, _ := http.NewRequestWithContext(ctx, "GET", url+"/readyz", nil)
-		resp, err := http.DefaultClient.Do(req)
-		cancel()
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return url
+	var url string
+	start := func() []*testproc.Proc {
+		httpAddr := testproc.FreeAddr(t)
+		url = "http://" + httpAddr
+		cmd := exec.Command(bin, "dev", "--data-dir", filepath.Join(t.TempDir(), "dev"),
+			"--grpc-addr", testproc.FreeAddr(t), "--http-addr", httpAddr)
+		for _, kv := range os.Environ() {
+			if !strings.HasPrefix(kv, "ONAIR_") {
+				cmd.Env = append(cmd.Env, kv)
 			}
 		}
-		select {
-		case <-exited:
-			t.Fatalf("onair dev exited before it was ready:\n%s", logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("onair dev not ready after 60 s:\n%s", logs.String())
-		}
-		time.Sleep(100 * time.Millisecond)
+		return []*testproc.Proc{testproc.Start(t, cmd)}
 	}
+	testproc.StartOnFreeAddrs(t, start, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, "GET", url+"/readyz", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return url
 }
 
 // The console at / on its own: bad input shows the vendor's code; with the

@@ -57,16 +57,23 @@ func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) 
 }
 
 func TestInstanceHeals(t *testing.T) {
-	dir := t.TempDir()
-	clientAddr, peerAddr := testproc.FreeAddr(t), testproc.FreeAddr(t)
-	start := func() *embedetcd.Server {
-		e, err := embedetcd.Start(context.Background(), embedetcd.Config{Dir: dir, ClientAddr: clientAddr, PeerAddr: peerAddr})
-		if err != nil {
+	var dir, clientAddr, peerAddr string
+	start := func() (*embedetcd.Server, error) {
+		return embedetcd.Start(context.Background(), embedetcd.Config{Dir: dir, ClientAddr: clientAddr, PeerAddr: peerAddr})
+	}
+	// The member is restarted on the same addresses below, so they are
+	// picked here; another test may take one before the member listens,
+	// and then it starts on new ones. (Another may take one while the
+	// member is stopped too; that is seconds, not worth a workaround.)
+	var e *embedetcd.Server
+	for try := 1; e == nil; try++ {
+		dir, clientAddr, peerAddr = t.TempDir(), testproc.FreeAddr(t), testproc.FreeAddr(t)
+		var err error
+		e, err = start()
+		if err != nil && (!testproc.AddrInUse(err.Error()) || try == testproc.StartTries) {
 			t.Fatal(err)
 		}
-		return e
 	}
-	e := start()
 	defer func() { e.Close() }()
 	cli, err := e.Client()
 	if err != nil {
@@ -132,7 +139,11 @@ func TestInstanceHeals(t *testing.T) {
 		e.Close()
 		waitFor(t, "not serving while etcd is away", 10*time.Second, func() bool { return !inst.Serving() })
 		time.Sleep(3 * time.Second) // longer than the TTL
-		e = start()
+		restarted, err := start()
+		if err != nil {
+			t.Fatal(err)
+		}
+		e = restarted
 		// The restarted member extends its leases, so the instance may
 		// take its old lease back; either way it serves with everything
 		// attached.

@@ -4,9 +4,11 @@ package embedetcd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
+	"syscall"
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
@@ -53,8 +55,26 @@ type Server struct {
 	endpoints []string
 }
 
+// pickTries is how many times Start picks free ports for a member that
+// was given none.
+const pickTries = 3
+
 // Start starts a member and waits until it serves clients.
+//
+// A port Start picks (ClientAddr or PeerAddr empty) is free only when
+// picked: another process may take it before the member listens, so on
+// "address already in use" Start picks again, a few times.
 func Start(ctx context.Context, c Config) (*Server, error) {
+	for try := 1; ; try++ {
+		s, err := start(ctx, c)
+		picked := c.ClientAddr == "" || c.PeerAddr == ""
+		if err == nil || !picked || !errors.Is(err, syscall.EADDRINUSE) || try == pickTries {
+			return s, err
+		}
+	}
+}
+
+func start(ctx context.Context, c Config) (*Server, error) {
 	cfg := embed.NewConfig()
 	if c.Name != "" {
 		cfg.Name = c.Name
