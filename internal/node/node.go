@@ -175,7 +175,10 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 			return nil, fmt.Errorf("role %s: %w", role, err)
 		}
 	}
-	go func() { n.done <- n.srv.Server.Serve(lis) }()
+	// Not n itself: a failed start below returns nil through n, which the
+	// goroutine would then read.
+	srv, done := n.srv.Server, n.done
+	go func() { done <- srv.Serve(lis) }()
 	for _, role := range cfg.Roles {
 		if role == discovery.Media {
 			continue // advertised by startMedia, with its load
