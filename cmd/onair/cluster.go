@@ -105,6 +105,10 @@ type clusterRunner struct {
 	procs    []*clusterProc
 	groups   [][]*clusterProc // start order; stopped in reverse
 	stopWait time.Duration
+	// exitedEarly, set while the cluster starts, is told of a process that
+	// exited on its own, so the start fails at once instead of waiting out
+	// --start-timeout for processes that may need the one that is gone.
+	exitedEarly func(*clusterProc)
 }
 
 // runCluster runs a three-member etcd, a three-server NATS cluster (room
@@ -265,7 +269,16 @@ func (r *clusterRunner) add(group ...*clusterProc) {
 }
 
 // start starts every process, waits until each serves and seeds the app.
-func (r *clusterRunner) start(ctx context.Context, st *localApp) (*clusterSummary, error) {
+func (r *clusterRunner) start(ctx context.Context, st *localApp) (_ *clusterSummary, err error) {
+	ctx, fail := context.WithCancelCause(ctx)
+	defer fail(nil)
+	r.exitedEarly = func(p *clusterProc) { fail(p.startFailed()) }
+	defer func() {
+		// A process that exited is the reason, not the waits it cut short.
+		if cause := context.Cause(ctx); err != nil && cause != nil && cause != ctx.Err() {
+			err = cause
+		}
+	}()
 	etcd := r.groups[0]
 	for _, p := range etcd {
 		if err := r.spawn(p); err != nil {
@@ -341,6 +354,7 @@ func (r *clusterRunner) spawn(p *clusterProc) error {
 	}
 	p.cmd, p.PID, p.exited = cmd, cmd.Process.Pid, make(chan struct{})
 	slog.Info("started", "name", p.Name, "pid", p.PID)
+	exitedEarly := r.exitedEarly
 	go func() {
 		err := cmd.Wait()
 		w.flush()
@@ -351,6 +365,9 @@ func (r *clusterRunner) spawn(p *clusterProc) error {
 		close(p.exited)
 		if !stopping {
 			slog.Error("process exited unexpectedly; the rest of the cluster keeps running", "name", p.Name, "pid", p.PID, "status", exitStatus(err))
+			if exitedEarly != nil {
+				exitedEarly(p)
+			}
 		}
 	}()
 	return nil
