@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -93,18 +94,27 @@ func TestGRPCMetricsAndTracePropagation(t *testing.T) {
 		t.Errorf("resource %s lacks the service name", got)
 	}
 
-	rec := httptest.NewRecorder()
-	p.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	body, _ := io.ReadAll(rec.Body)
-	text := string(body)
 	// otelgrpc v0.72 follows the stable RPC conventions:
 	// rpc.server.call.duration and rpc.client.call.duration, in seconds.
-	for _, want := range []string{
+	wants := []string{
 		"rpc_server_call_duration_seconds_bucket",
 		"rpc_client_call_duration_seconds_bucket",
 		`rpc_method="grpc.health.v1.Health/Check"`,
 		"go_goroutines",
-	} {
+	}
+	// The server records the call's duration as the call ends, which may
+	// be a moment after its span ended.
+	var text string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		rec := httptest.NewRecorder()
+		p.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		body, _ := io.ReadAll(rec.Body)
+		text = string(body)
+		if !slices.ContainsFunc(wants, func(w string) bool { return !strings.Contains(text, w) }) || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, want := range wants {
 		if !strings.Contains(text, want) {
 			t.Errorf("metrics lack %q", want)
 		}
