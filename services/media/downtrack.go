@@ -24,7 +24,7 @@ type subscriber struct {
 	egress *atomic.Int64
 	delays *delayHist // the server's edge delay
 	tracks []*downTrack
-	wake   chan struct{} // without a pool
+	wake   chan struct{} // a relay's sender loop (no pool) reads it
 	done   chan struct{}
 	active atomic.Bool // connected: forwarding may start
 	pace   *time.Timer
@@ -40,9 +40,6 @@ type subscriber struct {
 
 func newSubscriber(pc *webrtc.PeerConnection, pool *forwardPool, egress *atomic.Int64, delays *delayHist) *subscriber {
 	s := &subscriber{pc: pc, pool: pool, egress: egress, delays: delays, done: make(chan struct{})}
-	if pool == nil {
-		s.wake = make(chan struct{}, 1)
-	}
 	s.pace = time.AfterFunc(time.Hour, s.signal)
 	s.pace.Stop()
 	s.reports = time.AfterFunc(time.Hour, s.reportTick)

@@ -44,9 +44,8 @@ type batchConn struct {
 	spare  *udpBatch  // owned by whoever holds sendMu
 	wake   chan struct{}
 	done   chan struct{}
-	gso    atomic.Bool  // the kernel segments: coalesce per destination
-	raw    *rawSender   // nil: batches go through pc
-	rawIn  *rawReceiver // nil: reads go through the UDPConn
+	gso    atomic.Bool // the kernel segments: coalesce per destination
+	raw    *rawSocket  // nil: batches go through pc, reads through the UDPConn
 
 	// active counts writers that flush themselves when they stop
 	// (forwarding workers, see enter): while one runs, a write needs no
@@ -104,8 +103,7 @@ func newBatchConn(c *net.UDPConn) *batchConn {
 	bc := &batchConn{UDPConn: c, pc: ipv4.NewPacketConn(c), pending: newUDPBatch(), spare: newUDPBatch(),
 		wake: make(chan struct{}, 1), done: make(chan struct{})}
 	bc.gso.Store(gsoSupported(c))
-	bc.raw = newRawSender(c)
-	bc.rawIn = newRawReceiver(c)
+	bc.raw = newRawSocket(c)
 	go bc.flusher()
 	return bc
 }
@@ -114,8 +112,8 @@ var errBatchClosed = errors.New("media: the UDP socket is closed")
 
 // ReadFromAddrPort reads one packet (ice.AddrPortReaderWriter).
 func (c *batchConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
-	if c.rawIn != nil {
-		return c.rawIn.recv(b)
+	if c.raw != nil {
+		return c.raw.recv(b)
 	}
 	return c.ReadFromUDPAddrPort(b)
 }
@@ -262,7 +260,7 @@ func (c *batchConn) flush() {
 }
 
 // writeBatch sends msgs with one sendmmsg where it can, the raw way on
-// Linux (rawSender), and reports how many went.
+// Linux (rawSocket), and reports how many went.
 func (c *batchConn) writeBatch(msgs []ipv4.Message) (int, error) {
 	if c.raw != nil {
 		if n, ok, err := c.raw.send(msgs); ok {

@@ -5,6 +5,8 @@ package media
 import (
 	"encoding/binary"
 	"net"
+	"net/netip"
+	"os"
 	"syscall"
 	"unsafe"
 
@@ -12,20 +14,31 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// rawSender makes the flusher's sendmmsg a raw system call, one the Go
-// scheduler is not told about. A batch to a few hundred players keeps the
+// rawSocket makes the edge socket's sends and reads raw system calls, ones
+// the Go scheduler is not told about. The socket is non-blocking, so no call
+// waits: when it would (EAGAIN), a send goes the usual way and a read waits
+// in the poller (syscall.RawConn.Read).
+//
+// Sends: the flusher's sendmmsg. A batch to a few hundred players keeps the
 // kernel busy for longer than the scheduler's monitor allows a thread in a
 // system call: it would hand the thread's processor to another thread
 // (waking it), and the sender would queue for a processor again on its way
 // out, a pair of thread switches per batch and a monitor that keeps polling
-// every 20 µs. The socket is non-blocking, so the call never waits; when
-// the socket's buffer is full (EAGAIN) the batch goes the usual way, which
-// waits in the poller.
-type rawSender struct {
+// every 20 µs.
+//
+// Reads: a read through the runtime's syscall entry wakes the scheduler's
+// monitor whenever it sleeps, and it sleeps whenever the edge has been idle
+// for an instant, between two frames, so every frame paid for a wake of the
+// monitor and a millisecond of its 20 µs polls.
+type rawSocket struct {
 	rc    syscall.RawConn
 	hdrs  []mmsghdr
 	iovs  []unix.Iovec
 	names []unix.RawSockaddrInet4
+	// from is the sender's address of the read in progress; RawConn.Read
+	// lets one read run at a time.
+	from    unix.RawSockaddrInet4
+	fromLen uint32
 }
 
 // mmsghdr is the kernel's struct mmsghdr on 64-bit Linux.
@@ -35,12 +48,12 @@ type mmsghdr struct {
 	_   [4]byte
 }
 
-func newRawSender(c *net.UDPConn) *rawSender {
+func newRawSocket(c *net.UDPConn) *rawSocket {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return nil
 	}
-	return &rawSender{rc: rc, hdrs: make([]mmsghdr, batchSize), iovs: make([]unix.Iovec, batchSize),
+	return &rawSocket{rc: rc, hdrs: make([]mmsghdr, batchSize), iovs: make([]unix.Iovec, batchSize),
 		names: make([]unix.RawSockaddrInet4, batchSize)}
 }
 
@@ -48,7 +61,7 @@ func newRawSender(c *net.UDPConn) *rawSender {
 // and returns how many went, as sendmmsg does. ok is false when the batch
 // must go the usual way: the socket's buffer is full, or msgs are not what
 // the batch builds.
-func (r *rawSender) send(msgs []ipv4.Message) (n int, ok bool, err error) {
+func (r *rawSocket) send(msgs []ipv4.Message) (n int, ok bool, err error) {
 	if len(msgs) > len(r.hdrs) {
 		return 0, false, nil
 	}
@@ -93,4 +106,38 @@ func (r *rawSender) send(msgs []ipv4.Message) (n int, ok bool, err error) {
 		return 0, true, errno
 	}
 	return int(sent), true, nil
+}
+
+// recv reads one datagram into b.
+func (r *rawSocket) recv(b []byte) (int, netip.AddrPort, error) {
+	var (
+		n     uintptr
+		errno syscall.Errno
+	)
+	err := r.rc.Read(func(fd uintptr) bool {
+		for {
+			r.fromLen = unix.SizeofSockaddrInet4
+			n, _, errno = unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)), 0,
+				uintptr(unsafe.Pointer(&r.from)), uintptr(unsafe.Pointer(&r.fromLen)))
+			switch errno {
+			case unix.EINTR:
+				continue
+			case unix.EAGAIN:
+				return false
+			}
+			return true
+		}
+	})
+	if err != nil {
+		return 0, netip.AddrPort{}, err
+	}
+	if errno != 0 {
+		return 0, netip.AddrPort{}, &net.OpError{Op: "read", Net: "udp", Err: os.NewSyscallError("recvfrom", errno)}
+	}
+	var from netip.AddrPort
+	if r.from.Family == unix.AF_INET {
+		port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&r.from.Port))[:])
+		from = netip.AddrPortFrom(netip.AddrFrom4(r.from.Addr), port)
+	}
+	return int(n), from, nil
 }
