@@ -65,9 +65,9 @@ const pickTries = 3
 // picked: another process may take it before the member listens, so on
 // "address already in use" Start picks again, a few times.
 func Start(ctx context.Context, c Config) (*Server, error) {
+	picked := c.ClientAddr == "" || c.PeerAddr == ""
 	for try := 1; ; try++ {
 		s, err := start(ctx, c)
-		picked := c.ClientAddr == "" || c.PeerAddr == ""
 		if err == nil || !picked || !errors.Is(err, syscall.EADDRINUSE) || try == pickTries {
 			return s, err
 		}
