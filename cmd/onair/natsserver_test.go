@@ -2,7 +2,6 @@ package main
 
 import (
 	"flag"
-	"strings"
 	"testing"
 )
 
@@ -41,14 +40,8 @@ func TestNATSTLSFlags(t *testing.T) {
 				t.Fatal(err)
 			}
 			got, err := f.build(tc.clustered)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("err %v, want one containing %q", err, tc.wantErr)
-				}
+			if errorCase(t, err, tc.wantErr) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if (got != nil) != tc.tls {
 				t.Fatalf("TLS %v, want %v", got != nil, tc.tls)

@@ -53,14 +53,8 @@ func TestTLSFlags(t *testing.T) {
 				t.Fatal(err)
 			}
 			tt, err := f.build()
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("err %v, want one containing %q", err, tc.wantErr)
-				}
+			if errorCase(t, err, tc.wantErr) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if (tt.server != nil) != tc.server || (tt.peers != nil) != tc.server || (tt.etcd != nil) != tc.etcd {
 				t.Fatalf("server %v peers %v etcd %v", tt.server != nil, tt.peers != nil, tt.etcd != nil)
@@ -101,4 +95,21 @@ func TestEtcdConfig(t *testing.T) {
 			t.Errorf("%s: TLS %v, want %v", tc.endpoints, cfg.TLS != nil, tc.tls)
 		}
 	}
+}
+
+// errorCase checks err against a table case's wanted error: one containing
+// want when want is set, none otherwise. It reports whether the case
+// expected an error, and so ends there.
+func errorCase(t *testing.T, err error, want string) bool {
+	t.Helper()
+	if want != "" {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("err %v, want one containing %q", err, want)
+		}
+		return true
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return false
 }
