@@ -28,6 +28,7 @@ import (
 	"github.com/onair-dev/onair/internal/iceloopback"
 	"github.com/onair-dev/onair/internal/udpgro"
 	"github.com/onair-dev/onair/sdk/express"
+	"github.com/onair-dev/onair/services/media/vp8"
 )
 
 func init() { benchCommands["fanout"] = runBenchFanout }
@@ -314,42 +315,6 @@ func benchFrame(key bool, size int, n uint32) []byte {
 	return f
 }
 
-// vp8FrameStart finds the VP8 payload in the first RTP packet of a frame:
-// the payload and whether it is one.
-func vp8FrameStart(p []byte) ([]byte, bool) {
-	if len(p) < 1 || p[0]&0x10 == 0 || p[0]&0x07 != 0 {
-		return nil, false
-	}
-	off := 1
-	if p[0]&0x80 != 0 {
-		if len(p) < 2 {
-			return nil, false
-		}
-		x := p[1]
-		off = 2
-		if x&0x80 != 0 {
-			if len(p) <= off {
-				return nil, false
-			}
-			if p[off]&0x80 != 0 {
-				off += 2
-			} else {
-				off++
-			}
-		}
-		if x&0x40 != 0 {
-			off++
-		}
-		if x&0x30 != 0 {
-			off++
-		}
-	}
-	if off >= len(p) {
-		return nil, false
-	}
-	return p[off:], true
-}
-
 func fanout(ctx context.Context, c fanoutConfig) (*fanoutResult, error) {
 	api, err := benchAPI(c.whip, false, false)
 	if err != nil {
@@ -499,7 +464,7 @@ func fanout(ctx context.Context, c fanoutConfig) (*fanoutResult, error) {
 					r.got++
 				}
 				if video {
-					if f, ok := vp8FrameStart(pkt.Payload); ok {
+					if f, ok := vp8.FrameStart(pkt.Payload); ok {
 						key := len(f) >= 10 && f[0]&1 == 0
 						hdr := 3
 						if key {

@@ -4,6 +4,8 @@ import (
 	"strings"
 
 	"github.com/pion/webrtc/v4"
+
+	"github.com/onair-dev/onair/services/media/vp8"
 )
 
 // The keyframe cache: per video track, the packets from the latest keyframe
@@ -45,7 +47,7 @@ func codecOf(mime string) codec {
 func isKeyframe(c codec, p []byte) bool {
 	switch c {
 	case codecVP8:
-		return vp8Keyframe(p)
+		return vp8.IsKeyframe(p)
 	case codecVP9:
 		return vp9Keyframe(p)
 	case codecH264:
@@ -56,43 +58,6 @@ func isKeyframe(c codec, p []byte) bool {
 		return len(p) > 1 && p[0]&0x08 != 0
 	}
 	return false
-}
-
-// vp8Keyframe: RFC 7741 payload descriptor, then the VP8 payload header
-// whose P bit is 0 for a keyframe, in the first packet of the frame.
-func vp8Keyframe(p []byte) bool {
-	if len(p) < 1 {
-		return false
-	}
-	s, pid := p[0]&0x10 != 0, p[0]&0x07
-	off := 1
-	if p[0]&0x80 != 0 { // X
-		if len(p) < 2 {
-			return false
-		}
-		x := p[1]
-		off = 2
-		if x&0x80 != 0 { // I: picture ID
-			if len(p) <= off {
-				return false
-			}
-			if p[off]&0x80 != 0 {
-				off += 2
-			} else {
-				off++
-			}
-		}
-		if x&0x40 != 0 { // L: TL0PICIDX
-			off++
-		}
-		if x&0x30 != 0 { // T or K
-			off++
-		}
-	}
-	if !s || pid != 0 || len(p) <= off {
-		return false
-	}
-	return p[off]&0x01 == 0
 }
 
 // vp9Keyframe: the payload descriptor (RFC 9628) says where a frame begins
