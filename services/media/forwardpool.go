@@ -3,6 +3,8 @@ package media
 import (
 	"runtime"
 	"sync"
+
+	"github.com/onair-dev/onair/internal/udpbatch"
 )
 
 // forwardWorkers is the pool's size: twice the cores, so that a player
@@ -17,7 +19,7 @@ func forwardWorkers() int { return 2 * runtime.GOMAXPROCS(0) }
 // of its own. A player that is slow holds up one worker, not the others: the
 // pool has more workers than cores.
 type forwardPool struct {
-	out *batchConn // a worker sends what it queued when it runs out of work
+	out *udpbatch.Conn // a worker sends what it queued when it runs out of work
 
 	mu    sync.Mutex
 	queue []*subscriber // queue[head:] wait, oldest first
@@ -28,7 +30,7 @@ type forwardPool struct {
 	wg   sync.WaitGroup
 }
 
-func newForwardPool(workers int, out *batchConn) *forwardPool {
+func newForwardPool(workers int, out *udpbatch.Conn) *forwardPool {
 	p := &forwardPool{out: out, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	for range workers {
 		p.wg.Go(p.work)
@@ -86,25 +88,25 @@ func (p *forwardPool) pop() *subscriber {
 }
 
 func (p *forwardPool) work() {
-	p.out.enter()
+	p.out.Enter()
 	for {
 		s := p.pop()
 		if s == nil {
 			// Out of work: send the batch now, with every player this
 			// worker ran in it, rather than wake the socket's flusher.
-			p.out.leave()
+			p.out.Leave()
 			select {
 			case <-p.done:
 				return
 			case <-p.wake:
 			}
-			p.out.enter()
+			p.out.Enter()
 			continue
 		}
 		s.runQueued()
 		select {
 		case <-p.done: // players still queued are ending with the edge
-			p.out.leave()
+			p.out.Leave()
 			return
 		default:
 		}

@@ -53,9 +53,9 @@ func (s *Server) RegisterMetrics(mp metric.MeterProvider) error {
 		f          func() int64
 	}{
 		{"onair.media.egress.packets", "RTP packets written to players", s.Egress.Load},
-		{"onair.media.udp.packets", "UDP packets the edge's socket sent", s.bc.packets.Load},
-		{"onair.media.udp.messages", "messages the socket's packets went in (several packets each with GSO)", s.bc.messages.Load},
-		{"onair.media.udp.writes", "system calls (sendmmsg) that sent the socket's messages", s.bc.batches.Load},
+		{"onair.media.udp.packets", "UDP packets the edge's socket sent", s.bc.Packets},
+		{"onair.media.udp.messages", "messages the socket's packets went in (several packets each with GSO)", s.bc.Messages},
+		{"onair.media.udp.writes", "system calls (sendmmsg) that sent the socket's messages", s.bc.Batches},
 		{"onair.media.relay.sent_packets", "RTP packets sent to downstream edges", s.relay.outPackets.Load},
 		{"onair.media.relay.sent_bytes", "RTP payload bytes sent to downstream edges", s.relay.outOctets.Load},
 		{"onair.media.relay.received_packets", "RTP packets received from upstream edges", s.relay.inPackets.Load},

@@ -56,6 +56,7 @@ import (
 	"github.com/onair-dev/onair/errcode"
 	"github.com/onair-dev/onair/internal/iceloopback"
 	"github.com/onair-dev/onair/internal/mediasession"
+	"github.com/onair-dev/onair/internal/udpbatch"
 	authv1 "github.com/onair-dev/onair/proto/onair/auth/v1"
 	mediav1 "github.com/onair-dev/onair/proto/onair/media/v1"
 	roomv1 "github.com/onair-dev/onair/proto/onair/room/v1"
@@ -131,7 +132,7 @@ type Server struct {
 	api       *webrtc.API // publishers: pion's default interceptors
 	playerPCs playerPeers // players: no interceptors, the edge does their RTCP
 	udp       net.PacketConn
-	bc        *batchConn // udp, for its counters
+	bc        *udpbatch.Conn // udp, for its counters
 	fwd       *forwardPool
 	edgeDelay delayHist
 	mux       ice.UDPMux
@@ -186,8 +187,8 @@ func New(cfg Config) (*Server, error) {
 	// Room for bursts: a keyframe to a few hundred players at once.
 	_ = udp.SetWriteBuffer(8 << 20)
 	_ = udp.SetReadBuffer(8 << 20)
-	// Writes to the socket are batched (sendmmsg): see batchConn.
-	bc := newBatchConn(udp)
+	// Writes to the socket are batched (sendmmsg): see udpbatch.Conn.
+	bc := udpbatch.New(udp)
 	s := &Server{cfg: cfg, udp: bc, bc: bc, log: cfg.Logger, tag: mediasession.NewTag(),
 		origins: map[streamKey]*origin{}, sessions: map[string]*session{}}
 	s.mux = webrtc.NewICEUDPMux(nil, bc)

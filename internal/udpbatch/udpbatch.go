@@ -1,4 +1,11 @@
-package media
+// Package udpbatch is the media edge's one UDP socket with batched writes
+// (sendmmsg), UDP GSO where the kernel segments, and raw system calls on
+// Linux that do not wake the Go scheduler's monitor (rawsocket.go). pion's
+// ICE UDP mux reads and writes it; the SFU's forwarding workers flush it
+// (Enter, Leave). A change to how the edge's packets reach the kernel goes
+// here; beside it, internal/rawconn does the same for TCP and
+// internal/udpgro receives with GRO (benchmark players).
+package udpbatch
 
 import (
 	"errors"
@@ -12,7 +19,7 @@ import (
 	"golang.org/x/net/ipv4"
 )
 
-// batchConn is the edge's one UDP socket with its writes batched: a write
+// Conn is the edge's one UDP socket with its writes batched: a write
 // copies the packet into the pending batch and returns; a flusher sends
 // the batch with one sendmmsg (ipv4.PacketConn.WriteBatch; one write per
 // packet where the OS has no sendmmsg). While a batch is on its way the
@@ -20,7 +27,7 @@ import (
 // lone packet waits only for the flusher's goroutine to run: no timer, no
 // added delay when the edge is idle.
 //
-// The forwarding pool's workers send for themselves (enter, leave): a
+// The forwarding pool's workers send for themselves (Enter, Leave): a
 // worker that runs out of players sends the batch, so a publisher's packet
 // to every player goes out in the batches of the workers that forwarded it,
 // without a wake of the flusher per batch.
@@ -32,7 +39,7 @@ import (
 //
 // pion's ICE UDP mux reads and writes it through ReadFromAddrPort and
 // WriteToAddrPort (netip addresses, nothing allocated).
-type batchConn struct {
+type Conn struct {
 	*net.UDPConn
 	pc *ipv4.PacketConn
 
@@ -48,7 +55,7 @@ type batchConn struct {
 	raw    *rawSocket  // nil: batches go through pc, reads through the UDPConn
 
 	// active counts writers that flush themselves when they stop
-	// (forwarding workers, see enter): while one runs, a write needs no
+	// (forwarding workers, see Enter): while one runs, a write needs no
 	// flusher wake.
 	active atomic.Int32
 
@@ -99,8 +106,9 @@ func newUDPBatch() *udpBatch {
 	return b
 }
 
-func newBatchConn(c *net.UDPConn) *batchConn {
-	bc := &batchConn{UDPConn: c, pc: ipv4.NewPacketConn(c), pending: newUDPBatch(), spare: newUDPBatch(),
+// New wraps c and starts its flusher; Close stops it.
+func New(c *net.UDPConn) *Conn {
+	bc := &Conn{UDPConn: c, pc: ipv4.NewPacketConn(c), pending: newUDPBatch(), spare: newUDPBatch(),
 		wake: make(chan struct{}, 1), done: make(chan struct{})}
 	bc.gso.Store(gsoSupported(c))
 	bc.raw = newRawSocket(c)
@@ -108,10 +116,10 @@ func newBatchConn(c *net.UDPConn) *batchConn {
 	return bc
 }
 
-var errBatchClosed = errors.New("media: the UDP socket is closed")
+var errBatchClosed = errors.New("udpbatch: the UDP socket is closed")
 
 // ReadFromAddrPort reads one packet (ice.AddrPortReaderWriter).
-func (c *batchConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
+func (c *Conn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
 	if c.raw != nil {
 		return c.raw.recv(b)
 	}
@@ -119,7 +127,7 @@ func (c *batchConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
 }
 
 // WriteToAddrPort queues b for addr (ice.AddrPortReaderWriter).
-func (c *batchConn) WriteToAddrPort(b []byte, addr netip.AddrPort) (int, error) {
+func (c *Conn) WriteToAddrPort(b []byte, addr netip.AddrPort) (int, error) {
 	a := addr.Addr().Unmap()
 	if !a.Is4() || len(b) > batchSlot {
 		return c.WriteToUDPAddrPort(b, addr)
@@ -155,7 +163,7 @@ func (c *batchConn) WriteToAddrPort(b []byte, addr netip.AddrPort) (int, error) 
 }
 
 // WriteTo queues b for addr (net.PacketConn).
-func (c *batchConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+func (c *Conn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	ua, ok := addr.(*net.UDPAddr)
 	if !ok {
 		return c.UDPConn.WriteTo(b, addr)
@@ -164,7 +172,7 @@ func (c *batchConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 }
 
 // ReadFrom reads one packet (net.PacketConn).
-func (c *batchConn) ReadFrom(b []byte) (int, net.Addr, error) {
+func (c *Conn) ReadFrom(b []byte) (int, net.Addr, error) {
 	n, from, err := c.ReadFromAddrPort(b)
 	if err != nil {
 		return n, nil, err
@@ -172,7 +180,7 @@ func (c *batchConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	return n, net.UDPAddrFromAddrPort(from), nil
 }
 
-func (c *batchConn) flusher() {
+func (c *Conn) flusher() {
 	for {
 		select {
 		case <-c.done:
@@ -187,18 +195,18 @@ func (c *batchConn) flusher() {
 	}
 }
 
-// enter marks the caller as a writer that will call leave when it stops
+// Enter marks the caller as a writer that will call Leave when it stops
 // writing; nil c (tests without a socket) does nothing.
-func (c *batchConn) enter() {
+func (c *Conn) Enter() {
 	if c != nil {
 		c.active.Add(1)
 	}
 }
 
-// leave sends what is pending: the caller's packets and any queued while
+// Leave sends what is pending: the caller's packets and any queued while
 // it wrote (they woke no flusher). Every writer that entered leaves, so a
 // slow one holds up only its own packets.
-func (c *batchConn) leave() {
+func (c *Conn) Leave() {
 	if c == nil {
 		return
 	}
@@ -212,7 +220,7 @@ func (c *batchConn) leave() {
 }
 
 // flush sends the pending batch.
-func (c *batchConn) flush() {
+func (c *Conn) flush() {
 	c.sendMu.Lock()
 	defer c.sendMu.Unlock()
 	c.mu.Lock()
@@ -261,7 +269,7 @@ func (c *batchConn) flush() {
 
 // writeBatch sends msgs with one sendmmsg where it can, the raw way on
 // Linux (rawSocket), and reports how many went.
-func (c *batchConn) writeBatch(msgs []ipv4.Message) (int, error) {
+func (c *Conn) writeBatch(msgs []ipv4.Message) (int, error) {
 	if c.raw != nil {
 		if n, ok, err := c.raw.send(msgs); ok {
 			if err != nil {
@@ -339,7 +347,7 @@ func (b *udpBatch) uncoalesce(unsent []ipv4.Message) []ipv4.Message {
 }
 
 // Close stops the flusher (what is queued is sent) and closes the socket.
-func (c *batchConn) Close() error {
+func (c *Conn) Close() error {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -351,3 +359,13 @@ func (c *batchConn) Close() error {
 	c.flush()
 	return c.UDPConn.Close()
 }
+
+// Packets is how many packets the socket sent.
+func (c *Conn) Packets() int64 { return c.packets.Load() }
+
+// Messages is how many messages the sent packets went in (fewer than
+// Packets where the kernel segments: GSO).
+func (c *Conn) Messages() int64 { return c.messages.Load() }
+
+// Batches is how many system calls (sendmmsg) sent the messages.
+func (c *Conn) Batches() int64 { return c.batches.Load() }

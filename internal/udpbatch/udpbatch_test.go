@@ -1,4 +1,4 @@
-package media
+package udpbatch
 
 import (
 	"encoding/binary"
@@ -10,11 +10,11 @@ import (
 	"time"
 )
 
-// Every packet queued on a batchConn, from many goroutines and more than a
+// Every packet queued on a Conn, from many goroutines and more than a
 // batch at once, arrives whole; writes after Close fail.
 func TestBatchConnDeliversEveryPacket(t *testing.T) {
 	src := loopbackUDP(t)
-	bc := newBatchConn(src)
+	bc := New(src)
 	dst := loopbackUDP(t)
 	_ = dst.SetReadBuffer(4 << 20)
 	to := dst.LocalAddr().(*net.UDPAddr).AddrPort()
@@ -132,7 +132,7 @@ func TestCoalesce(t *testing.T) {
 // and where the kernel segments, fewer messages than packets went out.
 func TestBatchConnKeepsOrderPerDestination(t *testing.T) {
 	src := loopbackUDP(t)
-	bc := newBatchConn(src)
+	bc := New(src)
 	defer bc.Close()
 	const dests, writers, each = 4, 4, 400
 	var conns [dests]*net.UDPConn
@@ -201,7 +201,7 @@ func TestBatchConnKeepsOrderPerDestination(t *testing.T) {
 // each worker that leaves sends everything pending.
 func TestBatchConnWorkersSendOnLeave(t *testing.T) {
 	src := loopbackUDP(t)
-	bc := newBatchConn(src)
+	bc := New(src)
 	defer bc.Close()
 	dst := loopbackUDP(t)
 	to := dst.LocalAddr().(*net.UDPAddr).AddrPort()
@@ -210,15 +210,15 @@ func TestBatchConnWorkersSendOnLeave(t *testing.T) {
 		_, _, err := dst.ReadFromUDPAddrPort(make([]byte, 2000))
 		return err == nil
 	}
-	bc.enter() // the slow worker: it leaves only at the end
-	bc.enter() // the worker that writes
+	bc.Enter() // the slow worker: it leaves only at the end
+	bc.Enter() // the worker that writes
 	if _, err := bc.WriteToAddrPort(make([]byte, 100), to); err != nil {
 		t.Fatal(err)
 	}
 	if arrives(100 * time.Millisecond) {
 		t.Fatal("a worker's packet went before it left")
 	}
-	bc.leave()
+	bc.Leave()
 	if !arrives(5 * time.Second) {
 		t.Fatal("a worker's packet did not go when it left")
 	}
@@ -227,12 +227,12 @@ func TestBatchConnWorkersSendOnLeave(t *testing.T) {
 	if _, err := bc.WriteToAddrPort(make([]byte, 100), to); err != nil {
 		t.Fatal(err)
 	}
-	bc.enter()
-	bc.leave()
+	bc.Enter()
+	bc.Leave()
 	if !arrives(5 * time.Second) {
 		t.Fatal("a packet queued while a worker ran did not go when one left")
 	}
-	bc.leave() // the slow worker
+	bc.Leave() // the slow worker
 	// No worker runs: a write wakes the flusher.
 	if _, err := bc.WriteToAddrPort(make([]byte, 100), to); err != nil {
 		t.Fatal(err)
@@ -257,7 +257,7 @@ func loopbackUDP(t *testing.T) *net.UDPConn {
 // routes packets by it), time out at the read deadline, and fail once the
 // socket is closed.
 func TestBatchConnReads(t *testing.T) {
-	bc := newBatchConn(loopbackUDP(t))
+	bc := New(loopbackUDP(t))
 	defer bc.Close()
 	at := bc.LocalAddr().(*net.UDPAddr)
 	senders := []*net.UDPConn{loopbackUDP(t), loopbackUDP(t), loopbackUDP(t)}

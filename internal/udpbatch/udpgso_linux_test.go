@@ -1,4 +1,4 @@
-package media
+package udpbatch
 
 import (
 	"net"
@@ -21,7 +21,7 @@ func TestBatchConnFallsBackWithoutGSO(t *testing.T) {
 	if err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_NO_CHECK, 1) }); err != nil || serr != nil {
 		t.Skipf("SO_NO_CHECK: %v %v", err, serr)
 	}
-	bc := newBatchConn(src)
+	bc := New(src)
 	defer bc.Close()
 	if !bc.gso.Load() {
 		t.Skip("no UDP GSO on this kernel")

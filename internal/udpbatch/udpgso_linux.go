@@ -1,4 +1,4 @@
-package media
+package udpbatch
 
 import (
 	"encoding/binary"
