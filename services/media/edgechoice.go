@@ -15,11 +15,14 @@ package media
 
 import (
 	"context"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/onair-dev/onair/errcode"
 	mediav1 "github.com/onair-dev/onair/proto/onair/media/v1"
 	streamv1 "github.com/onair-dev/onair/proto/onair/stream/v1"
+	"github.com/onair-dev/onair/services/media/relay"
 )
 
 // DefaultOriginRoom is Config.OriginRoom's default.
@@ -28,6 +31,16 @@ const DefaultOriginRoom = 50
 // placedWindow is how long a redirect counts toward its edge's load: a bit
 // more than the metadata refresh.
 const placedWindow = 6 * time.Second
+
+// placement is the edge's bookkeeping of edge choice (a field of Server):
+// the players it sent to each edge lately, and its own egress bitrate.
+type placement struct {
+	mu         sync.Mutex
+	placed     map[string][]time.Time
+	lastOctets int64
+	lastAt     time.Time
+	egressKbps atomic.Int64
+}
 
 // l3 reports whether mode plays at a chosen edge.
 func l3(mode mediav1.ResourceMode) bool {
@@ -48,10 +61,14 @@ func (s *Server) placePlay(ctx context.Context, req *mediav1.PlayRequest, st *st
 		}
 	}
 	if !originHere {
-		o, err = s.relayOrigin(ctx, st)
-		return o, "", err
+		rs, err := s.relay.Pull(ctx, st)
+		if err != nil {
+			return nil, "", err
+		}
+		// The relay's local streams are this edge's (relayEdge.NewStream).
+		return rs.(*origin), "", nil
 	}
-	key := streamKey{req.GetAppId(), req.GetStreamId()}
+	key := relay.StreamKey{App: req.GetAppId(), Stream: req.GetStreamId()}
 	s.mu.Lock()
 	o = s.origins[key]
 	s.mu.Unlock()
@@ -73,27 +90,27 @@ func (s *Server) chooseEdge(ctx context.Context, st *streamv1.StreamRecord) stri
 		room = DefaultOriginRoom
 	}
 	now := time.Now()
-	s.relay.placeMu.Lock()
-	defer s.relay.placeMu.Unlock()
+	s.place.mu.Lock()
+	defer s.place.mu.Unlock()
 	best, bestLoad := "", 0.0
 	for addr, meta := range edges {
 		var load float64
 		if addr == s.cfg.EdgeAddr {
-			load = float64(s.sessionLoad()["players"]) + float64(s.relay.egressKbps.Load())/1000
+			load = float64(s.sessionLoad()["players"]) + float64(s.place.egressKbps.Load())/1000
 		} else {
 			m, _ := meta.(map[string]any)
 			players, _ := m["players"].(float64)
 			kbps, _ := m["egress_kbps"].(float64)
 			load = players + kbps/1000
 		}
-		recent := s.relay.placed[addr][:0]
-		for _, t := range s.relay.placed[addr] {
+		recent := s.place.placed[addr][:0]
+		for _, t := range s.place.placed[addr] {
 			if now.Sub(t) < placedWindow {
 				recent = append(recent, t)
 			}
 		}
-		if s.relay.placed != nil {
-			s.relay.placed[addr] = recent
+		if s.place.placed != nil {
+			s.place.placed[addr] = recent
 		}
 		load += float64(len(recent))
 		if addr == st.GetEdgeAddr() && len(edges) > 1 && load >= float64(room) {
@@ -104,10 +121,10 @@ func (s *Server) chooseEdge(ctx context.Context, st *streamv1.StreamRecord) stri
 		}
 	}
 	if best != "" && best != s.cfg.EdgeAddr {
-		if s.relay.placed == nil {
-			s.relay.placed = map[string][]time.Time{}
+		if s.place.placed == nil {
+			s.place.placed = map[string][]time.Time{}
 		}
-		s.relay.placed[best] = append(s.relay.placed[best], now)
+		s.place.placed[best] = append(s.place.placed[best], now)
 	}
 	return best
 }
@@ -119,24 +136,22 @@ func (s *Server) relayLoad(m map[string]int) {
 	var octets int64
 	for _, ss := range s.sessions {
 		if ss.player && ss.sub != nil {
-			for _, d := range ss.sub.tracks {
-				octets += d.octets.Load()
-			}
+			octets += ss.sub.Octets()
 		}
 	}
 	s.mu.Unlock()
-	octets += s.relay.outOctets.Load()
+	octets += s.relay.Counters.OutOctets.Load()
 	now := time.Now()
-	s.relay.placeMu.Lock()
-	if !s.relay.lastAt.IsZero() {
-		if dt := now.Sub(s.relay.lastAt).Seconds(); dt > 0 {
+	s.place.mu.Lock()
+	if !s.place.lastAt.IsZero() {
+		if dt := now.Sub(s.place.lastAt).Seconds(); dt > 0 {
 			// Players that left take their octets with them: never below 0.
-			s.relay.egressKbps.Store(int64(max(0, float64(octets-s.relay.lastOctets)*8/1000/dt)))
+			s.place.egressKbps.Store(int64(max(0, float64(octets-s.place.lastOctets)*8/1000/dt)))
 		}
 	}
-	s.relay.lastOctets, s.relay.lastAt = octets, now
-	s.relay.placeMu.Unlock()
-	m["egress_kbps"] = int(s.relay.egressKbps.Load())
-	m["relay_upstreams"] = s.relayUpstreams()
-	m["relay_downstreams"] = int(s.relay.downstreams.Load())
+	s.place.lastOctets, s.place.lastAt = octets, now
+	s.place.mu.Unlock()
+	m["egress_kbps"] = int(s.place.egressKbps.Load())
+	m["relay_upstreams"] = s.relay.Upstreams()
+	m["relay_downstreams"] = int(s.relay.Counters.Downstreams.Load())
 }

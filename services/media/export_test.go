@@ -1,8 +1,9 @@
 package media
 
 import (
-	"sync/atomic"
 	"time"
+
+	"github.com/onair-dev/onair/services/media/sfu"
 )
 
 // Test hooks: fault injection on one player's path and a look inside.
@@ -20,7 +21,7 @@ func PlayerSessions(s *Server) []string {
 	return ids
 }
 
-func subOf(s *Server, id string) *subscriber {
+func subOf(s *Server, id string) *sfu.Player {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if ss := s.sessions[id]; ss != nil {
@@ -32,33 +33,19 @@ func subOf(s *Server, id string) *subscriber {
 // DropVideo drops the player's outgoing live video packets for which drop
 // says so, as a lossy path would (retransmissions get through).
 func DropVideo(s *Server, id string, drop func(seq uint16) bool) {
-	for _, d := range subOf(s, id).tracks {
-		if d.kind.String() == "video" {
-			d.dropOut.Store(&drop)
-		}
-	}
+	subOf(s, id).DropOutgoingVideo(drop)
 }
 
 // SlowPlayer makes every packet the player is sent take d longer.
-func SlowPlayer(s *Server, id string, d time.Duration) { subOf(s, id).delay.Store(int64(d)) }
+func SlowPlayer(s *Server, id string, d time.Duration) { subOf(s, id).SlowDown(d) }
 
-// PlayerStats are a player's counters, summed over its downtracks.
-type PlayerStats struct{ Sent, Retransmits, Drops, NackMisses, Reports int64 }
-
-func Stats(s *Server, id string) PlayerStats {
-	var st PlayerStats
+// Stats are a player's counters, summed over its downtracks.
+func Stats(s *Server, id string) sfu.PlayerStats {
 	sub := subOf(s, id)
 	if sub == nil {
-		return st
+		return sfu.PlayerStats{}
 	}
-	for _, d := range sub.tracks {
-		st.Sent += d.sent.Load()
-		st.Retransmits += d.retransmits.Load()
-		st.Drops += d.drops.Load()
-		st.NackMisses += d.nackMisses.Load()
-		st.Reports += d.reports.Load()
-	}
-	return st
+	return sub.Stats()
 }
 
 // Live counts what the edge holds: streams, sessions, and subscriptions of
@@ -67,11 +54,9 @@ func Live(s *Server) (origins, sessions, subscriptions int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, o := range s.origins {
-		for _, u := range o.currentTracks() {
-			subscriptions += u.subscribers()
+		for _, u := range o.Tracks() {
+			subscriptions += u.Subscribers()
 		}
 	}
 	return len(s.origins), len(s.sessions), subscriptions
 }
-
-var _ = atomic.Int64{}

@@ -36,8 +36,8 @@ func (s *Server) RegisterMetrics(mp metric.MeterProvider) error {
 	}{
 		{"onair.media.players", "player sessions on this edge", func() int64 { return int64(s.sessionLoad()["players"]) }},
 		{"onair.media.publishers", "streams published on this edge", func() int64 { return int64(s.sessionLoad()["publishers"]) }},
-		{"onair.media.relay.upstreams", "streams this edge pulls from another edge", func() int64 { return int64(s.relayUpstreams()) }},
-		{"onair.media.relay.downstreams", "edges pulling a stream from this edge", s.relay.downstreams.Load},
+		{"onair.media.relay.upstreams", "streams this edge pulls from another edge", func() int64 { return int64(s.relay.Upstreams()) }},
+		{"onair.media.relay.downstreams", "edges pulling a stream from this edge", s.relay.Counters.Downstreams.Load},
 	}
 	for _, g := range gauges {
 		if _, err := m.Int64ObservableGauge(g.name, metric.WithDescription(g.desc),
@@ -56,12 +56,12 @@ func (s *Server) RegisterMetrics(mp metric.MeterProvider) error {
 		{"onair.media.udp.packets", "UDP packets the edge's socket sent", s.bc.Packets},
 		{"onair.media.udp.messages", "messages the socket's packets went in (several packets each with GSO)", s.bc.Messages},
 		{"onair.media.udp.writes", "system calls (sendmmsg) that sent the socket's messages", s.bc.Batches},
-		{"onair.media.relay.sent_packets", "RTP packets sent to downstream edges", s.relay.outPackets.Load},
-		{"onair.media.relay.sent_bytes", "RTP payload bytes sent to downstream edges", s.relay.outOctets.Load},
-		{"onair.media.relay.received_packets", "RTP packets received from upstream edges", s.relay.inPackets.Load},
-		{"onair.media.relay.received_bytes", "RTP payload bytes received from upstream edges", s.relay.inOctets.Load},
-		{"onair.media.relay.repulls", "upstreams lost or dropped and pulled again", s.relay.repulls.Load},
-		{"onair.media.relay.moves", "upstreams dropped because the stream's publisher moved to another edge", s.relay.moves.Load},
+		{"onair.media.relay.sent_packets", "RTP packets sent to downstream edges", s.relay.Counters.OutPackets.Load},
+		{"onair.media.relay.sent_bytes", "RTP payload bytes sent to downstream edges", s.relay.Counters.OutOctets.Load},
+		{"onair.media.relay.received_packets", "RTP packets received from upstream edges", s.relay.Counters.InPackets.Load},
+		{"onair.media.relay.received_bytes", "RTP payload bytes received from upstream edges", s.relay.Counters.InOctets.Load},
+		{"onair.media.relay.repulls", "upstreams lost or dropped and pulled again", s.relay.Counters.Repulls.Load},
+		{"onair.media.relay.moves", "upstreams dropped because the stream's publisher moved to another edge", s.relay.Counters.Moves.Load},
 	}
 	for _, c := range counters {
 		if _, err := m.Int64ObservableCounter(c.name, metric.WithDescription(c.desc),

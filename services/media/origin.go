@@ -5,11 +5,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pion/webrtc/v4"
-
 	"github.com/onair-dev/onair/errcode"
 	mediav1 "github.com/onair-dev/onair/proto/onair/media/v1"
 	streamv1 "github.com/onair-dev/onair/proto/onair/stream/v1"
+	"github.com/onair-dev/onair/services/media/relay"
+	"github.com/onair-dev/onair/services/media/sfu"
 )
 
 // origin is a stream published on this edge. It outlives its publisher
@@ -18,13 +18,13 @@ import (
 // every player's downtracks, and players stay on their peer connections.
 type origin struct {
 	s      *Server
-	key    streamKey
+	key    relay.StreamKey
 	roomID string
 	userID string
 
 	mu      sync.Mutex
 	pub     *session
-	tracks  []*uptrack // the current publisher's, in SDP order
+	tracks  []*sfu.UpTrack // the current publisher's, in SDP order
 	players map[*session]struct{}
 	ended   bool
 	grace   *time.Timer
@@ -37,12 +37,12 @@ type origin struct {
 	room                *roomLogin
 	why                 *streamv1.DeleteReason
 	// pull is set when the stream is relayed here from another edge
-	// (relay.go); downs are the edges this edge feeds it to.
-	pull  *relayPull
-	downs map[*relayOut]struct{}
+	// (package relay); downs are the edges this edge feeds it to.
+	pull  *relay.Pull
+	downs relay.Downstreams
 }
 
-func newOrigin(s *Server, key streamKey, roomID, userID string) *origin {
+func newOrigin(s *Server, key relay.StreamKey, roomID, userID string) *origin {
 	return &origin{s: s, key: key, roomID: roomID, userID: userID, players: map[*session]struct{}{}}
 }
 
@@ -53,18 +53,18 @@ func (o *origin) publisher() *session {
 	return o.pub
 }
 
-// currentTracks are the current publisher's tracks.
-func (o *origin) currentTracks() []*uptrack {
+// Tracks are the current source's tracks (relay.Stream).
+func (o *origin) Tracks() []*sfu.UpTrack {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return append([]*uptrack(nil), o.tracks...)
+	return append([]*sfu.UpTrack(nil), o.tracks...)
 }
 
 // adopt makes ss (with tracks) the stream's publisher. Players' downtracks
 // switch to the new tracks of their kind; they splice them in at the new
 // source's first keyframe. The previous publisher session, if any, is
 // closed and returned tracks are released.
-func (o *origin) adopt(ss *session, tracks []*uptrack) bool {
+func (o *origin) adopt(ss *session, tracks []*sfu.UpTrack) bool {
 	o.mu.Lock()
 	if o.ended {
 		o.mu.Unlock()
@@ -77,37 +77,18 @@ func (o *origin) adopt(ss *session, tracks []*uptrack) bool {
 		o.grace = nil
 	}
 	for p := range o.players {
-		sub := p.sub
-		for _, d := range sub.tracks {
-			nu := trackOfKind(tracks, d.kind)
-			if nu == nil {
-				continue
-			}
-			nu.subscribe(sub)
-			if prev := d.want.Swap(nu); prev != nil && prev != nu {
-				prev.unsubscribe(sub)
-			}
-		}
-		sub.signal()
+		p.sub.SwitchTo(tracks)
+		p.sub.Signal()
 	}
-	o.kickDowns()
+	o.downs.Kick()
 	o.mu.Unlock()
 	for _, u := range oldTracks {
-		u.close()
+		u.Close()
 	}
 	if old != nil && old != ss {
 		old.finish(mediav1.SessionEvent_STATE_CLOSED, 0, "replaced by a new publish of the stream")
 	}
 	return true
-}
-
-func trackOfKind(tracks []*uptrack, k webrtc.RTPCodecType) *uptrack {
-	for _, u := range tracks {
-		if u.kind == k {
-			return u
-		}
-	}
-	return nil
 }
 
 // addPlayer adds a player session; false when the stream has ended.
@@ -128,17 +109,12 @@ func (o *origin) removePlayer(ss *session) {
 	pull := o.pull
 	o.mu.Unlock()
 	if pull != nil {
-		pull.idle()
+		pull.Idle()
 	}
 	if ss.sub == nil {
 		return
 	}
-	ss.sub.stop()
-	for _, d := range ss.sub.tracks {
-		if u := d.want.Load(); u != nil {
-			u.unsubscribe(ss.sub)
-		}
-	}
+	ss.sub.Close()
 }
 
 // publisherEnded: the stream ends with its publisher session, unless that
@@ -184,7 +160,7 @@ func (o *origin) end(reason streamv1.DeleteReason) {
 		return
 	}
 	o.ended = true
-	o.kickDowns()
+	o.downs.Kick()
 	players := make([]*session, 0, len(o.players))
 	for p := range o.players {
 		players = append(players, p)
@@ -202,7 +178,7 @@ func (o *origin) end(reason streamv1.DeleteReason) {
 	}
 	o.mu.Unlock()
 	for _, u := range tracks {
-		u.close()
+		u.Close()
 	}
 	if pub != nil {
 		pub.setFinal()
@@ -222,11 +198,11 @@ func (o *origin) end(reason streamv1.DeleteReason) {
 	if registered {
 		// Only unregister what is still ours: a publisher that moved to
 		// another edge has taken the stream over there.
-		st, err := o.s.cfg.Streams.GetStream(ctx, &streamv1.GetStreamRequest{AppId: o.key.app, StreamId: o.key.stream})
+		st, err := o.s.cfg.Streams.GetStream(ctx, &streamv1.GetStreamRequest{AppId: o.key.App, StreamId: o.key.Stream})
 		if err == nil && st.GetStream().GetEdgeId() == o.s.cfg.EdgeID {
 			if _, err := o.s.cfg.Streams.UnregisterStream(ctx, &streamv1.UnregisterStreamRequest{
-				AppId: o.key.app, StreamId: o.key.stream, Reason: reason}); err != nil && errcode.Of(err) != errcode.StreamNotFound {
-				o.s.log.Warn("media: unregister stream", "stream", o.key.stream, "err", err)
+				AppId: o.key.App, StreamId: o.key.Stream, Reason: reason}); err != nil && errcode.Of(err) != errcode.StreamNotFound {
+				o.s.log.Warn("media: unregister stream", "stream", o.key.Stream, "err", err)
 			}
 		}
 	}
@@ -251,5 +227,68 @@ func (o *origin) setReason(r streamv1.DeleteReason) {
 	defer o.mu.Unlock()
 	if o.why == nil {
 		o.why = &r
+	}
+}
+
+// The relay's view of the stream (relay.Stream): it feeds downstream edges
+// from it, and a pull replaces its tracks.
+
+// Ended reports whether the stream has ended.
+func (o *origin) Ended() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.ended
+}
+
+// Counts are the stream's players and downstream edges here.
+func (o *origin) Counts() (players, downs int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.players), o.downs.Len()
+}
+
+// AddDown adds a downstream edge, unless the stream ended or this edge
+// already feeds fanout others: then next is one of them to ask instead.
+func (o *origin) AddDown(f *relay.Feed, fanout int) (next string, ok bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.ended {
+		return "", false
+	}
+	next, ok = o.downs.Add(f, fanout)
+	if ok && o.pull != nil {
+		o.pull.Touch()
+	}
+	return next, ok
+}
+
+// RemoveDown forgets a downstream edge.
+func (o *origin) RemoveDown(f *relay.Feed) {
+	o.mu.Lock()
+	o.downs.Remove(f)
+	pull := o.pull
+	o.mu.Unlock()
+	if pull != nil {
+		pull.Idle()
+	}
+}
+
+// Adopt makes a pull's tracks the stream's source.
+func (o *origin) Adopt(tracks []*sfu.UpTrack) bool { return o.adopt(nil, tracks) }
+
+// End ends the stream.
+func (o *origin) End(reason streamv1.DeleteReason) { o.end(reason) }
+
+// FailPlayers fails the players (their upstream edge was lost): they
+// retry, as an origin's do when it dies.
+func (o *origin) FailPlayers() {
+	o.mu.Lock()
+	players := make([]*session, 0, len(o.players))
+	for ss := range o.players {
+		players = append(players, ss)
+	}
+	o.mu.Unlock()
+	for _, ss := range players {
+		ss.finish(mediav1.SessionEvent_STATE_FAILED, int32(errcode.ServiceUnavailable), "the stream's upstream edge was lost")
 	}
 }

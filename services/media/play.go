@@ -9,6 +9,7 @@ import (
 	authv1 "github.com/onair-dev/onair/proto/onair/auth/v1"
 	mediav1 "github.com/onair-dev/onair/proto/onair/media/v1"
 	streamv1 "github.com/onair-dev/onair/proto/onair/stream/v1"
+	"github.com/onair-dev/onair/services/media/sfu"
 )
 
 // Play answers a player's offer for a stream published on this edge, at
@@ -30,7 +31,7 @@ func (s *Server) Play(ctx context.Context, req *mediav1.PlayRequest) (*mediav1.P
 		return nil, err
 	}
 	// OnlyRTC plays from the origin; Default and OnlyL3 at the edge chosen
-	// for the player, relayed there (edgechoice.go, relay.go).
+	// for the player, relayed there (edgechoice.go, package relay).
 	o, redirect, err := s.placePlay(ctx, req, st.GetStream())
 	if err != nil {
 		return nil, err
@@ -38,41 +39,30 @@ func (s *Server) Play(ctx context.Context, req *mediav1.PlayRequest) (*mediav1.P
 	if redirect != "" {
 		return &mediav1.PlayResponse{RedirectAddr: redirect}, nil
 	}
-	tracks := o.currentTracks()
+	tracks := o.Tracks()
 	if len(tracks) == 0 {
 		return nil, errcode.Newf(errcode.StreamNotFound, "stream %q has no media", req.GetStreamId())
 	}
 	ss := s.newSession(true)
 	ss.origin = o
-	sub := newSubscriber(nil, s.fwd, &s.Egress, &s.edgeDelay)
-	pc, err := s.playerPCs.newPeerConnection(sub)
+	sub := sfu.NewPlayer(nil, s.fwd, &s.Egress, &s.edgeDelay)
+	pc, err := s.playerPCs.NewPeerConnection(sub)
 	if err != nil {
 		return nil, err
 	}
-	sub.pc = pc
 	ss.pc = pc
 	ss.sub = sub
 	for _, u := range tracks {
-		d := newDownTrack(sub, u, req.GetStreamId())
-		// The player's RTCP about d reaches it through rtcpSink (pion.go):
-		// nothing reads the sender.
-		if _, err := pc.AddTrack(d); err != nil {
+		if err := sub.AddTrack(u, req.GetStreamId()); err != nil {
 			_ = pc.Close()
 			return nil, err
 		}
-		sub.tracks = append(sub.tracks, d)
 	}
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		switch st {
 		case webrtc.PeerConnectionStateConnected:
 			ss.setState(mediav1.SessionEvent_STATE_CONNECTED)
-			sub.active.Store(true)
-			for _, d := range sub.tracks {
-				if u := d.want.Load(); u != nil {
-					u.requestKeyframe(true)
-				}
-			}
-			sub.signal()
+			sub.Connected()
 		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
 			ss.finish(mediav1.SessionEvent_STATE_FAILED, int32(errcode.Disconnected), "the player's connection was lost")
 		}
@@ -95,15 +85,8 @@ func (s *Server) Play(ctx context.Context, req *mediav1.PlayRequest) (*mediav1.P
 	// back since tracks were read: adopt has switched this player already
 	// if so, since it is in o.players now).
 	o.mu.Lock()
-	for _, d := range sub.tracks {
-		if nu := trackOfKind(o.tracks, d.kind); nu != nil {
-			if prev := d.want.Swap(nu); prev != nil && prev != nu {
-				prev.unsubscribe(sub)
-			}
-			nu.subscribe(sub)
-		}
-	}
+	sub.SwitchTo(o.tracks)
 	o.mu.Unlock()
-	sub.start()
+	sub.Start()
 	return &mediav1.PlayResponse{SessionId: ss.id, SdpAnswer: sdpAnswer}, nil
 }

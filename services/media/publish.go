@@ -12,6 +12,8 @@ import (
 	mediav1 "github.com/onair-dev/onair/proto/onair/media/v1"
 	roomv1 "github.com/onair-dev/onair/proto/onair/room/v1"
 	streamv1 "github.com/onair-dev/onair/proto/onair/stream/v1"
+	"github.com/onair-dev/onair/services/media/relay"
+	"github.com/onair-dev/onair/services/media/sfu"
 )
 
 // Publish answers a publisher's offer and registers its stream under the
@@ -39,7 +41,7 @@ func (s *Server) Publish(ctx context.Context, req *mediav1.PublishRequest) (*med
 	if userName == "" {
 		userName = userID
 	}
-	key := streamKey{req.GetAppId(), req.GetStreamId()}
+	key := relay.StreamKey{App: req.GetAppId(), Stream: req.GetStreamId()}
 	ss := s.newSession(false)
 	pc, err := s.api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
@@ -47,8 +49,8 @@ func (s *Server) Publish(ctx context.Context, req *mediav1.PublishRequest) (*med
 	}
 	ss.pc = pc
 	var tmu sync.Mutex
-	var tracks []*uptrack
-	byReceiver := map[*webrtc.RTPReceiver]*uptrack{}
+	var tracks []*sfu.UpTrack
+	byReceiver := map[*webrtc.RTPReceiver]*sfu.UpTrack{}
 	early := map[*webrtc.RTPReceiver]*webrtc.TrackRemote{}
 	pc.OnTrack(func(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 		tmu.Lock()
@@ -58,7 +60,7 @@ func (s *Server) Publish(ctx context.Context, req *mediav1.PublishRequest) (*med
 		}
 		tmu.Unlock()
 		if u != nil {
-			u.attach(t)
+			u.Attach(t)
 		}
 	})
 	sdpAnswer, err := answer(ctx, pc, req.GetSdpOffer())
@@ -84,7 +86,7 @@ func (s *Server) Publish(ctx context.Context, req *mediav1.PublishRequest) (*med
 		if c.MimeType == "" {
 			continue
 		}
-		u := newUptrack(pc, tr.Kind(), c, s.cfg.PLIInterval)
+		u := sfu.NewUpTrack(pc, tr.Kind(), c, s.cfg.PLIInterval)
 		tracks = append(tracks, u)
 		byReceiver[r] = u
 	}
@@ -93,7 +95,7 @@ func (s *Server) Publish(ctx context.Context, req *mediav1.PublishRequest) (*med
 	tmu.Unlock()
 	for r, t := range pending {
 		if u := byReceiver[r]; u != nil {
-			u.attach(t)
+			u.Attach(t)
 		}
 	}
 	if len(tracks) == 0 {

@@ -33,7 +33,7 @@ func (s *Server) Reregister(ctx context.Context, lease int64) error {
 		// No token: the edge speaks for a publisher it already admitted,
 		// whose token may have expired since.
 		_, err := s.cfg.Streams.RegisterStream(ctx, &streamv1.RegisterStreamRequest{
-			AppId: o.key.app, RoomId: o.roomID, StreamId: o.key.stream, UserId: o.userID, UserName: userName,
+			AppId: o.key.App, RoomId: o.roomID, StreamId: o.key.Stream, UserId: o.userID, UserName: userName,
 			ExtraInfo: extraInfo, EdgeId: s.cfg.EdgeID, EdgeAddr: s.cfg.EdgeAddr, OwnerLease: lease,
 		})
 		switch code := errcode.Of(err); {
@@ -42,12 +42,12 @@ func (s *Server) Reregister(ctx context.Context, lease int64) error {
 			o.lease = lease
 			o.mu.Unlock()
 		case code != 0 && code != errcode.ServiceUnavailable:
-			s.log.Warn("media: stream refused after the edge's lease was lost", "stream", o.key.stream, "err", err)
+			s.log.Warn("media: stream refused after the edge's lease was lost", "stream", o.key.Stream, "err", err)
 			pub := o.publisher()
 			pub.setFinal()
 			pub.finish(mediav1.SessionEvent_STATE_FAILED, int32(code), fmt.Sprintf("the stream could not be registered again: %v", err))
 		default:
-			return fmt.Errorf("media: register stream %q again: %w", o.key.stream, err)
+			return fmt.Errorf("media: register stream %q again: %w", o.key.Stream, err)
 		}
 	}
 	return nil

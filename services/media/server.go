@@ -61,6 +61,8 @@ import (
 	mediav1 "github.com/onair-dev/onair/proto/onair/media/v1"
 	roomv1 "github.com/onair-dev/onair/proto/onair/room/v1"
 	streamv1 "github.com/onair-dev/onair/proto/onair/stream/v1"
+	"github.com/onair-dev/onair/services/media/relay"
+	"github.com/onair-dev/onair/services/media/sfu"
 )
 
 // Defaults.
@@ -103,7 +105,7 @@ type Config struct {
 	RepublishGrace time.Duration
 	Logger         *slog.Logger
 
-	// Relays (relay.go, edgechoice.go). RelayFanout: edges fed directly
+	// Relays (package relay, edgechoice.go). RelayFanout: edges fed directly
 	// (DefaultRelayFanout if zero); RelayLinger: how long a pulled stream
 	// outlives its last local player (DefaultRelayLinger if zero);
 	// RelayDialOptions: how to reach another edge (the internal key, TLS).
@@ -120,21 +122,16 @@ type Config struct {
 	OriginRoom int
 }
 
-type streamKey struct {
-	app    uint32
-	stream string
-}
-
 // Server implements mediav1.MediaServiceServer.
 type Server struct {
 	mediav1.UnimplementedMediaServiceServer
 	cfg       Config
-	api       *webrtc.API // publishers: pion's default interceptors
-	playerPCs playerPeers // players: no interceptors, the edge does their RTCP
+	api       *webrtc.API     // publishers: pion's default interceptors
+	playerPCs sfu.PlayerPeers // players: no interceptors, the edge does their RTCP
 	udp       net.PacketConn
 	bc        *udpbatch.Conn // udp, for its counters
-	fwd       *forwardPool
-	edgeDelay delayHist
+	fwd       *sfu.ForwardPool
+	edgeDelay sfu.DelayHist
 	mux       ice.UDPMux
 	log       *slog.Logger
 	// tag starts the ID of every session of this edge and is in its
@@ -143,10 +140,11 @@ type Server struct {
 	tag string
 
 	mu       sync.Mutex
-	origins  map[streamKey]*origin
+	origins  map[relay.StreamKey]*origin
 	sessions map[string]*session
 	closed   bool
-	relay    relayState
+	relay    *relay.Relay
+	place    placement // edgechoice.go
 
 	// Egress counts RTP packets written to players (benchmarks read it).
 	Egress atomic.Int64
@@ -190,7 +188,7 @@ func New(cfg Config) (*Server, error) {
 	// Writes to the socket are batched (sendmmsg): see udpbatch.Conn.
 	bc := udpbatch.New(udp)
 	s := &Server{cfg: cfg, udp: bc, bc: bc, log: cfg.Logger, tag: mediasession.NewTag(),
-		origins: map[streamKey]*origin{}, sessions: map[string]*session{}}
+		origins: map[relay.StreamKey]*origin{}, sessions: map[string]*session{}}
 	s.mux = webrtc.NewICEUDPMux(nil, bc)
 	se := webrtc.SettingEngine{}
 	se.SetICEUDPMux(s.mux)
@@ -203,7 +201,7 @@ func New(cfg Config) (*Server, error) {
 	if loopback {
 		iceloopback.Restrict(&se)
 	}
-	if err := shareAcrossPeers(&se, cfg.Logger); err != nil {
+	if err := sfu.ShareAcrossPeers(&se, cfg.Logger); err != nil {
 		_ = bc.Close()
 		return nil, err
 	}
@@ -218,8 +216,11 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.api = api
-	s.playerPCs = playerPeers{se: se, media: m, reg: &interceptor.Registry{}}
-	s.fwd = newForwardPool(forwardWorkers(), bc)
+	s.playerPCs = sfu.NewPlayerPeers(se, m)
+	s.fwd = sfu.NewForwardPool(sfu.ForwardWorkers(), bc)
+	s.relay = relay.New(relay.Config{Streams: cfg.Streams, EdgeID: cfg.EdgeID, EdgeAddr: cfg.EdgeAddr,
+		Fanout: cfg.RelayFanout, Linger: cfg.RelayLinger, DialOptions: cfg.RelayDialOptions, PLIInterval: cfg.PLIInterval,
+		Logger: cfg.Logger}, relayEdge{s})
 	return s, nil
 }
 
@@ -296,8 +297,8 @@ func (s *Server) Close() {
 	for _, o := range origins {
 		o.end(streamv1.DeleteReason_DELETE_REASON_UNSPECIFIED)
 	}
-	s.closeRelays()
-	s.fwd.close()
+	s.relay.Close()
+	s.fwd.Close()
 	_ = s.mux.Close()
 	_ = s.udp.Close()
 }
@@ -311,6 +312,13 @@ func (s *Server) add(ss *session) error {
 	s.sessions[ss.id] = ss
 	return nil
 }
+
+// TakeEdgeDelay returns the delay the edge added to live packets since the
+// last call, from a publisher's packet arriving to its player's turn on a
+// forwarding worker handing it to the socket: how many observations (one
+// per turn, from its oldest live packet, so an upper bound), and their 50th and 99th
+// percentiles (bucket upper bounds; -1 means over 100 ms).
+func (s *Server) TakeEdgeDelay() (n int64, p50, p99 time.Duration) { return s.edgeDelay.Take() }
 
 func (s *Server) lookup(id string) (*session, error) {
 	s.mu.Lock()

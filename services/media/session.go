@@ -12,6 +12,7 @@ import (
 	"github.com/onair-dev/onair/internal/mediasession"
 	mediav1 "github.com/onair-dev/onair/proto/onair/media/v1"
 	streamv1 "github.com/onair-dev/onair/proto/onair/stream/v1"
+	"github.com/onair-dev/onair/services/media/sfu"
 )
 
 // session is one publisher's or player's peer connection.
@@ -21,7 +22,7 @@ type session struct {
 	player bool
 	pc     *webrtc.PeerConnection
 	origin *origin
-	sub    *subscriber // a player's forwarding
+	sub    *sfu.Player // a player's forwarding
 
 	mu     sync.Mutex
 	state  mediav1.SessionEvent_State

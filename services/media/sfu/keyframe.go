@@ -1,4 +1,4 @@
-package media
+package sfu
 
 import (
 	"strings"
@@ -185,6 +185,33 @@ func h264Keyframe(p []byte) bool {
 		return len(p) > 1 && p[1]&0x80 != 0 && key(p[1]&0x1f)
 	}
 	return false
+}
+
+// keyframeTracker finds where keyframe groups start in a video track's
+// packets as they are ingested: a keyframe group starts at the first
+// packet of its frame (the packet with the frame's timestamp that came
+// first), which need not be the packet the keyframe is detected in.
+type keyframeTracker struct {
+	frameTS, keyTS uint32
+	frameStart     uint64
+	haveKey        bool
+}
+
+// observe takes packet ext (timestamp ts) and reports whether it starts a
+// new keyframe group, and where the group starts.
+func (k *keyframeTracker) observe(c codec, ext uint64, ts uint32, payload []byte) (start uint64, ok bool) {
+	if k.frameStart == 0 || (ts != k.frameTS && ext > k.frameStart) {
+		k.frameTS, k.frameStart = ts, ext
+	}
+	if !isKeyframe(c, payload) || (k.haveKey && k.keyTS == ts) {
+		return 0, false
+	}
+	start = k.frameStart
+	if ts != k.frameTS {
+		start = ext // a reordered packet of an older frame
+	}
+	k.haveKey, k.keyTS = true, ts
+	return start, true
 }
 
 // setKeyframe pins the keyframe group starting at ext, if the ring still

@@ -1,4 +1,4 @@
-package media
+package sfu
 
 // rewriter maps a source's packets (extended sequence numbers, RTP
 // timestamps) into one downtrack's own sequence and timestamp space. The

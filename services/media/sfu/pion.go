@@ -1,4 +1,4 @@
-package media
+package sfu
 
 import (
 	"context"
@@ -25,11 +25,12 @@ import (
 //     goroutine (rtcpSink), with no reader goroutine, read buffer or packet
 //     queue per downtrack.
 
-// shareAcrossPeers sets what every peer connection of the edge can share.
-func shareAcrossPeers(se *webrtc.SettingEngine, log *slog.Logger) error {
+// ShareAcrossPeers sets what every peer connection of the edge can share:
+// its network-interface list and its pion loggers (writing to log).
+func ShareAcrossPeers(se *webrtc.SettingEngine, log *slog.Logger) error {
 	n, err := stdnet.NewNet()
 	if err != nil {
-		return fmt.Errorf("media: list network interfaces: %w", err)
+		return fmt.Errorf("sfu: list network interfaces: %w", err)
 	}
 	// Safe to share: pion only reads it, unless ICE gathers continually
 	// (it refreshes the list then), which the edge never asks for.
@@ -38,22 +39,33 @@ func shareAcrossPeers(se *webrtc.SettingEngine, log *slog.Logger) error {
 	return nil
 }
 
-// playerPeers builds players' peer connections: no interceptors (the edge
+// PlayerPeers builds players' peer connections: no interceptors (the edge
 // does their RTCP itself) and RTCP read streams that are rtcpSinks.
-type playerPeers struct {
+type PlayerPeers struct {
 	se    webrtc.SettingEngine
 	media *webrtc.MediaEngine
 	reg   *interceptor.Registry // empty
 }
 
-// newPeerConnection is a player's peer connection whose RTCP goes to sub's
+// NewPlayerPeers builds players' peer connections from se (the edge's
+// shared settings: ShareAcrossPeers) and media (its codecs).
+func NewPlayerPeers(se webrtc.SettingEngine, media *webrtc.MediaEngine) PlayerPeers {
+	return PlayerPeers{se: se, media: media, reg: &interceptor.Registry{}}
+}
+
+// NewPeerConnection is sub's peer connection, whose RTCP goes to sub's
 // downtracks. The BufferFactory that routes it is per API, hence an API per
 // player: a small struct next to the peer connection it makes.
-func (p *playerPeers) newPeerConnection(sub *subscriber) (*webrtc.PeerConnection, error) {
+func (p *PlayerPeers) NewPeerConnection(sub *Player) (*webrtc.PeerConnection, error) {
 	se := p.se
 	se.BufferFactory = sub.readStream
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(p.media), webrtc.WithInterceptorRegistry(p.reg), webrtc.WithSettingEngine(se))
-	return api.NewPeerConnection(webrtc.Configuration{})
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, err
+	}
+	sub.pc = pc
+	return pc, nil
 }
 
 // readStream is the buffer behind each of a player's SRTP and SRTCP read
@@ -62,7 +74,7 @@ func (p *playerPeers) newPeerConnection(sub *subscriber) (*webrtc.PeerConnection
 // about: the edge's own downtracks get theirs parsed on the spot, anything
 // else (a browser's SDES about its own SSRC, RTP from a player that should
 // send none) is dropped rather than queued in a buffer nobody reads.
-func (s *subscriber) readStream(t packetio.BufferPacketType, ssrc uint32) io.ReadWriteCloser {
+func (s *Player) readStream(t packetio.BufferPacketType, ssrc uint32) io.ReadWriteCloser {
 	if t == packetio.RTCPBufferPacket {
 		for _, d := range s.tracks {
 			if d.bound.Load() && d.ssrc == ssrc {

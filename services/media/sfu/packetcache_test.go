@@ -1,4 +1,4 @@
-package media
+package sfu
 
 import (
 	"bytes"
@@ -37,7 +37,7 @@ func TestPacketCacheEviction(t *testing.T) {
 					c.setKeyframe(ext)
 				}
 			}
-			buf := make([]byte, maxPayload)
+			buf := make([]byte, MaxPayload)
 			p, ok := c.get(tc.getExt, buf, tc.now, tc.checkAge)
 			if ok != tc.want {
 				t.Fatalf("get(%d) ok %v, want %v", tc.getExt, ok, tc.want)

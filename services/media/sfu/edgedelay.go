@@ -1,20 +1,20 @@
-package media
+package sfu
 
 import (
 	"sync/atomic"
 	"time"
 )
 
-// delayHist holds the delay the edge adds to a live packet: from its
+// DelayHist holds the delay the edge adds to a live packet: from its
 // arrival from the publisher to its player's turn on a forwarding worker
 // having handed it to the socket (encrypted and queued; the batch's send
 // follows). A player's turn observes once, from the oldest live packet it
 // sent, so a figure is an upper bound for every packet of that turn. Replays of
 // the keyframe group and retransmissions are left out: they are late on
-// purpose. One per Server (Server.TakeEdgeDelay), for benchmarks: onair
+// purpose. One per edge (media.Server.TakeEdgeDelay), for benchmarks: onair
 // media logs it.
 
-// delayHist buckets: 50 µs wide up to 5 ms, 1 ms wide up to 100 ms, then
+// DelayHist buckets: 50 µs wide up to 5 ms, 1 ms wide up to 100 ms, then
 // one for anything later.
 const (
 	fineStep    = 50 * time.Microsecond
@@ -23,11 +23,13 @@ const (
 	coarseTop   = 100 * time.Millisecond
 )
 
-type delayHist struct {
+// DelayHist is the delay histogram the edge's players observe into (one
+// per edge, shared by its players; Take reads it).
+type DelayHist struct {
 	b [fineBuckets + int((coarseTop-fineBuckets*fineStep)/coarseStep) + 1]atomic.Int64
 }
 
-func (h *delayHist) observe(d time.Duration) {
+func (h *DelayHist) observe(d time.Duration) {
 	var i int
 	switch {
 	case d < 0:
@@ -43,7 +45,7 @@ func (h *delayHist) observe(d time.Duration) {
 }
 
 // upper is bucket i's upper bound.
-func (h *delayHist) upper(i int) time.Duration {
+func (h *DelayHist) upper(i int) time.Duration {
 	if i < fineBuckets {
 		return time.Duration(i+1) * fineStep
 	}
@@ -53,11 +55,11 @@ func (h *delayHist) upper(i int) time.Duration {
 	return fineBuckets*fineStep + time.Duration(i-fineBuckets+1)*coarseStep
 }
 
-// take returns the observations since the last take: how many, and the
+// Take returns the observations since the last take: how many, and the
 // upper bounds of the buckets holding the 50th and 99th percentiles (-1:
 // over 100 ms).
-func (h *delayHist) take() (n int64, p50, p99 time.Duration) {
-	var c [len(delayHist{}.b)]int64
+func (h *DelayHist) Take() (n int64, p50, p99 time.Duration) {
+	var c [len(DelayHist{}.b)]int64
 	for i := range h.b {
 		c[i] = h.b[i].Swap(0)
 		n += c[i]
@@ -78,10 +80,3 @@ func (h *delayHist) take() (n int64, p50, p99 time.Duration) {
 	}
 	return n, p50, p99
 }
-
-// TakeEdgeDelay returns the delay the edge added to live packets since the
-// last call, from a publisher's packet arriving to its player's turn on a
-// forwarding worker handing it to the socket: how many observations (one
-// per turn, from its oldest live packet, so an upper bound), and their 50th and 99th
-// percentiles (bucket upper bounds; -1 means over 100 ms).
-func (s *Server) TakeEdgeDelay() (n int64, p50, p99 time.Duration) { return s.edgeDelay.take() }

@@ -1,4 +1,4 @@
-package media
+package relay
 
 // A publisher that moves to another edge (its SDK reconnected elsewhere)
 // takes its stream over in the registry at once, but its old origin only
@@ -25,22 +25,22 @@ import (
 // the pulled stream other than originEdge, until ctx ends. The watch
 // starts from now; the registry is read once after it is open, so a move
 // made just before is not missed.
-func (p *relayPull) watchMove(ctx context.Context, originEdge string, moved func()) {
-	if originEdge == "" || p.o.roomID == "" {
+func (p *Pull) watchMove(ctx context.Context, originEdge string, moved func()) {
+	if originEdge == "" || p.roomID == "" {
 		return
 	}
 	isMove := func(st *streamv1.StreamRecord) bool {
-		return st != nil && st.GetStreamId() == p.key.stream && !st.GetEnded() &&
+		return st != nil && st.GetStreamId() == p.key.Stream && !st.GetEnded() &&
 			st.GetEdgeId() != "" && st.GetEdgeId() != originEdge
 	}
 	for ctx.Err() == nil {
-		w, err := p.s.cfg.Streams.WatchStreams(ctx, &streamv1.WatchStreamsRequest{AppId: p.key.app, RoomId: p.o.roomID})
+		w, err := p.r.cfg.Streams.WatchStreams(ctx, &streamv1.WatchStreamsRequest{AppId: p.key.App, RoomId: p.roomID})
 		if err == nil {
 			_, err = w.Header()
 		}
 		if err == nil {
 			gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			st, gerr := p.s.cfg.Streams.GetStream(gctx, &streamv1.GetStreamRequest{AppId: p.key.app, StreamId: p.key.stream})
+			st, gerr := p.r.cfg.Streams.GetStream(gctx, &streamv1.GetStreamRequest{AppId: p.key.App, StreamId: p.key.Stream})
 			cancel()
 			if gerr == nil && isMove(st.GetStream()) {
 				moved()

@@ -1,4 +1,4 @@
-package media
+package sfu
 
 import (
 	"sync"
@@ -51,7 +51,7 @@ type cachedPacket struct {
 	n      int // payload bytes copied
 }
 
-const maxPayload = 1500
+const MaxPayload = 1500
 
 func newPacketCache(slots, maxSlots int, maxAgeNanos int64) *packetCache {
 	return &packetCache{slots: make([]cacheSlot, pow2(slots)), maxSlots: pow2(maxSlots), maxAge: maxAgeNanos}
@@ -86,7 +86,7 @@ func (c *packetCache) insert(ext uint64, at int64, ts uint32, pt uint8, marker b
 	s := &c.slots[ext&uint64(len(c.slots)-1)]
 	s.ext, s.at, s.ts, s.pt, s.marker = ext, at, ts, pt, marker
 	if cap(s.buf) < len(payload) {
-		s.buf = make([]byte, 0, max(len(payload), maxPayload))
+		s.buf = make([]byte, 0, max(len(payload), MaxPayload))
 	}
 	s.buf = append(s.buf[:0], payload...)
 	if ext > c.highest {

@@ -1,4 +1,4 @@
-package media
+package sfu
 
 import (
 	"sync/atomic"
@@ -22,15 +22,15 @@ func (d *discard) Write(b []byte) (int, error)                   { return len(b)
 //	go test ./services/media -run '^$' -bench Forward -benchmem
 func BenchmarkForward(b *testing.B) {
 	const players = 50
-	u := newUptrack(nil, webrtc.RTPCodecTypeVideo, webrtc.RTPCodecParameters{
+	u := NewUpTrack(nil, webrtc.RTPCodecTypeVideo, webrtc.RTPCodecParameters{
 		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, PayloadType: 96}, 0)
 	var egress atomic.Int64
-	sub := newSubscriber(nil, nil, &egress, &delayHist{})
+	sub := NewPlayer(nil, nil, &egress, &DelayHist{})
 	w := &discard{}
 	var dts []*downTrack
 	for i := range players {
 		d := newDownTrack(sub, u, "s")
-		d.ssrc, d.ws, d.codecs = uint32(1000+i), w, []webrtc.RTPCodecParameters{u.getCodec()}
+		d.ssrc, d.ws, d.codecs = uint32(1000+i), w, []webrtc.RTPCodecParameters{u.Codec()}
 		d.bound.Store(true)
 		dts = append(dts, d)
 	}

@@ -1,4 +1,4 @@
-package media
+package sfu
 
 import (
 	"runtime"
@@ -7,22 +7,22 @@ import (
 	"github.com/onair-dev/onair/internal/udpbatch"
 )
 
-// forwardWorkers is the pool's size: twice the cores, so that a player
+// ForwardWorkers is the pool's size: twice the cores, so that a player
 // whose turn blocks (a full socket) leaves every core busy.
-func forwardWorkers() int { return 2 * runtime.GOMAXPROCS(0) }
+func ForwardWorkers() int { return 2 * runtime.GOMAXPROCS(0) }
 
-// forwardPool runs the players' forwarding on a few goroutines instead of
+// ForwardPool runs the players' forwarding on a few goroutines instead of
 // one per player. A publisher's packet queues each of its players once; the
 // next free worker sends what that player has due. Waking a player costs an
 // append under a lock rather than readying a goroutine, and the workers run
 // one player after another on their own stacks, so a player holds no stack
 // of its own. A player that is slow holds up one worker, not the others: the
 // pool has more workers than cores.
-type forwardPool struct {
+type ForwardPool struct {
 	out *udpbatch.Conn // a worker sends what it queued when it runs out of work
 
 	mu    sync.Mutex
-	queue []*subscriber // queue[head:] wait, oldest first
+	queue []*Player // queue[head:] wait, oldest first
 	head  int
 
 	wake chan struct{} // a worker may find work
@@ -30,23 +30,25 @@ type forwardPool struct {
 	wg   sync.WaitGroup
 }
 
-func newForwardPool(workers int, out *udpbatch.Conn) *forwardPool {
-	p := &forwardPool{out: out, wake: make(chan struct{}, 1), done: make(chan struct{})}
+// NewForwardPool starts workers goroutines that send through out (nil:
+// tests without a socket); Close stops them.
+func NewForwardPool(workers int, out *udpbatch.Conn) *ForwardPool {
+	p := &ForwardPool{out: out, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	for range workers {
 		p.wg.Go(p.work)
 	}
 	return p
 }
 
-// close stops the workers once they finish the player at hand; players
+// Close stops the workers once they finish the player at hand; players
 // still queued get no more turns.
-func (p *forwardPool) close() {
+func (p *ForwardPool) Close() {
 	close(p.done)
 	p.wg.Wait()
 }
 
 // push queues s, which the caller has moved to stateQueued.
-func (p *forwardPool) push(s *subscriber) {
+func (p *ForwardPool) push(s *Player) {
 	p.mu.Lock()
 	p.queue = append(p.queue, s)
 	p.mu.Unlock()
@@ -59,7 +61,7 @@ func (p *forwardPool) push(s *subscriber) {
 // pop takes the oldest queued player, nil if none. When more wait it wakes
 // another worker, which takes the next one if it is idle (a wake for a busy
 // pool is a token the next worker to finish drops).
-func (p *forwardPool) pop() *subscriber {
+func (p *ForwardPool) pop() *Player {
 	p.mu.Lock()
 	if p.head == len(p.queue) {
 		p.queue, p.head = p.queue[:0], 0
@@ -87,7 +89,7 @@ func (p *forwardPool) pop() *subscriber {
 	return s
 }
 
-func (p *forwardPool) work() {
+func (p *ForwardPool) work() {
 	p.out.Enter()
 	for {
 		s := p.pop()
@@ -124,7 +126,7 @@ const (
 )
 
 // schedule makes sure a worker looks at s after now.
-func (s *subscriber) schedule() {
+func (s *Player) schedule() {
 	for {
 		switch st := s.state.Load(); st {
 		case stateIdle:
@@ -143,7 +145,7 @@ func (s *subscriber) schedule() {
 }
 
 // runQueued is a worker's turn at s.
-func (s *subscriber) runQueued() {
+func (s *Player) runQueued() {
 	s.state.Store(stateRunning)
 	select {
 	case <-s.done:

@@ -1,4 +1,4 @@
-package media
+package sfu
 
 import (
 	"errors"
@@ -12,124 +12,6 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
-
-// subscriber is one player's forwarding: its downtracks, fed by the edge's
-// forwarding pool. Publisher tracks only wake it; everything per player
-// (reading the shared cache, rewriting, encrypting, writing) runs on a pool
-// worker, so players spread over all cores and a slow one holds up nobody
-// else. A relay's subscriber has no pool: its own goroutine reads wake.
-type subscriber struct {
-	pc     *webrtc.PeerConnection
-	pool   *forwardPool
-	egress *atomic.Int64
-	delays *delayHist // the server's edge delay
-	tracks []*downTrack
-	wake   chan struct{} // a relay's sender loop (no pool) reads it
-	done   chan struct{}
-	active atomic.Bool // connected: forwarding may start
-	pace   *time.Timer
-	once   sync.Once
-
-	state     atomic.Int32 // in the pool: stateIdle, ...
-	reports   *time.Timer
-	reportDue atomic.Bool
-
-	// delay (tests only) makes every packet written to this player slow.
-	delay atomic.Int64
-}
-
-func newSubscriber(pc *webrtc.PeerConnection, pool *forwardPool, egress *atomic.Int64, delays *delayHist) *subscriber {
-	s := &subscriber{pc: pc, pool: pool, egress: egress, delays: delays, done: make(chan struct{})}
-	s.pace = time.AfterFunc(time.Hour, s.signal)
-	s.pace.Stop()
-	s.reports = time.AfterFunc(time.Hour, s.reportTick)
-	s.reports.Stop()
-	return s
-}
-
-// signal has the subscriber look for work.
-func (s *subscriber) signal() {
-	if s.pool != nil {
-		s.schedule()
-		return
-	}
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
-}
-
-func (s *subscriber) stop() {
-	s.once.Do(func() {
-		close(s.done)
-		s.pace.Stop()
-		s.reports.Stop()
-	})
-}
-
-// senderReportEvery is how often a player gets RTCP sender reports, which
-// its receiver reports answer (giving the edge loss, jitter and RTT).
-const senderReportEvery = time.Second
-
-// start begins the player's sender reports; packets flow from its first
-// wake once it is active.
-func (s *subscriber) start() {
-	s.reports.Reset(senderReportEvery)
-	s.signal()
-}
-
-// reportTick has the next turn send sender reports. A tick racing stop
-// may arm the timer once more; that tick finds the player done.
-func (s *subscriber) reportTick() {
-	select {
-	case <-s.done:
-		return
-	default:
-	}
-	s.reportDue.Store(true)
-	s.signal()
-	s.reports.Reset(senderReportEvery)
-}
-
-// forward sends what every downtrack has due.
-func (s *subscriber) forward() {
-	if !s.active.Load() {
-		return
-	}
-	now := time.Now().UnixNano()
-	more, sent := false, 0
-	for _, d := range s.tracks {
-		m, n := d.pump(now)
-		more = more || m
-		sent += n
-	}
-	if sent > 0 {
-		end := time.Now().UnixNano()
-		for _, d := range s.tracks {
-			if d.oldestLive != 0 {
-				s.delays.observe(time.Duration(end - d.oldestLive))
-				d.oldestLive = 0
-			}
-		}
-		s.egress.Add(int64(sent))
-	}
-	if more {
-		s.pace.Reset(replayPace)
-	}
-}
-
-func (s *subscriber) senderReports() {
-	now := time.Now()
-	var pkts []rtcp.Packet
-	for _, d := range s.tracks {
-		if sr := d.senderReport(now); sr != nil {
-			pkts = append(pkts, sr)
-		}
-	}
-	if len(pkts) > 0 {
-		_ = s.pc.WriteRTCP(pkts)
-	}
-}
 
 // Forwarding bounds.
 const (
@@ -150,11 +32,11 @@ const (
 // change under it (a publisher that reconnected is spliced in at a
 // keyframe), which the player does not see.
 type downTrack struct {
-	sub      *subscriber
+	sub      *Player
 	kind     webrtc.RTPCodecType
 	id       string
 	streamID string
-	want     atomic.Pointer[uptrack] // the source to forward
+	want     atomic.Pointer[UpTrack] // the source to forward
 
 	// Set by Bind (pion's goroutine) before bound is set.
 	bound   atomic.Bool
@@ -163,8 +45,8 @@ type downTrack struct {
 	codecs  []webrtc.RTPCodecParameters
 	ws      webrtc.TrackLocalWriter
 
-	// Owned by the subscriber's turn (one worker at a time).
-	src       *uptrack
+	// Owned by the Player's turn (one worker at a time).
+	src       *UpTrack
 	pt, rtxPT uint8
 	cursor    uint64 // next packet of src to send
 	replayTo  uint64 // packets before it are a replay, sent paced
@@ -174,10 +56,10 @@ type downTrack struct {
 	initTS    uint32
 	rtxSeq    uint16
 	hdr       rtp.Header
-	buf       [maxPayload + 2]byte
+	buf       [MaxPayload + 2]byte
 	nackWork  []uint16
 	// oldestLive: the arrival of the oldest live packet sent since the
-	// subscriber last looked (Server.TakeEdgeDelay), 0: none.
+	// Player last looked (Server.TakeEdgeDelay), 0: none.
 	oldestLive int64
 
 	nackMu sync.Mutex
@@ -197,7 +79,7 @@ type downTrack struct {
 	dropOut atomic.Pointer[func(seq uint16) bool]
 }
 
-func newDownTrack(sub *subscriber, src *uptrack, streamID string) *downTrack {
+func newDownTrack(sub *Player, src *UpTrack, streamID string) *downTrack {
 	d := &downTrack{sub: sub, kind: src.kind, id: src.kind.String(), streamID: streamID,
 		initSeq: uint16(rand.Uint32()), initTS: rand.Uint32(), rtxSeq: uint16(rand.Uint32()),
 		nacks: make([]uint16, 0, 64), nackWork: make([]uint16, 0, 64)}
@@ -217,7 +99,7 @@ var errNoCodec = errors.New("media: the player accepts none of the publisher's c
 // Bind picks the player's codec matching the source's.
 func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
 	codecs := ctx.CodecParameters()
-	c, ok := pickCodec(codecs, d.want.Load().getCodec())
+	c, ok := pickCodec(codecs, d.want.Load().Codec())
 	if !ok {
 		return webrtc.RTPCodecParameters{}, errNoCodec
 	}
@@ -284,7 +166,7 @@ func (d *downTrack) addNacks(seqs []uint16) {
 		}
 	}
 	d.nackMu.Unlock()
-	d.sub.signal()
+	d.sub.Signal()
 }
 
 // pump sends what is due: retransmissions first, then the source's packets
@@ -333,7 +215,7 @@ func (d *downTrack) pump(now int64) (more bool, sent int) {
 // begin starts forwarding w: video from its latest keyframe group (a replay
 // up to the live head), audio from its latest packet. False while w has
 // nothing to start from.
-func (d *downTrack) begin(w *uptrack) bool {
+func (d *downTrack) begin(w *UpTrack) bool {
 	if w == nil {
 		d.src = nil
 		return false
@@ -346,12 +228,12 @@ func (d *downTrack) begin(w *uptrack) bool {
 	if w.kind == webrtc.RTPCodecTypeVideo {
 		ks, h, ok := w.cache.keyframeGroup()
 		if !ok {
-			w.requestKeyframe(true)
+			w.RequestKeyframe(true)
 			return false
 		}
 		start, head = ks, h
 	}
-	c := w.getCodec()
+	c := w.Codec()
 	if pc, ok := pickCodec(d.codecs, c); ok {
 		d.pt = uint8(pc.PayloadType)
 		if d.rtxSSRC != 0 {
@@ -360,7 +242,7 @@ func (d *downTrack) begin(w *uptrack) bool {
 	}
 	d.src = w
 	d.cursor, d.replayTo, d.restart = start, head, true
-	w.requestKeyframe(true)
+	w.RequestKeyframe(true)
 	return true
 }
 
@@ -373,7 +255,7 @@ func (d *downTrack) skip(head uint64) {
 		if ks, h, ok := d.src.cache.keyframeGroup(); ok && ks > d.cursor {
 			target, head = ks, h
 		} else {
-			d.src.requestKeyframe(false)
+			d.src.RequestKeyframe(false)
 		}
 	}
 	d.drops.Add(int64(target - d.cursor))
@@ -466,7 +348,7 @@ func (d *downTrack) senderReport(now time.Time) rtcp.Packet {
 
 // handleRTCP takes one RTCP packet from the player about this downtrack
 // (pion's SRTCP goroutine calls it through rtcpSink): NACKs are queued for
-// the subscriber, keyframe requests go upstream (throttled), receiver
+// the Player, keyframe requests go upstream (throttled), receiver
 // reports are kept.
 func (d *downTrack) handleRTCP(b []byte) {
 	if !d.bound.Load() {
@@ -479,7 +361,7 @@ func (d *downTrack) handleRTCP(b []byte) {
 	}
 	if fb.keyframe {
 		if w := d.want.Load(); w != nil {
-			w.requestKeyframe(false)
+			w.RequestKeyframe(false)
 		}
 	}
 	if fb.report {

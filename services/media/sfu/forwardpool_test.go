@@ -1,4 +1,4 @@
-package media
+package sfu
 
 import (
 	"sync"
@@ -55,9 +55,9 @@ func (w *seqWriter) count() (int, string) {
 // pool exactly once and in order, while wakes race the workers; a stopped
 // player gets nothing more.
 func TestForwardPoolDeliversInOrder(t *testing.T) {
-	pool := newForwardPool(4, nil)
-	defer pool.close()
-	u := newUptrack(nil, webrtc.RTPCodecTypeVideo, webrtc.RTPCodecParameters{
+	pool := NewForwardPool(4, nil)
+	defer pool.Close()
+	u := NewUpTrack(nil, webrtc.RTPCodecTypeVideo, webrtc.RTPCodecParameters{
 		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, PayloadType: 96}, 0)
 	ext := uint64(1 << 16)
 	payload := make([]byte, 500)
@@ -76,23 +76,23 @@ func TestForwardPoolDeliversInOrder(t *testing.T) {
 	insert(true)
 	const players, packets = 40, 2000
 	var egress atomic.Int64
-	subs := make([]*subscriber, players)
+	subs := make([]*Player, players)
 	ws := make([]*seqWriter, players)
 	for i := range subs {
-		s := newSubscriber(nil, pool, &egress, &delayHist{})
+		s := NewPlayer(nil, pool, &egress, &DelayHist{})
 		d := newDownTrack(s, u, "s")
 		ws[i] = &seqWriter{}
-		d.ssrc, d.ws, d.codecs = uint32(1000+i), ws[i], []webrtc.RTPCodecParameters{u.getCodec()}
+		d.ssrc, d.ws, d.codecs = uint32(1000+i), ws[i], []webrtc.RTPCodecParameters{u.Codec()}
 		d.bound.Store(true)
 		s.tracks = []*downTrack{d}
 		s.active.Store(true)
-		u.subscribe(s)
-		s.start()
+		u.Subscribe(s)
+		s.Start()
 		subs[i] = s
 	}
 	for i := range packets {
 		insert(false)
-		u.wake()
+		u.Wake()
 		if i%100 == 99 { // stay within a player's queue (maxLag)
 			eventually(t, "the players catching up", func() bool {
 				for _, w := range ws {
@@ -112,7 +112,7 @@ func TestForwardPoolDeliversInOrder(t *testing.T) {
 	}
 	subs[0].stop()
 	insert(false)
-	u.wake()
+	u.Wake()
 	eventually(t, "the others getting the last packet", func() bool {
 		n, _ := ws[1].count()
 		return n == packets+2

@@ -1,0 +1,259 @@
+package sfu
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v4"
+)
+
+// UpTrack is one track of a stream as it comes into the edge, from its
+// publisher (it reads the publisher's RTP) or from an upstream edge (the
+// relay feeds it, Ingest): it files every packet in the track's packet
+// cache (marking keyframe groups) and wakes the Players whose downtracks
+// forward it. It writes to no
+// player itself: the per-player work runs in each Player's turns on
+// the forwarding pool, so it spreads over every core and a slow player
+// delays no one else.
+type UpTrack struct {
+	kind webrtc.RTPCodecType
+	pc   *webrtc.PeerConnection // the publisher's, for keyframe requests
+	// pli asks for a keyframe instead when there is no publisher peer
+	// connection (a relayed track: SetUpstream).
+	pli func()
+
+	mu     sync.Mutex
+	codec  webrtc.RTPCodecParameters // negotiated, then what arrives
+	remote *webrtc.TrackRemote
+
+	vcodec    atomic.Uint32 // codec, for keyframe detection
+	clockRate atomic.Uint32
+	ssrc      atomic.Uint32 // the publisher's SSRC, once media arrives
+	cache     *packetCache
+	subs      atomic.Pointer[[]*Player]
+	subMu     sync.Mutex
+	lastPLI   atomic.Int64
+	pliEvery  time.Duration
+	packets   atomic.Int64
+	keyframes atomic.Int64
+	kf        keyframeTracker // owned by the goroutine that ingests
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+// Cache bounds: about a second of video at a few Mbit/s, growing to keep
+// a long keyframe group; a few seconds of audio.
+const (
+	videoCacheSlots    = 512
+	maxVideoCacheSlots = 8192
+	audioCacheSlots    = 256
+	cacheMaxAge        = time.Second
+)
+
+// NewUpTrack is a track of kind, negotiated with codec c, whose keyframe
+// requests go to pc's publisher at most once per pliEvery (a relayed track
+// has no pc: SetUpstream).
+func NewUpTrack(pc *webrtc.PeerConnection, kind webrtc.RTPCodecType, c webrtc.RTPCodecParameters, pliEvery time.Duration) *UpTrack {
+	u := &UpTrack{kind: kind, pc: pc, codec: c, pliEvery: pliEvery, done: make(chan struct{})}
+	if kind == webrtc.RTPCodecTypeVideo {
+		u.cache = newPacketCache(videoCacheSlots, maxVideoCacheSlots, int64(cacheMaxAge))
+	} else {
+		u.cache = newPacketCache(audioCacheSlots, audioCacheSlots, int64(cacheMaxAge))
+	}
+	u.setCodec(c)
+	empty := []*Player{}
+	u.subs.Store(&empty)
+	return u
+}
+
+func (u *UpTrack) setCodec(c webrtc.RTPCodecParameters) {
+	u.mu.Lock()
+	u.codec = c
+	u.mu.Unlock()
+	u.vcodec.Store(uint32(codecOf(c.MimeType)))
+	cr := c.ClockRate
+	if cr == 0 {
+		cr = 90000
+	}
+	u.clockRate.Store(cr)
+}
+
+// Codec is the track's codec: negotiated, then what arrives.
+func (u *UpTrack) Codec() webrtc.RTPCodecParameters {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.codec
+}
+
+// Subscribe has s woken by the track's packets.
+func (u *UpTrack) Subscribe(s *Player) {
+	u.subMu.Lock()
+	defer u.subMu.Unlock()
+	old := *u.subs.Load()
+	for _, x := range old {
+		if x == s {
+			return
+		}
+	}
+	next := append(append(make([]*Player, 0, len(old)+1), old...), s)
+	u.subs.Store(&next)
+}
+
+// Unsubscribe stops waking s.
+func (u *UpTrack) Unsubscribe(s *Player) {
+	u.subMu.Lock()
+	defer u.subMu.Unlock()
+	old := *u.subs.Load()
+	next := make([]*Player, 0, len(old))
+	for _, x := range old {
+		if x != s {
+			next = append(next, x)
+		}
+	}
+	u.subs.Store(&next)
+}
+
+// Subscribers is how many players the track wakes.
+func (u *UpTrack) Subscribers() int { return len(*u.subs.Load()) }
+
+// Close stops waking subscribers; the read loop ends with the publisher's
+// peer connection.
+func (u *UpTrack) Close() {
+	u.closeOnce.Do(func() {
+		close(u.done)
+		u.subMu.Lock()
+		empty := []*Player{}
+		u.subs.Store(&empty)
+		u.subMu.Unlock()
+	})
+}
+
+// Attach starts reading the publisher's track.
+func (u *UpTrack) Attach(remote *webrtc.TrackRemote) {
+	u.mu.Lock()
+	u.remote = remote
+	u.mu.Unlock()
+	u.setCodec(remote.Codec())
+	u.ssrc.Store(uint32(remote.SSRC()))
+	go u.run(remote)
+}
+
+func (u *UpTrack) run(remote *webrtc.TrackRemote) {
+	buf := make([]byte, MaxPayload+100)
+	var uw seqUnwrapper
+	for {
+		n, _, err := remote.Read(buf)
+		if err != nil {
+			return
+		}
+		h, ok := parseRTP(buf[:n])
+		if !ok {
+			continue
+		}
+		ext := uw.unwrap(h.seq)
+		u.Ingest(ext, time.Now().UnixNano(), h.ts, h.pt, h.marker, buf[h.start:h.end])
+		// Every packet wakes the players at once: a publisher that paces
+		// its frames (every browser does) must not see a frame's first
+		// packet wait for its last. Under load the wakes batch themselves:
+		// a player still busy finds several packets when it next looks, and
+		// sends them together (one GSO message).
+		u.Wake()
+	}
+}
+
+// Ingest files one packet of the track (extended sequence number ext,
+// arrived at now, unix nanoseconds) in its packet cache and marks where
+// keyframe groups start. It is the one way in for a publisher's packets
+// (run) and a relayed stream's (the relay's pull) alike; the caller wakes
+// the players (Wake), per packet or per batch. One goroutine at a time
+// ingests a track.
+func (u *UpTrack) Ingest(ext uint64, now int64, ts uint32, pt uint8, marker bool, payload []byte) {
+	u.cache.insert(ext, now, ts, pt, marker, payload)
+	u.packets.Add(1)
+	if u.kind == webrtc.RTPCodecTypeVideo {
+		if start, ok := u.kf.observe(codec(u.vcodec.Load()), ext, ts, payload); ok {
+			u.cache.setKeyframe(start)
+			u.keyframes.Add(1)
+		}
+	}
+}
+
+// joinPLIInterval throttles the keyframe requests of joining players,
+// which must not wait out PLIInterval.
+const joinPLIInterval = 50 * time.Millisecond
+
+// RequestKeyframe asks the source for a keyframe, at most once per
+// PLIInterval (joinPLIInterval for a player that just connected).
+func (u *UpTrack) RequestKeyframe(join bool) {
+	if u.kind != webrtc.RTPCodecTypeVideo {
+		return
+	}
+	ssrc := u.ssrc.Load()
+	if ssrc == 0 {
+		return
+	}
+	every := u.pliEvery
+	if join {
+		every = joinPLIInterval
+	}
+	now := time.Now().UnixNano()
+	last := u.lastPLI.Load()
+	if now-last < int64(every) || !u.lastPLI.CompareAndSwap(last, now) {
+		return
+	}
+	if u.pc == nil {
+		if u.pli != nil {
+			u.pli()
+		}
+		return
+	}
+	_ = u.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
+}
+
+// Wake tells every player of the track that packets are waiting, unless
+// the track has ended.
+func (u *UpTrack) Wake() {
+	select {
+	case <-u.done:
+		return
+	default:
+	}
+	for _, s := range *u.subs.Load() {
+		s.Signal()
+	}
+}
+
+// Kind is the track's kind, audio or video.
+func (u *UpTrack) Kind() webrtc.RTPCodecType { return u.kind }
+
+// SetUpstream makes u a relayed track: its packets come from an upstream
+// edge (Ingest), it is known to players by ssrc, and its keyframe requests
+// go to pli. Call it before u is shared.
+func (u *UpTrack) SetUpstream(ssrc uint32, pli func()) {
+	u.ssrc.Store(ssrc)
+	u.pli = pli
+}
+
+// Packet is a cached packet's metadata (Read): its payload is n bytes.
+type Packet struct {
+	TS     uint32
+	PT     uint8
+	Marker bool
+	N      int
+}
+
+// Head is one past the highest packet the track cached, 0 before any.
+func (u *UpTrack) Head() uint64 { return u.cache.head.Load() }
+
+// KeyframeGroup is where the latest keyframe group starts and the live
+// head; ok is false without a group.
+func (u *UpTrack) KeyframeGroup() (start, head uint64, ok bool) { return u.cache.keyframeGroup() }
+
+// Read copies cached packet ext's payload into dst; false if it is not
+// cached.
+func (u *UpTrack) Read(ext uint64, dst []byte, now int64) (Packet, bool) {
+	p, ok := u.cache.get(ext, dst, now, false)
+	return Packet{TS: p.ts, PT: p.pt, Marker: p.marker, N: p.n}, ok
+}
