@@ -47,9 +47,10 @@ func l3(mode mediav1.ResourceMode) bool {
 	return mode == mediav1.ResourceMode_RESOURCE_MODE_DEFAULT || mode == mediav1.ResourceMode_RESOURCE_MODE_ONLY_L3
 }
 
-// placePlay is where a play request is served: this edge's origin or relay
-// of the stream, or redirect, another edge's address.
-func (s *Server) placePlay(ctx context.Context, req *mediav1.PlayRequest, st *streamv1.StreamRecord) (o *origin, redirect string, err error) {
+// placePlay is where a play request is served: the stream as this edge holds
+// it (published here, or pulled: package relay), or redirect, another edge's
+// address.
+func (s *Server) placePlay(ctx context.Context, req *mediav1.PlayRequest, st *streamv1.StreamRecord) (o *stream, redirect string, err error) {
 	originHere := st.GetEdgeId() == s.cfg.EdgeID
 	if !l3(req.GetResourceMode()) || s.cfg.Edges == nil {
 		if !originHere {
@@ -66,7 +67,7 @@ func (s *Server) placePlay(ctx context.Context, req *mediav1.PlayRequest, st *st
 			return nil, "", err
 		}
 		// The relay's local streams are this edge's (relayEdge.NewStream).
-		return rs.(*origin), "", nil
+		return rs.(*stream), "", nil
 	}
 	key := relay.StreamKey{App: req.GetAppId(), Stream: req.GetStreamId()}
 	s.mu.Lock()

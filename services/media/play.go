@@ -44,7 +44,7 @@ func (s *Server) Play(ctx context.Context, req *mediav1.PlayRequest) (*mediav1.P
 		return nil, errcode.Newf(errcode.StreamNotFound, "stream %q has no media", req.GetStreamId())
 	}
 	ss := s.newSession(true)
-	ss.origin = o
+	ss.stream = o
 	sub := sfu.NewPlayer(nil, s.fwd, &s.Egress, &s.edgeDelay)
 	pc, err := s.playerPCs.NewPeerConnection(sub)
 	if err != nil {

@@ -140,7 +140,7 @@ func (s *Server) Publish(ctx context.Context, req *mediav1.PublishRequest) (*med
 	}
 	if !takeover || !o.adopt(ss, tracks) {
 		prev := o
-		o = newOrigin(s, key, req.GetRoomId(), userID)
+		o = newStream(s, key, req.GetRoomId(), userID)
 		o.adopt(ss, tracks)
 		s.mu.Lock()
 		s.origins[key] = o
@@ -154,7 +154,7 @@ func (s *Server) Publish(ctx context.Context, req *mediav1.PublishRequest) (*med
 			prev.end(streamv1.DeleteReason_DELETE_REASON_STOPPED)
 		}
 	}
-	ss.origin = o
+	ss.stream = o
 	o.mu.Lock()
 	o.registered = true
 	o.userName, o.extraInfo, o.lease = userName, req.GetExtraInfo(), lease
@@ -195,7 +195,7 @@ func (s *Server) Publish(ctx context.Context, req *mediav1.PublishRequest) (*med
 	return &mediav1.PublishResponse{SessionId: ss.id, SdpAnswer: sdpAnswer}, nil
 }
 
-func (o *origin) hasRoom() bool {
+func (o *stream) hasRoom() bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.room != nil

@@ -23,11 +23,11 @@ func (e relayEdge) Published(key relay.StreamKey) relay.Stream {
 	if o := e.s.origins[key]; o != nil {
 		return o
 	}
-	return nil // not a nil *origin in the interface
+	return nil // not a nil *stream in the interface
 }
 
 func (e relayEdge) NewStream(key relay.StreamKey, roomID, userID string, pull *relay.Pull) relay.Stream {
-	o := newOrigin(e.s, key, roomID, userID)
+	o := newStream(e.s, key, roomID, userID)
 	o.pull = pull
 	return o
 }

@@ -17,7 +17,7 @@ import (
 // caller tries again; streams already under lease are left alone.
 func (s *Server) Reregister(ctx context.Context, lease int64) error {
 	s.mu.Lock()
-	origins := make([]*origin, 0, len(s.origins))
+	origins := make([]*stream, 0, len(s.origins))
 	for _, o := range s.origins {
 		origins = append(origins, o)
 	}

@@ -11,19 +11,23 @@
 // or when the edge itself dies and its lease expires (reason 5 too, written
 // by the registry's watcher).
 //
-// The pieces, a file each:
-//   - server.go, session.go, publish.go, play.go: signaling and sessions
-//     (Publish, Play, Stop, WatchSession).
-//   - origin.go: a stream published here, its publisher tracks and players,
-//     and publisher continuity (a publisher that publishes the same stream
-//     again is spliced into the players it had).
-//   - uptrack.go: a publisher track read into its packet cache.
-//   - packetcache.go: the one store of a track's recent packets, shared by
-//     all its players (live packets, NACKs, replays).
-//   - keyframe.go: keyframe detection per codec and the keyframe cache.
-//   - rewrite.go: a downtrack's SSRC, sequence and timestamp space.
-//   - downtrack.go: a player's track and the goroutine that feeds a player.
-//   - rtp.go, rtcp.go: the RTP and RTCP the edge parses itself.
+// This package is the edge: signaling, sessions and the streams the edge
+// holds. Where a change goes:
+//   - server.go: Config, New, Close, load; session.go: a session and its
+//     states (Stop, WatchSession); publish.go: Publish (and the WHIP
+//     publisher's room login); play.go: Play.
+//   - stream.go: a stream held here and its source (a publisher, or a
+//     relay pull), its players, publisher continuity.
+//   - edgechoice.go: where a player plays (redirects, this edge's load).
+//   - relayedge.go: the edge as its relay sees it; reregister.go: streams
+//     registered again after the edge's lease was lost; metrics.go.
+//
+// Below it, one concern a package:
+//   - services/media/sfu: forwarding (ingest, packet cache, keyframes,
+//     downtracks, rewriting, the forwarding pool, RTP/RTCP).
+//   - services/media/relay: the edge-to-edge relay.
+//   - services/media/vp8: VP8 payload parsing.
+//   - internal/udpbatch: the edge's UDP socket (batched sends, GSO).
 //
 // pion does ICE, DTLS, SRTP and SDP. Publishers run pion's default
 // interceptors (NACK generator, reports, TWCC); players run none: the edge
@@ -33,10 +37,10 @@
 // keyframe group from the cache at once, so its first frame never waits for
 // the publisher.
 //
-// Play is OnlyRTC: a player is served by the stream's origin edge; an edge
-// that is not the origin answers with PlayResponse.redirect_addr. An OnlyL3
-// relay (this edge pulling the stream once from the origin) would slot in
-// where the redirect is made.
+// Play with OnlyRTC is served by the stream's origin edge; an edge that is
+// not the origin answers with PlayResponse.redirect_addr. Default and
+// OnlyL3 play at the edge chosen for the player (edgechoice.go), which
+// pulls the stream from the origin if it is not it (package relay).
 package media
 
 import (
@@ -140,7 +144,7 @@ type Server struct {
 	tag string
 
 	mu       sync.Mutex
-	origins  map[relay.StreamKey]*origin
+	origins  map[relay.StreamKey]*stream
 	sessions map[string]*session
 	closed   bool
 	relay    *relay.Relay
@@ -188,7 +192,7 @@ func New(cfg Config) (*Server, error) {
 	// Writes to the socket are batched (sendmmsg): see udpbatch.Conn.
 	bc := udpbatch.New(udp)
 	s := &Server{cfg: cfg, udp: bc, bc: bc, log: cfg.Logger, tag: mediasession.NewTag(),
-		origins: map[relay.StreamKey]*origin{}, sessions: map[string]*session{}}
+		origins: map[relay.StreamKey]*stream{}, sessions: map[string]*session{}}
 	s.mux = webrtc.NewICEUDPMux(nil, bc)
 	se := webrtc.SettingEngine{}
 	se.SetICEUDPMux(s.mux)
@@ -285,7 +289,7 @@ func (s *Server) Close() {
 	for _, ss := range s.sessions {
 		all = append(all, ss)
 	}
-	var origins []*origin
+	var origins []*stream
 	for _, o := range s.origins {
 		origins = append(origins, o)
 	}

@@ -21,7 +21,7 @@ type session struct {
 	id     string
 	player bool
 	pc     *webrtc.PeerConnection
-	origin *origin
+	stream *stream
 	sub    *sfu.Player // a player's forwarding
 
 	mu     sync.Mutex
@@ -159,7 +159,7 @@ func (s *Server) Stop(_ context.Context, req *mediav1.StopRequest) (*mediav1.Sto
 		return nil, err
 	}
 	if !ss.player {
-		ss.origin.setReason(streamv1.DeleteReason_DELETE_REASON_STOPPED)
+		ss.stream.setReason(streamv1.DeleteReason_DELETE_REASON_STOPPED)
 		ss.setFinal()
 	}
 	ss.finish(mediav1.SessionEvent_STATE_CLOSED, 0, "stopped")

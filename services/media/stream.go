@@ -12,11 +12,18 @@ import (
 	"github.com/onair-dev/onair/services/media/sfu"
 )
 
-// origin is a stream published on this edge. It outlives its publisher
-// session: when the same user publishes the stream again (the SDK's retry
-// after a broken connection), the new session's tracks are spliced into
-// every player's downtracks, and players stay on their peer connections.
-type origin struct {
+// stream is a stream as this edge holds it: its players, the edges it
+// feeds (relay.Stream), and its source, one of
+//   - a publisher session here (pub): the edge is the stream's origin, and
+//     the stream is in Server.origins. It outlives its publisher session:
+//     when the same user publishes the stream again (the SDK's retry after
+//     a broken connection), the new session's tracks are spliced into
+//     every player's downtracks, and players stay on their peer
+//     connections;
+//   - a relay pull (pull): the stream is published on another edge and
+//     pulled here (package relay), its tracks replaced when the upstream
+//     changes, spliced in the same way.
+type stream struct {
 	s      *Server
 	key    relay.StreamKey
 	roomID string
@@ -24,7 +31,7 @@ type origin struct {
 
 	mu      sync.Mutex
 	pub     *session
-	tracks  []*sfu.UpTrack // the current publisher's, in SDP order
+	tracks  []*sfu.UpTrack // the current source's, in SDP order
 	players map[*session]struct{}
 	ended   bool
 	grace   *time.Timer
@@ -42,19 +49,19 @@ type origin struct {
 	downs relay.Downstreams
 }
 
-func newOrigin(s *Server, key relay.StreamKey, roomID, userID string) *origin {
-	return &origin{s: s, key: key, roomID: roomID, userID: userID, players: map[*session]struct{}{}}
+func newStream(s *Server, key relay.StreamKey, roomID, userID string) *stream {
+	return &stream{s: s, key: key, roomID: roomID, userID: userID, players: map[*session]struct{}{}}
 }
 
 // publisher is the stream's current publisher session.
-func (o *origin) publisher() *session {
+func (o *stream) publisher() *session {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.pub
 }
 
 // Tracks are the current source's tracks (relay.Stream).
-func (o *origin) Tracks() []*sfu.UpTrack {
+func (o *stream) Tracks() []*sfu.UpTrack {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return append([]*sfu.UpTrack(nil), o.tracks...)
@@ -64,7 +71,7 @@ func (o *origin) Tracks() []*sfu.UpTrack {
 // switch to the new tracks of their kind; they splice them in at the new
 // source's first keyframe. The previous publisher session, if any, is
 // closed and returned tracks are released.
-func (o *origin) adopt(ss *session, tracks []*sfu.UpTrack) bool {
+func (o *stream) adopt(ss *session, tracks []*sfu.UpTrack) bool {
 	o.mu.Lock()
 	if o.ended {
 		o.mu.Unlock()
@@ -92,7 +99,7 @@ func (o *origin) adopt(ss *session, tracks []*sfu.UpTrack) bool {
 }
 
 // addPlayer adds a player session; false when the stream has ended.
-func (o *origin) addPlayer(ss *session) bool {
+func (o *stream) addPlayer(ss *session) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.ended {
@@ -103,7 +110,7 @@ func (o *origin) addPlayer(ss *session) bool {
 }
 
 // removePlayer forgets a player and stops its forwarding.
-func (o *origin) removePlayer(ss *session) {
+func (o *stream) removePlayer(ss *session) {
 	o.mu.Lock()
 	delete(o.players, ss)
 	pull := o.pull
@@ -119,7 +126,7 @@ func (o *origin) removePlayer(ss *session) {
 
 // publisherEnded: the stream ends with its publisher session, unless that
 // session was replaced, or it broke and may come back within the grace.
-func (o *origin) publisherEnded(ss *session) {
+func (o *stream) publisherEnded(ss *session) {
 	o.mu.Lock()
 	if o.pub != ss || o.ended {
 		o.mu.Unlock()
@@ -147,7 +154,7 @@ func (o *origin) publisherEnded(ss *session) {
 
 // end stops the stream: players are told and closed, the registry and the
 // room are updated unless the edge is going away.
-func (o *origin) end(reason streamv1.DeleteReason) {
+func (o *stream) end(reason streamv1.DeleteReason) {
 	o.s.mu.Lock()
 	if o.s.origins[o.key] == o {
 		delete(o.s.origins, o.key)
@@ -213,7 +220,7 @@ func (o *origin) end(reason streamv1.DeleteReason) {
 
 // reason is why the stream is ending when its publisher session ends;
 // STOPPED unless the session failed.
-func (o *origin) reason() streamv1.DeleteReason {
+func (o *stream) reason() streamv1.DeleteReason {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.why == nil {
@@ -222,7 +229,7 @@ func (o *origin) reason() streamv1.DeleteReason {
 	return *o.why
 }
 
-func (o *origin) setReason(r streamv1.DeleteReason) {
+func (o *stream) setReason(r streamv1.DeleteReason) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.why == nil {
@@ -234,14 +241,14 @@ func (o *origin) setReason(r streamv1.DeleteReason) {
 // from it, and a pull replaces its tracks.
 
 // Ended reports whether the stream has ended.
-func (o *origin) Ended() bool {
+func (o *stream) Ended() bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.ended
 }
 
 // Counts are the stream's players and downstream edges here.
-func (o *origin) Counts() (players, downs int) {
+func (o *stream) Counts() (players, downs int) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return len(o.players), o.downs.Len()
@@ -249,7 +256,7 @@ func (o *origin) Counts() (players, downs int) {
 
 // AddDown adds a downstream edge, unless the stream ended or this edge
 // already feeds fanout others: then next is one of them to ask instead.
-func (o *origin) AddDown(f *relay.Feed, fanout int) (next string, ok bool) {
+func (o *stream) AddDown(f *relay.Feed, fanout int) (next string, ok bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.ended {
@@ -263,7 +270,7 @@ func (o *origin) AddDown(f *relay.Feed, fanout int) (next string, ok bool) {
 }
 
 // RemoveDown forgets a downstream edge.
-func (o *origin) RemoveDown(f *relay.Feed) {
+func (o *stream) RemoveDown(f *relay.Feed) {
 	o.mu.Lock()
 	o.downs.Remove(f)
 	pull := o.pull
@@ -274,14 +281,14 @@ func (o *origin) RemoveDown(f *relay.Feed) {
 }
 
 // Adopt makes a pull's tracks the stream's source.
-func (o *origin) Adopt(tracks []*sfu.UpTrack) bool { return o.adopt(nil, tracks) }
+func (o *stream) Adopt(tracks []*sfu.UpTrack) bool { return o.adopt(nil, tracks) }
 
 // End ends the stream.
-func (o *origin) End(reason streamv1.DeleteReason) { o.end(reason) }
+func (o *stream) End(reason streamv1.DeleteReason) { o.end(reason) }
 
 // FailPlayers fails the players (their upstream edge was lost): they
 // retry, as an origin's do when it dies.
-func (o *origin) FailPlayers() {
+func (o *stream) FailPlayers() {
 	o.mu.Lock()
 	players := make([]*session, 0, len(o.players))
 	for ss := range o.players {
