@@ -8,6 +8,8 @@ import (
 
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
+
+	"github.com/onair-dev/onair/services/media/vp8"
 )
 
 // TestPatternOptions configure NewTestPattern; zero values take defaults.
@@ -157,14 +159,4 @@ func VP8Frame(key bool, width, height, size int, seq uint32) []byte {
 
 // VP8Keyframe reports whether frame is a VP8 keyframe with a valid header,
 // and its picture size.
-func VP8Keyframe(frame []byte) (width, height int, ok bool) {
-	if len(frame) < 10 || frame[0]&1 != 0 {
-		return 0, 0, false
-	}
-	if frame[3] != 0x9d || frame[4] != 0x01 || frame[5] != 0x2a {
-		return 0, 0, false
-	}
-	width = int(binary.LittleEndian.Uint16(frame[6:]) & 0x3fff)
-	height = int(binary.LittleEndian.Uint16(frame[8:]) & 0x3fff)
-	return width, height, width > 0 && height > 0
-}
+func VP8Keyframe(frame []byte) (width, height int, ok bool) { return vp8.KeyframeSize(frame) }

@@ -9,14 +9,13 @@ import (
 	"github.com/pion/webrtc/v4"
 )
 
-// UpTrack is one track of a stream as it comes into the edge, from its
-// publisher (it reads the publisher's RTP) or from an upstream edge (the
-// relay feeds it, Ingest): it files every packet in the track's packet
-// cache (marking keyframe groups) and wakes the Players whose downtracks
-// forward it. It writes to no
-// player itself: the per-player work runs in each Player's turns on
+// UpTrack is one track a publisher sends: it reads the publisher's RTP,
+// files every packet in the track's packet cache (marking keyframe groups)
+// and wakes the subscribers whose downtracks forward it. It writes to no
+// player itself: the per-player work runs in each subscriber's turns on
 // the forwarding pool, so it spreads over every core and a slow player
-// delays no one else.
+// delays no one else. A relayed track (SetUpstream) is fed by the relay
+// instead, through the same Ingest.
 type UpTrack struct {
 	kind webrtc.RTPCodecType
 	pc   *webrtc.PeerConnection // the publisher's, for keyframe requests
@@ -223,37 +222,4 @@ func (u *UpTrack) Wake() {
 	for _, s := range *u.subs.Load() {
 		s.Signal()
 	}
-}
-
-// Kind is the track's kind, audio or video.
-func (u *UpTrack) Kind() webrtc.RTPCodecType { return u.kind }
-
-// SetUpstream makes u a relayed track: its packets come from an upstream
-// edge (Ingest), it is known to players by ssrc, and its keyframe requests
-// go to pli. Call it before u is shared.
-func (u *UpTrack) SetUpstream(ssrc uint32, pli func()) {
-	u.ssrc.Store(ssrc)
-	u.pli = pli
-}
-
-// Packet is a cached packet's metadata (Read): its payload is n bytes.
-type Packet struct {
-	TS     uint32
-	PT     uint8
-	Marker bool
-	N      int
-}
-
-// Head is one past the highest packet the track cached, 0 before any.
-func (u *UpTrack) Head() uint64 { return u.cache.head.Load() }
-
-// KeyframeGroup is where the latest keyframe group starts and the live
-// head; ok is false without a group.
-func (u *UpTrack) KeyframeGroup() (start, head uint64, ok bool) { return u.cache.keyframeGroup() }
-
-// Read copies cached packet ext's payload into dst; false if it is not
-// cached.
-func (u *UpTrack) Read(ext uint64, dst []byte, now int64) (Packet, bool) {
-	p, ok := u.cache.get(ext, dst, now, false)
-	return Packet{TS: p.ts, PT: p.pt, Marker: p.marker, N: p.n}, ok
 }
