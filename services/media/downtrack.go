@@ -10,7 +10,10 @@ import (
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/onair-dev/onair/services/media/bwe"
 )
 
 // subscriber is one player's forwarding: its downtracks, fed by the edge's
@@ -36,10 +39,21 @@ type subscriber struct {
 
 	// delay (tests only) makes every packet written to this player slow.
 	delay atomic.Int64
+
+	// Congestion control: the player's bandwidth estimate (nil until the
+	// player negotiated transport-wide feedback or REMB), the
+	// transport-wide sequence numbers of its packets (owned by its turn),
+	// and the retransmission budget.
+	est    *bwe.Estimator
+	twSeq  uint16
+	rtxBkt tokenBucket
+	// onLayer tells the session when the video layer or pause changes.
+	onLayer func(l Layer, paused bool)
 }
 
 func newSubscriber(pc *webrtc.PeerConnection, pool *forwardPool, egress *atomic.Int64, delays *delayHist) *subscriber {
-	s := &subscriber{pc: pc, pool: pool, egress: egress, delays: delays, done: make(chan struct{})}
+	s := &subscriber{pc: pc, pool: pool, egress: egress, delays: delays, done: make(chan struct{}),
+		est: bwe.New(bwe.Config{Initial: initialEstimate, Min: minEstimate, Max: maxEstimate})}
 	s.pace = time.AfterFunc(time.Hour, s.signal)
 	s.pace.Stop()
 	s.reports = time.AfterFunc(time.Hour, s.reportTick)
@@ -154,7 +168,14 @@ type downTrack struct {
 	kind     webrtc.RTPCodecType
 	id       string
 	streamID string
-	want     atomic.Pointer[uptrack] // the source to forward
+	want     atomic.Pointer[uptrack] // the source to forward, nil: paused
+	// layers are the source track's layers (one without simulcast); pref
+	// the player's choice among them. selMu serializes choosing.
+	layers  atomic.Pointer[[]*uptrack]
+	pref    Layer
+	selMu   sync.Mutex
+	chooser layerChooser
+	paused  atomic.Bool
 
 	// Set by Bind (pion's goroutine) before bound is set.
 	bound   atomic.Bool
@@ -162,6 +183,7 @@ type downTrack struct {
 	rtxSSRC uint32
 	codecs  []webrtc.RTPCodecParameters
 	ws      webrtc.TrackLocalWriter
+	twccID  uint8 // the transport-wide sequence number's extension ID, 0: none
 
 	// Owned by the subscriber's turn (one worker at a time).
 	src       *uptrack
@@ -176,6 +198,11 @@ type downTrack struct {
 	hdr       rtp.Header
 	buf       [maxPayload + 2]byte
 	nackWork  []uint16
+	ext       [1]rtp.Extension
+	twcc      [2]byte
+	// group is the layer group last forwarded: a source of the same group
+	// is switched to at a fresh keyframe, not replayed.
+	group *layerGroup
 	// oldestLive: the arrival of the oldest live packet sent since the
 	// subscriber last looked (Server.TakeEdgeDelay), 0: none.
 	oldestLive int64
@@ -185,6 +212,7 @@ type downTrack struct {
 
 	// Counters, for tests and reports.
 	sent, octets, retransmits, drops, nackMisses atomic.Int64
+	switches, rtxDenied                          atomic.Int64
 	reports                                      atomic.Int64 // receiver report blocks read
 	fractionLost, jitter                         atomic.Uint32
 	totalLost                                    atomic.Uint32
@@ -202,6 +230,8 @@ func newDownTrack(sub *subscriber, src *uptrack, streamID string) *downTrack {
 		initSeq: uint16(rand.Uint32()), initTS: rand.Uint32(), rtxSeq: uint16(rand.Uint32()),
 		nacks: make([]uint16, 0, 64), nackWork: make([]uint16, 0, 64)}
 	d.want.Store(src)
+	one := []*uptrack{src}
+	d.layers.Store(&one)
 	return d
 }
 
@@ -225,6 +255,11 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	d.rtxSSRC = uint32(ctx.SSRCRetransmission())
 	d.codecs = append([]webrtc.RTPCodecParameters(nil), codecs...)
 	d.ws = ctx.WriteStream()
+	for _, e := range ctx.HeaderExtensions() {
+		if e.URI == sdp.TransportCCURI && e.ID > 0 && e.ID < 15 {
+			d.twccID = uint8(e.ID)
+		}
+	}
 	d.bound.Store(true)
 	return c, nil
 }
@@ -301,8 +336,17 @@ func (d *downTrack) pump(now int64) (more bool, sent int) {
 			sent++
 		}
 	}
-	if w := d.want.Load(); w != d.src && !d.begin(w) {
-		return false, sent
+	if w := d.want.Load(); w != d.src {
+		switch {
+		case w == nil: // paused
+			d.src = nil
+		case d.src == nil && d.group != w.group, d.src != nil && d.src.group != w.group:
+			if !d.begin(w) {
+				return false, sent
+			}
+		default:
+			d.switchLayer(w, now)
+		}
 	}
 	if d.src == nil {
 		return false, sent
@@ -358,10 +402,32 @@ func (d *downTrack) begin(w *uptrack) bool {
 			d.rtxPT = rtxFor(d.codecs, d.pt)
 		}
 	}
-	d.src = w
+	d.src, d.group = w, w.group
 	d.cursor, d.replayTo, d.restart = start, head, true
 	w.requestKeyframe(true)
 	return true
+}
+
+// switchLayer moves to w, another layer of the track forwarded (or the
+// one forwarded before a pause), at a keyframe of w: its cached one when
+// that is fresh (a replay of a few packets), else the next, which it asks
+// for; the current layer (if any) plays on until then. The rewriter starts
+// a new segment, so the player's sequence numbers and timestamps run on.
+func (d *downTrack) switchLayer(w *uptrack, now int64) {
+	ks, head, ok := w.cache.keyframeGroup()
+	if !ok || now-w.keyAt.Load() > int64(freshKeyframe) {
+		w.requestKeyframe(false)
+		return
+	}
+	if c, ok := pickCodec(d.codecs, w.getCodec()); ok {
+		d.pt = uint8(c.PayloadType)
+		if d.rtxSSRC != 0 {
+			d.rtxPT = rtxFor(d.codecs, d.pt)
+		}
+	}
+	d.src, d.group = w, w.group
+	d.cursor, d.replayTo, d.restart = ks, head, true
+	d.switches.Add(1)
 }
 
 // skip moves a player that fell maxLag behind to the latest keyframe group
@@ -417,6 +483,7 @@ func (d *downTrack) write(p cachedPacket, now int64, rtx bool) bool {
 	if slow := d.sub.delay.Load(); slow > 0 {
 		time.Sleep(time.Duration(slow))
 	}
+	d.stampTWCC(len(payload), now, rtx)
 	if _, err := d.ws.WriteRTP(&d.hdr, payload); err != nil {
 		return false
 	}
@@ -438,6 +505,14 @@ func (d *downTrack) retransmit(seq uint16, now int64) bool {
 	p, ok := d.src.cache.get(ext, d.buf[2:], now, true)
 	if !ok {
 		d.nackMisses.Add(1)
+		return false
+	}
+	if now-p.at > int64(maxRepairAge)+d.rtt.Load() {
+		d.nackMisses.Add(1) // too late to help
+		return false
+	}
+	if est := d.sub.est; est != nil && !d.sub.rtxBkt.take(p.n+14, int64(float64(est.Estimate())*rtxShare), rtxBurst, now) {
+		d.rtxDenied.Add(1)
 		return false
 	}
 	if !d.write(p, now, true) {
@@ -474,6 +549,9 @@ func (d *downTrack) handleRTCP(b []byte) {
 	}
 	var fb rtcpFeedback
 	parseRTCP(b, d.ssrc, &fb)
+	// Loss in receiver reports drives the estimate only for a player
+	// without transport-cc feedback.
+	d.sub.feedback(&fb, d.twccID == 0)
 	if fb.numNacks > 0 {
 		d.addNacks(fb.nacks[:fb.numNacks])
 	}

@@ -61,20 +61,28 @@ func isKeyframe(c codec, p []byte) bool {
 // vp8Keyframe: RFC 7741 payload descriptor, then the VP8 payload header
 // whose P bit is 0 for a keyframe, in the first packet of the frame.
 func vp8Keyframe(p []byte) bool {
+	off, ok := vp8PayloadStart(p)
+	return ok && p[off]&0x01 == 0
+}
+
+// vp8PayloadStart is where the VP8 payload begins after the RFC 7741
+// payload descriptor, in the first packet of a frame (S set, partition 0);
+// ok is false for any other packet or a truncated descriptor.
+func vp8PayloadStart(p []byte) (int, bool) {
 	if len(p) < 1 {
-		return false
+		return 0, false
 	}
 	s, pid := p[0]&0x10 != 0, p[0]&0x07
 	off := 1
 	if p[0]&0x80 != 0 { // X
 		if len(p) < 2 {
-			return false
+			return 0, false
 		}
 		x := p[1]
 		off = 2
 		if x&0x80 != 0 { // I: picture ID
 			if len(p) <= off {
-				return false
+				return 0, false
 			}
 			if p[off]&0x80 != 0 {
 				off += 2
@@ -90,9 +98,9 @@ func vp8Keyframe(p []byte) bool {
 		}
 	}
 	if !s || pid != 0 || len(p) <= off {
-		return false
+		return 0, false
 	}
-	return p[off]&0x01 == 0
+	return off, true
 }
 
 // vp9Keyframe: the payload descriptor (RFC 9628) says where a frame begins

@@ -5,8 +5,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pion/webrtc/v4"
-
 	"github.com/onair-dev/onair/errcode"
 	mediav1 "github.com/onair-dev/onair/proto/onair/media/v1"
 	streamv1 "github.com/onair-dev/onair/proto/onair/stream/v1"
@@ -79,14 +77,7 @@ func (o *origin) adopt(ss *session, tracks []*uptrack) bool {
 	for p := range o.players {
 		sub := p.sub
 		for _, d := range sub.tracks {
-			nu := trackOfKind(tracks, d.kind)
-			if nu == nil {
-				continue
-			}
-			nu.subscribe(sub)
-			if prev := d.want.Swap(nu); prev != nil && prev != nu {
-				prev.unsubscribe(sub)
-			}
+			d.setLayers(layersOf(tracks, d.kind))
 		}
 		sub.signal()
 	}
@@ -99,15 +90,6 @@ func (o *origin) adopt(ss *session, tracks []*uptrack) bool {
 		old.finish(mediav1.SessionEvent_STATE_CLOSED, 0, "replaced by a new publish of the stream")
 	}
 	return true
-}
-
-func trackOfKind(tracks []*uptrack, k webrtc.RTPCodecType) *uptrack {
-	for _, u := range tracks {
-		if u.kind == k {
-			return u
-		}
-	}
-	return nil
 }
 
 // addPlayer adds a player session; false when the stream has ended.
@@ -135,7 +117,7 @@ func (o *origin) removePlayer(ss *session) {
 	}
 	ss.sub.stop()
 	for _, d := range ss.sub.tracks {
-		if u := d.want.Load(); u != nil {
+		for _, u := range *d.layers.Load() {
 			u.unsubscribe(ss.sub)
 		}
 	}

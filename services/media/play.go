@@ -2,6 +2,7 @@ package media
 
 import (
 	"context"
+	"slices"
 
 	"github.com/pion/webrtc/v4"
 
@@ -52,8 +53,14 @@ func (s *Server) Play(ctx context.Context, req *mediav1.PlayRequest) (*mediav1.P
 	sub.pc = pc
 	ss.pc = pc
 	ss.sub = sub
-	for _, u := range tracks {
-		d := newDownTrack(sub, u, req.GetStreamId())
+	sub.onLayer = ss.setLayer
+	for i, u := range tracks {
+		if slices.ContainsFunc(tracks[:i], func(x *uptrack) bool { return x.kind == u.kind }) {
+			continue // one downtrack per kind, for the first track's layers
+		}
+		ls := layersOf(tracks, u.kind)
+		d := newDownTrack(sub, ls[0], req.GetStreamId())
+		d.pref = Layer(req.GetVideoLayer())
 		// The player's RTCP about d reaches it through rtcpSink (pion.go):
 		// nothing reads the sender.
 		if _, err := pc.AddTrack(d); err != nil {
@@ -96,12 +103,7 @@ func (s *Server) Play(ctx context.Context, req *mediav1.PlayRequest) (*mediav1.P
 	// if so, since it is in o.players now).
 	o.mu.Lock()
 	for _, d := range sub.tracks {
-		if nu := trackOfKind(o.tracks, d.kind); nu != nil {
-			if prev := d.want.Swap(nu); prev != nil && prev != nu {
-				prev.unsubscribe(sub)
-			}
-			nu.subscribe(sub)
-		}
+		d.setLayers(layersOf(o.tracks, d.kind))
 	}
 	o.mu.Unlock()
 	sub.start()

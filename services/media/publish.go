@@ -48,13 +48,13 @@ func (s *Server) Publish(ctx context.Context, req *mediav1.PublishRequest) (*med
 	ss.pc = pc
 	var tmu sync.Mutex
 	var tracks []*uptrack
-	byReceiver := map[*webrtc.RTPReceiver]*uptrack{}
-	early := map[*webrtc.RTPReceiver]*webrtc.TrackRemote{}
-	pc.OnTrack(func(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
+	byRemote := map[*webrtc.TrackRemote]*uptrack{}
+	var early []*webrtc.TrackRemote
+	pc.OnTrack(func(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		tmu.Lock()
-		u := byReceiver[r]
+		u := byRemote[t]
 		if u == nil {
-			early[r] = t
+			early = append(early, t)
 		}
 		tmu.Unlock()
 		if u != nil {
@@ -67,7 +67,8 @@ func (s *Server) Publish(ctx context.Context, req *mediav1.PublishRequest) (*med
 		return nil, err
 	}
 	// The tracks the publisher negotiated, known before any packet: players
-	// are answered from them at once.
+	// are answered from them at once. A simulcast track is one uptrack per
+	// layer (RID), in one layer group.
 	tmu.Lock()
 	for _, tr := range pc.GetTransceivers() {
 		r := tr.Receiver()
@@ -84,15 +85,25 @@ func (s *Server) Publish(ctx context.Context, req *mediav1.PublishRequest) (*med
 		if c.MimeType == "" {
 			continue
 		}
-		u := newUptrack(pc, tr.Kind(), c, s.cfg.PLIInterval)
-		tracks = append(tracks, u)
-		byReceiver[r] = u
+		remotes := r.Tracks()
+		if len(remotes) > maxLayers {
+			tmu.Unlock()
+			_ = pc.Close()
+			return nil, errcode.Newf(errcode.InvalidParameter, "a track may have at most %d simulcast layers, the offer has %d", maxLayers, len(remotes))
+		}
+		group := &layerGroup{}
+		for _, t := range remotes {
+			u := newUptrack(pc, tr.Kind(), c, s.cfg.PLIInterval)
+			u.group, u.rid = group, t.RID()
+			tracks = append(tracks, u)
+			byRemote[t] = u
+		}
 	}
 	pending := early
 	early = nil
 	tmu.Unlock()
-	for r, t := range pending {
-		if u := byReceiver[r]; u != nil {
+	for _, t := range pending {
+		if u := byRemote[t]; u != nil {
 			u.attach(t)
 		}
 	}

@@ -334,7 +334,8 @@ func (r *relayOut) run(ctx context.Context, st mediav1.MediaRelayService_RelaySe
 				r.ids[u], r.byID[r.next] = r.next, u
 				c := u.getCodec()
 				msg.Tracks = append(msg.Tracks, &mediav1.RelayTrack{Id: r.next, Kind: u.kind.String(), MimeType: c.MimeType,
-					ClockRate: c.ClockRate, Channels: uint32(c.Channels), SdpFmtpLine: c.SDPFmtpLine, PayloadType: uint32(c.PayloadType)})
+					ClockRate: c.ClockRate, Channels: uint32(c.Channels), SdpFmtpLine: c.SDPFmtpLine, PayloadType: uint32(c.PayloadType),
+					Rid: u.rid, Group: groupNumber(tracks, u)})
 			}
 		}
 		ids := make([]uint32, len(tracks))
@@ -452,10 +453,8 @@ type relayPull struct {
 
 // relayIn is one pulled track and its keyframe detection.
 type relayIn struct {
-	u                *uptrack
-	frameTS, keyTS   uint32
-	frameStart       uint64
-	haveKey, isVideo bool
+	u  *uptrack
+	in ingest
 }
 
 // relayOrigin is the local origin of a stream this edge relays, pulling it
@@ -763,12 +762,19 @@ func (p *relayPull) pullOnce() (got, ended bool, err error) {
 func (p *relayPull) setTracks(ts []*mediav1.RelayTrack) {
 	var list []*uptrack
 	in := map[uint32]*relayIn{}
+	groups := map[uint32]*layerGroup{}
 	for _, t := range ts {
 		kind := webrtc.NewRTPCodecType(t.GetKind())
 		c := webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: t.GetMimeType(),
 			ClockRate: t.GetClockRate(), Channels: uint16(t.GetChannels()), SDPFmtpLine: t.GetSdpFmtpLine()},
 			PayloadType: webrtc.PayloadType(t.GetPayloadType())}
 		u := newUptrack(nil, kind, c, p.s.cfg.PLIInterval)
+		if g := groups[t.GetGroup()]; g != nil {
+			u.group = g
+		} else {
+			groups[t.GetGroup()] = u.group
+		}
+		u.rid = t.GetRid()
 		id := t.GetId()
 		u.ssrc.Store(id | 1<<31)
 		u.pli = func() {
@@ -778,7 +784,7 @@ func (p *relayPull) setTracks(ts []*mediav1.RelayTrack) {
 			}
 		}
 		list = append(list, u)
-		in[id] = &relayIn{u: u, isVideo: kind == webrtc.RTPCodecTypeVideo}
+		in[id] = &relayIn{u: u}
 	}
 	p.mu.Lock()
 	p.tracks = in
@@ -803,25 +809,10 @@ func (p *relayPull) ingest(pkts []*mediav1.RelayPacket) {
 		if t == nil || pk.GetSeq() == 0 {
 			continue
 		}
-		u, ext, ts, payload := t.u, pk.GetSeq(), pk.GetTimestamp(), pk.GetPayload()
-		u.cache.insert(ext, now, ts, uint8(pk.GetPayloadType()), pk.GetMarker(), payload)
-		u.packets.Add(1)
+		u, payload := t.u, pk.GetPayload()
+		u.file(&t.in, pk.GetSeq(), now, pk.GetTimestamp(), uint8(pk.GetPayloadType()), pk.GetMarker(), payload)
 		p.s.relay.inPackets.Add(1)
 		p.s.relay.inOctets.Add(int64(len(payload)))
-		if t.isVideo {
-			if t.frameStart == 0 || (ts != t.frameTS && ext > t.frameStart) {
-				t.frameTS, t.frameStart = ts, ext
-			}
-			if isKeyframe(codec(u.vcodec.Load()), payload) && (!t.haveKey || t.keyTS != ts) {
-				start := t.frameStart
-				if ts != t.frameTS {
-					start = ext
-				}
-				u.cache.setKeyframe(start)
-				t.haveKey, t.keyTS = true, ts
-				u.keyframes.Add(1)
-			}
-		}
 		touched[u] = struct{}{}
 	}
 	for u := range touched {
@@ -852,4 +843,15 @@ func (s *Server) relayUpstreams() int {
 	s.relay.mu.Lock()
 	defer s.relay.mu.Unlock()
 	return len(s.relay.pulls)
+}
+
+// groupNumber numbers u's layer group among tracks (its first track's
+// index), so a relay edge puts the same layers together.
+func groupNumber(tracks []*uptrack, u *uptrack) uint32 {
+	for i, x := range tracks {
+		if x.group == u.group {
+			return uint32(i)
+		}
+	}
+	return 0
 }

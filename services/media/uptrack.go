@@ -17,7 +17,13 @@ import (
 // delays no one else.
 type uptrack struct {
 	kind webrtc.RTPCodecType
-	pc   *webrtc.PeerConnection // the publisher's, for keyframe requests
+	// group is the publisher track this is a layer of: the simulcast
+	// layers (RIDs) of one track share it, so a player switches between
+	// them; a track without simulcast is a group of one. rid is the
+	// layer's RTP stream ID ("" without simulcast).
+	group *layerGroup
+	rid   string
+	pc    *webrtc.PeerConnection // the publisher's, for keyframe requests
 	// pli asks for a keyframe instead when there is no publisher peer
 	// connection (a relayed track: relay.go).
 	pli func()
@@ -36,6 +42,14 @@ type uptrack struct {
 	pliEvery  time.Duration
 	packets   atomic.Int64
 	keyframes atomic.Int64
+	// keyAt is when the latest keyframe began arriving (unix ns): a layer
+	// switch starts at a keyframe this fresh, or asks for a new one. size
+	// is the picture size it announced (VP8: width<<16 | height), 0 unknown.
+	keyAt atomic.Int64
+	size  atomic.Uint32
+	// rate is the layer's bitrate (bits/s) over the last rateWindow, kept
+	// by the read loop, which is its only writer.
+	rate      atomic.Int64
 	done      chan struct{}
 	closeOnce sync.Once
 }
@@ -50,7 +64,7 @@ const (
 )
 
 func newUptrack(pc *webrtc.PeerConnection, kind webrtc.RTPCodecType, c webrtc.RTPCodecParameters, pliEvery time.Duration) *uptrack {
-	u := &uptrack{kind: kind, pc: pc, codec: c, pliEvery: pliEvery, done: make(chan struct{})}
+	u := &uptrack{kind: kind, group: &layerGroup{}, pc: pc, codec: c, pliEvery: pliEvery, done: make(chan struct{})}
 	if kind == webrtc.RTPCodecTypeVideo {
 		u.cache = newPacketCache(videoCacheSlots, maxVideoCacheSlots, int64(cacheMaxAge))
 	} else {
@@ -133,10 +147,7 @@ func (u *uptrack) attach(remote *webrtc.TrackRemote) {
 func (u *uptrack) run(remote *webrtc.TrackRemote) {
 	buf := make([]byte, maxPayload+100)
 	var uw seqUnwrapper
-	var frameTS, keyTS uint32
-	var frameStart uint64
-	haveKey := false
-	video := u.kind == webrtc.RTPCodecTypeVideo
+	var in ingest
 	for {
 		n, _, err := remote.Read(buf)
 		if err != nil {
@@ -146,31 +157,56 @@ func (u *uptrack) run(remote *webrtc.TrackRemote) {
 		if !ok {
 			continue
 		}
-		ext := uw.unwrap(h.seq)
-		now := time.Now().UnixNano()
-		payload := buf[h.start:h.end]
-		u.cache.insert(ext, now, h.ts, h.pt, h.marker, payload)
-		u.packets.Add(1)
-		if video {
-			if frameStart == 0 || (h.ts != frameTS && ext > frameStart) {
-				frameTS, frameStart = h.ts, ext
-			}
-			if isKeyframe(codec(u.vcodec.Load()), payload) && (!haveKey || keyTS != h.ts) {
-				start := frameStart
-				if h.ts != frameTS {
-					start = ext // a reordered packet of an older frame
-				}
-				u.cache.setKeyframe(start)
-				haveKey, keyTS = true, h.ts
-				u.keyframes.Add(1)
-			}
-		}
+		u.file(&in, uw.unwrap(h.seq), time.Now().UnixNano(), h.ts, h.pt, h.marker, buf[h.start:h.end])
 		// Every packet wakes the players at once: a publisher that paces
 		// its frames (every browser does) must not see a frame's first
 		// packet wait for its last. Under load the wakes batch themselves:
 		// a player still busy finds several packets when it next looks, and
 		// sends them together (one GSO message).
 		u.wake()
+	}
+}
+
+// ingest is the state of one track's packet filing: where the current
+// frame began, the latest keyframe, the bitrate window. Its one user is
+// the track's reader (a publisher's read loop or a relay's).
+type ingest struct {
+	frameTS, keyTS uint32
+	frameStart     uint64
+	haveKey        bool
+	meter          rateMeter
+}
+
+// file puts packet ext (arrived at now) in the track's cache, marks the
+// start of a new keyframe group and keeps the layer's bitrate and picture
+// size, for publishers and relayed streams alike.
+func (u *uptrack) file(in *ingest, ext uint64, now int64, ts uint32, pt uint8, marker bool, payload []byte) {
+	u.cache.insert(ext, now, ts, pt, marker, payload)
+	u.packets.Add(1)
+	if r, ok := in.meter.add(now, len(payload)+12); ok {
+		u.rate.Store(r)
+	}
+	if u.kind != webrtc.RTPCodecTypeVideo {
+		return
+	}
+	if in.frameStart == 0 || (ts != in.frameTS && ext > in.frameStart) {
+		in.frameTS, in.frameStart = ts, ext
+	}
+	c := codec(u.vcodec.Load())
+	if isKeyframe(c, payload) && (!in.haveKey || in.keyTS != ts) {
+		start := in.frameStart
+		if ts != in.frameTS {
+			start = ext // a reordered packet of an older frame
+		}
+		u.cache.setKeyframe(start)
+		in.haveKey, in.keyTS = true, ts
+		u.keyAt.Store(now)
+		if c == codecVP8 {
+			if w, h, ok := vp8KeyframeSize(payload); ok {
+				u.size.Store(uint32(w)<<16 | uint32(h))
+			}
+		}
+		u.keyframes.Add(1)
 	}
 }
 

@@ -1,0 +1,200 @@
+package media
+
+import (
+	"encoding/binary"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+)
+
+// Congestion control per player. Every packet a player gets carries a
+// transport-wide sequence number (when it negotiated the extension); its
+// transport-cc feedback drives the player's bandwidth estimate (bwe), and
+// REMB does when that is all it sends. After each feedback the player's
+// video layer is chosen again (layers.go), and retransmissions draw on a
+// budget that is a share of the estimate, so repairing loss cannot itself
+// congest the link.
+
+// Estimate bounds, bits per second. A player starts at initialEstimate:
+// enough for a middle layer, so a constrained link is not flooded with the
+// top layer while the estimate is still unknown; probing takes a clean
+// link up within seconds.
+const (
+	initialEstimate = 1_200_000
+	minEstimate     = 50_000
+	maxEstimate     = 20_000_000
+	// rtxShare of the estimate may go to retransmissions, in bursts of up
+	// to rtxBurst of it.
+	rtxShare = 0.2
+	rtxBurst = 250 * time.Millisecond
+	// A packet older than maxRepairAge plus the player's round trip
+	// arrives after the player's jitter buffer gave up on it: it is not
+	// resent.
+	maxRepairAge = 400 * time.Millisecond
+)
+
+// stampTWCC gives the packet in d.hdr the player's next transport-wide
+// sequence number and tells the estimator it is being sent.
+func (d *downTrack) stampTWCC(payloadLen int, now int64, rtx bool) {
+	s := d.sub
+	if d.twccID == 0 || s.est == nil {
+		return
+	}
+	seq := s.twSeq
+	s.twSeq++
+	binary.BigEndian.PutUint16(d.twcc[:], seq)
+	d.hdr.Extensions = d.ext[:0] // appended to in place: no allocation
+	_ = d.hdr.SetExtension(d.twccID, d.twcc[:])
+	s.est.Sent(seq, 12+8+payloadLen, now, rtx)
+}
+
+// feedback takes the congestion feedback found in one RTCP packet from the
+// player and chooses its layers again.
+func (s *subscriber) feedback(fb *rtcpFeedback, reports bool) {
+	if s.est == nil || (fb.twcc == nil && fb.remb == 0 && !(reports && fb.report)) {
+		return
+	}
+	now := time.Now().UnixNano()
+	switch {
+	case fb.twcc != nil:
+		s.est.Feedback(fb.twcc, now)
+	case fb.remb > 0:
+		s.est.REMB(fb.remb, now)
+	default:
+		s.est.ReceiverReport(fb.fractionLost, now)
+	}
+	s.allocate(now)
+}
+
+// allocate chooses each video downtrack's layer for the current estimate.
+func (s *subscriber) allocate(now int64) {
+	budget := s.est.Estimate() - audioReserve
+	for _, d := range s.tracks {
+		if d.kind == webrtc.RTPCodecTypeVideo {
+			d.choose(budget, now)
+		}
+	}
+}
+
+// choose sets the layer d forwards: the pinned one, or in auto mode what
+// the chooser picks for budget. A change subscribes the player to the new
+// layer first, so its packets wake the player while it waits for a keyframe.
+func (d *downTrack) choose(budget int64, now int64) {
+	d.selMu.Lock()
+	defer d.selMu.Unlock()
+	ls := d.layers.Load()
+	if ls == nil || len(*ls) == 0 {
+		return
+	}
+	sorted := sortLayers(*ls)
+	cur := d.want.Load()
+	var next *uptrack
+	if d.pref != LayerAuto {
+		next = pinned(sorted, d.pref)
+	} else {
+		next = d.chooser.choose(sorted, cur, budget, now)
+	}
+	if next == cur {
+		return
+	}
+	if next != nil {
+		next.subscribe(d.sub)
+	}
+	d.want.Store(next)
+	d.paused.Store(next == nil)
+	if next != nil {
+		next.requestKeyframe(false)
+	}
+	if cur != nil && !d.sub.uses(cur) {
+		cur.unsubscribe(d.sub)
+	}
+	d.sub.signal()
+	if f := d.sub.onLayer; f != nil {
+		f(layerIndex(sorted, next), next == nil)
+	}
+}
+
+// layerIndex names u's place among sorted layers as a preference value.
+func layerIndex(sorted []*uptrack, u *uptrack) Layer {
+	for i, x := range sorted {
+		if x == u {
+			switch {
+			case i == len(sorted)-1:
+				return LayerHigh
+			case i == 0:
+				return LayerLow
+			}
+			return LayerMedium
+		}
+	}
+	return LayerAuto
+}
+
+// uses reports whether any downtrack of s wants u.
+func (s *subscriber) uses(u *uptrack) bool {
+	for _, d := range s.tracks {
+		if d.want.Load() == u {
+			return true
+		}
+	}
+	return false
+}
+
+// tokenBucket meters retransmissions against a share of the estimate.
+// Only the player's turn uses it.
+type tokenBucket struct {
+	tokens float64 // bytes
+	at     int64
+}
+
+// take spends n bytes if the bucket, refilled at rate bits/s up to burst
+// worth of it, has them.
+func (b *tokenBucket) take(n int, rate int64, burst time.Duration, now int64) bool {
+	if b.at == 0 {
+		b.at = now
+		b.tokens = float64(rate) / 8 * burst.Seconds()
+	}
+	b.tokens += float64(rate) / 8 * float64(now-b.at) / 1e9
+	b.at = now
+	if limit := float64(rate) / 8 * burst.Seconds(); b.tokens > limit {
+		b.tokens = limit
+	}
+	if b.tokens < float64(n) {
+		return false
+	}
+	b.tokens -= float64(n)
+	return true
+}
+
+// setLayers makes ls (a track's layers, in publisher order) the source of
+// d and picks the layer to start with: the pinned one, or in auto mode
+// what the current estimate fits. Play calls it, and adopt when a
+// publisher came back with new tracks.
+func (d *downTrack) setLayers(ls []*uptrack) {
+	if len(ls) == 0 {
+		return
+	}
+	d.selMu.Lock()
+	defer d.selMu.Unlock()
+	d.layers.Store(&ls)
+	sorted := sortLayers(ls)
+	next := sorted[len(sorted)-1]
+	if d.kind == webrtc.RTPCodecTypeVideo && len(sorted) > 1 {
+		defer func() {
+			if f := d.sub.onLayer; f != nil {
+				f(layerIndex(sorted, next), false)
+			}
+		}()
+		d.chooser.reset()
+		if d.pref != LayerAuto {
+			next = pinned(sorted, d.pref)
+		} else if next = d.chooser.choose(sorted, nil, d.sub.est.Estimate()-audioReserve, time.Now().UnixNano()); next == nil {
+			next = sorted[0]
+		}
+	}
+	next.subscribe(d.sub)
+	if prev := d.want.Swap(next); prev != nil && prev != next && !d.sub.uses(prev) {
+		prev.unsubscribe(d.sub)
+	}
+	d.paused.Store(false)
+}
