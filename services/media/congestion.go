@@ -35,7 +35,7 @@ const (
 
 // stampTWCC gives the packet in d.hdr the player's next transport-wide
 // sequence number and tells the estimator it is being sent.
-func (d *downTrack) stampTWCC(payloadLen int, now int64, rtx bool) {
+func (d *downTrack) stampTWCC(payloadLen int, now int64, probe bool) {
 	s := d.sub
 	if d.twccID == 0 || s.est == nil {
 		return
@@ -45,7 +45,7 @@ func (d *downTrack) stampTWCC(payloadLen int, now int64, rtx bool) {
 	binary.BigEndian.PutUint16(d.twcc[:], seq)
 	d.hdr.Extensions = d.ext[:0] // appended to in place: no allocation
 	_ = d.hdr.SetExtension(d.twccID, d.twcc[:])
-	s.est.Sent(seq, 12+8+payloadLen, now, rtx)
+	s.est.Sent(seq, 12+8+payloadLen, now, probe)
 }
 
 // feedback takes the congestion feedback found in one RTCP packet from the
@@ -57,7 +57,7 @@ func (s *subscriber) feedback(fb *rtcpFeedback, reports bool) {
 	now := time.Now().UnixNano()
 	switch {
 	case fb.twcc != nil:
-		s.est.Feedback(fb.twcc, now)
+		s.est.FeedbackRTCP(fb.twcc, now)
 	case fb.remb > 0:
 		s.est.REMB(fb.remb, now)
 	default:
@@ -69,22 +69,73 @@ func (s *subscriber) feedback(fb *rtcpFeedback, reports bool) {
 // allocate chooses each video downtrack's layer for the current estimate.
 func (s *subscriber) allocate(now int64) {
 	budget := s.est.Estimate() - audioReserve
+	var desired int64
 	for _, d := range s.tracks {
 		if d.kind == webrtc.RTPCodecTypeVideo {
-			d.choose(budget, now)
+			desired += d.choose(budget, now)
 		}
 	}
+	// Probing stops once the estimate would carry the best layer wanted.
+	s.est.SetDesired(desired + audioReserve)
+}
+
+// probeTick is how often a probing player's turn comes back to send
+// padding between media packets.
+const probeTick = 5 * time.Millisecond
+
+// probe sends the padding the estimator asks for to find more bandwidth:
+// retransmissions, on the RTX stream, of the newest video packet sent (a
+// duplicate the player drops), so a probe needs no payload of its own. It
+// reports whether the player is probing (its turn should come back soon).
+func (s *subscriber) probe(now int64) bool {
+	if s.est == nil {
+		return false
+	}
+	rate := s.est.ProbeRate(now)
+	if rate <= 0 {
+		s.probeAt, s.probeCredit = 0, 0
+		return false
+	}
+	if s.probeAt == 0 {
+		s.probeAt = now
+	}
+	s.probeCredit += float64(rate) / 8 * float64(min(now-s.probeAt, int64(20*time.Millisecond))) / 1e9
+	s.probeAt = now
+	for _, d := range s.tracks {
+		for s.probeCredit > 0 {
+			n := d.probePacket(now)
+			if n == 0 {
+				break
+			}
+			s.probeCredit -= float64(n)
+		}
+	}
+	return true
+}
+
+// probePacket resends the newest packet sent, as RTX marked as a probe;
+// the bytes sent, 0 if d cannot probe (no RTX, nothing sent yet).
+func (d *downTrack) probePacket(now int64) int {
+	if d.src == nil || d.rtxPT == 0 || d.kind != webrtc.RTPCodecTypeVideo || !d.rw.started || d.rw.highest < d.rw.segStart {
+		return 0
+	}
+	p, ok := d.src.cache.get(d.rw.highest, d.buf[2:], now, true)
+	if !ok || !d.write(p, now, true, true) {
+		return 0
+	}
+	return p.n + 2 + 12 + 8
 }
 
 // choose sets the layer d forwards: the pinned one, or in auto mode what
 // the chooser picks for budget. A change subscribes the player to the new
 // layer first, so its packets wake the player while it waits for a keyframe.
-func (d *downTrack) choose(budget int64, now int64) {
+// It returns the bitrate of the best layer d could want, for probing.
+func (d *downTrack) choose(budget int64, now int64) (want int64) {
 	d.selMu.Lock()
 	defer d.selMu.Unlock()
 	ls := d.layers.Load()
 	if ls == nil || len(*ls) == 0 {
-		return
+		return 0
 	}
 	sorted := sortLayers(*ls)
 	cur := d.want.Load()
@@ -94,8 +145,13 @@ func (d *downTrack) choose(budget int64, now int64) {
 	} else {
 		next = d.chooser.choose(sorted, cur, budget, now)
 	}
+	top := sorted[len(sorted)-1]
+	if d.pref != LayerAuto {
+		top = next
+	}
+	want = int64(float64(top.rate.Load()) / upHeadroom)
 	if next == cur {
-		return
+		return want
 	}
 	if next != nil {
 		next.subscribe(d.sub)
@@ -112,6 +168,7 @@ func (d *downTrack) choose(budget int64, now int64) {
 	if f := d.sub.onLayer; f != nil {
 		f(layerIndex(sorted, next), next == nil)
 	}
+	return want
 }
 
 // layerIndex names u's place among sorted layers as a preference value.

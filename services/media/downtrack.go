@@ -44,9 +44,11 @@ type subscriber struct {
 	// player negotiated transport-wide feedback or REMB), the
 	// transport-wide sequence numbers of its packets (owned by its turn),
 	// and the retransmission budget.
-	est    *bwe.Estimator
-	twSeq  uint16
-	rtxBkt tokenBucket
+	est         *bwe.Estimator
+	twSeq       uint16
+	rtxBkt      tokenBucket
+	probeAt     int64   // when probe padding was last sent (the turn's)
+	probeCredit float64 // bytes of probe padding due
 	// onLayer tells the session when the video layer or pause changes.
 	onLayer func(l Layer, paused bool)
 }
@@ -126,6 +128,9 @@ func (s *subscriber) forward() {
 			}
 		}
 		s.egress.Add(int64(sent))
+	}
+	if s.probe(now) {
+		more = true
 	}
 	if more {
 		s.pace.Reset(replayPace)
@@ -367,7 +372,7 @@ func (d *downTrack) pump(now int64) (more bool, sent int) {
 			continue // lost on the way in: the player will NACK it in vain
 		}
 		n++
-		if d.write(p, now, false) {
+		if d.write(p, now, false, false) {
 			sent++
 		}
 	}
@@ -447,7 +452,7 @@ func (d *downTrack) skip(head uint64) {
 }
 
 // write sends cached packet p (its payload in d.buf[2:]).
-func (d *downTrack) write(p cachedPacket, now int64, rtx bool) bool {
+func (d *downTrack) write(p cachedPacket, now int64, rtx, probe bool) bool {
 	if d.restart && !rtx {
 		d.restart = false
 		headTS, ok := d.src.cache.tsOf(d.replayTo - 1)
@@ -483,7 +488,7 @@ func (d *downTrack) write(p cachedPacket, now int64, rtx bool) bool {
 	if slow := d.sub.delay.Load(); slow > 0 {
 		time.Sleep(time.Duration(slow))
 	}
-	d.stampTWCC(len(payload), now, rtx)
+	d.stampTWCC(len(payload), now, probe)
 	if _, err := d.ws.WriteRTP(&d.hdr, payload); err != nil {
 		return false
 	}
@@ -515,7 +520,7 @@ func (d *downTrack) retransmit(seq uint16, now int64) bool {
 		d.rtxDenied.Add(1)
 		return false
 	}
-	if !d.write(p, now, true) {
+	if !d.write(p, now, true, false) {
 		return false
 	}
 	d.retransmits.Add(1)
