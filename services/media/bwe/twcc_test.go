@@ -208,6 +208,24 @@ func TestGarbageFeedback(t *testing.T) {
 	}
 }
 
+// TestReferenceTimeBelowZero: reference times that keep stepping back by
+// half the 24-bit range unwrap to a negative clock; nothing breaks.
+func TestReferenceTimeBelowZero(t *testing.T) {
+	e := New(Config{})
+	for i := range 8 {
+		base := uint16(i * 10)
+		sendRun(e, base, 10, simStart+int64(i)*100*ms)
+		fb := feedbackFor(base, 10, 0)
+		fb.ReferenceTime = uint32(i*(1<<23+1)) & 0xffffff // a step back of 2^23 - 1 each time
+		if !e.FeedbackRTCP(marshal(t, fb), simStart+int64(i)*100*ms+50*ms) {
+			t.Fatal("feedback rejected")
+		}
+	}
+	if s := e.Stats(); s.Reported != 80 || s.Estimate <= 0 {
+		t.Errorf("stats %+v, want 80 packets reported and an estimate", s)
+	}
+}
+
 // TestConcurrentUse runs the forwarding side and the RTCP side at once (for
 // the race detector).
 func TestConcurrentUse(t *testing.T) {
