@@ -101,9 +101,12 @@ func New(c Config) *Estimator {
 }
 
 // Sent records a packet sent to the player: every packet that carries a
-// transport-wide sequence number, media, RTX and padding alike. probe marks
-// padding/RTX sent only because ProbeRate asked for it; it does not count
-// as the sender's own rate. It does not allocate.
+// transport-wide sequence number, media, RTX and padding alike; size is
+// what it takes on the wire (RTP header and payload; the estimator's rates
+// are in those bytes). probe marks padding/RTX sent only because ProbeRate
+// asked for it: it does not count as the sender's own rate, which ProbeRate
+// tops up. Retransmissions answering NACKs are not probes. It does not
+// allocate.
 func (e *Estimator) Sent(seq uint16, size int, now int64, probe bool) {
 	e.mu.Lock()
 	cluster := e.probe.sending(now)
