@@ -19,8 +19,13 @@
 //   - probing: when congestion is clear and the estimate is below what the
 //     sender wants ([Estimator.SetDesired], by default Config.Max),
 //     [Estimator.ProbeRate] asks the sender for extra padding/RTX for a 100 ms
-//     cluster at twice the estimate; the cluster's acknowledged rate raises the
-//     estimate, and a successful cluster is followed by the next one at once.
+//     cluster (longer at low rates, for ~15 packets) at twice the estimate; the
+//     cluster's acknowledged rate raises the estimate, and a successful cluster
+//     is followed by the next one at once. Probes start with the first
+//     feedback, 1.5 s after a cut, and every 3-5 s while below what is wanted.
+//     The queue a probe overshooting a full link leaves does not cut the
+//     estimate below its rate before the probe; a probe that finds the link
+//     full below the estimate lowers it to what it measured.
 //
 // Players that send only REMB are served by [Estimator.REMB] with the loss
 // cap fed by [Estimator.ReceiverReport]. [Estimator.Estimate] is min(delay

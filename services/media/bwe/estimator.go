@@ -67,8 +67,9 @@ type Estimator struct {
 	haveRef     bool
 	lastArrival int64
 
-	// Counts of the feedback being applied.
+	// Counts of the feedback being applied, and since New.
 	fbReported, fbLost int
+	reported, lost     uint64
 }
 
 // New returns an estimator at c.Initial.
@@ -100,9 +101,12 @@ func New(c Config) *Estimator {
 }
 
 // Sent records a packet sent to the player: every packet that carries a
-// transport-wide sequence number, media, RTX and padding alike. probe marks
-// padding/RTX sent only because ProbeRate asked for it; it does not count
-// as the sender's own rate. It does not allocate.
+// transport-wide sequence number, media, RTX and padding alike; size is
+// what it takes on the wire (RTP header and payload; the estimator's rates
+// are in those bytes). probe marks padding/RTX sent only because ProbeRate
+// asked for it: it does not count as the sender's own rate, which ProbeRate
+// tops up. Retransmissions answering NACKs are not probes. It does not
+// allocate.
 func (e *Estimator) Sent(seq uint16, size int, now int64, probe bool) {
 	e.mu.Lock()
 	cluster := e.probe.sending(now)
@@ -174,6 +178,9 @@ type Stats struct {
 	Acked      int64   // the acknowledged bitrate
 	LossRatio  float64 // the loss of the last complete window
 	Probing    bool    // a probe cluster is being sent or measured
+	// Packets transport-cc feedback has reported, and of them lost, since
+	// New (each packet counted at its first report).
+	Reported, Lost uint64
 }
 
 // Stats returns a snapshot.
@@ -187,6 +194,8 @@ func (e *Estimator) Stats() Stats {
 		Acked:      int64(e.acked.rate(e.lastArrival)),
 		LossRatio:  e.loss.lastRatio,
 		Probing:    e.probe.active || e.probe.pending,
+		Reported:   e.reported,
+		Lost:       e.lost,
 	}
 	if !math.IsInf(e.loss.limit, 1) {
 		s.LossCap = int64(e.loss.limit)
@@ -271,18 +280,25 @@ func (e *Estimator) endFeedback(now int64) {
 		e.lastOveruse = now
 	}
 	if e.rc.update(u, acked, now) {
+		e.rc.rate = max(e.rc.rate, e.probe.floor(now))
 		// After a cut, look for the way back up once congestion is clear.
 		e.probe.gap = probeBaseGap
 		if !e.probe.active && !e.probe.pending {
 			e.probe.nextAt = now + probeAfterDrop
 		}
 	}
+	e.reported += uint64(e.fbReported)
+	e.lost += uint64(e.fbLost)
 	e.loss.add(e.fbReported, e.fbLost, e.current(now), now)
 
 	e.probe.tick(now)
 	if p := &e.probe; p.pending && (p.coveredAfter || now-p.end > probeTimeout) {
-		if bps, _ := p.finish(now); bps > 0 {
-			if bps > e.rc.rate {
+		if bps, _, saturated := p.finish(now); bps > 0 {
+			if saturated && bps < e.rc.rate {
+				// The cluster found the link full below the estimate: the
+				// link got slower (a measurement, unlike a delay signal).
+				e.rc.rate = max(bps, beta*e.rc.rate)
+			} else if bps > e.rc.rate {
 				e.rc.rate, e.rc.lastChange = bps, now
 				if bps/1000 > e.rc.capKbps {
 					e.rc.capKbps = 0
@@ -316,5 +332,6 @@ func (e *Estimator) maybeProbe(now int64) {
 	if want < est*probeMinStep {
 		return
 	}
+	p.base = e.rc.rate
 	p.begin(min(est*probeFactor, want), now)
 }

@@ -108,9 +108,12 @@ func TestSimulatedLink(t *testing.T) {
 		},
 	}, {
 		// 5 % random loss is in GCC's hold band (2-10 %): the loss-based cap
-		// neither grows nor cuts, so the rate found by probing holds.
+		// neither grows nor cuts, so the rate found by probing holds. The
+		// sender wants 3 Mbit/s, so the estimate stays near what it sends
+		// and a loss cut would show.
 		name: "lossy: 5 % random loss, no capacity limit",
-		sim:  simConfig{cfg: cfg, app: app, loss: 0.05, prop: 50 * time.Millisecond, duration: 40 * time.Second, seed: 7},
+		sim: simConfig{cfg: cfg, app: app, desired: 3_000_000, loss: 0.05, prop: 50 * time.Millisecond,
+			duration: 40 * time.Second, seed: 7},
 		check: func(t *testing.T, s []sample) {
 			at, ok := firstAt(s, 0, func(s sample) bool { return s.estimate >= app })
 			if !ok || at > 10*time.Second {
@@ -120,6 +123,26 @@ func TestSimulatedLink(t *testing.T) {
 				if x.estimate < 1_500_000 {
 					t.Errorf("at %v estimate collapsed to %d, want ≥ 1.5M", x.at, x.estimate)
 				}
+			}
+		},
+	}, {
+		// Its probes (2x the estimate) overshoot the link; the queue they
+		// leave must not cut the estimate below what it was before them.
+		name: "app-limited: a 600 kbit/s sender on 1 Mbit/s",
+		sim:  simConfig{cfg: cfg, app: 600_000, phases: []phase{{0, 1_000_000}}, prop: 20 * time.Millisecond, duration: 30 * time.Second},
+		check: func(t *testing.T, s []sample) {
+			for _, x := range between(s, 5*time.Second, 30*time.Second) {
+				if x.estimate < 850_000 || x.estimate > 1_050_000 {
+					t.Errorf("at %v estimate %d, want within [850k, 1.05M]", x.at, x.estimate)
+				}
+			}
+		},
+	}, {
+		name: "350 kbit/s, 40 ms RTT",
+		sim:  simConfig{cfg: cfg, app: app, phases: []phase{{0, 350_000}}, prop: 20 * time.Millisecond, duration: 30 * time.Second},
+		check: func(t *testing.T, s []sample) {
+			if m := mean(between(s, 5*time.Second, 30*time.Second)); m < 250_000 || m > 400_000 {
+				t.Errorf("mean estimate %d, want within [250k, 400k]", m)
 			}
 		},
 	}, {
@@ -152,8 +175,9 @@ func TestSimulatedLink(t *testing.T) {
 // TestDesiredStopsProbing: a sender that wants no more than 1 Mbit/s is
 // not asked to probe beyond it.
 func TestDesiredStopsProbing(t *testing.T) {
-	sc := simConfig{cfg: Config{Initial: 300_000, Max: 10_000_000}, app: 1_000_000, phases: []phase{{0, 5_000_000}}, prop: 20 * time.Millisecond, duration: 10 * time.Second}
-	est, s := simulateDesired(t, sc, 1_000_000)
+	sc := simConfig{cfg: Config{Initial: 300_000, Max: 10_000_000}, app: 1_000_000, desired: 1_000_000,
+		phases: []phase{{0, 5_000_000}}, prop: 20 * time.Millisecond, duration: 10 * time.Second}
+	est, s := simulate(t, sc)
 	if got := est.Estimate(); got < 1_000_000 || got > 2_000_000 {
 		t.Errorf("estimate %d with 1M desired, want within [1M, 2M] (%s)", got, trace(s))
 	}

@@ -62,6 +62,10 @@ type rateWindow struct {
 	started bool
 }
 
+// slot is the index of bucket number b, which may be negative on a
+// player's clock that a hostile sequence of reference times drove below 0.
+func slot(b int64) int64 { return (b%rateBuckets + rateBuckets) % rateBuckets }
+
 // advance moves the window so that bucket b is the newest, clearing the
 // buckets that fall out.
 func (w *rateWindow) advance(b int64) {
@@ -73,7 +77,7 @@ func (w *rateWindow) advance(b int64) {
 		n = rateBuckets
 	}
 	for i := int64(1); i <= n; i++ {
-		w.buckets[(w.head+i)%rateBuckets] = 0
+		w.buckets[slot(w.head+i)] = 0
 	}
 	w.head = b
 }
@@ -88,7 +92,7 @@ func (w *rateWindow) add(t int64, bytes int) {
 	if b <= w.head-rateBuckets {
 		return // older than the window
 	}
-	w.buckets[((b%rateBuckets)+rateBuckets)%rateBuckets] += int64(bytes)
+	w.buckets[slot(b)] += int64(bytes)
 }
 
 // rate is the bitrate of the window ending at t; 0 before any sample.

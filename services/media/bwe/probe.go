@@ -31,6 +31,7 @@ const (
 	probeAfterDrop = 1500e6 // first probe after a decrease, once clear
 	probeClearTime = 1e9    // no overuse for this long before probing
 	probeMinStep   = 1.2    // not worth probing for less than +20 %
+	probeGuard     = 500e6  // after a cluster is measured, its queue drains
 )
 
 // prober is the probe controller and the cluster being measured.
@@ -43,6 +44,12 @@ type prober struct {
 	end     int64
 	nextAt  int64 // a cluster may start from then (0: at once)
 	gap     int64 // backoff after an unsuccessful cluster
+
+	// The guard against cutting for our own probe: the delay-based rate
+	// when the cluster began, and the end and result of the last one.
+	base       float64
+	finishedAt int64
+	lastResult float64
 
 	// Results of the cluster, from feedback.
 	recv, lost                 int
@@ -77,7 +84,23 @@ func (p *prober) begin(target float64, now int64) {
 		p.id = 1
 	}
 	d := max(probeDuration, min(int64(probeMinBits*1e9/target), probeMaxDuration))
-	*p = prober{id: p.id, gap: p.gap, nextAt: p.nextAt, active: true, target: target, start: now, end: now + d}
+	*p = prober{id: p.id, gap: p.gap, nextAt: p.nextAt, active: true, target: target, start: now, end: now + d, base: p.base}
+}
+
+// floor is the least a delay-based cut at now may leave. A cluster that
+// overshoots a full link queues up to probeDuration of excess, which the
+// detector rightly calls overuse; but it was our probe, not the sender's
+// rate, so the cut must not go below the rate before the probe, nor, once
+// the cluster is measured, below the capacity it showed (when that is less
+// the link really got slower). 0: no floor.
+func (p *prober) floor(now int64) float64 {
+	switch {
+	case p.active || p.pending:
+		return p.base
+	case p.finishedAt != 0 && now-p.finishedAt < probeGuard:
+		return min(p.base, p.lastResult)
+	}
+	return 0
 }
 
 // result records feedback for one packet of the current cluster.
@@ -107,10 +130,13 @@ func (p *prober) result(sp *sentPacket, received bool, arrival int64) {
 }
 
 // finish measures a cluster whose feedback is complete (or timed out):
-// the capacity it showed (0 for no result) and whether it succeeded.
-func (p *prober) finish(now int64) (bps float64, ok bool) {
+// the capacity it showed (0 for no result), whether it succeeded, and
+// whether it found the link full (received clearly slower than sent).
+func (p *prober) finish(now int64) (bps float64, ok, saturated bool) {
 	p.pending = false
+	p.finishedAt = now
 	defer func() {
+		p.lastResult = bps
 		if ok {
 			p.gap, p.nextAt = probeBaseGap, now
 		} else {
@@ -119,20 +145,21 @@ func (p *prober) finish(now int64) (bps float64, ok bool) {
 		}
 	}()
 	if p.recv < probeMinPackets || float64(p.lost) > probeMaxLoss*float64(p.recv+p.lost) {
-		return 0, false
+		return 0, false, false
 	}
 	sendSpan := p.lastSend - p.firstSend
 	recvSpan := p.lastArrival - p.firstArrival
 	if sendSpan <= 0 || recvSpan <= 0 {
-		return 0, false
+		return 0, false, false
 	}
 	// The last packet sent closes the send span and the first received
 	// opens the receive span: neither counts in its rate.
 	sendRate := float64(p.bytes-p.lastSize) * 8e9 / float64(sendSpan)
 	recvRate := float64(p.bytes-p.firstSize) * 8e9 / float64(recvSpan)
 	bps = min(sendRate, recvRate)
-	if recvRate < probeSaturated*sendRate {
+	saturated = recvRate < probeSaturated*sendRate
+	if saturated {
 		bps = probeUtilization * recvRate
 	}
-	return bps, bps >= probeSuccess*p.target
+	return bps, bps >= probeSuccess*p.target, saturated
 }

@@ -35,6 +35,7 @@ type simConfig struct {
 	startSeq uint16
 	raw      bool // feedback as raw RTCP (FeedbackRTCP) instead of pion's struct
 	seed     uint64
+	desired  int64 // SetDesired, when not 0
 }
 
 // sample is the state at one point of a run.
@@ -58,15 +59,10 @@ type delivery struct {
 // simulate runs the scenario and returns the estimator and a sample every
 // 100 ms.
 func simulate(tb testing.TB, sc simConfig) (*Estimator, []sample) {
-	return simulateDesired(tb, sc, 0)
-}
-
-// simulateDesired is simulate with SetDesired(desired) when it is not 0.
-func simulateDesired(tb testing.TB, sc simConfig, desired int64) (*Estimator, []sample) {
 	tb.Helper()
 	e := New(sc.cfg)
-	if desired > 0 {
-		e.SetDesired(desired)
+	if sc.desired > 0 {
+		e.SetDesired(sc.desired)
 	}
 	rng := rand.New(rand.NewPCG(sc.seed, 42))
 	var (
