@@ -1,10 +1,12 @@
 package bwe
 
-// historySize is how many sent packets are remembered for feedback: 2048
-// packets are about 7 s of a 2.5 Mbit/s stream and 2 s at 10 Mbit/s, far
-// longer than feedback takes, in 32 KiB per player. A power of two so the
+// historySize is how many sent packets are remembered for feedback: 512
+// packets are about 1.6 s of a 2.5 Mbit/s stream with its audio and 0.5 s
+// at 10 Mbit/s, several times longer than feedback takes (50-100 ms), in
+// 8 KiB per player: an edge holds thousands of players, so the history is
+// most of what congestion control costs a player. A power of two so the
 // slot is the sequence number's low bits.
-const historySize = 2048
+const historySize = 512
 
 // Flags of a sentPacket.
 const (
@@ -26,7 +28,7 @@ type sentPacket struct {
 // history is a ring of the last historySize packets sent, indexed by
 // transport-wide sequence number. A slot is trusted only when its stored
 // sequence number is the one asked for, which also makes wrap-around safe:
-// a slot is overwritten 32 times before the same number comes back.
+// a slot is overwritten 128 times before the same number comes back.
 type history struct {
 	ring [historySize]sentPacket
 }
