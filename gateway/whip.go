@@ -274,8 +274,13 @@ func (w *WHIP) play(rw http.ResponseWriter, r *http.Request) {
 	if r.URL.Query().Get("mode") == "rtc" {
 		mode = mediav1.ResourceMode_RESOURCE_MODE_ONLY_RTC
 	}
+	layer, ok := videoLayers[r.URL.Query().Get("layer")]
+	if !ok {
+		w.fail(rw, errcode.Newf(errcode.InvalidParameter, "layer %q: want auto, high, medium or low", r.URL.Query().Get("layer")), true)
+		return
+	}
 	req := &mediav1.PlayRequest{AppId: appID, StreamId: r.PathValue("stream_id"), Token: token, SdpOffer: sdpOffer,
-		ResourceMode: mode}
+		ResourceMode: mode, VideoLayer: layer}
 	for hop := 0; ; hop++ {
 		client, err := w.edge(addr)
 		if err != nil {
@@ -446,4 +451,10 @@ func httpError(rw http.ResponseWriter, status int, msg string) {
 	rw.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	rw.WriteHeader(status)
 	_, _ = io.WriteString(rw, msg+"\n")
+}
+
+// videoLayers are the values of WHEP's ?layer= (absent: auto).
+var videoLayers = map[string]mediav1.VideoLayer{
+	"": mediav1.VideoLayer_VIDEO_LAYER_UNSPECIFIED, "auto": mediav1.VideoLayer_VIDEO_LAYER_UNSPECIFIED,
+	"low": mediav1.VideoLayer_VIDEO_LAYER_LOW, "medium": mediav1.VideoLayer_VIDEO_LAYER_MEDIUM, "high": mediav1.VideoLayer_VIDEO_LAYER_HIGH,
 }

@@ -22,7 +22,23 @@ type PlayerConfig struct {
 	// (the least loaded, which relays the stream from its origin); OnlyRTC
 	// plays from the stream's origin edge.
 	ResourceMode ResourceMode
+	// VideoLayer picks the simulcast layer to play when the publisher sends
+	// several: VideoLayerAuto (the default) follows the player's bandwidth,
+	// the others pin a layer. OnPlayerQualityUpdate reports the layer played.
+	VideoLayer VideoLayer
 }
+
+// VideoLayer is a simulcast layer of a video stream, or a choice of one.
+type VideoLayer int
+
+// Video layers. Auto lets the edge choose by the player's bandwidth; when
+// even the lowest layer does not fit, video pauses and audio plays on.
+const (
+	VideoLayerAuto VideoLayer = iota
+	VideoLayerLow
+	VideoLayerMedium
+	VideoLayerHigh
+)
 
 // MediaSink receives a played stream. WriteRTP gets every RTP packet of
 // every track as it arrives (the codec tells which); nil sinks discard.
@@ -50,8 +66,12 @@ type player struct {
 	count    counters
 	frames   atomic.Int64
 	first    atomic.Bool
-	cancel   context.CancelFunc
-	done     chan struct{}
+	// layer and paused are what the edge last said of the video layer
+	// played (WatchSession).
+	layer  atomic.Int32
+	paused atomic.Bool
+	cancel context.CancelFunc
+	done   chan struct{}
 
 	mu        sync.Mutex
 	sessionID string
@@ -203,7 +223,7 @@ func (p *player) attempt(ctx context.Context, user, token string) (<-chan sessio
 		return nil, err
 	}
 	req := &mediav1.PlayRequest{AppId: p.e.profile.AppID, StreamId: p.streamID, UserId: user, Token: token,
-		SdpOffer: offer, ResourceMode: mediav1.ResourceMode(p.config.ResourceMode)}
+		SdpOffer: offer, ResourceMode: mediav1.ResourceMode(p.config.ResourceMode), VideoLayer: mediav1.VideoLayer(p.config.VideoLayer)}
 	var client mediav1.MediaServiceClient
 	var resp *mediav1.PlayResponse
 	addr := ""
@@ -244,6 +264,8 @@ func (p *player) attempt(ctx context.Context, user, token string) (<-chan sessio
 				end(nil)
 				return
 			}
+			p.layer.Store(int32(ev.GetVideoLayer()))
+			p.paused.Store(ev.GetVideoPaused())
 			if st := ev.GetState(); st == mediav1.SessionEvent_STATE_FAILED || st == mediav1.SessionEvent_STATE_CLOSED {
 				end(ev)
 				return
@@ -370,7 +392,7 @@ func (p *player) quality(ctx context.Context) {
 		case <-t.C:
 		}
 		now := p.count.snapshot()
-		q := PlayStreamQuality{}
+		q := PlayStreamQuality{VideoLayer: VideoLayer(p.layer.Load()), VideoPaused: p.paused.Load()}
 		q.VideoKBPS, q.AudioKBPS, _ = now.rates(last)
 		frames := p.frames.Load()
 		q.VideoFPS = float64(frames-lastFrames) / now.at.Sub(last.at).Seconds()

@@ -70,6 +70,12 @@ type PlayStreamQuality struct {
 	AudioKBPS      float64
 	RTT            time.Duration // not measured by a receive-only peer yet: 0
 	PacketLossRate float64       // 0..1
+	// VideoLayer is the simulcast layer played (VideoLayerAuto: the
+	// stream has no layers, or the edge has not said yet); VideoPaused is
+	// set while the edge holds video back because even the lowest layer
+	// does not fit the player's bandwidth (audio plays on).
+	VideoLayer  VideoLayer
+	VideoPaused bool
 }
 
 // MediaSource is what a publisher sends: pion local tracks (for example

@@ -3,7 +3,10 @@ package media
 import (
 	"context"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+
+	"github.com/onair-dev/onair/services/media/sfu"
 )
 
 // RegisterMetrics exports the edge's figures through mp (Prometheus names
@@ -25,7 +28,16 @@ import (
 //   - onair.media.udp.packets, onair.media.udp.messages,
 //     onair.media.udp.writes: packets the edge's socket sent, the messages
 //     they went in (fewer where the kernel segments: GSO) and the system
-//     calls that sent them [onair_media_udp_packets_total, ...].
+//     calls that sent them [onair_media_udp_packets_total, ...];
+//   - onair.media.players.video: players by the video they get, attribute
+//     layer = low, medium, high, paused or single (a track without
+//     simulcast) [onair_media_players_video];
+//   - onair.media.bwe.estimate: the players' bandwidth estimates, mean and
+//     minimum (attribute stat) [onair_media_bwe_estimate];
+//   - onair.media.layer.switches: layer switches done by players' downtracks;
+//     onair.media.rtx.denied: retransmissions not sent because they would
+//     exceed the player's share of its estimate
+//     [onair_media_layer_switches_total, onair_media_rtx_denied_total].
 //
 // Everything is read when scraped: nothing is added to the packet path.
 func (s *Server) RegisterMetrics(mp metric.MeterProvider) error {
@@ -48,6 +60,27 @@ func (s *Server) RegisterMetrics(mp metric.MeterProvider) error {
 			return err
 		}
 	}
+	if _, err := m.Int64ObservableGauge("onair.media.players.video", metric.WithDescription("players by the video layer they get"),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			v := s.videoStats()
+			for name, n := range v.layers {
+				o.Observe(n, metric.WithAttributes(attribute.String("layer", name)))
+			}
+			return nil
+		})); err != nil {
+		return err
+	}
+	if _, err := m.Int64ObservableGauge("onair.media.bwe.estimate", metric.WithDescription("players' bandwidth estimates, bits per second"),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			v := s.videoStats()
+			if v.players > 0 {
+				o.Observe(v.estSum/v.players, metric.WithAttributes(attribute.String("stat", "mean")))
+				o.Observe(v.estMin, metric.WithAttributes(attribute.String("stat", "min")))
+			}
+			return nil
+		})); err != nil {
+		return err
+	}
 	counters := []struct {
 		name, desc string
 		f          func() int64
@@ -62,6 +95,8 @@ func (s *Server) RegisterMetrics(mp metric.MeterProvider) error {
 		{"onair.media.relay.received_bytes", "RTP payload bytes received from upstream edges", s.relay.Counters.InOctets.Load},
 		{"onair.media.relay.repulls", "upstreams lost or dropped and pulled again", s.relay.Counters.Repulls.Load},
 		{"onair.media.relay.moves", "upstreams dropped because the stream's publisher moved to another edge", s.relay.Counters.Moves.Load},
+		{"onair.media.layer.switches", "simulcast layer switches of players", func() int64 { return s.videoStats().switches }},
+		{"onair.media.rtx.denied", "retransmissions over the player's share of its estimate", func() int64 { return s.videoStats().rtxDenied }},
 	}
 	for _, c := range counters {
 		if _, err := m.Int64ObservableCounter(c.name, metric.WithDescription(c.desc),
@@ -73,4 +108,43 @@ func (s *Server) RegisterMetrics(mp metric.MeterProvider) error {
 		}
 	}
 	return nil
+}
+
+// videoStats are the players' video figures, summed at scrape time.
+type videoStats struct {
+	layers                  map[string]int64
+	players, estSum, estMin int64
+	switches, rtxDenied     int64
+}
+
+func (s *Server) videoStats() videoStats {
+	v := videoStats{layers: map[string]int64{"low": 0, "medium": 0, "high": 0, "paused": 0, "single": 0}}
+	s.mu.Lock()
+	subs := make([]*sfu.Player, 0, len(s.sessions))
+	for _, ss := range s.sessions {
+		if ss.sub != nil {
+			subs = append(subs, ss.sub)
+		}
+	}
+	s.mu.Unlock()
+	for _, sub := range subs {
+		st := sub.Video()
+		v.players++
+		v.estSum += st.Estimate
+		if v.estMin == 0 || st.Estimate < v.estMin {
+			v.estMin = st.Estimate
+		}
+		v.switches += st.Switches
+		v.rtxDenied += st.RTXDenied
+		switch {
+		case !st.HasVideo:
+		case st.Paused:
+			v.layers["paused"]++
+		case !st.Simulcast:
+			v.layers["single"]++
+		default:
+			v.layers[[...]string{"", "low", "medium", "high"}[st.Layer]]++
+		}
+	}
+	return v
 }

@@ -2,6 +2,7 @@ package media
 
 import (
 	"context"
+	"slices"
 
 	"github.com/pion/webrtc/v4"
 
@@ -52,8 +53,12 @@ func (s *Server) Play(ctx context.Context, req *mediav1.PlayRequest) (*mediav1.P
 	}
 	ss.pc = pc
 	ss.sub = sub
-	for _, u := range tracks {
-		if err := sub.AddTrack(u, req.GetStreamId()); err != nil {
+	sub.OnLayer(ss.setLayer)
+	for i, u := range tracks {
+		if slices.ContainsFunc(tracks[:i], func(x *sfu.UpTrack) bool { return x.Kind() == u.Kind() }) {
+			continue // one downtrack per kind, for the first track's layers
+		}
+		if err := sub.AddTrack(u, req.GetStreamId(), sfu.Layer(req.GetVideoLayer())); err != nil {
 			_ = pc.Close()
 			return nil, err
 		}

@@ -50,13 +50,13 @@ func (s *Server) Publish(ctx context.Context, req *mediav1.PublishRequest) (*med
 	ss.pc = pc
 	var tmu sync.Mutex
 	var tracks []*sfu.UpTrack
-	byReceiver := map[*webrtc.RTPReceiver]*sfu.UpTrack{}
-	early := map[*webrtc.RTPReceiver]*webrtc.TrackRemote{}
-	pc.OnTrack(func(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
+	byRemote := map[*webrtc.TrackRemote]*sfu.UpTrack{}
+	var early []*webrtc.TrackRemote
+	pc.OnTrack(func(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		tmu.Lock()
-		u := byReceiver[r]
+		u := byRemote[t]
 		if u == nil {
-			early[r] = t
+			early = append(early, t)
 		}
 		tmu.Unlock()
 		if u != nil {
@@ -69,7 +69,8 @@ func (s *Server) Publish(ctx context.Context, req *mediav1.PublishRequest) (*med
 		return nil, err
 	}
 	// The tracks the publisher negotiated, known before any packet: players
-	// are answered from them at once.
+	// are answered from them at once. A simulcast track is one uptrack per
+	// layer (RID), in one layer group.
 	tmu.Lock()
 	for _, tr := range pc.GetTransceivers() {
 		r := tr.Receiver()
@@ -86,15 +87,25 @@ func (s *Server) Publish(ctx context.Context, req *mediav1.PublishRequest) (*med
 		if c.MimeType == "" {
 			continue
 		}
-		u := sfu.NewUpTrack(pc, tr.Kind(), c, s.cfg.PLIInterval)
-		tracks = append(tracks, u)
-		byReceiver[r] = u
+		remotes := r.Tracks()
+		if len(remotes) > sfu.MaxLayers {
+			tmu.Unlock()
+			_ = pc.Close()
+			return nil, errcode.Newf(errcode.InvalidParameter, "a track may have at most %d simulcast layers, the offer has %d", sfu.MaxLayers, len(remotes))
+		}
+		group := &sfu.LayerGroup{}
+		for _, t := range remotes {
+			u := sfu.NewUpTrack(pc, tr.Kind(), c, s.cfg.PLIInterval)
+			u.SetLayer(group, t.RID())
+			tracks = append(tracks, u)
+			byRemote[t] = u
+		}
 	}
 	pending := early
 	early = nil
 	tmu.Unlock()
-	for r, t := range pending {
-		if u := byReceiver[r]; u != nil {
+	for _, t := range pending {
+		if u := byRemote[t]; u != nil {
 			u.Attach(t)
 		}
 	}

@@ -54,6 +54,7 @@ import (
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 	"google.golang.org/grpc"
 
@@ -214,8 +215,8 @@ func New(cfg Config) (*Server, error) {
 		_ = bc.Close()
 		return nil, err
 	}
-	m := &webrtc.MediaEngine{}
-	if err := m.RegisterDefaultCodecs(); err != nil {
+	m, err := playerMediaEngine()
+	if err != nil {
 		_ = bc.Close()
 		return nil, err
 	}
@@ -226,6 +227,23 @@ func New(cfg Config) (*Server, error) {
 		Fanout: cfg.RelayFanout, Linger: cfg.RelayLinger, DialOptions: cfg.RelayDialOptions, PLIInterval: cfg.PLIInterval,
 		Logger: cfg.Logger}, relayEdge{s})
 	return s, nil
+}
+
+// playerMediaEngine offers players the default codecs plus transport-wide
+// congestion control (the extension and the transport-cc feedback), which
+// the edge runs itself: no pion interceptor stamps or reads it.
+func playerMediaEngine() (*webrtc.MediaEngine, error) {
+	m := &webrtc.MediaEngine{}
+	if err := m.RegisterDefaultCodecs(); err != nil {
+		return nil, err
+	}
+	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		m.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBTransportCC}, k)
+		if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, k); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
 }
 
 // NewAPI is a WebRTC API with the default codecs (Opus, VP8, VP9, H.264,

@@ -30,6 +30,9 @@ type session struct {
 	msg    string
 	notify chan struct{}
 	ended  bool
+	// A player's video layer and whether its video is paused.
+	layer  mediav1.VideoLayer
+	paused bool
 	// final: the stream ends with this publisher session, with no grace
 	// for the publisher to come back.
 	final bool
@@ -43,7 +46,20 @@ func (s *Server) newSession(player bool) *session {
 func (ss *session) snapshot() (*mediav1.SessionEvent, <-chan struct{}, bool) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	return &mediav1.SessionEvent{State: ss.state, ErrorCode: ss.code, Message: ss.msg}, ss.notify, ss.ended
+	return &mediav1.SessionEvent{State: ss.state, ErrorCode: ss.code, Message: ss.msg, VideoLayer: ss.layer, VideoPaused: ss.paused},
+		ss.notify, ss.ended
+}
+
+// setLayer records the player's video layer and pause, for WatchSession.
+func (ss *session) setLayer(l sfu.Layer, paused bool) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.ended || (ss.layer == mediav1.VideoLayer(l) && ss.paused == paused) {
+		return
+	}
+	ss.layer, ss.paused = mediav1.VideoLayer(l), paused
+	close(ss.notify)
+	ss.notify = make(chan struct{})
 }
 
 func (ss *session) setState(st mediav1.SessionEvent_State) {
@@ -172,14 +188,14 @@ func (s *Server) WatchSession(req *mediav1.WatchSessionRequest, srv mediav1.Medi
 	if err != nil {
 		return err
 	}
-	var last mediav1.SessionEvent_State
+	var last *mediav1.SessionEvent
 	for {
 		ev, changed, ended := ss.snapshot()
-		if ev.State != last {
+		if last == nil || ev.State != last.State || ev.VideoLayer != last.VideoLayer || ev.VideoPaused != last.VideoPaused {
 			if err := srv.Send(ev); err != nil {
 				return err
 			}
-			last = ev.State
+			last = ev
 		}
 		if ended {
 			return nil

@@ -276,12 +276,19 @@ func (p *Pull) pullOnce() (got, ended bool, err error) {
 func (p *Pull) setTracks(ts []*mediav1.RelayTrack) {
 	var list []*sfu.UpTrack
 	in := map[uint32]*sfu.UpTrack{}
+	groups := map[uint32]*sfu.LayerGroup{}
 	for _, t := range ts {
 		kind := webrtc.NewRTPCodecType(t.GetKind())
 		c := webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: t.GetMimeType(),
 			ClockRate: t.GetClockRate(), Channels: uint16(t.GetChannels()), SDPFmtpLine: t.GetSdpFmtpLine()},
 			PayloadType: webrtc.PayloadType(t.GetPayloadType())}
 		u := sfu.NewUpTrack(nil, kind, c, p.r.cfg.PLIInterval)
+		if g := groups[t.GetGroup()]; g != nil {
+			u.SetLayer(g, t.GetRid())
+		} else {
+			groups[t.GetGroup()] = u.Group()
+			u.SetLayer(u.Group(), t.GetRid())
+		}
 		id := t.GetId()
 		u.SetUpstream(id|1<<31, func() {
 			select {

@@ -162,7 +162,8 @@ func (r *Feed) run(ctx context.Context, st mediav1.MediaRelayService_RelayServer
 				r.ids[u], r.byID[r.next] = r.next, u
 				c := u.Codec()
 				msg.Tracks = append(msg.Tracks, &mediav1.RelayTrack{Id: r.next, Kind: u.Kind().String(), MimeType: c.MimeType,
-					ClockRate: c.ClockRate, Channels: uint32(c.Channels), SdpFmtpLine: c.SDPFmtpLine, PayloadType: uint32(c.PayloadType)})
+					ClockRate: c.ClockRate, Channels: uint32(c.Channels), SdpFmtpLine: c.SDPFmtpLine, PayloadType: uint32(c.PayloadType),
+					Rid: u.RID(), Group: groupNumber(tracks, u)})
 			}
 		}
 		ids := make([]uint32, len(tracks))
@@ -249,4 +250,15 @@ func (r *Feed) run(ctx context.Context, st mediav1.MediaRelayService_RelayServer
 		case <-t.C:
 		}
 	}
+}
+
+// groupNumber numbers u's layer group among tracks (the index of its first
+// layer), so the pulling edge puts the same simulcast layers together.
+func groupNumber(tracks []*sfu.UpTrack, u *sfu.UpTrack) uint32 {
+	for i, x := range tracks {
+		if x.Group() == u.Group() {
+			return uint32(i)
+		}
+	}
+	return 0
 }

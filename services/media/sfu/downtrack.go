@@ -10,6 +10,7 @@ import (
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -36,7 +37,14 @@ type downTrack struct {
 	kind     webrtc.RTPCodecType
 	id       string
 	streamID string
-	want     atomic.Pointer[UpTrack] // the source to forward
+	want     atomic.Pointer[UpTrack] // the source to forward, nil: paused
+	// layers are the source track's layers (one without simulcast); pref
+	// the player's choice among them. selMu serializes choosing.
+	layers  atomic.Pointer[[]*UpTrack]
+	pref    Layer
+	selMu   sync.Mutex
+	chooser layerChooser
+	paused  atomic.Bool
 
 	// Set by Bind (pion's goroutine) before bound is set.
 	bound   atomic.Bool
@@ -44,6 +52,7 @@ type downTrack struct {
 	rtxSSRC uint32
 	codecs  []webrtc.RTPCodecParameters
 	ws      webrtc.TrackLocalWriter
+	twccID  uint8 // the transport-wide sequence number's extension ID, 0: none
 
 	// Owned by the Player's turn (one worker at a time).
 	src       *UpTrack
@@ -58,6 +67,11 @@ type downTrack struct {
 	hdr       rtp.Header
 	buf       [MaxPayload + 2]byte
 	nackWork  []uint16
+	ext       [1]rtp.Extension
+	twcc      [2]byte
+	// group is the layer group last forwarded: a source of the same group
+	// is switched to at a fresh keyframe, not replayed.
+	group *LayerGroup
 	// oldestLive: the arrival of the oldest live packet sent since the
 	// Player last looked (Server.TakeEdgeDelay), 0: none.
 	oldestLive int64
@@ -67,6 +81,7 @@ type downTrack struct {
 
 	// Counters, for tests and reports.
 	sent, octets, retransmits, drops, nackMisses atomic.Int64
+	switches, rtxDenied                          atomic.Int64
 	reports                                      atomic.Int64 // receiver report blocks read
 	fractionLost, jitter                         atomic.Uint32
 	totalLost                                    atomic.Uint32
@@ -84,6 +99,8 @@ func newDownTrack(sub *Player, src *UpTrack, streamID string) *downTrack {
 		initSeq: uint16(rand.Uint32()), initTS: rand.Uint32(), rtxSeq: uint16(rand.Uint32()),
 		nacks: make([]uint16, 0, 64), nackWork: make([]uint16, 0, 64)}
 	d.want.Store(src)
+	one := []*UpTrack{src}
+	d.layers.Store(&one)
 	return d
 }
 
@@ -107,6 +124,11 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	d.rtxSSRC = uint32(ctx.SSRCRetransmission())
 	d.codecs = append([]webrtc.RTPCodecParameters(nil), codecs...)
 	d.ws = ctx.WriteStream()
+	for _, e := range ctx.HeaderExtensions() {
+		if e.URI == sdp.TransportCCURI && e.ID > 0 && e.ID < 15 {
+			d.twccID = uint8(e.ID)
+		}
+	}
 	d.bound.Store(true)
 	return c, nil
 }
@@ -183,8 +205,17 @@ func (d *downTrack) pump(now int64) (more bool, sent int) {
 			sent++
 		}
 	}
-	if w := d.want.Load(); w != d.src && !d.begin(w) {
-		return false, sent
+	if w := d.want.Load(); w != d.src {
+		switch {
+		case w == nil: // paused
+			d.src = nil
+		case d.src == nil && d.group != w.group, d.src != nil && d.src.group != w.group:
+			if !d.begin(w) {
+				return false, sent
+			}
+		default:
+			d.switchLayer(w, now)
+		}
 	}
 	if d.src == nil {
 		return false, sent
@@ -205,7 +236,7 @@ func (d *downTrack) pump(now int64) (more bool, sent int) {
 			continue // lost on the way in: the player will NACK it in vain
 		}
 		n++
-		if d.write(p, now, false) {
+		if d.write(p, now, false, false) {
 			sent++
 		}
 	}
@@ -240,10 +271,32 @@ func (d *downTrack) begin(w *UpTrack) bool {
 			d.rtxPT = rtxFor(d.codecs, d.pt)
 		}
 	}
-	d.src = w
+	d.src, d.group = w, w.group
 	d.cursor, d.replayTo, d.restart = start, head, true
 	w.RequestKeyframe(true)
 	return true
+}
+
+// switchLayer moves to w, another layer of the track forwarded (or the
+// one forwarded before a pause), at a keyframe of w: its cached one when
+// that is fresh (a replay of a few packets), else the next, which it asks
+// for; the current layer (if any) plays on until then. The rewriter starts
+// a new segment, so the player's sequence numbers and timestamps run on.
+func (d *downTrack) switchLayer(w *UpTrack, now int64) {
+	ks, head, ok := w.cache.keyframeGroup()
+	if !ok || now-w.keyAt.Load() > int64(freshKeyframe) {
+		w.RequestKeyframe(false)
+		return
+	}
+	if c, ok := pickCodec(d.codecs, w.Codec()); ok {
+		d.pt = uint8(c.PayloadType)
+		if d.rtxSSRC != 0 {
+			d.rtxPT = rtxFor(d.codecs, d.pt)
+		}
+	}
+	d.src, d.group = w, w.group
+	d.cursor, d.replayTo, d.restart = ks, head, true
+	d.switches.Add(1)
 }
 
 // skip moves a player that fell maxLag behind to the latest keyframe group
@@ -263,7 +316,7 @@ func (d *downTrack) skip(head uint64) {
 }
 
 // write sends cached packet p (its payload in d.buf[2:]).
-func (d *downTrack) write(p cachedPacket, now int64, rtx bool) bool {
+func (d *downTrack) write(p cachedPacket, now int64, rtx, probe bool) bool {
 	if d.restart && !rtx {
 		d.restart = false
 		headTS, ok := d.src.cache.tsOf(d.replayTo - 1)
@@ -299,6 +352,7 @@ func (d *downTrack) write(p cachedPacket, now int64, rtx bool) bool {
 	if slow := d.sub.delay.Load(); slow > 0 {
 		time.Sleep(time.Duration(slow))
 	}
+	d.stampTWCC(len(payload), now, probe)
 	if _, err := d.ws.WriteRTP(&d.hdr, payload); err != nil {
 		return false
 	}
@@ -322,7 +376,15 @@ func (d *downTrack) retransmit(seq uint16, now int64) bool {
 		d.nackMisses.Add(1)
 		return false
 	}
-	if !d.write(p, now, true) {
+	if now-p.at > int64(maxRepairAge)+d.rtt.Load() {
+		d.nackMisses.Add(1) // too late to help
+		return false
+	}
+	if est := d.sub.est; est != nil && !d.sub.rtxBkt.take(p.n+14, int64(float64(est.Estimate())*rtxShare), rtxBurst, now) {
+		d.rtxDenied.Add(1)
+		return false
+	}
+	if !d.write(p, now, true, false) {
 		return false
 	}
 	d.retransmits.Add(1)
@@ -356,6 +418,9 @@ func (d *downTrack) handleRTCP(b []byte) {
 	}
 	var fb rtcpFeedback
 	parseRTCP(b, d.ssrc, &fb)
+	// Loss in receiver reports drives the estimate only for a player
+	// without transport-cc feedback.
+	d.sub.feedback(&fb, d.twccID == 0)
 	if fb.numNacks > 0 {
 		d.addNacks(fb.nacks[:fb.numNacks])
 	}

@@ -78,20 +78,30 @@ func (s *Player) readStream(t packetio.BufferPacketType, ssrc uint32) io.ReadWri
 	if t == packetio.RTCPBufferPacket {
 		for _, d := range s.tracks {
 			if d.bound.Load() && d.ssrc == ssrc {
-				return rtcpSink{d}
+				return rtcpSink{d: d}
 			}
 		}
+		return rtcpSink{sub: s}
 	}
 	return rtcpSink{}
 }
 
-// rtcpSink hands the RTCP written to it to downtrack d (nil: drops it).
-// Nobody reads it: Read says the stream has ended.
-type rtcpSink struct{ d *downTrack }
+// rtcpSink hands the RTCP written to it to downtrack d, or when about no
+// SSRC of the edge's, its congestion feedback to the player's sub (nil:
+// drops it). Nobody reads it: Read says the stream has ended.
+type rtcpSink struct {
+	d   *downTrack
+	sub *Player
+}
 
 func (k rtcpSink) Write(b []byte) (int, error) {
-	if k.d != nil {
+	switch {
+	case k.d != nil:
 		k.d.handleRTCP(b)
+	case k.sub != nil:
+		var fb rtcpFeedback
+		parseRTCP(b, 0, &fb)
+		k.sub.feedback(&fb, false)
 	}
 	return len(b), nil
 }

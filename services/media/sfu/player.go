@@ -7,6 +7,8 @@ import (
 
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/onair-dev/onair/services/media/bwe"
 )
 
 // Player is one player's forwarding unit: its downtracks, fed by the
@@ -33,13 +35,25 @@ type Player struct {
 
 	// delay (tests only) makes every packet written to this player slow.
 	delay atomic.Int64
+
+	// Congestion control (congestion.go): the player's bandwidth estimate,
+	// the transport-wide sequence numbers of its packets and the
+	// retransmission and probe budgets (owned by its turn).
+	est         *bwe.Estimator
+	twSeq       uint16
+	rtxBkt      tokenBucket
+	probeAt     int64   // when probe padding was last sent
+	probeCredit float64 // bytes of probe padding due
+	// onLayer, if set, is told when the video layer or pause changes.
+	onLayer func(l Layer, paused bool)
 }
 
 // NewPlayer is a player's forwarding, run on pool, counting its packets
 // into egress and its delays into delays. Its peer connection is made by
 // PlayerPeers.NewPeerConnection.
 func NewPlayer(pc *webrtc.PeerConnection, pool *ForwardPool, egress *atomic.Int64, delays *DelayHist) *Player {
-	s := &Player{pc: pc, pool: pool, egress: egress, delays: delays, done: make(chan struct{})}
+	s := &Player{pc: pc, pool: pool, egress: egress, delays: delays, done: make(chan struct{}),
+		est: bwe.New(bwe.Config{Initial: initialEstimate, Min: minEstimate, Max: maxEstimate})}
 	s.pace = time.AfterFunc(time.Hour, s.Signal)
 	s.pace.Stop()
 	s.reports = time.AfterFunc(time.Hour, s.reportTick)
@@ -113,6 +127,9 @@ func (s *Player) forward() {
 		}
 		s.egress.Add(int64(sent))
 	}
+	if s.probe(now) {
+		more = true
+	}
 	if more {
 		s.pace.Reset(replayPace)
 	}
@@ -141,10 +158,15 @@ func NewDownstream() *Player {
 // Wakeups is where a NewDownstream Player's wakeups arrive.
 func (s *Player) Wakeups() <-chan struct{} { return s.wake }
 
-// AddTrack gives the player a downtrack of u on its peer connection
-// (PlayerPeers.NewPeerConnection's), before the offer is answered.
-func (s *Player) AddTrack(u *UpTrack, streamID string) error {
+// AddTrack gives the player a downtrack of u's kind on its peer
+// connection (PlayerPeers.NewPeerConnection's), before the offer is
+// answered; SwitchTo gives it its layers. A video downtrack forwards the
+// layer pref pins (LayerAuto: the one its bandwidth fits).
+func (s *Player) AddTrack(u *UpTrack, streamID string, pref Layer) error {
 	d := newDownTrack(s, u, streamID)
+	if d.kind == webrtc.RTPCodecTypeVideo {
+		d.pref = pref
+	}
 	// The player's RTCP about d reaches it through rtcpSink (pion.go):
 	// nothing reads the sender.
 	if _, err := s.pc.AddTrack(d); err != nil {
@@ -168,37 +190,27 @@ func (s *Player) Connected() {
 }
 
 // SwitchTo makes each downtrack's source the track of its kind among
-// tracks (a publisher that came back, a new upstream): the downtrack
-// splices it in at its first keyframe. A kind tracks lack keeps its
-// source. It does not wake the player (Signal).
+// tracks (a publisher that came back, a new upstream), with its simulcast
+// layers: the downtrack splices the layer it picks in at its first
+// keyframe. A kind tracks lack keeps its source. It does not wake the
+// player (Signal).
 func (s *Player) SwitchTo(tracks []*UpTrack) {
 	for _, d := range s.tracks {
-		nu := trackOfKind(tracks, d.kind)
-		if nu == nil {
-			continue
-		}
-		nu.Subscribe(s)
-		if prev := d.want.Swap(nu); prev != nil && prev != nu {
-			prev.Unsubscribe(s)
-		}
+		d.setLayers(LayersOf(tracks, d.kind))
 	}
 }
 
-func trackOfKind(tracks []*UpTrack, k webrtc.RTPCodecType) *UpTrack {
-	for _, u := range tracks {
-		if u.kind == k {
-			return u
-		}
-	}
-	return nil
-}
+// OnLayer has f told, from the player's RTCP goroutine, the video layer
+// the player gets and whether its video is paused, whenever either
+// changes. Set it before the player starts.
+func (s *Player) OnLayer(f func(l Layer, paused bool)) { s.onLayer = f }
 
 // Close stops the player's forwarding and unsubscribes it from its
 // sources.
 func (s *Player) Close() {
 	s.stop()
 	for _, d := range s.tracks {
-		if u := d.want.Load(); u != nil {
+		for _, u := range *d.layers.Load() {
 			u.Unsubscribe(s)
 		}
 	}

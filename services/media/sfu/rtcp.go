@@ -17,6 +17,7 @@ const (
 	rtcpPSFB  = 206
 
 	maxNacksPerRead = 256
+	rtpfbTWCC       = 15 // transport-wide congestion control feedback
 )
 
 // rtcpFeedback is what one compound RTCP packet says about one of the
@@ -32,10 +33,16 @@ type rtcpFeedback struct {
 	highestSeq   uint32
 	jitter       uint32
 	lsr, dlsr    uint32
+	// twcc is the transport-wide congestion control feedback found (RTPFB
+	// FMT 15, a slice of the packet read), nil if none; remb a REMB
+	// estimate in bits per second, 0 if none. Both are about the player's
+	// whole connection, not one SSRC.
+	twcc []byte
+	remb int64
 }
 
 func (f *rtcpFeedback) reset() {
-	f.numNacks, f.keyframe, f.report = 0, false, false
+	f.numNacks, f.keyframe, f.report, f.twcc, f.remb = 0, false, false, nil, 0
 }
 
 func (f *rtcpFeedback) addNack(seq uint16) {
@@ -47,7 +54,9 @@ func (f *rtcpFeedback) addNack(seq uint16) {
 
 // parseRTCP walks a compound RTCP packet and fills f with what concerns
 // ssrc. It stops at the first malformed packet and reports false; what was
-// read before it is kept.
+// read before it is kept. Transport-wide feedback and REMB are taken when
+// their media SSRC is ssrc, or for any SSRC when ssrc is 0 (the
+// connection-level sink for feedback about no SSRC of the edge's).
 func parseRTCP(b []byte, ssrc uint32, f *rtcpFeedback) bool {
 	f.reset()
 	for len(b) > 0 {
@@ -90,6 +99,12 @@ func parseRTCP(b []byte, ssrc uint32, f *rtcpFeedback) bool {
 				f.dlsr = binary.BigEndian.Uint32(blk[20:])
 			}
 		case rtcpRTPFB:
+			if count == rtpfbTWCC && len(p) >= 20 {
+				if m := binary.BigEndian.Uint32(p[8:]); m == ssrc || ssrc == 0 {
+					f.twcc = p
+				}
+				continue
+			}
 			if count != 1 || len(p) < 12 || binary.BigEndian.Uint32(p[8:]) != ssrc {
 				continue
 			}
@@ -111,6 +126,20 @@ func parseRTCP(b []byte, ssrc uint32, f *rtcpFeedback) bool {
 			case 1: // PLI
 				if binary.BigEndian.Uint32(p[8:]) == ssrc {
 					f.keyframe = true
+				}
+			case 15: // REMB (draft-alvestrand-rmcat-remb): "REMB", count, exp+mantissa, SSRCs
+				if len(p) >= 20 && string(p[12:16]) == "REMB" {
+					n := int(p[16])
+					exp := uint(p[17] >> 2)
+					mant := int64(p[17]&3)<<16 | int64(p[18])<<8 | int64(p[19])
+					for i := 0; i < n && 24+4*i <= len(p); i++ {
+						if m := binary.BigEndian.Uint32(p[20+4*i:]); m == ssrc || ssrc == 0 {
+							if exp < 40 {
+								f.remb = mant << exp
+							}
+							break
+						}
+					}
 				}
 			case 4: // FIR: entries of SSRC + seq
 				for off := 12; off+8 <= len(p); off += 8 {

@@ -7,6 +7,8 @@ import (
 
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/onair-dev/onair/services/media/vp8"
 )
 
 // UpTrack is one track a publisher sends: it reads the publisher's RTP,
@@ -18,7 +20,13 @@ import (
 // instead, through the same Ingest.
 type UpTrack struct {
 	kind webrtc.RTPCodecType
-	pc   *webrtc.PeerConnection // the publisher's, for keyframe requests
+	// group is the publisher track this is a layer of: the simulcast
+	// layers (RIDs) of one track share it, so a player switches between
+	// them; a track without simulcast is a group of one. rid is the
+	// layer's RTP stream ID ("" without simulcast).
+	group *LayerGroup
+	rid   string
+	pc    *webrtc.PeerConnection // the publisher's, for keyframe requests
 	// pli asks for a keyframe instead when there is no publisher peer
 	// connection (a relayed track: SetUpstream).
 	pli func()
@@ -38,6 +46,15 @@ type UpTrack struct {
 	packets   atomic.Int64
 	keyframes atomic.Int64
 	kf        keyframeTracker // owned by the goroutine that ingests
+	meter     rateMeter       // likewise
+	// keyAt is when the latest keyframe began arriving (unix ns): a layer
+	// switch starts at a keyframe this fresh, or asks for a new one. size
+	// is the picture size it announced (VP8: width<<16 | height), 0 unknown.
+	keyAt atomic.Int64
+	size  atomic.Uint32
+	// rate is the layer's bitrate (bits/s) over the last rateWindow, kept
+	// by the ingesting goroutine, its only writer.
+	rate      atomic.Int64
 	done      chan struct{}
 	closeOnce sync.Once
 }
@@ -55,7 +72,7 @@ const (
 // requests go to pc's publisher at most once per pliEvery (a relayed track
 // has no pc: SetUpstream).
 func NewUpTrack(pc *webrtc.PeerConnection, kind webrtc.RTPCodecType, c webrtc.RTPCodecParameters, pliEvery time.Duration) *UpTrack {
-	u := &UpTrack{kind: kind, pc: pc, codec: c, pliEvery: pliEvery, done: make(chan struct{})}
+	u := &UpTrack{kind: kind, group: &LayerGroup{}, pc: pc, codec: c, pliEvery: pliEvery, done: make(chan struct{})}
 	if kind == webrtc.RTPCodecTypeVideo {
 		u.cache = newPacketCache(videoCacheSlots, maxVideoCacheSlots, int64(cacheMaxAge))
 	} else {
@@ -171,9 +188,21 @@ func (u *UpTrack) run(remote *webrtc.TrackRemote) {
 func (u *UpTrack) Ingest(ext uint64, now int64, ts uint32, pt uint8, marker bool, payload []byte) {
 	u.cache.insert(ext, now, ts, pt, marker, payload)
 	u.packets.Add(1)
+	if r, ok := u.meter.add(now, len(payload)+12); ok {
+		u.rate.Store(r)
+	}
 	if u.kind == webrtc.RTPCodecTypeVideo {
-		if start, ok := u.kf.observe(codec(u.vcodec.Load()), ext, ts, payload); ok {
+		c := codec(u.vcodec.Load())
+		if start, ok := u.kf.observe(c, ext, ts, payload); ok {
 			u.cache.setKeyframe(start)
+			u.keyAt.Store(now)
+			if c == codecVP8 {
+				if f, ok := vp8.FrameStart(payload); ok {
+					if w, h, ok := vp8.KeyframeSize(f); ok {
+						u.size.Store(uint32(w)<<16 | uint32(h))
+					}
+				}
+			}
 			u.keyframes.Add(1)
 		}
 	}

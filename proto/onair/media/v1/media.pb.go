@@ -82,6 +82,61 @@ func (ResourceMode) EnumDescriptor() ([]byte, []int) {
 	return file_onair_media_v1_media_proto_rawDescGZIP(), []int{0}
 }
 
+// VideoLayer is a simulcast layer of a video track, or a player's choice
+// of one.
+type VideoLayer int32
+
+const (
+	// Auto: the highest layer the player's bandwidth estimate fits.
+	VideoLayer_VIDEO_LAYER_UNSPECIFIED VideoLayer = 0
+	VideoLayer_VIDEO_LAYER_LOW         VideoLayer = 1
+	VideoLayer_VIDEO_LAYER_MEDIUM      VideoLayer = 2
+	VideoLayer_VIDEO_LAYER_HIGH        VideoLayer = 3
+)
+
+// Enum value maps for VideoLayer.
+var (
+	VideoLayer_name = map[int32]string{
+		0: "VIDEO_LAYER_UNSPECIFIED",
+		1: "VIDEO_LAYER_LOW",
+		2: "VIDEO_LAYER_MEDIUM",
+		3: "VIDEO_LAYER_HIGH",
+	}
+	VideoLayer_value = map[string]int32{
+		"VIDEO_LAYER_UNSPECIFIED": 0,
+		"VIDEO_LAYER_LOW":         1,
+		"VIDEO_LAYER_MEDIUM":      2,
+		"VIDEO_LAYER_HIGH":        3,
+	}
+)
+
+func (x VideoLayer) Enum() *VideoLayer {
+	p := new(VideoLayer)
+	*p = x
+	return p
+}
+
+func (x VideoLayer) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (VideoLayer) Descriptor() protoreflect.EnumDescriptor {
+	return file_onair_media_v1_media_proto_enumTypes[1].Descriptor()
+}
+
+func (VideoLayer) Type() protoreflect.EnumType {
+	return &file_onair_media_v1_media_proto_enumTypes[1]
+}
+
+func (x VideoLayer) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use VideoLayer.Descriptor instead.
+func (VideoLayer) EnumDescriptor() ([]byte, []int) {
+	return file_onair_media_v1_media_proto_rawDescGZIP(), []int{1}
+}
+
 type SessionEvent_State int32
 
 const (
@@ -121,11 +176,11 @@ func (x SessionEvent_State) String() string {
 }
 
 func (SessionEvent_State) Descriptor() protoreflect.EnumDescriptor {
-	return file_onair_media_v1_media_proto_enumTypes[1].Descriptor()
+	return file_onair_media_v1_media_proto_enumTypes[2].Descriptor()
 }
 
 func (SessionEvent_State) Type() protoreflect.EnumType {
-	return &file_onair_media_v1_media_proto_enumTypes[1]
+	return &file_onair_media_v1_media_proto_enumTypes[2]
 }
 
 func (x SessionEvent_State) Number() protoreflect.EnumNumber {
@@ -312,7 +367,10 @@ type PlayRequest struct {
 	// placed is set by a client that follows redirect_addr: the edge it was
 	// sent to serves the play (Default and OnlyL3) rather than choosing an
 	// edge again.
-	Placed        bool `protobuf:"varint,7,opt,name=placed,proto3" json:"placed,omitempty"`
+	Placed bool `protobuf:"varint,7,opt,name=placed,proto3" json:"placed,omitempty"`
+	// video_layer pins the simulcast layer the player gets; unspecified
+	// follows the player's bandwidth estimate (auto).
+	VideoLayer    VideoLayer `protobuf:"varint,8,opt,name=video_layer,json=videoLayer,proto3,enum=onair.media.v1.VideoLayer" json:"video_layer,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -394,6 +452,13 @@ func (x *PlayRequest) GetPlaced() bool {
 		return x.Placed
 	}
 	return false
+}
+
+func (x *PlayRequest) GetVideoLayer() VideoLayer {
+	if x != nil {
+		return x.VideoLayer
+	}
+	return VideoLayer_VIDEO_LAYER_UNSPECIFIED
 }
 
 type PlayResponse struct {
@@ -587,10 +652,15 @@ func (x *WatchSessionRequest) GetSessionId() string {
 
 // SessionEvent is a change of a media session's state.
 type SessionEvent struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	State         SessionEvent_State     `protobuf:"varint,1,opt,name=state,proto3,enum=onair.media.v1.SessionEvent_State" json:"state,omitempty"`
-	ErrorCode     int32                  `protobuf:"varint,2,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
-	Message       string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	State     SessionEvent_State     `protobuf:"varint,1,opt,name=state,proto3,enum=onair.media.v1.SessionEvent_State" json:"state,omitempty"`
+	ErrorCode int32                  `protobuf:"varint,2,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	Message   string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	// For a player: the video layer it gets (unspecified: not known yet,
+	// or a track without layers) and whether its video is paused because
+	// even the lowest layer does not fit its bandwidth.
+	VideoLayer    VideoLayer `protobuf:"varint,4,opt,name=video_layer,json=videoLayer,proto3,enum=onair.media.v1.VideoLayer" json:"video_layer,omitempty"`
+	VideoPaused   bool       `protobuf:"varint,5,opt,name=video_paused,json=videoPaused,proto3" json:"video_paused,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -644,6 +714,20 @@ func (x *SessionEvent) GetMessage() string {
 		return x.Message
 	}
 	return ""
+}
+
+func (x *SessionEvent) GetVideoLayer() VideoLayer {
+	if x != nil {
+		return x.VideoLayer
+	}
+	return VideoLayer_VIDEO_LAYER_UNSPECIFIED
+}
+
+func (x *SessionEvent) GetVideoPaused() bool {
+	if x != nil {
+		return x.VideoPaused
+	}
+	return false
 }
 
 // RelayUpstream is what the pulling edge sends: open first, then keyframe
@@ -776,12 +860,16 @@ type RelayTrack struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    uint32                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
 	// kind is "audio" or "video".
-	Kind          string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
-	MimeType      string `protobuf:"bytes,3,opt,name=mime_type,json=mimeType,proto3" json:"mime_type,omitempty"`
-	ClockRate     uint32 `protobuf:"varint,4,opt,name=clock_rate,json=clockRate,proto3" json:"clock_rate,omitempty"`
-	Channels      uint32 `protobuf:"varint,5,opt,name=channels,proto3" json:"channels,omitempty"`
-	SdpFmtpLine   string `protobuf:"bytes,6,opt,name=sdp_fmtp_line,json=sdpFmtpLine,proto3" json:"sdp_fmtp_line,omitempty"`
-	PayloadType   uint32 `protobuf:"varint,7,opt,name=payload_type,json=payloadType,proto3" json:"payload_type,omitempty"`
+	Kind        string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	MimeType    string `protobuf:"bytes,3,opt,name=mime_type,json=mimeType,proto3" json:"mime_type,omitempty"`
+	ClockRate   uint32 `protobuf:"varint,4,opt,name=clock_rate,json=clockRate,proto3" json:"clock_rate,omitempty"`
+	Channels    uint32 `protobuf:"varint,5,opt,name=channels,proto3" json:"channels,omitempty"`
+	SdpFmtpLine string `protobuf:"bytes,6,opt,name=sdp_fmtp_line,json=sdpFmtpLine,proto3" json:"sdp_fmtp_line,omitempty"`
+	PayloadType uint32 `protobuf:"varint,7,opt,name=payload_type,json=payloadType,proto3" json:"payload_type,omitempty"`
+	// A simulcast layer: its RID, and the number of the publisher track it
+	// is a layer of (tracks with the same group are layers of one track).
+	Rid           string `protobuf:"bytes,8,opt,name=rid,proto3" json:"rid,omitempty"`
+	Group         uint32 `protobuf:"varint,9,opt,name=group,proto3" json:"group,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -861,6 +949,20 @@ func (x *RelayTrack) GetSdpFmtpLine() string {
 func (x *RelayTrack) GetPayloadType() uint32 {
 	if x != nil {
 		return x.PayloadType
+	}
+	return 0
+}
+
+func (x *RelayTrack) GetRid() string {
+	if x != nil {
+		return x.Rid
+	}
+	return ""
+}
+
+func (x *RelayTrack) GetGroup() uint32 {
+	if x != nil {
+		return x.Group
 	}
 	return 0
 }
@@ -1044,7 +1146,7 @@ const file_onair_media_v1_media_proto_rawDesc = "" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x1d\n" +
 	"\n" +
-	"sdp_answer\x18\x02 \x01(\tR\tsdpAnswer\"\xe8\x01\n" +
+	"sdp_answer\x18\x02 \x01(\tR\tsdpAnswer\"\xa5\x02\n" +
 	"\vPlayRequest\x12\x15\n" +
 	"\x06app_id\x18\x01 \x01(\rR\x05appId\x12\x1b\n" +
 	"\tstream_id\x18\x02 \x01(\tR\bstreamId\x12\x17\n" +
@@ -1052,7 +1154,9 @@ const file_onair_media_v1_media_proto_rawDesc = "" +
 	"\x05token\x18\x04 \x01(\tR\x05token\x12\x1b\n" +
 	"\tsdp_offer\x18\x05 \x01(\tR\bsdpOffer\x12A\n" +
 	"\rresource_mode\x18\x06 \x01(\x0e2\x1c.onair.media.v1.ResourceModeR\fresourceMode\x12\x16\n" +
-	"\x06placed\x18\a \x01(\bR\x06placed\"q\n" +
+	"\x06placed\x18\a \x01(\bR\x06placed\x12;\n" +
+	"\vvideo_layer\x18\b \x01(\x0e2\x1a.onair.media.v1.VideoLayerR\n" +
+	"videoLayer\"q\n" +
 	"\fPlayResponse\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x1d\n" +
@@ -1065,12 +1169,15 @@ const file_onair_media_v1_media_proto_rawDesc = "" +
 	"\fStopResponse\"4\n" +
 	"\x13WatchSessionRequest\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x01 \x01(\tR\tsessionId\"\xf0\x01\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\"\xd0\x02\n" +
 	"\fSessionEvent\x128\n" +
 	"\x05state\x18\x01 \x01(\x0e2\".onair.media.v1.SessionEvent.StateR\x05state\x12\x1d\n" +
 	"\n" +
 	"error_code\x18\x02 \x01(\x05R\terrorCode\x12\x18\n" +
-	"\amessage\x18\x03 \x01(\tR\amessage\"m\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\x12;\n" +
+	"\vvideo_layer\x18\x04 \x01(\x0e2\x1a.onair.media.v1.VideoLayerR\n" +
+	"videoLayer\x12!\n" +
+	"\fvideo_paused\x18\x05 \x01(\bR\vvideoPaused\"m\n" +
 	"\x05State\x12\x15\n" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10STATE_CONNECTING\x10\x01\x12\x13\n" +
@@ -1084,7 +1191,7 @@ const file_onair_media_v1_media_proto_rawDesc = "" +
 	"\x06app_id\x18\x01 \x01(\rR\x05appId\x12\x1b\n" +
 	"\tstream_id\x18\x02 \x01(\tR\bstreamId\x12\x17\n" +
 	"\aedge_id\x18\x03 \x01(\tR\x06edgeId\x12\x1b\n" +
-	"\tedge_addr\x18\x04 \x01(\tR\bedgeAddr\"\xcf\x01\n" +
+	"\tedge_addr\x18\x04 \x01(\tR\bedgeAddr\"\xf7\x01\n" +
 	"\n" +
 	"RelayTrack\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\rR\x02id\x12\x12\n" +
@@ -1094,7 +1201,9 @@ const file_onair_media_v1_media_proto_rawDesc = "" +
 	"clock_rate\x18\x04 \x01(\rR\tclockRate\x12\x1a\n" +
 	"\bchannels\x18\x05 \x01(\rR\bchannels\x12\"\n" +
 	"\rsdp_fmtp_line\x18\x06 \x01(\tR\vsdpFmtpLine\x12!\n" +
-	"\fpayload_type\x18\a \x01(\rR\vpayloadType\"\xa8\x01\n" +
+	"\fpayload_type\x18\a \x01(\rR\vpayloadType\x12\x10\n" +
+	"\x03rid\x18\b \x01(\tR\x03rid\x12\x14\n" +
+	"\x05group\x18\t \x01(\rR\x05group\"\xa8\x01\n" +
 	"\vRelayPacket\x12\x14\n" +
 	"\x05track\x18\x01 \x01(\rR\x05track\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x1c\n" +
@@ -1113,7 +1222,13 @@ const file_onair_media_v1_media_proto_rawDesc = "" +
 	"\x15RESOURCE_MODE_ONLY_L3\x10\x02\x12\x1a\n" +
 	"\x16RESOURCE_MODE_ONLY_RTC\x10\x03\x12\x1a\n" +
 	"\x16RESOURCE_MODE_CDN_PLUS\x10\x04\x12\x18\n" +
-	"\x14RESOURCE_MODE_CUSTOM\x10\x052\xb5\x02\n" +
+	"\x14RESOURCE_MODE_CUSTOM\x10\x05*l\n" +
+	"\n" +
+	"VideoLayer\x12\x1b\n" +
+	"\x17VIDEO_LAYER_UNSPECIFIED\x10\x00\x12\x13\n" +
+	"\x0fVIDEO_LAYER_LOW\x10\x01\x12\x16\n" +
+	"\x12VIDEO_LAYER_MEDIUM\x10\x02\x12\x14\n" +
+	"\x10VIDEO_LAYER_HIGH\x10\x032\xb5\x02\n" +
 	"\fMediaService\x12J\n" +
 	"\aPublish\x12\x1e.onair.media.v1.PublishRequest\x1a\x1f.onair.media.v1.PublishResponse\x12A\n" +
 	"\x04Play\x12\x1b.onair.media.v1.PlayRequest\x1a\x1c.onair.media.v1.PlayResponse\x12A\n" +
@@ -1134,46 +1249,49 @@ func file_onair_media_v1_media_proto_rawDescGZIP() []byte {
 	return file_onair_media_v1_media_proto_rawDescData
 }
 
-var file_onair_media_v1_media_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_onair_media_v1_media_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
 var file_onair_media_v1_media_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_onair_media_v1_media_proto_goTypes = []any{
 	(ResourceMode)(0),           // 0: onair.media.v1.ResourceMode
-	(SessionEvent_State)(0),     // 1: onair.media.v1.SessionEvent.State
-	(*PublishRequest)(nil),      // 2: onair.media.v1.PublishRequest
-	(*PublishResponse)(nil),     // 3: onair.media.v1.PublishResponse
-	(*PlayRequest)(nil),         // 4: onair.media.v1.PlayRequest
-	(*PlayResponse)(nil),        // 5: onair.media.v1.PlayResponse
-	(*StopRequest)(nil),         // 6: onair.media.v1.StopRequest
-	(*StopResponse)(nil),        // 7: onair.media.v1.StopResponse
-	(*WatchSessionRequest)(nil), // 8: onair.media.v1.WatchSessionRequest
-	(*SessionEvent)(nil),        // 9: onair.media.v1.SessionEvent
-	(*RelayUpstream)(nil),       // 10: onair.media.v1.RelayUpstream
-	(*RelayOpen)(nil),           // 11: onair.media.v1.RelayOpen
-	(*RelayTrack)(nil),          // 12: onair.media.v1.RelayTrack
-	(*RelayPacket)(nil),         // 13: onair.media.v1.RelayPacket
-	(*RelayDownstream)(nil),     // 14: onair.media.v1.RelayDownstream
+	(VideoLayer)(0),             // 1: onair.media.v1.VideoLayer
+	(SessionEvent_State)(0),     // 2: onair.media.v1.SessionEvent.State
+	(*PublishRequest)(nil),      // 3: onair.media.v1.PublishRequest
+	(*PublishResponse)(nil),     // 4: onair.media.v1.PublishResponse
+	(*PlayRequest)(nil),         // 5: onair.media.v1.PlayRequest
+	(*PlayResponse)(nil),        // 6: onair.media.v1.PlayResponse
+	(*StopRequest)(nil),         // 7: onair.media.v1.StopRequest
+	(*StopResponse)(nil),        // 8: onair.media.v1.StopResponse
+	(*WatchSessionRequest)(nil), // 9: onair.media.v1.WatchSessionRequest
+	(*SessionEvent)(nil),        // 10: onair.media.v1.SessionEvent
+	(*RelayUpstream)(nil),       // 11: onair.media.v1.RelayUpstream
+	(*RelayOpen)(nil),           // 12: onair.media.v1.RelayOpen
+	(*RelayTrack)(nil),          // 13: onair.media.v1.RelayTrack
+	(*RelayPacket)(nil),         // 14: onair.media.v1.RelayPacket
+	(*RelayDownstream)(nil),     // 15: onair.media.v1.RelayDownstream
 }
 var file_onair_media_v1_media_proto_depIdxs = []int32{
 	0,  // 0: onair.media.v1.PlayRequest.resource_mode:type_name -> onair.media.v1.ResourceMode
-	1,  // 1: onair.media.v1.SessionEvent.state:type_name -> onair.media.v1.SessionEvent.State
-	11, // 2: onair.media.v1.RelayUpstream.open:type_name -> onair.media.v1.RelayOpen
-	12, // 3: onair.media.v1.RelayDownstream.tracks:type_name -> onair.media.v1.RelayTrack
-	13, // 4: onair.media.v1.RelayDownstream.packets:type_name -> onair.media.v1.RelayPacket
-	2,  // 5: onair.media.v1.MediaService.Publish:input_type -> onair.media.v1.PublishRequest
-	4,  // 6: onair.media.v1.MediaService.Play:input_type -> onair.media.v1.PlayRequest
-	6,  // 7: onair.media.v1.MediaService.Stop:input_type -> onair.media.v1.StopRequest
-	8,  // 8: onair.media.v1.MediaService.WatchSession:input_type -> onair.media.v1.WatchSessionRequest
-	10, // 9: onair.media.v1.MediaRelayService.Relay:input_type -> onair.media.v1.RelayUpstream
-	3,  // 10: onair.media.v1.MediaService.Publish:output_type -> onair.media.v1.PublishResponse
-	5,  // 11: onair.media.v1.MediaService.Play:output_type -> onair.media.v1.PlayResponse
-	7,  // 12: onair.media.v1.MediaService.Stop:output_type -> onair.media.v1.StopResponse
-	9,  // 13: onair.media.v1.MediaService.WatchSession:output_type -> onair.media.v1.SessionEvent
-	14, // 14: onair.media.v1.MediaRelayService.Relay:output_type -> onair.media.v1.RelayDownstream
-	10, // [10:15] is the sub-list for method output_type
-	5,  // [5:10] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	1,  // 1: onair.media.v1.PlayRequest.video_layer:type_name -> onair.media.v1.VideoLayer
+	2,  // 2: onair.media.v1.SessionEvent.state:type_name -> onair.media.v1.SessionEvent.State
+	1,  // 3: onair.media.v1.SessionEvent.video_layer:type_name -> onair.media.v1.VideoLayer
+	12, // 4: onair.media.v1.RelayUpstream.open:type_name -> onair.media.v1.RelayOpen
+	13, // 5: onair.media.v1.RelayDownstream.tracks:type_name -> onair.media.v1.RelayTrack
+	14, // 6: onair.media.v1.RelayDownstream.packets:type_name -> onair.media.v1.RelayPacket
+	3,  // 7: onair.media.v1.MediaService.Publish:input_type -> onair.media.v1.PublishRequest
+	5,  // 8: onair.media.v1.MediaService.Play:input_type -> onair.media.v1.PlayRequest
+	7,  // 9: onair.media.v1.MediaService.Stop:input_type -> onair.media.v1.StopRequest
+	9,  // 10: onair.media.v1.MediaService.WatchSession:input_type -> onair.media.v1.WatchSessionRequest
+	11, // 11: onair.media.v1.MediaRelayService.Relay:input_type -> onair.media.v1.RelayUpstream
+	4,  // 12: onair.media.v1.MediaService.Publish:output_type -> onair.media.v1.PublishResponse
+	6,  // 13: onair.media.v1.MediaService.Play:output_type -> onair.media.v1.PlayResponse
+	8,  // 14: onair.media.v1.MediaService.Stop:output_type -> onair.media.v1.StopResponse
+	10, // 15: onair.media.v1.MediaService.WatchSession:output_type -> onair.media.v1.SessionEvent
+	15, // 16: onair.media.v1.MediaRelayService.Relay:output_type -> onair.media.v1.RelayDownstream
+	12, // [12:17] is the sub-list for method output_type
+	7,  // [7:12] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_onair_media_v1_media_proto_init() }
@@ -1186,7 +1304,7 @@ func file_onair_media_v1_media_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_onair_media_v1_media_proto_rawDesc), len(file_onair_media_v1_media_proto_rawDesc)),
-			NumEnums:      2,
+			NumEnums:      3,
 			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   2,
