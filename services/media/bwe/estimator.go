@@ -36,8 +36,10 @@ const (
 type Estimator struct {
 	cfg Config
 
-	// estimate is the published estimate, written under mu by every update.
+	// estimate is the published estimate, written under mu by every update;
+	// limited, likewise, whether it is a limit the link has shown.
 	estimate atomic.Int64
+	limited  atomic.Bool
 
 	// mu guards everything below: the send history Sent writes and feedback
 	// reads, the probe cluster both sides touch, and the controllers.
@@ -223,7 +225,14 @@ func (e *Estimator) current(now int64) float64 {
 func (e *Estimator) publish(now int64) {
 	v := min(max(e.current(now), float64(e.cfg.Min)), float64(e.cfg.Max))
 	e.estimate.Store(int64(v))
+	e.limited.Store(e.rc.lastDecrease != 0 || !math.IsInf(e.loss.limit, 1) || e.haveREMB)
 }
+
+// Limited reports whether the estimate is a limit the link has shown: the
+// delay- or loss-based controller has cut it, or the player sends REMB.
+// Before that it is only where a ramp started, and a sender should not
+// hold media back on it (an SFU pausing a player's video, say).
+func (e *Estimator) Limited() bool { return e.limited.Load() }
 
 // beginFeedback starts applying a transport-cc feedback whose reference
 // time is ref24 (24 bits, 64 ms units) and returns that time in ns of the

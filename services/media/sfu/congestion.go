@@ -138,12 +138,17 @@ func (d *downTrack) choose(budget int64, now int64) (want int64) {
 		return 0
 	}
 	sorted := sortLayers(*ls)
+	if len(sorted) < 2 {
+		// One layer: nothing to switch to, and its video is not paused:
+		// a publisher without simulcast is played as it is sent.
+		return int64(float64(sorted[0].rate.Load()) / upHeadroom)
+	}
 	cur := d.want.Load()
 	var next *UpTrack
 	if d.pref != LayerAuto {
 		next = pinned(sorted, d.pref)
 	} else {
-		next = d.chooser.choose(sorted, cur, budget, now)
+		next = d.chooser.choose(sorted, cur, budget, now, d.sub.est.Limited())
 	}
 	top := sorted[len(sorted)-1]
 	if d.pref != LayerAuto {
@@ -245,7 +250,7 @@ func (d *downTrack) setLayers(ls []*UpTrack) {
 		d.chooser.reset()
 		if d.pref != LayerAuto {
 			next = pinned(sorted, d.pref)
-		} else if next = d.chooser.choose(sorted, nil, d.sub.est.Estimate()-audioReserve, time.Now().UnixNano()); next == nil {
+		} else if next = d.chooser.choose(sorted, nil, d.sub.est.Estimate()-audioReserve, time.Now().UnixNano(), false); next == nil {
 			next = sorted[0]
 		}
 	}

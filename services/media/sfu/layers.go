@@ -145,8 +145,18 @@ func (c *layerChooser) reset() {
 
 // choose returns the layer to forward given the sorted layers, the one
 // forwarded now (nil: paused or not started) and the bits per second the
-// estimate leaves for video. nil means pause.
-func (c *layerChooser) choose(sorted []*UpTrack, cur *UpTrack, budget int64, now int64) *UpTrack {
+// estimate leaves for video. nil means pause, which only a limit the link
+// has shown (mayPause) can cause: below the lowest layer on a mere
+// starting estimate, the lowest layer plays.
+func (c *layerChooser) choose(sorted []*UpTrack, cur *UpTrack, budget int64, now int64, mayPause bool) *UpTrack {
+	next := c.pick(sorted, cur, budget, now)
+	if next == nil && !mayPause && len(sorted) > 0 {
+		return sorted[0]
+	}
+	return next
+}
+
+func (c *layerChooser) pick(sorted []*UpTrack, cur *UpTrack, budget int64, now int64) *UpTrack {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(sorted) == 0 {
