@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"time"
 
+	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -113,18 +114,36 @@ func (s *Player) probe(now int64) bool {
 	return true
 }
 
-// probePacket resends the newest packet sent, as RTX marked as a probe;
-// the bytes sent, 0 if d cannot probe (no RTX, nothing sent yet).
+// probePacket sends one probe packet on the RTX stream: a copy of the
+// newest packet sent (a duplicate the player drops), or while video is
+// paused, when there is none to copy, a padding-only packet (which
+// receivers take as a bandwidth probe). It returns the bytes sent, 0 if d
+// cannot probe (no RTX negotiated, not started).
 func (d *downTrack) probePacket(now int64) int {
-	if d.src == nil || d.rtxPT == 0 || d.kind != webrtc.RTPCodecTypeVideo || !d.rw.started || d.rw.highest < d.rw.segStart {
+	if d.rtxPT == 0 || d.rtxSSRC == 0 || d.kind != webrtc.RTPCodecTypeVideo || !d.rw.started {
 		return 0
 	}
-	p, ok := d.src.cache.get(d.rw.highest, d.buf[2:], now, true)
-	if !ok || !d.write(p, now, true, true) {
+	if d.src != nil && d.rw.highest >= d.rw.segStart {
+		if p, ok := d.src.cache.get(d.rw.highest, d.buf[2:], now, true); ok && d.write(p, now, true, true) {
+			return p.n + 2 + 12 + 8
+		}
+	}
+	const n = paddingProbeSize
+	clear(d.buf[:n-1])
+	d.buf[n-1] = n // RFC 3550 5.1: the last padding byte counts the padding
+	d.hdr = rtp.Header{Version: 2, Padding: true, PayloadType: d.rtxPT, SequenceNumber: d.rtxSeq,
+		Timestamp: d.rw.lastTS, SSRC: d.rtxSSRC}
+	d.rtxSeq++
+	d.stampTWCC(n, now, true)
+	if _, err := d.ws.WriteRTP(&d.hdr, d.buf[:n]); err != nil {
 		return 0
 	}
-	return p.n + 2 + 12 + 8
+	return n + 12 + 8
 }
+
+// paddingProbeSize is a padding probe's payload: all padding, whose size
+// one byte must hold.
+const paddingProbeSize = 240
 
 // choose sets the layer d forwards: the pinned one, or in auto mode what
 // the chooser picks for budget. A change subscribes the player to the new
