@@ -46,6 +46,7 @@ function setStatus(text, cls = "") {
 function fmtQuality(s) {
   return `video ${s.video.videoBitrate.toFixed(0)} kbps ${s.video.videoFPS.toFixed(0)} fps` +
     (s.video.frameWidth ? ` ${s.video.frameWidth}x${s.video.frameHeight}` : "") +
+    (s.video.videoPaused ? " (video paused: the link is too slow)" : s.video.videoLayer ? ` layer ${s.video.videoLayer}` : "") +
     ` · audio ${s.audio.audioBitrate.toFixed(0)} kbps · rtt ${s.currentRoundTripTime.toFixed(0)} ms · level ${s.level}`;
 }
 

@@ -8,6 +8,10 @@ export type UpdateType = "ADD" | "DELETE";
 export type PublisherStateName = "NO_PUBLISH" | "PUBLISH_REQUESTING" | "PUBLISHING";
 export type PlayerStateName = "NO_PLAY" | "PLAY_REQUESTING" | "PLAYING";
 
+/** A player's choice of simulcast layer: auto follows its bandwidth. */
+export type VideoLayerName = "auto" | "high" | "medium" | "low";
+export declare const VideoLayer: { readonly AUTO: "auto"; readonly HIGH: "high"; readonly MEDIUM: "medium"; readonly LOW: "low" };
+
 export declare const RoomStateChangedReason: { readonly [K in RoomStateChangedReason]: K };
 export declare const PublisherState: { readonly [K in PublisherStateName]: K };
 export declare const PlayerState: { readonly [K in PlayerStateName]: K };
@@ -88,12 +92,35 @@ export interface PlayerStateResult {
 }
 
 export interface QualityStats {
-  video: { videoBitrate: number; videoFPS: number; videoPacketsLostRate: number; frameWidth: number; frameHeight: number };
+  video: {
+    videoBitrate: number; videoFPS: number; videoPacketsLostRate: number; frameWidth: number; frameHeight: number;
+    /**
+     * Play quality only: the layer the edge sends this player, as its media
+     * session's events say ("" until it says, or for a stream without
+     * layers).
+     */
+    videoLayer?: "high" | "medium" | "low" | "";
+    /** Play quality only: video is paused because even the lowest layer does not fit the player's link (audio plays on). */
+    videoPaused?: boolean;
+  };
   audio: { audioBitrate: number; audioPacketsLostRate: number };
   /** Milliseconds. */
   currentRoundTripTime: number;
   /** 0 excellent .. 4 bad. */
   level: number;
+}
+
+export interface PublishConfig {
+  extraInfo?: string;
+  /** false: send one layer even when the camera is above 360p. Default true. */
+  enableDualStream?: boolean;
+}
+
+export interface PlayOptions {
+  /** A token other than the room's. */
+  token?: string;
+  /** The simulcast layer to play (WHEP ?layer=): "auto" (default) follows the player's bandwidth. */
+  videoLayer?: VideoLayerName;
 }
 
 export interface EventMap {
@@ -134,11 +161,21 @@ export declare class ExpressEngine {
 
   createStream(source?: { camera?: { video?: boolean | MediaTrackConstraints; audio?: boolean | MediaTrackConstraints } }): Promise<MediaStream>;
   destroyStream(stream: MediaStream): void;
-  /** Publishes (WHIP, bound to the room session) in the room this engine is logged into. */
-  startPublishingStream(streamID: string, mediaStream: MediaStream, config?: { extraInfo?: string }): Promise<boolean>;
+  /**
+   * Layered (simulcast) publishing of stream on or off for the next
+   * startPublishingStream; on by default.
+   */
+  enableDualStream(stream: MediaStream, enable: boolean): boolean;
+  /**
+   * Publishes (WHIP, bound to the room session) in the room this engine is
+   * logged into. A camera above 360p is sent as three simulcast layers
+   * (full, half, quarter size; RIDs f, h, q) unless enableDualStream is
+   * false here or was turned off for the stream.
+   */
+  startPublishingStream(streamID: string, mediaStream: MediaStream, config?: PublishConfig): Promise<boolean>;
   stopPublishingStream(streamID: string): Promise<boolean>;
   /** Plays (WHEP) with the room's token, or options.token. Rejects with 1004002 when the stream is not live. */
-  startPlayingStream(streamID: string, options?: { token?: string }): Promise<MediaStream>;
+  startPlayingStream(streamID: string, options?: PlayOptions): Promise<MediaStream>;
   stopPlayingStream(streamID: string): Promise<boolean>;
   destroyEngine(): Promise<void>;
 }

@@ -75,6 +75,25 @@ export class OnAirError extends Error {
 const RECONNECT_GIVE_UP_MS = 20 * 60 * 1000;
 const QUALITY_INTERVAL_MS = 3000;
 
+/** Video layers a player can ask for: auto follows its bandwidth. */
+export const VideoLayer = Object.freeze({ AUTO: "auto", HIGH: "high", MEDIUM: "medium", LOW: "low" });
+
+// SIMULCAST is what camera publishing sends when the picture is above
+// 360p: three layers (RIDs as browsers name them, lowest first), each a
+// scaled copy with its own bitrate cap, so that the edge can give every
+// player the one its link carries.
+const SIMULCAST = Object.freeze([
+  { rid: "q", scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+  { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 600_000 },
+  { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 2_500_000 },
+]);
+const SIMULCAST_MIN_SIDE = 360;
+
+// The edge's names of a player's video layer (media.v1.VideoLayer).
+const LAYER_OF_EDGE = Object.freeze({
+  VIDEO_LAYER_LOW: "low", VIDEO_LAYER_MEDIUM: "medium", VIDEO_LAYER_HIGH: "high",
+});
+
 /**
  * createEngine returns an engine for one AppID. server is the gateway's base
  * URL ("https://onair.example.com"); the page's origin when left out.
@@ -95,6 +114,7 @@ export class ExpressEngine {
     this._room = null;
     this._publishers = new Map();
     this._players = new Map();
+    this._dualStream = new WeakMap();
     this._destroyed = false;
   }
 
@@ -283,6 +303,18 @@ export class ExpressEngine {
     }
   }
 
+  /**
+   * enableDualStream turns layered (simulcast) publishing of stream on or
+   * off, as the vendor's call of that name does; it takes effect at the
+   * next startPublishingStream. It is on by default: a camera above 360p
+   * is sent as three layers (full, half and quarter size).
+   */
+  enableDualStream(stream, enable) {
+    if (!stream?.getTracks) return false;
+    this._dualStream.set(stream, !!enable);
+    return true;
+  }
+
   /** destroyStream stops every track of a stream from createStream. */
   destroyStream(stream) {
     for (const t of stream?.getTracks?.() ?? []) t.stop();
@@ -303,7 +335,8 @@ export class ExpressEngine {
     if (!mediaStream?.getTracks?.().length) {
       throw new OnAirError(ErrorCode.INVALID_PARAMETER, "startPublishingStream needs a MediaStream with tracks");
     }
-    const pub = new Publisher(this, room, String(streamID), mediaStream, String(config.extraInfo ?? ""));
+    const dual = config.enableDualStream ?? this._dualStream.get(mediaStream) ?? true;
+    const pub = new Publisher(this, room, String(streamID), mediaStream, String(config.extraInfo ?? ""), !!dual);
     this._publishers.set(pub.streamID, pub);
     try {
       await pub.start();
@@ -325,15 +358,21 @@ export class ExpressEngine {
 
   /**
    * startPlayingStream plays streamID (WHEP) and resolves its MediaStream.
-   * It rejects with code 1004002 when the stream is not live.
+   * options.videoLayer picks the layer of a simulcast stream: "auto" (the
+   * default: what the player's bandwidth carries), "high", "medium" or
+   * "low". It rejects with code 1004002 when the stream is not live.
    */
   async startPlayingStream(streamID, options = {}) {
     this._alive();
     const token = options.token ?? this._room?.token;
     if (!token) throw new OnAirError(ErrorCode.NOT_LOGGED_IN, "log into a room (or pass options.token) before playing");
+    const layer = String(options.videoLayer ?? VideoLayer.AUTO);
+    if (!Object.values(VideoLayer).includes(layer)) {
+      throw new OnAirError(ErrorCode.INVALID_PARAMETER, `videoLayer ${JSON.stringify(layer)}: want auto, high, medium or low`);
+    }
     const old = this._players.get(streamID);
     if (old) await this.stopPlayingStream(streamID);
-    const player = new Player(this, String(streamID), token);
+    const player = new Player(this, String(streamID), token, layer);
     this._players.set(player.streamID, player);
     try {
       return await player.start();
@@ -528,38 +567,20 @@ class RoomSession {
       } catch { /* not JSON */ }
       throw httpError(resp, json?.error ?? json, text);
     }
-    const reader = resp.body.getReader();
-    const decoder = new TextDecoder();
-    let buf = "";
     let first = true;
-    for (;;) {
-      let chunk;
-      try {
-        chunk = await reader.read();
-      } catch (e) {
-        throw new OnAirError(ErrorCode.CONNECTION_BROKEN, `event stream: ${e?.message || e}`);
+    await readLines(resp, (msg) => {
+      if (msg.error) throw errorFromJSON(msg.error);
+      const ev = msg.result;
+      if (!ev) return;
+      if (first) {
+        first = false;
+        connected();
       }
-      if (chunk.done) return;
-      buf += decoder.decode(chunk.value, { stream: true });
-      let nl;
-      while ((nl = buf.indexOf("\n")) >= 0) {
-        const line = buf.slice(0, nl).trim();
-        buf = buf.slice(nl + 1);
-        if (!line) continue;
-        const msg = JSON.parse(line);
-        if (msg.error) throw errorFromJSON(msg.error);
-        const ev = msg.result;
-        if (!ev) continue;
-        if (first) {
-          first = false;
-          connected();
-        }
-        if (this.stopped) return;
-        this.handle(ev);
-        const rev = Number(ev.revision || 0);
-        if (!ev.more && rev > 0) this.lastRev = Math.max(this.lastRev, rev);
-      }
-    }
+      if (this.stopped) return false;
+      this.handle(ev);
+      const rev = Number(ev.revision || 0);
+      if (!ev.more && rev > 0) this.lastRev = Math.max(this.lastRev, rev);
+    }, "event stream");
   }
 
   handle(ev) {
@@ -759,12 +780,13 @@ function watchConnection(pc, onConnected, onBroken) {
 }
 
 class Publisher {
-  constructor(engine, room, streamID, mediaStream, extraInfo) {
+  constructor(engine, room, streamID, mediaStream, extraInfo, dualStream) {
     this.e = engine;
     this.room = room;
     this.streamID = streamID;
     this.media = mediaStream;
     this.extraInfo = extraInfo;
+    this.dualStream = dualStream;
     this.pc = null;
     this.location = "";
     this.state = PublisherState.NO_PUBLISH;
@@ -796,7 +818,11 @@ class Publisher {
     const pc = new RTCPeerConnection();
     this.pc = pc;
     for (const track of this.media.getTracks()) {
-      const tr = pc.addTransceiver(track, { direction: "sendonly", streams: [this.media] });
+      const init = { direction: "sendonly", streams: [this.media] };
+      if (track.kind === "video" && this.dualStream && aboveSimulcastSize(track)) {
+        init.sendEncodings = SIMULCAST.map((e) => ({ ...e }));
+      }
+      const tr = pc.addTransceiver(track, init);
       if (track.kind === "video") preferVP8(tr);
     }
     watchConnection(pc, () => {
@@ -869,10 +895,17 @@ class Publisher {
 }
 
 class Player {
-  constructor(engine, streamID, token) {
+  constructor(engine, streamID, token, videoLayer) {
     this.e = engine;
     this.streamID = streamID;
     this.token = token;
+    this.videoLayer = videoLayer;
+    // What the edge last said of this player's video: the layer it gets
+    // ("" before it says, or for a stream without layers) and whether it
+    // is paused because even the lowest layer does not fit the link.
+    this.layer = "";
+    this.paused = false;
+    this.watch = null;
     this.pc = null;
     this.location = "";
     this.media = new MediaStream();
@@ -919,7 +952,46 @@ class Player {
     }, () => {
       if (this.pc === pc && !this.stopped) this.retry();
     });
-    this.location = await negotiate(this.e, pc, `/whep/${this.e.appID}/${enc(this.streamID)}`, this.token);
+    const q = this.videoLayer === VideoLayer.AUTO ? "" : `?layer=${enc(this.videoLayer)}`;
+    this.location = await negotiate(this.e, pc, `/whep/${this.e.appID}/${enc(this.streamID)}${q}`, this.token);
+    this.follow(this.location);
+  }
+
+  // follow reads the media session's events (GET /v1/media/sessions/{id}/
+  // events, the REST face of WatchSession) for the layer the edge sends
+  // and whether video is paused, until the session ends or is closed. A
+  // WHEP session URL names the media session itself (/whep/sessions/{id})
+  // unless the edge is older than session tags; then nothing is followed
+  // and the layer stays unknown ("").
+  async follow(location) {
+    const id = /^\/whep\/sessions\/([^/.]+)$/.exec(location)?.[1];
+    if (!id) return;
+    const abort = new AbortController();
+    this.watch?.abort();
+    this.watch = abort;
+    let backoff = 250;
+    while (!abort.signal.aborted && this.location === location) {
+      try {
+        const resp = await fetch(`${this.e.server}/v1/media/sessions/${id}/events`, { signal: abort.signal, cache: "no-store" });
+        if (!resp.ok) {
+          // 404: the session is gone (the player reconnects or stops).
+          if (resp.status === 404) return;
+          throw new Error(`${resp.status}`);
+        }
+        await readLines(resp, (msg) => {
+          const ev = msg.result;
+          if (!ev || this.location !== location) return;
+          this.layer = LAYER_OF_EDGE[ev.video_layer] ?? "";
+          this.paused = !!ev.video_paused;
+          backoff = 250;
+        });
+        return; // the session ended
+      } catch (e) {
+        if (abort.signal.aborted) return;
+      }
+      await sleep(backoff);
+      backoff = Math.min(backoff * 2, 4000);
+    }
   }
 
   async retry() {
@@ -966,12 +1038,18 @@ class Player {
     if (!this.pc || this.state !== PlayerState.PLAYING) return;
     const q = await quality(this.pc, "inbound-rtp", this.last);
     this.last = q.raw;
+    q.stats.video.videoLayer = this.layer;
+    q.stats.video.videoPaused = this.paused;
     this.e._emit("playQualityUpdate", this.streamID, q.stats);
   }
 
   close() {
     const loc = this.location;
     this.location = "";
+    this.watch?.abort();
+    this.watch = null;
+    this.layer = "";
+    this.paused = false;
     endSession(this.e, loc);
     this.pc?.close();
     this.pc = null;
@@ -995,14 +1073,17 @@ async function quality(pc, type, last) {
   const stats = await pc.getStats();
   for (const s of stats.values()) {
     if (s.type === type && (s.kind === "video" || s.kind === "audio")) {
-      raw[s.kind] = {
-        bytes: s.bytesSent ?? s.bytesReceived ?? 0,
-        frames: s.framesEncoded ?? s.framesDecoded ?? 0,
-        packets: s.packetsSent ?? s.packetsReceived ?? 0,
-        lost: s.packetsLost ?? 0,
-        width: s.frameWidth ?? 0,
-        height: s.frameHeight ?? 0,
-      };
+      // A simulcast publisher has one outbound-rtp per layer: bytes and
+      // packets add up; frames and size are the largest layer's.
+      const r = raw[s.kind] ?? (raw[s.kind] = { bytes: 0, frames: 0, packets: 0, lost: 0, width: 0, height: 0 });
+      r.bytes += s.bytesSent ?? s.bytesReceived ?? 0;
+      r.packets += s.packetsSent ?? s.packetsReceived ?? 0;
+      r.lost += s.packetsLost ?? 0;
+      if ((s.frameWidth ?? 0) >= r.width) {
+        r.frames = s.framesEncoded ?? s.framesDecoded ?? 0;
+        r.width = s.frameWidth ?? 0;
+        r.height = s.frameHeight ?? 0;
+      }
     }
     if (s.type === "candidate-pair" && s.nominated && s.currentRoundTripTime !== undefined) rtt = s.currentRoundTripTime * 1000;
     if (s.type === "remote-inbound-rtp" && s.roundTripTime !== undefined) rtt = Math.max(rtt, s.roundTripTime * 1000);
@@ -1037,6 +1118,42 @@ async function quality(pc, type, last) {
 }
 
 // ---- helpers ----
+
+// readLines calls onMessage with each JSON line of a newline-delimited
+// response (a server-streaming REST call) until it ends, or onMessage
+// returns false or throws (what it throws is thrown on).
+async function readLines(resp, onMessage, what = "stream") {
+  const reader = resp.body.getReader();
+  const decoder = new TextDecoder();
+  let buf = "";
+  try {
+    for (;;) {
+      let chunk;
+      try {
+        chunk = await reader.read();
+      } catch (e) {
+        throw new OnAirError(ErrorCode.CONNECTION_BROKEN, `${what}: ${e?.message || e}`);
+      }
+      if (chunk.done) return;
+      buf += decoder.decode(chunk.value, { stream: true });
+      let nl;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, nl).trim();
+        buf = buf.slice(nl + 1);
+        if (line && onMessage(JSON.parse(line)) === false) return;
+      }
+    }
+  } finally {
+    reader.cancel().catch(() => {});
+  }
+}
+
+// aboveSimulcastSize: the track's picture (its shorter side) is above 360p,
+// where three layers are worth their cost; a smaller one is sent as it is.
+function aboveSimulcastSize(track) {
+  const { width = 0, height = 0 } = track.getSettings?.() ?? {};
+  return Math.min(width, height) > SIMULCAST_MIN_SIDE;
+}
 
 function enc(s) {
   return encodeURIComponent(s);
