@@ -279,8 +279,15 @@ func benchAPI(target string, player bool, n transport.Net, twcc bool) (*webrtc.A
 				return nil, err
 			}
 		}
-	} else if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
-		return nil, err
+	} else {
+		if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
+			return nil, err
+		}
+		// The header extensions that name simulcast layers (mid, rid,
+		// repaired rid), as browsers offer them.
+		if err := webrtc.ConfigureSimulcastExtensionHeaders(m); err != nil {
+			return nil, err
+		}
 	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
 }
