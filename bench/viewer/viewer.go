@@ -44,6 +44,9 @@
 // interval between two rendered frames is a freeze when it is at least
 // max(3 × avg, avg + 150 ms), avg being the mean of the last 30 intervals
 // (libwebrtc's VideoQualityObserver; 1/30 s until 5 intervals are known).
+// Unlike libwebrtc, intervals that were freezes stay out of the average: a
+// stream that shows a frame every few seconds reads as frozen, where an
+// average grown to seconds would call those gaps normal.
 // Unlike the statistics, a Report also counts the interval still open at its
 // end when it is already that long, so a picture frozen for the whole window
 // reads as 100 % frozen rather than as no freeze.
@@ -375,9 +378,10 @@ func (m *Meter) render(f *frame) {
 		interval := at.Sub(m.lastRender)
 		if m.isFreeze(interval) {
 			m.countFreeze(m.lastRender, at)
+		} else {
+			m.intervals[m.nIntervals%intervalSamples] = interval
+			m.nIntervals++
 		}
-		m.intervals[m.nIntervals%intervalSamples] = interval
-		m.nIntervals++
 	}
 	if f.key && (f.width != m.width || f.height != m.height) {
 		m.width, m.height, m.layerChanged = f.width, f.height, at
