@@ -62,7 +62,9 @@ transport-wide congestion control feedback (TWCC) and read without GRO. The
 bench then prints what each viewer saw (see bench/viewer): rendered fps,
 freezes as WebRTC's stats count them, received kbit/s, the layer (picture
 size of the latest keyframe) and when it was reached, and when video first
-played 5 s without a freeze.
+played 5 s without a freeze. Every player asks for a keyframe (PLI) when its
+picture is stuck (packets arrive but none continues it for 500 ms), as a
+browser does; the publisher sends one with --pli or --simulcast.
 
 ` + netshape.LinkSyntax + `
 
@@ -464,6 +466,11 @@ func fanout(ctx context.Context, c fanoutConfig) (*fanoutResult, error) {
 		p.start = time.Now()
 		pc.OnTrack(func(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 			video := t.Kind() == webrtc.RTPCodecTypeVideo
+			if video {
+				done := make(chan struct{})
+				defer close(done)
+				go askKeyframes(pc, t, p.meter, done)
+			}
 			buf := make([]byte, 1600)
 			var pkt rtp.Packet
 			for {
