@@ -44,6 +44,9 @@
 // interval between two rendered frames is a freeze when it is at least
 // max(3 × avg, avg + 150 ms), avg being the mean of the last 30 intervals
 // (libwebrtc's VideoQualityObserver; 1/30 s until 5 intervals are known).
+// Unlike libwebrtc, intervals that were freezes stay out of the average: a
+// stream that shows a frame every few seconds reads as frozen, where an
+// average grown to seconds would call those gaps normal.
 // Unlike the statistics, a Report also counts the interval still open at its
 // end when it is already that long, so a picture frozen for the whole window
 // reads as 100 % frozen rather than as no freeze.
@@ -63,6 +66,12 @@ const clockRate = 90000
 // PlayoutDecay is how fast the modelled playout delay shrinks, per second
 // of playout, when frames arrive earlier than it.
 const PlayoutDecay = 50 * time.Millisecond
+
+// KeyframeWait is how long a decoder waits for the frame that continues its
+// reference chain, while later packets arrive, before KeyframeNeeded says to
+// ask for a keyframe: longer than a retransmission takes on the links the
+// benches make (NACK interval + RTT), as a browser waits for NACKs first.
+const KeyframeWait = 500 * time.Millisecond
 
 // StableSpan is how long video must play without a freeze to be stable
 // (Report.FirstStable).
@@ -162,6 +171,9 @@ type Meter struct {
 	lastEnd      int64 // the last decoded frame's end sequence number
 	lastTS       int64
 	lastRender   time.Time
+	lastDecode   time.Time // when the last frame was decoded
+	firstPacket  time.Time
+	lastPacket   time.Time
 	offset       time.Duration // smallest completed − capture seen
 	tsBase       int64         // the first decoded frame's timestamp
 	delay        time.Duration // the playout delay
@@ -212,6 +224,10 @@ func (m *Meter) Packet(p *rtp.Packet, at time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	ext, ts := m.unwrap(p.SequenceNumber, p.Timestamp)
+	if m.firstPacket.IsZero() {
+		m.firstPacket = at
+	}
+	m.lastPacket = at
 	if m.baseUnset {
 		m.baseSeq, m.baseUnset = ext-1, false
 	}
@@ -375,9 +391,10 @@ func (m *Meter) render(f *frame) {
 		interval := at.Sub(m.lastRender)
 		if m.isFreeze(interval) {
 			m.countFreeze(m.lastRender, at)
+		} else {
+			m.intervals[m.nIntervals%intervalSamples] = interval
+			m.nIntervals++
 		}
-		m.intervals[m.nIntervals%intervalSamples] = interval
-		m.nIntervals++
 	}
 	if f.key && (f.width != m.width || f.height != m.height) {
 		m.width, m.height, m.layerChanged = f.width, f.height, at
@@ -385,7 +402,7 @@ func (m *Meter) render(f *frame) {
 			m.layers = append(m.layers, layerChange{at, f.width, f.height})
 		}
 	}
-	m.decoded, m.lastEnd, m.lastTS, m.lastRender = true, f.end, f.ts, at
+	m.decoded, m.lastEnd, m.lastTS, m.lastRender, m.lastDecode = true, f.end, f.ts, at, f.completed
 	if m.windowSet && !at.Before(m.start) {
 		m.frames++
 	}
@@ -472,6 +489,20 @@ func (m *Meter) Report(at time.Time) Report {
 		r.Lost = int(expected) - m.inWindow
 	}
 	return r
+}
+
+// KeyframeNeeded reports whether the decoder is stuck at at: packets kept
+// arriving for KeyframeWait since the last frame was decoded (or since the
+// first packet, before any) and none continued the picture. A player then
+// asks for a keyframe (a PLI), as a browser does.
+func (m *Meter) KeyframeNeeded(at time.Time) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	since := m.firstPacket
+	if m.decoded {
+		since = m.lastDecode
+	}
+	return !since.IsZero() && m.lastPacket.After(since) && at.Sub(since) >= KeyframeWait
 }
 
 // Layers is every change of the rendered picture size so far, the first

@@ -229,6 +229,34 @@ func TestMeter(t *testing.T) {
 	}
 }
 
+func TestKeyframeNeeded(t *testing.T) {
+	s := stream(streamOpts{frames: 60})
+	for _, tc := range []struct {
+		name string
+		in   []sent
+		at   time.Duration
+		want bool
+	}{
+		{"playing", s, 60 * frameGap, false},
+		{"a frame lost, waiting for retransmission", without(s, 31), 10*frameGap + KeyframeWait/2, false},
+		{"a frame lost, stuck", without(s, 31), 10*frameGap + KeyframeWait, true},
+		{"no keyframe yet, stuck", stream(streamOpts{frames: 60, keys: map[int][2]int{}}), KeyframeWait, true},
+		{"nothing arrives (the publisher stalls)", s[:30], 10*frameGap + KeyframeWait, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := NewMeter()
+			for _, p := range tc.in {
+				if p.at <= tc.at {
+					m.Packet(&p.p, t0.Add(p.at))
+				}
+			}
+			if got := m.KeyframeNeeded(t0.Add(tc.at)); got != tc.want {
+				t.Errorf("KeyframeNeeded = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestMeterLayers(t *testing.T) {
 	m := NewMeter()
 	m.Start(t0)

@@ -63,7 +63,9 @@ transport-wide congestion control feedback (TWCC) and read without GRO. The
 bench then prints what each viewer saw (see bench/viewer): rendered fps,
 freezes as WebRTC's stats count them, received kbit/s, the layer (picture
 size of the latest keyframe) and when it was reached, and when video first
-played 5 s without a freeze.
+played 5 s without a freeze. Every player asks for a keyframe (PLI) when its
+picture is stuck (packets arrive but none continues it for 500 ms), as a
+browser does; the publisher sends one with --pli or --simulcast.
 
 ` + netshape.LinkSyntax + `
 
@@ -280,8 +282,15 @@ func benchAPI(target string, player bool, n transport.Net, twcc bool) (*webrtc.A
 				return nil, err
 			}
 		}
-	} else if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
-		return nil, err
+	} else {
+		if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
+			return nil, err
+		}
+		// The header extensions that name simulcast layers (mid, rid,
+		// repaired rid), as browsers offer them.
+		if err := webrtc.ConfigureSimulcastExtensionHeaders(m); err != nil {
+			return nil, err
+		}
 	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
 }
@@ -422,6 +431,11 @@ func fanout(ctx context.Context, c fanoutConfig) (*fanoutResult, error) {
 		p.start = time.Now()
 		pc.OnTrack(func(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 			video := t.Kind() == webrtc.RTPCodecTypeVideo
+			if video {
+				done := make(chan struct{})
+				defer close(done)
+				go askKeyframes(pc, t, p.meter, done)
+			}
 			buf := make([]byte, 1600)
 			var pkt rtp.Packet
 			for {

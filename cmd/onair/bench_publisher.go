@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -11,6 +12,7 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 	pmedia "github.com/pion/webrtc/v4/pkg/media"
 
@@ -55,8 +57,13 @@ type benchPublisher struct {
 	loc    string
 	layers []*benchLayer
 	audio  *webrtc.TrackLocalStaticSample
-	stop   chan struct{}
-	wg     sync.WaitGroup
+	// With simulcast, every video packet names its media section and layer
+	// in header extensions, as a browser's do: a receiver tells the layers
+	// apart by them.
+	mid          string
+	midID, ridID uint8
+	stop         chan struct{}
+	wg           sync.WaitGroup
 }
 
 // publish connects a publisher by WHIP and starts sending; Close stops it.
@@ -143,6 +150,21 @@ func publish(ctx context.Context, c fanoutConfig) (*benchPublisher, error) {
 		deleteSession(p.loc)
 		return nil, fmt.Errorf("publish: %w", err)
 	}
+	if c.simulcast {
+		p.mid = video.Mid()
+		for _, e := range video.Sender().GetParameters().HeaderExtensions {
+			switch e.URI {
+			case sdp.SDESMidURI:
+				p.midID = uint8(e.ID)
+			case sdp.SDESRTPStreamIDURI:
+				p.ridID = uint8(e.ID)
+			}
+		}
+		if p.midID == 0 || p.ridID == 0 {
+			p.Close()
+			return nil, errors.New("publish: the server did not accept the mid and rid header extensions simulcast needs")
+		}
+	}
 	p.wg.Add(1)
 	go p.run(c)
 	return p, nil
@@ -195,6 +217,10 @@ func (p *benchPublisher) run(c fanoutConfig) {
 					time.Sleep(time.Until(start.Add(time.Duration(i) * gap)))
 					sendAudio()
 				}
+				if l.rid != "" {
+					_ = pk.Header.SetExtension(p.midID, []byte(p.mid))
+					_ = pk.Header.SetExtension(p.ridID, []byte(l.rid))
+				}
 				_ = l.track.WriteRTP(pk)
 				i++
 			}
@@ -206,7 +232,7 @@ func (p *benchPublisher) run(c fanoutConfig) {
 // Close stops sending, closes the connection and deletes the WHIP session.
 func (p *benchPublisher) Close() {
 	close(p.stop)
-	p.wg.Wait()
+	p.wg.Wait() // returns at once if run never started
 	_ = p.pc.Close()
 	deleteSession(p.loc)
 }
