@@ -70,6 +70,7 @@ func parseRTCP(b []byte, ssrc uint32, f *rtcpFeedback) bool {
 			return false
 		}
 		p := b[:n]
+		whole := p // with its padding: transport-cc feedback is parsed again whole
 		b = b[n:]
 		if p[0]&0x20 != 0 { // padding
 			pad := int(p[n-1])
@@ -101,7 +102,7 @@ func parseRTCP(b []byte, ssrc uint32, f *rtcpFeedback) bool {
 		case rtcpRTPFB:
 			if count == rtpfbTWCC && len(p) >= 20 {
 				if m := binary.BigEndian.Uint32(p[8:]); m == ssrc || ssrc == 0 {
-					f.twcc = p
+					f.twcc = whole
 				}
 				continue
 			}

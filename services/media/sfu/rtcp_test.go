@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 )
@@ -121,4 +122,58 @@ func FuzzParseRTCP(f *testing.F) {
 			t.Fatal("nack overflow")
 		}
 	})
+}
+
+// TestParseRTCPCongestionFeedback: transport-cc feedback and REMB are found
+// for the SSRC asked about (or any, with 0), and the feedback is handed on
+// whole, padding included, so the estimator can parse it again: pion pads
+// its transport-cc packets, and a trimmed one fails the estimator's length
+// check (every feedback from a pion player was lost that way).
+func TestParseRTCPCongestionFeedback(t *testing.T) {
+	const me, other = 0x1234, 0x9999
+	// Feedback as a pion player's TWCC interceptor builds it (padded).
+	rec := twcc.NewRecorder(1)
+	for i, seq := range []uint16{7, 8, 10} {
+		rec.Record(me, seq, int64(1000+i*250))
+	}
+	twcc := rec.BuildFeedbackPacket()[0]
+	remb := &rtcp.ReceiverEstimatedMaximumBitrate{SenderSSRC: 1, Bitrate: 750_000, SSRCs: []uint32{me}}
+	tests := []struct {
+		name     string
+		ssrc     uint32
+		pkts     []rtcp.Packet
+		twcc     bool
+		wantREMB bool
+	}{
+		{"transport-cc for me", me, []rtcp.Packet{twcc}, true, false},
+		{"transport-cc for another SSRC", other, []rtcp.Packet{twcc}, false, false},
+		{"transport-cc, any SSRC", 0, []rtcp.Packet{twcc}, true, false},
+		{"REMB naming me", me, []rtcp.Packet{remb}, false, true},
+		{"REMB not naming me", other, []rtcp.Packet{remb}, false, false},
+		{"compound: RR, transport-cc, REMB", me, []rtcp.Packet{&rtcp.ReceiverReport{SSRC: 1}, twcc, remb}, true, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := marshalRTCP(t, tt.pkts...)
+			var fb rtcpFeedback
+			parseRTCP(b, tt.ssrc, &fb)
+			if got := fb.twcc != nil; got != tt.twcc {
+				t.Fatalf("transport-cc found: %v, want %v", got, tt.twcc)
+			}
+			if fb.twcc != nil {
+				if fb.twcc[0]&0x20 != 0 {
+					if want := 4 * (int(fb.twcc[2])<<8 | int(fb.twcc[3]) + 1); len(fb.twcc) != want {
+						t.Fatalf("padded feedback handed on as %d bytes, its header says %d", len(fb.twcc), want)
+					}
+				}
+				var p rtcp.TransportLayerCC
+				if err := p.Unmarshal(fb.twcc); err != nil || p.BaseSequenceNumber != 7 {
+					t.Fatalf("feedback handed on does not parse again: %v (base %d)", err, p.BaseSequenceNumber)
+				}
+			}
+			if got := fb.remb == 750_000; got != tt.wantREMB {
+				t.Fatalf("REMB %d, want found %v", fb.remb, tt.wantREMB)
+			}
+		})
+	}
 }
