@@ -15,6 +15,7 @@ import (
 
 	"github.com/onair-dev/onair/internal/iceloopback"
 	"github.com/onair-dev/onair/sdk/express"
+	"github.com/onair-dev/onair/services/media/vp8"
 )
 
 // simulcastReceiver is a WHIP endpoint in the test: a pion peer that takes
@@ -62,7 +63,7 @@ func (s *simulcastReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if err != nil {
 				return
 			}
-			if f, ok := vp8FrameStart(p.Payload); ok {
+			if f, ok := vp8.FrameStart(p.Payload); ok {
 				if w, h, key := express.VP8Keyframe(f); key {
 					s.mu.Lock()
 					s.keys[t.RID()]++
