@@ -132,14 +132,16 @@ func pinned(sorted []*uptrack, pref Layer) *uptrack {
 // its state.
 type layerChooser struct {
 	mu      sync.Mutex
-	upSince int64 // when a higher layer started to fit, 0: it does not
+	started bool  // the first choice was made (later ones wait upHold to go up)
+	upSince int64 // when upTo started to fit
 	upTo    *uptrack
 }
 
-// reset forgets pending decisions (the publisher's tracks changed).
+// reset forgets pending decisions (the publisher's tracks changed): the
+// next choice is a first one again.
 func (c *layerChooser) reset() {
 	c.mu.Lock()
-	c.upSince, c.upTo = 0, nil
+	c.started, c.upSince, c.upTo = false, 0, nil
 	c.mu.Unlock()
 }
 
@@ -161,7 +163,14 @@ func (c *layerChooser) choose(sorted []*uptrack, cur *uptrack, budget int64, now
 	}
 	curIdx := slices.Index(sorted, cur)
 	bestIdx := slices.Index(sorted, best)
-	if cur != nil && curIdx >= 0 {
+	first := !c.started
+	c.started = true
+	if (cur == nil && first) || (cur != nil && curIdx < 0) {
+		// The first choice, or the layer forwarded is gone: at once.
+		c.upSince, c.upTo = 0, nil
+		return best
+	}
+	if cur != nil {
 		// Stay while the current layer still fits within down-headroom.
 		if float64(layerRate(sorted, cur)) <= downHeadroom*float64(budget) && bestIdx <= curIdx {
 			c.upSince, c.upTo = 0, nil
@@ -174,19 +183,13 @@ func (c *layerChooser) choose(sorted []*uptrack, cur *uptrack, budget int64, now
 		if bestIdx == curIdx {
 			return cur
 		}
-	} else if cur == nil && best == nil {
+	} else if best == nil {
 		c.upSince, c.upTo = 0, nil
-		return nil
+		return nil // paused, and still nothing fits
 	}
-	// Up (or resume, or first choice): at once when nothing is forwarded
-	// yet, else once the higher layer has fitted for upHold.
-	if cur == nil && c.upTo == nil && c.upSince == 0 {
-		c.upSince = -1 // the first choice
-	}
-	if c.upSince == -1 {
-		c.upSince = 0
-		return best
-	}
+	// Up, or resume after a pause: once the higher layer has fitted for
+	// upHold, so an estimate hovering at a threshold does not flap (a
+	// resume costs a keyframe).
 	if c.upTo != best {
 		c.upTo, c.upSince = best, now
 		return cur

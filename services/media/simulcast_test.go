@@ -1,0 +1,152 @@
+package media
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+)
+
+// testLayer is an uptrack standing for a simulcast layer: its RID, its
+// picture size (0: no keyframe seen) and measured bitrate (0: not yet).
+func testLayer(rid string, w, h int, rate int64) *uptrack {
+	u := newUptrack(nil, webrtc.RTPCodecTypeVideo, webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, PayloadType: 96}, 0)
+	u.rid = rid
+	u.size.Store(uint32(w)<<16 | uint32(h))
+	u.rate.Store(rate)
+	return u
+}
+
+func rids(ls []*uptrack) string {
+	var s []string
+	for _, u := range ls {
+		s = append(s, u.rid)
+	}
+	return strings.Join(s, ",")
+}
+
+func TestSortLayers(t *testing.T) {
+	type l struct {
+		rid  string
+		w, h int
+		rate int64
+	}
+	for _, tc := range []struct {
+		name string
+		in   []l
+		want string
+	}{
+		{"browser q/h/f by size", []l{{"f", 1280, 720, 2_500_000}, {"q", 320, 180, 150_000}, {"h", 640, 360, 600_000}}, "q,h,f"},
+		{"size beats rate", []l{{"a", 1280, 720, 100_000}, {"b", 320, 180, 2_000_000}}, "b,a"},
+		{"size beats rid", []l{{"q", 1280, 720, 0}, {"f", 320, 180, 0}}, "f,q"},
+		{"l/m/h by size", []l{{"h", 1280, 720, 0}, {"m", 640, 360, 0}, {"l", 320, 180, 0}}, "l,m,h"},
+		{"no sizes: by rate", []l{{"x", 0, 0, 2_500_000}, {"y", 0, 0, 150_000}, {"z", 0, 0, 600_000}}, "y,z,x"},
+		{"rates too close: by rid", []l{{"f", 0, 0, 1_000_000}, {"h", 0, 0, 900_000}, {"q", 0, 0, 1_100_000}}, "q,h,f"},
+		{"nothing known: q < h < f", []l{{"f", 0, 0, 0}, {"h", 0, 0, 0}, {"q", 0, 0, 0}}, "q,h,f"},
+		{"nothing known: 0 < 1 < 2", []l{{"2", 0, 0, 0}, {"0", 0, 0, 0}, {"1", 0, 0, 0}}, "0,1,2"},
+		{"one size missing: rate decides", []l{{"f", 0, 0, 2_500_000}, {"h", 640, 360, 600_000}, {"q", 320, 180, 150_000}}, "q,h,f"},
+		{"one layer", []l{{"", 640, 360, 500_000}}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var in []*uptrack
+			for _, x := range tc.in {
+				in = append(in, testLayer(x.rid, x.w, x.h, x.rate))
+			}
+			before := rids(in)
+			if got := rids(sortLayers(in)); got != tc.want {
+				t.Fatalf("sorted %s, want %s", got, tc.want)
+			}
+			if rids(in) != before {
+				t.Fatal("sortLayers reordered its argument")
+			}
+		})
+	}
+}
+
+// chooserStep: after dt, the estimate leaves budget for video; the chooser
+// must answer want ("" for pause).
+type chooserStep struct {
+	dt     time.Duration
+	budget int64
+	want   string
+}
+
+func TestLayerChooser(t *testing.T) {
+	// q 150 kbit/s, h 600 kbit/s, f 2.5 Mbit/s. A layer is taken at
+	// upHeadroom (0.9) of the budget (f: 2.78 Mbit/s, h: 667 kbit/s,
+	// q: 167 kbit/s) and left above downHeadroom (1.05: f below 2.38
+	// Mbit/s, h below 571 kbit/s, q below 143 kbit/s).
+	const ms = time.Millisecond
+	for _, tc := range []struct {
+		name  string
+		start string // the layer forwarded before the first step ("": none)
+		steps []chooserStep
+	}{
+		{"first choice fits the top at once", "", []chooserStep{{0, 3_000_000, "f"}}},
+		{"first choice: the best that fits", "", []chooserStep{{0, 1_000_000, "h"}}},
+		{"first choice below the lowest: paused", "", []chooserStep{{0, 100_000, ""}}},
+		{"stays while it fits with down-headroom", "f", []chooserStep{{0, 2_450_000, "f"}, {time.Second, 2_400_000, "f"}}},
+		{"down at once when it does not fit", "f", []chooserStep{{0, 2_300_000, "h"}}},
+		{"down more than one layer", "f", []chooserStep{{0, 300_000, "q"}}},
+		{"up only after upHold", "h", []chooserStep{
+			{0, 2_800_000, "h"}, {500 * ms, 2_800_000, "h"}, {900 * ms, 2_800_000, "h"}, {100 * ms, 2_800_000, "f"}}},
+		{"up to the middle, then the top, each after upHold", "q", []chooserStep{
+			{0, 1_000_000, "q"}, {upHold, 1_000_000, "h"}, {0, 3_000_000, "h"}, {upHold, 3_000_000, "f"}}},
+		{"no flapping between the thresholds (top)", "f", []chooserStep{
+			{0, 2_450_000, "f"}, {100 * ms, 2_700_000, "f"}, {100 * ms, 2_400_000, "f"}, {100 * ms, 2_750_000, "f"}, {100 * ms, 2_400_000, "f"}}},
+		{"no flapping: an estimate that keeps dipping never goes up", "h", []chooserStep{
+			{0, 2_800_000, "h"}, {time.Second, 2_700_000, "h"}, {400 * ms, 2_800_000, "h"}, {time.Second, 2_700_000, "h"},
+			{400 * ms, 2_800_000, "h"}, {time.Second, 2_800_000, "h"}, {600 * ms, 2_800_000, "f"}}},
+		{"pause below the lowest", "q", []chooserStep{{0, 145_000, "q"}, {100 * ms, 100_000, ""}, {time.Second, 120_000, ""}}},
+		{"resume after upHold once the lowest fits", "q", []chooserStep{
+			{0, 100_000, ""}, {100 * ms, 200_000, ""}, {upHold - 100*ms, 200_000, ""}, {100 * ms, 200_000, "q"}}},
+		{"no flapping around pause", "q", []chooserStep{
+			{0, 100_000, ""}, {100 * ms, 170_000, ""}, {100 * ms, 140_000, ""}, {100 * ms, 170_000, ""}, {100 * ms, 140_000, ""},
+			{upHold, 170_000, ""}}},
+		{"resume goes straight to what fits", "q", []chooserStep{
+			{0, 100_000, ""}, {100 * ms, 3_000_000, ""}, {upHold, 3_000_000, "f"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ls := []*uptrack{testLayer("q", 320, 180, 150_000), testLayer("h", 640, 360, 600_000), testLayer("f", 1280, 720, 2_500_000)}
+			sorted := sortLayers(ls)
+			byRID := map[string]*uptrack{}
+			for _, u := range ls {
+				byRID[u.rid] = u
+			}
+			var c layerChooser
+			cur := byRID[tc.start]
+			if cur != nil {
+				// The player has been forwarding cur.
+				c.choose(sorted, nil, 10_000_000, 1)
+			}
+			now := int64(time.Hour)
+			for i, st := range tc.steps {
+				now += int64(st.dt)
+				cur = c.choose(sorted, cur, st.budget, now)
+				got := ""
+				if cur != nil {
+					got = cur.rid
+				}
+				if got != st.want {
+					t.Fatalf("step %d (budget %d): layer %q, want %q", i, st.budget, got, st.want)
+				}
+			}
+		})
+	}
+}
+
+// TestLayerRateUnmeasured: a layer not measured yet is judged too much,
+// except the lowest, which counts as minLayerRate.
+func TestLayerRateUnmeasured(t *testing.T) {
+	q, f := testLayer("q", 320, 180, 0), testLayer("f", 1280, 720, 0)
+	sorted := sortLayers([]*uptrack{f, q})
+	if r := layerRate(sorted, q); r != minLayerRate {
+		t.Fatalf("unmeasured lowest layer: %d, want %d", r, minLayerRate)
+	}
+	var c layerChooser
+	if got := c.choose(sorted, nil, 10_000_000, 1); got != q {
+		t.Fatalf("with the top layer unmeasured the first choice is %v, want the lowest", got)
+	}
+}
