@@ -34,9 +34,9 @@ type rtcpFeedback struct {
 	jitter       uint32
 	lsr, dlsr    uint32
 	// twcc is the transport-wide congestion control feedback found (RTPFB
-	// FMT 15, a slice of the packet read), nil if none; remb a REMB
-	// estimate in bits per second, 0 if none. Both are about the player's
-	// whole connection, not one SSRC.
+	// FMT 15, a slice of the packet read, padding included), nil if none;
+	// remb a REMB estimate in bits per second, 0 if none. Both are about
+	// the player's whole connection, not one SSRC.
 	twcc []byte
 	remb int64
 }
@@ -70,6 +70,7 @@ func parseRTCP(b []byte, ssrc uint32, f *rtcpFeedback) bool {
 			return false
 		}
 		p := b[:n]
+		whole := p // with its padding, as the estimator parses it again
 		b = b[n:]
 		if p[0]&0x20 != 0 { // padding
 			pad := int(p[n-1])
@@ -101,7 +102,7 @@ func parseRTCP(b []byte, ssrc uint32, f *rtcpFeedback) bool {
 		case rtcpRTPFB:
 			if count == rtpfbTWCC && len(p) >= 20 {
 				if m := binary.BigEndian.Uint32(p[8:]); m == ssrc || ssrc == 0 {
-					f.twcc = p
+					f.twcc = whole
 				}
 				continue
 			}

@@ -5,7 +5,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/interceptor/pkg/twcc"
+	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/onair-dev/onair/services/media/bwe"
 )
 
 // testLayer is an uptrack standing for a simulcast layer: its RID, its
@@ -148,5 +152,40 @@ func TestLayerRateUnmeasured(t *testing.T) {
 	var c layerChooser
 	if got := c.choose(sorted, nil, 10_000_000, 1); got != q {
 		t.Fatalf("with the top layer unmeasured the first choice is %v, want the lowest", got)
+	}
+}
+
+// TestTWCCFeedbackWithPadding: transport-cc feedback whose length is not
+// a multiple of four carries RTCP padding (pion's recorder, which builds a
+// Go player's feedback, pads it so); parsed for a downtrack or the
+// connection, it must still reach the estimator whole. Dropping it lost
+// the large feedback that covers a probe cluster, so probes failed and a
+// clean player stayed on a lower layer.
+func TestTWCCFeedbackWithPadding(t *testing.T) {
+	const me = 0x1234
+	padded := 0
+	for n := 1; n <= 40; n++ {
+		// n packets received 1 ms apart, as a player's pion reports them.
+		r := twcc.NewRecorder(1)
+		for i := range n {
+			r.Record(me, uint16(100+i), int64(i)*1000)
+		}
+		b := marshalRTCP(t, append(r.BuildFeedbackPacket(), &rtcp.PictureLossIndication{MediaSSRC: me})...)
+		if b[0]&0x20 != 0 {
+			padded++
+		}
+		for _, ssrc := range []uint32{me, 0} {
+			var f rtcpFeedback
+			if !parseRTCP(b, ssrc, &f) || f.twcc == nil {
+				t.Fatalf("%d packets, ssrc %x: no transport-cc found", n, ssrc)
+			}
+			est := bwe.New(bwe.Config{})
+			if !est.FeedbackRTCP(f.twcc, time.Now().UnixNano()) {
+				t.Fatalf("%d packets (padding %v), ssrc %x: the estimator refused the feedback found", n, b[0]&0x20 != 0, ssrc)
+			}
+		}
+	}
+	if padded == 0 {
+		t.Fatal("no feedback had padding: the test shows nothing")
 	}
 }
