@@ -129,7 +129,8 @@ func (d *downTrack) probePacket(now int64) int {
 // choose sets the layer d forwards: the pinned one, or in auto mode what
 // the chooser picks for budget. A change subscribes the player to the new
 // layer first, so its packets wake the player while it waits for a keyframe.
-// It returns the bitrate of the best layer d could want, for probing.
+// It returns the bitrate to probe for: what the best layer d could want
+// needs, with probeMargin.
 func (d *downTrack) choose(budget int64, now int64) (want int64) {
 	d.selMu.Lock()
 	defer d.selMu.Unlock()
@@ -149,7 +150,7 @@ func (d *downTrack) choose(budget int64, now int64) (want int64) {
 	if d.pref != LayerAuto {
 		top = next
 	}
-	want = int64(float64(top.rate.Load()) / upHeadroom)
+	want = int64(float64(top.rate.Load()) / upHeadroom * probeMargin)
 	if next == cur {
 		return want
 	}

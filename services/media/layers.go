@@ -55,6 +55,12 @@ const (
 	audioReserve = 64_000
 	// minLayerRate stands in for a layer's bitrate before it is measured.
 	minLayerRate = 100_000
+	// probeMargin: probing aims this far beyond what the best layer wanted
+	// needs (its rate over upHeadroom), so the estimate it finds clears
+	// that layer's threshold by more than the layer's rate varies. Probing
+	// only up to the threshold left the top layer fitting in some rate
+	// windows and not in others, never for upHold.
+	probeMargin = 1.25
 )
 
 // sortLayers orders a track's layers from lowest to highest: by the
@@ -187,16 +193,21 @@ func (c *layerChooser) choose(sorted []*uptrack, cur *uptrack, budget int64, now
 		c.upSince, c.upTo = 0, nil
 		return nil // paused, and still nothing fits
 	}
-	// Up, or resume after a pause: once the higher layer has fitted for
+	// Up, or resume after a pause: once a higher layer has fitted for
 	// upHold, so an estimate hovering at a threshold does not flap (a
-	// resume costs a keyframe).
-	if c.upTo != best {
+	// resume costs a keyframe). The move is to the highest layer that
+	// fitted all that time: the lowest best seen since upSince.
+	if c.upTo == nil {
 		c.upTo, c.upSince = best, now
 		return cur
 	}
+	if bestIdx < slices.Index(sorted, c.upTo) {
+		c.upTo = best
+	}
 	if now-c.upSince >= int64(upHold) {
+		next := c.upTo
 		c.upSince, c.upTo = 0, nil
-		return best
+		return next
 	}
 	return cur
 }
@@ -228,8 +239,8 @@ type rateMeter struct {
 
 const rateWindow = int64(500 * time.Millisecond)
 
-// add counts n bytes at now; when a window closes it returns its rate,
-// smoothed with the previous one by the caller's store.
+// add counts n bytes at now; when a window closes it returns its rate
+// (the caller smooths it with the previous ones).
 func (m *rateMeter) add(now int64, n int) (int64, bool) {
 	if m.start == 0 {
 		m.start = now

@@ -103,6 +103,9 @@ func TestLayerChooser(t *testing.T) {
 		{"no flapping: an estimate that keeps dipping never goes up", "h", []chooserStep{
 			{0, 2_800_000, "h"}, {time.Second, 2_700_000, "h"}, {400 * ms, 2_800_000, "h"}, {time.Second, 2_700_000, "h"},
 			{400 * ms, 2_800_000, "h"}, {time.Second, 2_800_000, "h"}, {600 * ms, 2_800_000, "f"}}},
+		{"a candidate flipping between two higher layers: up to the one that fitted throughout", "q", []chooserStep{
+			{0, 3_000_000, "q"}, {500 * ms, 1_000_000, "q"}, {500 * ms, 3_000_000, "q"}, {500 * ms, 1_000_000, "h"},
+			{0, 3_000_000, "h"}, {upHold, 3_000_000, "f"}}},
 		{"pause below the lowest", "q", []chooserStep{{0, 145_000, "q"}, {100 * ms, 100_000, ""}, {time.Second, 120_000, ""}}},
 		{"resume after upHold once the lowest fits", "q", []chooserStep{
 			{0, 100_000, ""}, {100 * ms, 200_000, ""}, {upHold - 100*ms, 200_000, ""}, {100 * ms, 200_000, "q"}}},
