@@ -237,3 +237,33 @@ func TestSimulcastFourLayersRefused(t *testing.T) {
 		t.Fatalf("publishing four layers: %v, want %d", err, errcode.InvalidParameter)
 	}
 }
+
+// TestSimulcastThroughRelay: players of a three-layer stream that play at
+// a relay edge (not the stream's origin), one pinned low and one high,
+// get only their layer's keyframes; an auto player there reaches the top.
+func TestSimulcastThroughRelay(t *testing.T) {
+	c := newCluster(t)
+	c.Media.OriginRoom = 1 // after one player the origin takes no more L3 players
+	origin := c.Start(allRoles...)
+	relay := c.Start(allRoles...)
+	c.publishSimulcast(t, origin.Addr(), simulcastPattern(t))
+	var sinks []*layerSink
+	layers := []express.VideoLayer{express.VideoLayerLow, express.VideoLayerLow, express.VideoLayerHigh, express.VideoLayerHigh}
+	for i, l := range layers {
+		sinks = append(sinks, c.playLayer(t, origin.Addr(), fmt.Sprintf("l3-%d", i), express.ResourceModeOnlyL3, l))
+	}
+	auto := c.playLayer(t, origin.Addr(), "l3-auto", express.ResourceModeOnlyL3, express.VideoLayerAuto)
+	eventually(t, "players at the relay edge", func() bool { return playersOn(relay) >= 4 })
+	t.Logf("players: origin %d, relay %d", playersOn(origin), playersOn(relay))
+	for i, s := range sinks {
+		want := "320x180"
+		if layers[i] == express.VideoLayerHigh {
+			want = "1280x720"
+		}
+		wantOnly(t, fmt.Sprintf("L3 player %d (layer %d)", i, layers[i]), s, want)
+	}
+	eventually(t, "the auto player's top layer", func() bool {
+		_, last := auto.keySizes()
+		return last == "1280x720"
+	})
+}
