@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"time"
 
+	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -113,17 +114,40 @@ func (s *subscriber) probe(now int64) bool {
 	return true
 }
 
-// probePacket resends the newest packet sent, as RTX marked as a probe;
-// the bytes sent, 0 if d cannot probe (no RTX, nothing sent yet).
+// probePacket resends the newest packet sent, as RTX marked as a probe,
+// or when there is none to resend (video paused, or not started) sends an
+// RTX packet of padding only, which the player's RTX reader drops: a
+// paused player must probe too, or its estimate, held near what audio
+// alone proves, would never let its video resume. It returns the bytes
+// sent, 0 if d cannot probe (not video, no RTX).
 func (d *downTrack) probePacket(now int64) int {
-	if d.src == nil || d.rtxPT == 0 || d.kind != webrtc.RTPCodecTypeVideo || !d.rw.started || d.rw.highest < d.rw.segStart {
+	if d.rtxPT == 0 || d.kind != webrtc.RTPCodecTypeVideo || !d.bound.Load() {
 		return 0
 	}
-	p, ok := d.src.cache.get(d.rw.highest, d.buf[2:], now, true)
-	if !ok || !d.write(p, now, true, true) {
+	if d.src != nil && d.rw.started && d.rw.highest >= d.rw.segStart {
+		if p, ok := d.src.cache.get(d.rw.highest, d.buf[2:], now, true); ok && d.write(p, now, true, true) {
+			return p.n + 2 + 12 + 8
+		}
+	}
+	return d.writePadding(now)
+}
+
+// paddingProbe is the size of a padding-only probe packet's padding, the
+// most RTP padding can say.
+const paddingProbe = 255
+
+// writePadding sends one RTX packet of padding only as a probe.
+func (d *downTrack) writePadding(now int64) int {
+	d.hdr = rtp.Header{Version: 2, Padding: true, PayloadType: d.rtxPT, SequenceNumber: d.rtxSeq, Timestamp: d.rw.lastTS, SSRC: d.rtxSSRC}
+	d.rtxSeq++
+	pad := d.buf[:paddingProbe]
+	clear(pad[:paddingProbe-1])
+	pad[paddingProbe-1] = paddingProbe
+	d.stampTWCC(paddingProbe, now, true)
+	if _, err := d.ws.WriteRTP(&d.hdr, pad); err != nil {
 		return 0
 	}
-	return p.n + 2 + 12 + 8
+	return paddingProbe + 12 + 8
 }
 
 // choose sets the layer d forwards: the pinned one, or in auto mode what

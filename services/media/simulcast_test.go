@@ -2,11 +2,13 @@ package media
 
 import (
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/onair-dev/onair/services/media/bwe"
@@ -190,5 +192,81 @@ func TestTWCCFeedbackWithPadding(t *testing.T) {
 	}
 	if padded == 0 {
 		t.Fatal("no feedback had padding: the test shows nothing")
+	}
+}
+
+// rtpCapture keeps the headers and payload sizes a downtrack writes.
+type rtpCapture struct {
+	hdrs []rtp.Header
+	lens []int
+	last []byte
+}
+
+func (c *rtpCapture) WriteRTP(h *rtp.Header, p []byte) (int, error) {
+	// A deep copy: the downtrack reuses its extension buffers.
+	b, err := h.Marshal()
+	if err != nil {
+		return 0, err
+	}
+	var hc rtp.Header
+	if _, err := hc.Unmarshal(b); err != nil {
+		return 0, err
+	}
+	c.hdrs = append(c.hdrs, hc)
+	c.lens = append(c.lens, len(p))
+	c.last = append(c.last[:0], p...)
+	return len(p), nil
+}
+func (c *rtpCapture) Write(b []byte) (int, error) { return len(b), nil }
+
+// TestProbeWhilePaused: a player forwarding video probes with RTX copies
+// of the newest packet; once its video is paused there is nothing to copy,
+// and it probes with padding-only RTX packets instead (without them its
+// estimate could never grow back and its video never resume).
+func TestProbeWhilePaused(t *testing.T) {
+	u := newUptrack(nil, webrtc.RTPCodecTypeVideo, webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, PayloadType: 96}, 0)
+	var egress atomic.Int64
+	sub := newSubscriber(nil, nil, &egress, &delayHist{})
+	d := newDownTrack(sub, u, "s")
+	w := &rtpCapture{}
+	d.ssrc, d.rtxSSRC, d.ws, d.twccID = 1000, 2000, w, 3
+	d.codecs = []webrtc.RTPCodecParameters{u.getCodec(), {RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeRTX,
+		ClockRate: 90000, SDPFmtpLine: "apt=96"}, PayloadType: 97}}
+	d.bound.Store(true)
+	payload := make([]byte, 1000)
+	payload[0] = 0x10 // S bit, partition 0; payload[1] 0: a keyframe
+	u.cache.insert(1<<16, 1, 3000, 96, true, payload)
+	u.cache.setKeyframe(1 << 16)
+	d.pump(1)
+	if len(w.hdrs) != 1 || w.hdrs[0].SSRC != 1000 {
+		t.Fatalf("forwarded %d packets, want the keyframe", len(w.hdrs))
+	}
+	if n := d.probePacket(2); n == 0 || w.hdrs[1].SSRC != 2000 || w.hdrs[1].PayloadType != 97 || w.lens[1] != 1002 {
+		t.Fatalf("probe while forwarding: %d bytes, header %+v, payload %d: want an RTX copy of the newest packet", n, w.hdrs[1], w.lens[1])
+	}
+	d.want.Store(nil) // paused
+	d.pump(3)
+	if d.src != nil {
+		t.Fatal("still forwarding after the pause")
+	}
+	n := d.probePacket(4)
+	h := w.hdrs[len(w.hdrs)-1]
+	if n == 0 || h.SSRC != 2000 || h.PayloadType != 97 || !h.Padding || len(w.last) != paddingProbe || w.last[paddingProbe-1] != paddingProbe {
+		t.Fatalf("probe while paused: %d bytes, header %+v, payload %d bytes: want an RTX packet of padding only", n, h, len(w.last))
+	}
+	if h.SequenceNumber != w.hdrs[1].SequenceNumber+1 {
+		t.Fatalf("RTX sequence numbers %d then %d", w.hdrs[1].SequenceNumber, h.SequenceNumber)
+	}
+	var tw [2]uint16
+	for i, x := range []rtp.Header{w.hdrs[1], h} {
+		e := x.GetExtension(3)
+		if len(e) != 2 {
+			t.Fatalf("probe %d has no transport-wide sequence number", i)
+		}
+		tw[i] = uint16(e[0])<<8 | uint16(e[1])
+	}
+	if tw[1] != tw[0]+1 {
+		t.Fatalf("transport-wide sequence numbers %d then %d", tw[0], tw[1])
 	}
 }
