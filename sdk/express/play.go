@@ -189,7 +189,7 @@ type sessionEnd struct {
 
 // attempt plays once, following a redirect to the stream's origin edge.
 func (p *player) attempt(ctx context.Context, user, token string) (<-chan sessionEnd, error) {
-	pc, err := p.e.newPeerConnection(&p.count)
+	pc, err := p.e.newPeerConnection(&p.count, nil)
 	if err != nil {
 		return nil, err
 	}

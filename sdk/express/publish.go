@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/pion/interceptor"
-	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 	"google.golang.org/grpc"
@@ -79,7 +78,9 @@ type PlayStreamQuality struct {
 }
 
 // MediaSource is what a publisher sends: pion local tracks (for example
-// webrtc.TrackLocalStaticSample fed by the caller, or NewTestPattern). A
+// webrtc.TrackLocalStaticSample fed by the caller, or NewTestPattern).
+// Tracks with the same ID, stream ID and kind and different RIDs are the
+// simulcast layers of one track (at most three; simulcast.go). A
 // source may be published again after a reconnection, so its tracks must
 // allow binding to a new peer connection (pion's static tracks do).
 type MediaSource interface {
@@ -87,7 +88,8 @@ type MediaSource interface {
 }
 
 // KeyframeRequester is implemented by sources that can make a keyframe on
-// demand; the SDK calls it when the edge asks (PLI/FIR).
+// demand; the SDK calls it when the edge asks (PLI/FIR). Sources with
+// simulcast layers may implement LayerKeyframeRequester as well.
 type KeyframeRequester interface {
 	RequestKeyframe()
 }
@@ -121,8 +123,10 @@ func (e *Engine) SetMediaSettings(f func(*webrtc.SettingEngine)) {
 func LoopbackOnly(se *webrtc.SettingEngine) { iceloopback.Restrict(se) }
 
 // newPeerConnection builds a peer connection with the default codecs and
-// interceptors plus one that counts what flows, for quality reports.
-func (e *Engine) newPeerConnection(c *counters) (*webrtc.PeerConnection, error) {
+// interceptors plus one that counts what flows, for quality reports, and
+// for a publisher (ids not nil) one that stamps its simulcast layers'
+// packets with their RIDs.
+func (e *Engine) newPeerConnection(c *counters, ids *simulcastIDs) (*webrtc.PeerConnection, error) {
 	e.media.mu.Lock()
 	settings := e.media.settings
 	e.media.mu.Unlock()
@@ -136,6 +140,13 @@ func (e *Engine) newPeerConnection(c *counters) (*webrtc.PeerConnection, error) 
 		return nil, err
 	}
 	ir := &interceptor.Registry{}
+	if ids != nil {
+		// First: closest to the network, so it also sees the NACK
+		// responder's retransmissions.
+		ir.Add(ids)
+	}
+	// The default interceptors register the mid and RID header extensions
+	// simulcast needs (ConfigureSimulcastExtensionHeaders).
 	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
 		return nil, err
 	}
@@ -306,33 +317,18 @@ func (p *publisher) stop(quiet bool) {
 // attempt publishes once; the returned channel closes when that media
 // session is over (edge gone, connection failed).
 func (p *publisher) attempt(ctx context.Context, token string) (<-chan struct{}, error) {
-	pc, err := p.e.newPeerConnection(&p.count)
+	ids := &simulcastIDs{}
+	pc, err := p.e.newPeerConnection(&p.count, ids)
 	if err != nil {
 		return nil, err
 	}
-	kf, _ := p.source.(KeyframeRequester)
-	for _, t := range p.source.Tracks() {
-		tr, err := pc.AddTransceiverFromTrack(t, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
-		if err != nil {
-			_ = pc.Close()
-			return nil, err
-		}
-		go func(s *webrtc.RTPSender) {
-			for {
-				pkts, _, err := s.ReadRTCP()
-				if err != nil {
-					return
-				}
-				for _, pk := range pkts {
-					switch pk.(type) {
-					case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-						if kf != nil {
-							kf.RequestKeyframe()
-						}
-					}
-				}
-			}
-		}(tr.Sender())
+	sent, err := addTracks(pc, p.source.Tracks(), ids)
+	if err != nil {
+		_ = pc.Close()
+		return nil, err
+	}
+	for _, st := range sent {
+		readKeyframeRequests(st, p.source)
 	}
 	connected := make(chan struct{})
 	broken := make(chan struct{})

@@ -18,7 +18,20 @@ type TestPatternOptions struct {
 	FPS           int           // 30
 	Bitrate       int           // video bits per second, 500_000
 	GOP           time.Duration // keyframe interval, 2 s
+	// Simulcast sends the video as three layers, RIDs "q", "h" and "f" as
+	// browsers name them: Width x Height at Bitrate, half the size at
+	// about 0.24 of it, a quarter of the size at about 0.06 (1280x720 at
+	// 2.5 Mbit/s gives 640x360 at 600 kbit/s and 320x180 at 150 kbit/s),
+	// each with its own keyframes.
+	Simulcast bool
 }
+
+// Simulcast layer RIDs of the test pattern, lowest first.
+const (
+	RIDQuarter = "q"
+	RIDHalf    = "h"
+	RIDFull    = "f"
+)
 
 // TestPattern is a MediaSource of VP8 video and Opus audio made without an
 // encoder, for tools, tests and benchmarks. The video frames are valid VP8
@@ -26,16 +39,24 @@ type TestPatternOptions struct {
 // size) followed by filler up to the configured bitrate: enough for an
 // RTP-level SFU, a depacketizer and a keyframe check, not for a real
 // decoder to paint a picture. The audio is Opus silence (one 20 ms CELT
-// frame every 20 ms). A keyframe is sent every GOP and on RequestKeyframe.
+// frame every 20 ms). A keyframe is sent every GOP and on RequestKeyframe
+// (on one simulcast layer: RequestLayerKeyframe).
 type TestPattern struct {
-	opts     TestPatternOptions
-	video    *webrtc.TrackLocalStaticSample
-	audio    *webrtc.TrackLocalStaticSample
-	keyframe atomic.Bool
-	stop     chan struct{}
-	wg       sync.WaitGroup
-	once     sync.Once
-	frames   atomic.Int64
+	opts   TestPatternOptions
+	layers []*patternLayer // lowest first
+	audio  *webrtc.TrackLocalStaticSample
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	once   sync.Once
+	frames atomic.Int64
+}
+
+// patternLayer is one video layer of a test pattern.
+type patternLayer struct {
+	track                  *webrtc.TrackLocalStaticSample
+	width, height, bitrate int
+	keyframe               atomic.Bool
+	lastKey                time.Time // the video goroutine's
 }
 
 // NewTestPattern starts generating; Close stops it.
@@ -55,28 +76,69 @@ func NewTestPattern(opts TestPatternOptions) (*TestPattern, error) {
 	if opts.GOP <= 0 {
 		opts.GOP = 2 * time.Second
 	}
-	video, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "video", "onair-test-pattern")
-	if err != nil {
-		return nil, err
+	p := &TestPattern{opts: opts, stop: make(chan struct{})}
+	type spec struct {
+		rid                    string
+		width, height, bitrate int
+	}
+	specs := []spec{{"", opts.Width, opts.Height, opts.Bitrate}}
+	if opts.Simulcast {
+		specs = []spec{
+			{RIDQuarter, opts.Width / 4, opts.Height / 4, opts.Bitrate * 6 / 100},
+			{RIDHalf, opts.Width / 2, opts.Height / 2, opts.Bitrate * 24 / 100},
+			{RIDFull, opts.Width, opts.Height, opts.Bitrate},
+		}
+	}
+	for _, sp := range specs {
+		var o []func(*webrtc.TrackLocalStaticRTP)
+		if sp.rid != "" {
+			o = append(o, webrtc.WithRTPStreamID(sp.rid))
+		}
+		video, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "video", "onair-test-pattern", o...)
+		if err != nil {
+			return nil, err
+		}
+		l := &patternLayer{track: video, width: max(sp.width, 16), height: max(sp.height, 16), bitrate: max(sp.bitrate, 8000)}
+		l.keyframe.Store(true)
+		p.layers = append(p.layers, l)
 	}
 	audio, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2},
 		"audio", "onair-test-pattern")
 	if err != nil {
 		return nil, err
 	}
-	p := &TestPattern{opts: opts, video: video, audio: audio, stop: make(chan struct{})}
-	p.keyframe.Store(true)
+	p.audio = audio
 	p.wg.Add(2)
 	go p.runVideo()
 	go p.runAudio()
 	return p, nil
 }
 
-// Tracks returns the video and the audio track.
-func (p *TestPattern) Tracks() []webrtc.TrackLocal { return []webrtc.TrackLocal{p.video, p.audio} }
+// Tracks returns the video track (its layers, lowest first, with
+// Simulcast) and the audio track.
+func (p *TestPattern) Tracks() []webrtc.TrackLocal {
+	var ts []webrtc.TrackLocal
+	for _, l := range p.layers {
+		ts = append(ts, l.track)
+	}
+	return append(ts, p.audio)
+}
 
-// RequestKeyframe makes the next video frame a keyframe.
-func (p *TestPattern) RequestKeyframe() { p.keyframe.Store(true) }
+// RequestKeyframe makes the next video frame of every layer a keyframe.
+func (p *TestPattern) RequestKeyframe() {
+	for _, l := range p.layers {
+		l.keyframe.Store(true)
+	}
+}
+
+// RequestLayerKeyframe makes the next video frame of layer rid a keyframe.
+func (p *TestPattern) RequestLayerKeyframe(rid string) {
+	for _, l := range p.layers {
+		if l.track.RID() == rid {
+			l.keyframe.Store(true)
+		}
+	}
+}
 
 // Frames is how many video frames were generated.
 func (p *TestPattern) Frames() int64 { return p.frames.Load() }
@@ -92,8 +154,6 @@ func (p *TestPattern) runVideo() {
 	every := time.Second / time.Duration(p.opts.FPS)
 	t := time.NewTicker(every)
 	defer t.Stop()
-	size := max(p.opts.Bitrate/8/p.opts.FPS, 16)
-	lastKey := time.Time{}
 	var n uint32
 	for {
 		select {
@@ -101,16 +161,18 @@ func (p *TestPattern) runVideo() {
 			return
 		case <-t.C:
 		}
-		key := p.keyframe.Swap(false) || time.Since(lastKey) >= p.opts.GOP
-		if key {
-			lastKey = time.Now()
-		}
 		n++
-		frameSize := size
-		if key {
-			frameSize = size * 3 // keyframes are bigger, as with a real encoder
+		for _, l := range p.layers {
+			key := l.keyframe.Swap(false) || time.Since(l.lastKey) >= p.opts.GOP
+			if key {
+				l.lastKey = time.Now()
+			}
+			frameSize := max(l.bitrate/8/p.opts.FPS, 16)
+			if key {
+				frameSize *= 3 // keyframes are bigger, as with a real encoder
+			}
+			_ = l.track.WriteSample(media.Sample{Data: VP8Frame(key, l.width, l.height, frameSize, n), Duration: every})
 		}
-		_ = p.video.WriteSample(media.Sample{Data: VP8Frame(key, p.opts.Width, p.opts.Height, frameSize, n), Duration: every})
 		p.frames.Add(1)
 	}
 }

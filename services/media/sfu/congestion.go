@@ -114,41 +114,48 @@ func (s *Player) probe(now int64) bool {
 	return true
 }
 
-// probePacket sends one probe packet on the RTX stream: a copy of the
-// newest packet sent (a duplicate the player drops), or while video is
-// paused, when there is none to copy, a padding-only packet (which
-// receivers take as a bandwidth probe). It returns the bytes sent, 0 if d
-// cannot probe (no RTX negotiated, not started).
+// probePacket resends the newest packet sent, as RTX marked as a probe,
+// or when there is none to resend (video paused, or not started) sends an
+// RTX packet of padding only, which the player's RTX reader drops: a
+// paused player must probe too, or its estimate, held near what audio
+// alone proves, would never let its video resume. It returns the bytes
+// sent, 0 if d cannot probe (not video, no RTX).
 func (d *downTrack) probePacket(now int64) int {
-	if d.rtxPT == 0 || d.rtxSSRC == 0 || d.kind != webrtc.RTPCodecTypeVideo || !d.rw.started {
+	if d.rtxPT == 0 || d.kind != webrtc.RTPCodecTypeVideo || !d.bound.Load() {
 		return 0
 	}
-	if d.src != nil && d.rw.highest >= d.rw.segStart {
+	if d.src != nil && d.rw.started && d.rw.highest >= d.rw.segStart {
 		if p, ok := d.src.cache.get(d.rw.highest, d.buf[2:], now, true); ok && d.write(p, now, true, true) {
 			return p.n + 2 + 12 + 8
 		}
 	}
-	const n = paddingProbeSize
-	clear(d.buf[:n-1])
-	d.buf[n-1] = n // RFC 3550 5.1: the last padding byte counts the padding
-	d.hdr = rtp.Header{Version: 2, Padding: true, PayloadType: d.rtxPT, SequenceNumber: d.rtxSeq,
-		Timestamp: d.rw.lastTS, SSRC: d.rtxSSRC}
-	d.rtxSeq++
-	d.stampTWCC(n, now, true)
-	if _, err := d.ws.WriteRTP(&d.hdr, d.buf[:n]); err != nil {
-		return 0
-	}
-	return n + 12 + 8
+	return d.writePadding(now)
 }
 
-// paddingProbeSize is a padding probe's payload: all padding, whose size
-// one byte must hold.
-const paddingProbeSize = 240
+// paddingProbe is the size of a padding-only probe packet's padding, the
+// most RTP padding can say.
+const paddingProbe = 255
+
+// writePadding sends one RTX packet of padding only as a probe.
+func (d *downTrack) writePadding(now int64) int {
+	d.hdr = rtp.Header{Version: 2, Padding: true, PayloadType: d.rtxPT, SequenceNumber: d.rtxSeq, Timestamp: d.rw.lastTS, SSRC: d.rtxSSRC}
+	d.rtxSeq++
+	pad := d.buf[:paddingProbe]
+	clear(pad[:paddingProbe-1])
+	pad[paddingProbe-1] = paddingProbe
+	d.stampTWCC(paddingProbe, now, true)
+	if _, err := d.ws.WriteRTP(&d.hdr, pad); err != nil {
+		return 0
+	}
+	return paddingProbe + 12 + 8
+}
+
 
 // choose sets the layer d forwards: the pinned one, or in auto mode what
 // the chooser picks for budget. A change subscribes the player to the new
 // layer first, so its packets wake the player while it waits for a keyframe.
-// It returns the bitrate of the best layer d could want, for probing.
+// It returns the bitrate to probe for: what the best layer d could want
+// needs, with probeMargin.
 func (d *downTrack) choose(budget int64, now int64) (want int64) {
 	d.selMu.Lock()
 	defer d.selMu.Unlock()
@@ -173,7 +180,7 @@ func (d *downTrack) choose(budget int64, now int64) (want int64) {
 	if d.pref != LayerAuto {
 		top = next
 	}
-	want = int64(float64(top.rate.Load()) / upHeadroom)
+	want = int64(float64(top.rate.Load()) / upHeadroom * probeMargin)
 	if next == cur {
 		return want
 	}

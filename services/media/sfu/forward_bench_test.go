@@ -20,7 +20,15 @@ func (d *discard) Write(b []byte) (int, error)                   { return len(b)
 // state of the edge's fast path. It must not allocate.
 //
 //	go test ./services/media -run '^$' -bench Forward -benchmem
-func BenchmarkForward(b *testing.B) {
+func BenchmarkForward(b *testing.B) { benchForward(b, false) }
+
+// BenchmarkForwardTWCC: the same with players that negotiated
+// transport-wide congestion control: every packet also gets a
+// transport-wide sequence number and goes into the player's bandwidth
+// estimator's send history. It must not allocate either.
+func BenchmarkForwardTWCC(b *testing.B) { benchForward(b, true) }
+
+func benchForward(b *testing.B, twcc bool) {
 	const players = 50
 	u := NewUpTrack(nil, webrtc.RTPCodecTypeVideo, webrtc.RTPCodecParameters{
 		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, PayloadType: 96}, 0)
@@ -31,6 +39,9 @@ func BenchmarkForward(b *testing.B) {
 	for i := range players {
 		d := newDownTrack(sub, u, "s")
 		d.ssrc, d.ws, d.codecs = uint32(1000+i), w, []webrtc.RTPCodecParameters{u.Codec()}
+		if twcc {
+			d.twccID = 3
+		}
 		d.bound.Store(true)
 		dts = append(dts, d)
 	}

@@ -55,6 +55,12 @@ const (
 	audioReserve = 64_000
 	// minLayerRate stands in for a layer's bitrate before it is measured.
 	minLayerRate = 100_000
+	// probeMargin: probing aims this far beyond what the best layer wanted
+	// needs (its rate over upHeadroom), so the estimate it finds clears
+	// that layer's threshold by more than the layer's rate varies. Probing
+	// only up to the threshold left the top layer fitting in some rate
+	// windows and not in others, never for upHold.
+	probeMargin = 1.25
 )
 
 // sortLayers orders a track's layers from lowest to highest: by the
@@ -132,14 +138,16 @@ func pinned(sorted []*UpTrack, pref Layer) *UpTrack {
 // its state.
 type layerChooser struct {
 	mu      sync.Mutex
-	upSince int64 // when a higher layer started to fit, 0: it does not
+	started bool  // the first choice was made (later ones wait upHold to go up)
+	upSince int64 // when upTo started to fit
 	upTo    *UpTrack
 }
 
-// reset forgets pending decisions (the publisher's tracks changed).
+// reset forgets pending decisions (the publisher's tracks changed): the
+// next choice is a first one again.
 func (c *layerChooser) reset() {
 	c.mu.Lock()
-	c.upSince, c.upTo = 0, nil
+	c.started, c.upSince, c.upTo = false, 0, nil
 	c.mu.Unlock()
 }
 
@@ -171,7 +179,14 @@ func (c *layerChooser) pick(sorted []*UpTrack, cur *UpTrack, budget int64, now i
 	}
 	curIdx := slices.Index(sorted, cur)
 	bestIdx := slices.Index(sorted, best)
-	if cur != nil && curIdx >= 0 {
+	first := !c.started
+	c.started = true
+	if (cur == nil && first) || (cur != nil && curIdx < 0) {
+		// The first choice, or the layer forwarded is gone: at once.
+		c.upSince, c.upTo = 0, nil
+		return best
+	}
+	if cur != nil {
 		// Stay while the current layer still fits within down-headroom.
 		if float64(layerRate(sorted, cur)) <= downHeadroom*float64(budget) && bestIdx <= curIdx {
 			c.upSince, c.upTo = 0, nil
@@ -184,26 +199,25 @@ func (c *layerChooser) pick(sorted []*UpTrack, cur *UpTrack, budget int64, now i
 		if bestIdx == curIdx {
 			return cur
 		}
-	} else if cur == nil && best == nil {
+	} else if best == nil {
 		c.upSince, c.upTo = 0, nil
-		return nil
+		return nil // paused, and still nothing fits
 	}
-	// Up (or resume, or first choice): at once when nothing is forwarded
-	// yet, else once the higher layer has fitted for upHold.
-	if cur == nil && c.upTo == nil && c.upSince == 0 {
-		c.upSince = -1 // the first choice
-	}
-	if c.upSince == -1 {
-		c.upSince = 0
-		return best
-	}
-	if c.upTo != best {
+	// Up, or resume after a pause: once a higher layer has fitted for
+	// upHold, so an estimate hovering at a threshold does not flap (a
+	// resume costs a keyframe). The move is to the highest layer that
+	// fitted all that time: the lowest best seen since upSince.
+	if c.upTo == nil {
 		c.upTo, c.upSince = best, now
 		return cur
 	}
+	if bestIdx < slices.Index(sorted, c.upTo) {
+		c.upTo = best
+	}
 	if now-c.upSince >= int64(upHold) {
+		next := c.upTo
 		c.upSince, c.upTo = 0, nil
-		return best
+		return next
 	}
 	return cur
 }
@@ -235,8 +249,8 @@ type rateMeter struct {
 
 const rateWindow = int64(500 * time.Millisecond)
 
-// add counts n bytes at now; when a window closes it returns its rate,
-// smoothed with the previous one by the caller's store.
+// add counts n bytes at now; when a window closes it returns its rate
+// (the caller smooths it with the previous ones).
 func (m *rateMeter) add(now int64, n int) (int64, bool) {
 	if m.start == 0 {
 		m.start = now

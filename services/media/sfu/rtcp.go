@@ -34,9 +34,9 @@ type rtcpFeedback struct {
 	jitter       uint32
 	lsr, dlsr    uint32
 	// twcc is the transport-wide congestion control feedback found (RTPFB
-	// FMT 15, a slice of the packet read), nil if none; remb a REMB
-	// estimate in bits per second, 0 if none. Both are about the player's
-	// whole connection, not one SSRC.
+	// FMT 15, a slice of the packet read, padding included), nil if none;
+	// remb a REMB estimate in bits per second, 0 if none. Both are about
+	// the player's whole connection, not one SSRC.
 	twcc []byte
 	remb int64
 }
