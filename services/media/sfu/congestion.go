@@ -150,7 +150,6 @@ func (d *downTrack) writePadding(now int64) int {
 	return paddingProbe + 12 + 8
 }
 
-
 // choose sets the layer d forwards: the pinned one, or in auto mode what
 // the chooser picks for budget. A change subscribes the player to the new
 // layer first, so its packets wake the player while it waits for a keyframe.
