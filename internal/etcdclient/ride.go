@@ -1,0 +1,277 @@
+package etcdclient
+
+// Riding through a leader change, failing fast without a quorum.
+//
+// When an etcd leader stops (a crash, a SIGSTOP, a slow disk), its
+// followers notice after an election timeout (1 s by default) and elect a
+// new one within another one or two: writes cannot commit for 1-3 s, and a
+// proposal a follower forwarded to the stopped leader is lost, so its call
+// waits for its deadline. When a majority of members is gone instead, no
+// leader comes back until they do.
+//
+// A call whose try fails for lack of a leader (the try's deadline, etcd's
+// "no leader", "leader changed" or "request timed out", or gRPC
+// UNAVAILABLE) therefore asks which of the two it is: the members are
+// probed (Status, each at its own client URL, in parallel, at most
+// probeTimeout each). If more than half of them answer, a quorum is there
+// and a leader is being elected: the call is tried again, after a short
+// pause, until RideThrough has passed since it began (5 s, longer than an
+// election with its randomized timeouts). If half or fewer answer, the
+// quorum is lost: the call fails at once with ErrUnavailable, so a request
+// fails in about a second (one try plus the probe) rather than after the
+// ride-through. One probe answers every call for probeFresh, so an outage
+// costs the members a probe per quarter second, not one per call.
+//
+// Only calls that are safe to repeat are tried again after a try whose
+// outcome is unknown: reads, puts and deletes (they leave the same state),
+// lease calls, and transactions whose caller says it checks its own
+// outcome (Retryable). Any call is tried again after "no leader", which a
+// member answers before proposing anything.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// DefaultRideThrough is how long a call keeps trying while a quorum of
+// members answers but no leader does: longer than an election (1-2 s with
+// etcd's defaults, up to about 3 s when a randomized timeout splits the
+// vote), shorter than the SDK's default deadline for a login.
+const DefaultRideThrough = 5 * time.Second
+
+const (
+	// probeTimeout bounds the Status of one member: a member that does not
+	// answer that fast is as good as stopped for a user waiting.
+	probeTimeout = 300 * time.Millisecond
+	// probeFresh is how long one probe's answer stands for every call.
+	probeFresh = 250 * time.Millisecond
+	// membersFresh is how long the member list is kept.
+	membersFresh = 30 * time.Second
+)
+
+type retryableKey struct{}
+
+// Retryable marks a context whose transactions may be committed again after
+// a try whose outcome is unknown (its reply was lost while etcd changed
+// leaders): the caller's comparisons make a second commit fail, or succeed
+// harmlessly, when the first one went through, and the caller finds out
+// which by reading.
+func Retryable(ctx context.Context) context.Context {
+	return context.WithValue(ctx, retryableKey{}, true)
+}
+
+// kind is how safe a call is to repeat.
+type kind int
+
+const (
+	// idempotent calls leave the same state when made twice.
+	idempotent kind = iota
+	// conditional calls (transactions) are repeated after an unknown
+	// outcome only when the caller said so (Retryable).
+	conditional
+)
+
+// guard runs calls with the per-try deadline and the ride-through rule.
+type guard struct {
+	cli     *clientv3.Client
+	timeout time.Duration
+	ride    time.Duration
+
+	mu       sync.Mutex
+	probedAt time.Time
+	quorum   error // nil: a quorum answered at probedAt
+	probing  chan struct{}
+	members  []string
+	listedAt time.Time
+}
+
+func newGuard(cli *clientv3.Client, cfg Config) *guard {
+	g := &guard{cli: cli, timeout: cfg.CallTimeout, ride: cfg.RideThrough}
+	if g.timeout <= 0 {
+		g.timeout = DefaultCallTimeout
+	}
+	if g.ride == 0 {
+		g.ride = DefaultRideThrough
+	}
+	return g
+}
+
+// failure is what a failed try says about etcd.
+type failure int
+
+const (
+	ok         failure = iota // not a failure of etcd's: the caller's own, or an answer
+	notApplied                // no leader: refused before anything was proposed
+	unknown                   // the try may or may not have been applied
+)
+
+// classify sorts a try's error; deadline is whether the try's own deadline
+// ended it.
+func classify(err error, deadline bool) failure {
+	if err == nil {
+		return ok
+	}
+	if deadline {
+		return unknown
+	}
+	switch rpctypes.Error(err) {
+	case rpctypes.ErrNoLeader:
+		return notApplied
+	case rpctypes.ErrLeaderChanged, rpctypes.ErrTimeout, rpctypes.ErrTimeoutDueToLeaderFail, rpctypes.ErrTimeoutDueToConnectionLost:
+		return unknown
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return ok // the caller's
+	}
+	if s, isStatus := status.FromError(err); isStatus && s.Code() == codes.Unavailable {
+		return unknown
+	}
+	return ok
+}
+
+// retry says whether a call of kind k tries again after f.
+func retry(k kind, f failure, marked bool) bool {
+	switch f {
+	case notApplied:
+		return true
+	case unknown:
+		return k == idempotent || marked
+	}
+	return false
+}
+
+// hasQuorum is the rule: more than half of the members answered.
+func hasQuorum(answered, members int) bool { return members > 0 && 2*answered > members }
+
+// run makes call, trying again by the rule above.
+func (g *guard) run(ctx context.Context, k kind, call func(context.Context) error) error {
+	start := time.Now()
+	marked, _ := ctx.Value(retryableKey{}).(bool)
+	pause := 50 * time.Millisecond
+	for {
+		tctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), g.timeout)
+		err := call(tctx)
+		deadline := err != nil && ctx.Err() == nil && errors.Is(tctx.Err(), context.DeadlineExceeded)
+		cancel()
+		f := classify(err, deadline)
+		if f == ok || ctx.Err() != nil {
+			return err
+		}
+		if g.ride < 0 || !retry(k, f, marked) || time.Since(start)+pause > g.ride {
+			return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		if qerr := g.quorumAnswers(ctx); qerr != nil {
+			return fmt.Errorf("%w: %v (%v)", ErrUnavailable, err, qerr)
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		pause = min(2*pause, 400*time.Millisecond)
+	}
+}
+
+// quorumAnswers probes the members (or uses a fresh probe) and says why
+// there is no quorum, or nil.
+func (g *guard) quorumAnswers(ctx context.Context) error {
+	g.mu.Lock()
+	for {
+		if time.Since(g.probedAt) < probeFresh {
+			err := g.quorum
+			g.mu.Unlock()
+			return err
+		}
+		if g.probing == nil {
+			break
+		}
+		ch := g.probing
+		g.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		g.mu.Lock()
+	}
+	ch := make(chan struct{})
+	g.probing = ch
+	members, listedAt := g.members, g.listedAt
+	g.mu.Unlock()
+
+	// The probe is the guard's, not this caller's: others wait for it.
+	pctx, cancel := context.WithTimeout(context.Background(), 2*probeTimeout)
+	defer cancel()
+	if members == nil || time.Since(listedAt) > membersFresh {
+		if m := g.listMembers(pctx); m != nil {
+			members, listedAt = m, time.Now()
+		} else if members == nil {
+			members = g.cli.Endpoints()
+		}
+	}
+	answered := g.probe(pctx, members)
+	var qerr error
+	if !hasQuorum(answered, len(members)) {
+		qerr = fmt.Errorf("no quorum: %d of %d etcd members answer", answered, len(members))
+	}
+	g.mu.Lock()
+	g.members, g.listedAt = members, listedAt
+	g.quorum, g.probedAt, g.probing = qerr, time.Now(), nil
+	g.mu.Unlock()
+	close(ch)
+	return qerr
+}
+
+// listMembers returns one client URL per member, from any member's own
+// view (serializable: no leader needed).
+func (g *guard) listMembers(ctx context.Context) []string {
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	resp, err := g.cli.MemberList(ctx, clientv3.WithSerializable())
+	if err != nil {
+		return nil
+	}
+	var urls []string
+	for _, m := range resp.Members {
+		if len(m.ClientURLs) > 0 {
+			urls = append(urls, m.ClientURLs[0])
+		} else {
+			urls = append(urls, "") // a member not started yet counts, and does not answer
+		}
+	}
+	return urls
+}
+
+// probe counts the members that answer Status.
+func (g *guard) probe(ctx context.Context, urls []string) int {
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	answers := make(chan bool, len(urls))
+	for _, u := range urls {
+		go func() {
+			if u == "" {
+				answers <- false
+				return
+			}
+			_, err := g.cli.Status(ctx, u)
+			answers <- err == nil
+		}()
+	}
+	n := 0
+	for range urls {
+		if <-answers {
+			n++
+		}
+	}
+	return n
+}
