@@ -29,6 +29,7 @@ import (
 
 	"github.com/onair-dev/onair/errcode"
 	"github.com/onair-dev/onair/internal/callback"
+	"github.com/onair-dev/onair/internal/etcdclient"
 	"github.com/onair-dev/onair/internal/ids"
 	"github.com/onair-dev/onair/internal/keys"
 	authv1 "github.com/onair-dev/onair/proto/onair/auth/v1"
@@ -214,6 +215,9 @@ func (s *Server) LoginRoom(ctx context.Context, req *roomv1.LoginRoomRequest) (*
 	if req.GetToken() == "" {
 		return nil, errcode.New(errcode.NoToken, "no token given: log in with a Token04 token")
 	}
+	if len(req.GetAttemptId()) > maxAttemptID {
+		return nil, errcode.Newf(errcode.InvalidParameter, "attempt_id is longer than %d characters", maxAttemptID)
+	}
 	k := roomKey{req.GetAppId(), req.GetRoomId()}
 	if !s.limits(k).login.Allow() {
 		return nil, errcode.Newf(errcode.TooManyRequests, "too many logins into room %q: at most %v per second", req.GetRoomId(), s.cfg.LoginRate)
@@ -225,16 +229,27 @@ func (s *Server) LoginRoom(ctx context.Context, req *roomv1.LoginRoomRequest) (*
 	if err != nil {
 		return nil, err
 	}
-	lease, err := s.cfg.Etcd.Grant(ctx, int64((s.cfg.SessionTimeout+time.Second-1)/time.Second))
-	if err != nil {
-		return nil, errcode.Unavailable(err)
+	// A retried login finds the session its first try made (the reply was
+	// lost): same attempt, same session. Without an attempt ID from the
+	// client, the server's own retries of the transaction below still need
+	// one.
+	attempt := req.GetAttemptId()
+	if attempt == "" {
+		attempt = "server-" + newID()
 	}
+	// The session's lease is granted once the login is known not to be a
+	// retry of one that went through.
+	lease := &clientv3.LeaseGrantResponse{ID: clientv3.NoLease}
+	// The transaction below may be committed again after a try whose reply
+	// was lost in an etcd leader change: its comparisons then fail, and
+	// the loop finds the session by its attempt ID.
+	txnCtx := etcdclient.Retryable(ctx)
 	now := s.cfg.Now()
 	rec := keys.SessionRecord{
 		SessionID: newID(),
 		AppID:     req.GetAppId(), RoomID: req.GetRoomId(), UserID: user.GetUserId(), UserName: user.GetUserName(),
 		Lease: int64(lease.ID), TokenExpire: claims.GetExpireUnix(),
-		UserNotify: req.GetConfig().GetIsUserStatusNotify(), LoginTimeMs: now.UnixMilli(),
+		UserNotify: req.GetConfig().GetIsUserStatusNotify(), LoginTimeMs: now.UnixMilli(), AttemptID: attempt,
 	}
 	sessKey := keys.Session(rec.AppID, rec.UserID)
 	usersPrefix := keys.RoomUsers(rec.AppID, rec.RoomID)
@@ -244,6 +259,15 @@ func (s *Server) LoginRoom(ctx context.Context, req *roomv1.LoginRoomRequest) (*
 		if err != nil {
 			s.revoke(lease.ID)
 			return nil, err
+		}
+		if sameAttempt(old, attempt, rec.RoomID) {
+			return s.loginResponse(old, oldRev), nil
+		}
+		if lease.ID == clientv3.NoLease {
+			if lease, err = s.cfg.Etcd.Grant(ctx, int64((s.cfg.SessionTimeout+time.Second-1)/time.Second)); err != nil {
+				return nil, errcode.Unavailable(err)
+			}
+			rec.Lease = int64(lease.ID)
 		}
 		// The room: created by this login if it does not exist (see
 		// lifecycle.go); its room session ID is every session's.
@@ -303,8 +327,10 @@ func (s *Server) LoginRoom(ctx context.Context, req *roomv1.LoginRoomRequest) (*
 		events = append(events, callback.Event{Event: callback.RoomLogin, AppID: rec.AppID, RoomID: rec.RoomID,
 			RoomSessionID: rec.RoomSessionID, UserID: rec.UserID, UserName: rec.UserName})
 		ops = append(ops, callback.Ops(now, events...)...)
-		resp, err := s.cfg.Etcd.Txn(ctx).If(conds...).Then(ops...).Commit()
+		resp, err := s.cfg.Etcd.Txn(txnCtx).If(conds...).Then(ops...).Commit()
 		if err != nil {
+			// The login fails, and whatever a try of it may have written
+			// goes with its lease: a failed login leaves no session.
 			s.revoke(lease.ID)
 			return nil, errcode.Unavailable(err)
 		}
@@ -316,11 +342,24 @@ func (s *Server) LoginRoom(ctx context.Context, req *roomv1.LoginRoomRequest) (*
 			// room's watch; its streams end as "repeated login".
 			s.finishSession(context.WithoutCancel(ctx), old, streamv1.DeleteReason_DELETE_REASON_REPEATED_LOGIN, old.RoomID != rec.RoomID)
 		}
-		return &roomv1.LoginRoomResponse{
-			SessionId: rec.SessionID, RoomSessionId: rec.RoomSessionID, Revision: resp.Header.Revision,
-			HeartbeatIntervalMs: s.heartbeatInterval().Milliseconds(), SessionTimeoutMs: s.cfg.SessionTimeout.Milliseconds(),
-			TokenExpireUnix: rec.TokenExpire,
-		}, nil
+		return s.loginResponse(&rec, resp.Header.Revision), nil
+	}
+}
+
+// maxAttemptID bounds a client's login attempt ID.
+const maxAttemptID = 128
+
+// sameAttempt reports whether rec is the session a try of login attempt
+// made in roomID.
+func sameAttempt(rec *keys.SessionRecord, attempt, roomID string) bool {
+	return rec != nil && attempt != "" && rec.AttemptID == attempt && rec.RoomID == roomID
+}
+
+func (s *Server) loginResponse(rec *keys.SessionRecord, rev int64) *roomv1.LoginRoomResponse {
+	return &roomv1.LoginRoomResponse{
+		SessionId: rec.SessionID, RoomSessionId: rec.RoomSessionID, Revision: rev,
+		HeartbeatIntervalMs: s.heartbeatInterval().Milliseconds(), SessionTimeoutMs: s.cfg.SessionTimeout.Milliseconds(),
+		TokenExpireUnix: rec.TokenExpire,
 	}
 }
 
@@ -353,17 +392,34 @@ func (s *Server) endSession(ctx context.Context, rec *keys.SessionRecord, reason
 		clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.LeaseValue(sessKey), "=", rec.Lease)},
 			[]clientv3.Op{clientv3.OpDelete(sessKey)}, nil)},
 		callback.Ops(s.cfg.Now(), logoutEvent(rec, reason))...)
-	resp, err := s.cfg.Etcd.Txn(ctx).
-		If(clientv3.Compare(clientv3.LeaseValue(userKey), "=", rec.Lease)).
-		Then(ops...).Commit()
+	// The session-ID key goes in this transaction: a second commit of it
+	// (a retry after a lost reply) fails instead of reporting the logout
+	// twice.
+	resp, err := s.cfg.Etcd.Txn(etcdclient.Retryable(ctx)).
+		If(clientv3.Compare(clientv3.LeaseValue(userKey), "=", rec.Lease),
+			clientv3.Compare(clientv3.CreateRevision(keys.SessionID(rec.SessionID)), ">", 0)).
+		Then(ops...).Else(clientv3.OpGet(userKey)).Commit()
 	if err != nil {
 		return errcode.Unavailable(err)
 	}
-	if !resp.Succeeded {
+	if !resp.Succeeded && !markedLeft(resp, rec) {
 		return errcode.New(errcode.SessionNotFound, "the session has already ended")
 	}
+	// Done now, or by an earlier try whose reply was lost (or a concurrent
+	// end of the same session): the rest is idempotent.
 	s.finishSession(ctx, rec, streamReason, true)
 	return nil
+}
+
+// markedLeft reports whether the Else read of endSession found rec's member
+// already marked left: an earlier try of this end went through.
+func markedLeft(resp *clientv3.TxnResponse, rec *keys.SessionRecord) bool {
+	kvs := resp.Responses[0].GetResponseRange().GetKvs()
+	if len(kvs) != 1 || kvs[0].Lease != rec.Lease {
+		return false
+	}
+	var m member
+	return json.Unmarshal(kvs[0].Value, &m) == nil && m.Left && m.SessionID == rec.SessionID
 }
 
 // finishSession ends what a session owned once it is marked over: its
@@ -385,19 +441,44 @@ func (s *Server) finishSession(ctx context.Context, rec *keys.SessionRecord, str
 	}
 	if deleteMember {
 		userKey := keys.RoomUser(rec.AppID, rec.RoomID, rec.UserID)
-		_, _ = s.cfg.Etcd.Txn(ctx).
+		_, _ = s.cfg.Etcd.Txn(etcdclient.Retryable(ctx)).
 			If(clientv3.Compare(clientv3.LeaseValue(userKey), "=", rec.Lease)).
 			Then(clientv3.OpDelete(userKey)).Commit()
 	}
 	s.revoke(clientv3.LeaseID(rec.Lease))
 }
 
+// revoke ends a session's lease, and with it every key still attached. It
+// rides through an etcd leader change (etcdclient); when etcd has no
+// quorum it keeps trying in the background until the lease would have
+// expired anyway, so a session this replica gave up on does not stay for a
+// whole heartbeat timeout once etcd is back.
 func (s *Server) revoke(id clientv3.LeaseID) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := s.cfg.Etcd.Revoke(ctx, id); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
-		s.log.Warn("revoke session lease", "err", err)
+	if id == clientv3.NoLease || s.revokeOnce(id) {
+		return
 	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		until := time.Now().Add(s.cfg.SessionTimeout)
+		for time.Now().Before(until) {
+			s.sleep(s.ctx, time.Second)
+			if s.ctx.Err() != nil || s.revokeOnce(id) {
+				return
+			}
+		}
+	}()
+}
+
+func (s *Server) revokeOnce(id clientv3.LeaseID) bool {
+	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+	defer cancel()
+	_, err := s.cfg.Etcd.Revoke(ctx, id)
+	if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		s.log.Warn("revoke session lease", "err", err)
+		return false
+	}
+	return true
 }
 
 func (s *Server) sessionByUser(ctx context.Context, appID uint32, userID string) (*keys.SessionRecord, int64, error) {
@@ -434,8 +515,28 @@ func (s *Server) session(ctx context.Context, id string) (*keys.SessionRecord, e
 	return rec, nil
 }
 
-// LogoutRoom ends a session; the room sees the user leave normally.
+// LogoutRoom ends a session; the room sees the user leave normally. A
+// retry of a logout that went through answers SessionNotFound, which the
+// SDKs take as done. With session ID "-" and an attempt ID it ends the
+// session that login attempt made, if it is still the user's.
 func (s *Server) LogoutRoom(ctx context.Context, req *roomv1.LogoutRoomRequest) (*roomv1.LogoutRoomResponse, error) {
+	if id := req.GetSessionId(); (id == "" || id == "-") && req.GetAttemptId() != "" {
+		if err := ids.User(req.GetUserId()); err != nil {
+			return nil, err
+		}
+		rec, _, err := s.sessionByUser(ctx, req.GetAppId(), req.GetUserId())
+		if err != nil {
+			return nil, err
+		}
+		if rec == nil || rec.AttemptID != req.GetAttemptId() {
+			return &roomv1.LogoutRoomResponse{}, nil
+		}
+		err = s.endSession(ctx, rec, roomv1.UserLeaveReason_USER_LEAVE_REASON_LOGOUT, 0, streamv1.DeleteReason_DELETE_REASON_STOPPED)
+		if err != nil && errcode.Of(err) != errcode.SessionNotFound {
+			return nil, err
+		}
+		return &roomv1.LogoutRoomResponse{}, nil
+	}
 	rec, err := s.session(ctx, req.GetSessionId())
 	if err != nil {
 		return nil, err
@@ -496,7 +597,7 @@ func (s *Server) RenewToken(ctx context.Context, req *roomv1.RenewTokenRequest) 
 	m := member{UserID: rec.UserID, UserName: rec.UserName, SessionID: rec.SessionID, RoomSessionID: rec.RoomSessionID,
 		LoginTimeMs: rec.LoginTimeMs, TokenExpire: rec.TokenExpire}
 	memberJSON, _ := json.Marshal(m)
-	resp, err := s.cfg.Etcd.Txn(ctx).
+	resp, err := s.cfg.Etcd.Txn(etcdclient.Retryable(ctx)).
 		If(clientv3.Compare(clientv3.LeaseValue(userKey), "=", rec.Lease)).
 		Then(clientv3.OpPut(keys.Session(rec.AppID, rec.UserID), string(recJSON), clientv3.WithIgnoreLease()),
 			clientv3.OpPut(keys.SessionID(rec.SessionID), string(recJSON), clientv3.WithIgnoreLease()),
