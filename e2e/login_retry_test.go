@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net"
+	"net/http"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -191,5 +193,39 @@ type stateCounter struct {
 func (s *stateCounter) OnRoomStateChanged(reason express.RoomStateChangedReason, code int, extended, roomID string) {
 	if reason == express.RoomStateChangedReasonLoginFailed || reason == express.RoomStateChangedReasonLogoutFailed {
 		s.failed.Add(1)
+	}
+}
+
+// Over REST, as the browser SDK calls it: a login retried with its attempt
+// ID is one session, and POST /v1/sessions/-:logout with the attempt ends it.
+func TestRESTLoginAttempt(t *testing.T) {
+	c := newCluster(t)
+	c.Start(discovery.Auth, discovery.Stream, discovery.Room)
+	web := restGateway(t, c)
+	post := func(path string, body map[string]any) map[string]any {
+		t.Helper()
+		b, _ := json.Marshal(body)
+		resp, err := http.Post(web.URL+path, "application/json", bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		decodeJSON(t, resp, &out)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("POST %s: %d %v", path, resp.StatusCode, out)
+		}
+		return out
+	}
+	login := map[string]any{"app_id": testcluster.AppID, "user": map[string]string{"user_id": "eve", "user_name": "eve"},
+		"token": c.Token("eve", nil), "attempt_id": "web-attempt-1"}
+	a := post("/v1/rooms/rest-retry:login", login)
+	b := post("/v1/rooms/rest-retry:login", login)
+	if a["session_id"] != b["session_id"] {
+		t.Errorf("retried REST login: sessions %v and %v, want one", a["session_id"], b["session_id"])
+	}
+	post("/v1/sessions/-:logout", map[string]any{"app_id": testcluster.AppID, "user_id": "eve", "attempt_id": "web-attempt-1"})
+	if ids := sessionsOf(t, c, "eve"); len(ids) != 0 {
+		t.Errorf("sessions after logout by attempt: %v", ids)
 	}
 }
