@@ -19,8 +19,9 @@ package etcdclient
 // election with its randomized timeouts). If half or fewer answer, the
 // quorum is lost: the call fails at once with ErrUnavailable, so a request
 // fails in about a second (one try plus the probe) rather than after the
-// ride-through. One probe answers every call for probeFresh, so an outage
-// costs the members a probe per quarter second, not one per call.
+// ride-through. One probe answers every call for a while (probeFresh,
+// lostFresh), so an outage costs the members a few probes a second, not
+// one per call.
 //
 // Only calls that are safe to repeat are tried again after a try whose
 // outcome is unknown: reads, puts and deletes (they leave the same state),
@@ -51,8 +52,11 @@ const (
 	// probeTimeout bounds the Status of one member: a member that does not
 	// answer that fast is as good as stopped for a user waiting.
 	probeTimeout = 300 * time.Millisecond
-	// probeFresh is how long one probe's answer stands for every call.
+	// probeFresh is how long one probe's "a quorum answers" stands for
+	// every call, and lostFresh its "no quorum": an outage costs the
+	// members a probe a second, and a call in it no probe at all.
 	probeFresh = 250 * time.Millisecond
+	lostFresh  = time.Second
 	// membersFresh is how long the member list is kept.
 	membersFresh = 30 * time.Second
 )
@@ -187,7 +191,7 @@ func (g *guard) run(ctx context.Context, k kind, call func(context.Context) erro
 func (g *guard) quorumAnswers(ctx context.Context) error {
 	g.mu.Lock()
 	for {
-		if time.Since(g.probedAt) < probeFresh {
+		if time.Since(g.probedAt) < probeFresh || g.quorum != nil && time.Since(g.probedAt) < lostFresh {
 			err := g.quorum
 			g.mu.Unlock()
 			return err
@@ -209,15 +213,20 @@ func (g *guard) quorumAnswers(ctx context.Context) error {
 	members, listedAt := g.members, g.listedAt
 	g.mu.Unlock()
 
-	// The probe is the guard's, not this caller's: others wait for it.
-	pctx, cancel := context.WithTimeout(context.Background(), 2*probeTimeout)
+	// The probe is the guard's, not this caller's: others wait for it. The
+	// member list, when stale, is read at the same time, for the next
+	// probe: this one counts the members it already knows (or, before the
+	// first list, the endpoints it was given).
+	pctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
 	defer cancel()
-	if members == nil || time.Since(listedAt) > membersFresh {
-		if m := g.listMembers(pctx); m != nil {
-			members, listedAt = m, time.Now()
-		} else if members == nil {
-			members = g.cli.Endpoints()
-		}
+	if members == nil {
+		members = g.cli.Endpoints()
+	}
+	listed := make(chan []string, 1)
+	if time.Since(listedAt) > membersFresh {
+		go func() { listed <- g.listMembers(pctx) }()
+	} else {
+		listed <- nil
 	}
 	answered := g.probe(pctx, members)
 	var qerr error
@@ -225,7 +234,9 @@ func (g *guard) quorumAnswers(ctx context.Context) error {
 		qerr = fmt.Errorf("no quorum: %d of %d etcd members answer", answered, len(members))
 	}
 	g.mu.Lock()
-	g.members, g.listedAt = members, listedAt
+	if m := <-listed; m != nil {
+		g.members, g.listedAt = m, time.Now()
+	}
 	g.quorum, g.probedAt, g.probing = qerr, time.Now(), nil
 	g.mu.Unlock()
 	close(ch)
@@ -235,8 +246,6 @@ func (g *guard) quorumAnswers(ctx context.Context) error {
 // listMembers returns one client URL per member, from any member's own
 // view (serializable: no leader needed).
 func (g *guard) listMembers(ctx context.Context) []string {
-	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
-	defer cancel()
 	resp, err := g.cli.MemberList(ctx, clientv3.WithSerializable())
 	if err != nil {
 		return nil
@@ -254,8 +263,6 @@ func (g *guard) listMembers(ctx context.Context) []string {
 
 // probe counts the members that answer Status.
 func (g *guard) probe(ctx context.Context, urls []string) int {
-	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
-	defer cancel()
 	answers := make(chan bool, len(urls))
 	for _, u := range urls {
 		go func() {
