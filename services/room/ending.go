@@ -1,0 +1,169 @@
+package room
+
+// Ending a session: logout, kick, relogin and token expiry all mark the
+// member left with a reason, drop the session keys and write room_logout in
+// one transaction, then end its streams and its lease.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/onair-dev/onair/errcode"
+	"github.com/onair-dev/onair/internal/callback"
+	"github.com/onair-dev/onair/internal/etcdclient"
+	"github.com/onair-dev/onair/internal/ids"
+	"github.com/onair-dev/onair/internal/keys"
+	roomv1 "github.com/onair-dev/onair/proto/onair/room/v1"
+	streamv1 "github.com/onair-dev/onair/proto/onair/stream/v1"
+)
+
+func leftJSON(rec *keys.SessionRecord, reason roomv1.UserLeaveReason, code errcode.Code) string {
+	b, _ := json.Marshal(member{UserID: rec.UserID, UserName: rec.UserName, SessionID: rec.SessionID,
+		RoomSessionID: rec.RoomSessionID, LoginTimeMs: rec.LoginTimeMs, Left: true, Reason: reason, Code: code})
+	return string(b)
+}
+
+// logoutEvent is the room_logout callback of a session that ends.
+func logoutEvent(rec *keys.SessionRecord, reason roomv1.UserLeaveReason) callback.Event {
+	return callback.Event{Event: callback.RoomLogout, AppID: rec.AppID, RoomID: rec.RoomID, RoomSessionID: rec.RoomSessionID,
+		UserID: rec.UserID, UserName: rec.UserName, Reason: int(reason)}
+}
+
+// endSession removes a live session with a reason: the member is marked
+// left (watchers learn why) and its session keys go, with the room_logout
+// callback, in one transaction; then finishSession.
+func (s *Server) endSession(ctx context.Context, rec *keys.SessionRecord, reason roomv1.UserLeaveReason, code errcode.Code, streamReason streamv1.DeleteReason) error {
+	sessKey := keys.Session(rec.AppID, rec.UserID)
+	userKey := keys.RoomUser(rec.AppID, rec.RoomID, rec.UserID)
+	ops := append([]clientv3.Op{clientv3.OpPut(userKey, leftJSON(rec, reason, code), clientv3.WithIgnoreLease()),
+		clientv3.OpDelete(keys.SessionID(rec.SessionID)),
+		// The session key goes only if it is still this session's (a
+		// relogin may have replaced it).
+		clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.LeaseValue(sessKey), "=", rec.Lease)},
+			[]clientv3.Op{clientv3.OpDelete(sessKey)}, nil)},
+		callback.Ops(s.cfg.Now(), logoutEvent(rec, reason))...)
+	// The session-ID key goes in this transaction: a second commit of it
+	// (a retry after a lost reply) fails instead of reporting the logout
+	// twice.
+	resp, err := s.cfg.Etcd.Txn(etcdclient.Retryable(ctx)).
+		If(clientv3.Compare(clientv3.LeaseValue(userKey), "=", rec.Lease),
+			clientv3.Compare(clientv3.CreateRevision(keys.SessionID(rec.SessionID)), ">", 0)).
+		Then(ops...).Else(clientv3.OpGet(userKey)).Commit()
+	if err != nil {
+		return errcode.Unavailable(err)
+	}
+	if !resp.Succeeded && !markedLeft(resp, rec) {
+		return errcode.New(errcode.SessionNotFound, "the session has already ended")
+	}
+	// Done now, or by an earlier try whose reply was lost (or a concurrent
+	// end of the same session): the rest is idempotent.
+	s.finishSession(ctx, rec, streamReason, true)
+	return nil
+}
+
+// markedLeft reports whether the Else read of endSession found rec's member
+// already marked left: an earlier try of this end went through.
+func markedLeft(resp *clientv3.TxnResponse, rec *keys.SessionRecord) bool {
+	kvs := resp.Responses[0].GetResponseRange().GetKvs()
+	if len(kvs) != 1 || kvs[0].Lease != rec.Lease {
+		return false
+	}
+	var m member
+	return json.Unmarshal(kvs[0].Value, &m) == nil && m.Left && m.SessionID == rec.SessionID
+}
+
+// finishSession ends what a session owned once it is marked over: its
+// streams (with streamReason), its member key if still marked left, and its
+// lease.
+func (s *Server) finishSession(ctx context.Context, rec *keys.SessionRecord, streamReason streamv1.DeleteReason, deleteMember bool) {
+	if list, err := s.cfg.Streams.ListStreams(ctx, &streamv1.ListStreamsRequest{AppId: rec.AppID, RoomId: rec.RoomID}); err == nil {
+		for _, st := range list.GetStreams() {
+			if st.GetUserId() != rec.UserID {
+				continue
+			}
+			if _, err := s.cfg.Streams.UnregisterStream(ctx, &streamv1.UnregisterStreamRequest{
+				AppId: rec.AppID, StreamId: st.GetStreamId(), Reason: streamReason}); err != nil && errcode.Of(err) != errcode.StreamNotFound {
+				s.log.Warn("end stream of finished session", "stream", st.GetStreamId(), "err", err)
+			}
+		}
+	} else {
+		s.log.Warn("list streams of finished session", "err", err)
+	}
+	if deleteMember {
+		userKey := keys.RoomUser(rec.AppID, rec.RoomID, rec.UserID)
+		_, _ = s.cfg.Etcd.Txn(etcdclient.Retryable(ctx)).
+			If(clientv3.Compare(clientv3.LeaseValue(userKey), "=", rec.Lease)).
+			Then(clientv3.OpDelete(userKey)).Commit()
+	}
+	s.revoke(clientv3.LeaseID(rec.Lease))
+}
+
+// revoke ends a session's lease, and with it every key still attached. It
+// rides through an etcd leader change (etcdclient); when etcd has no
+// quorum it keeps trying in the background until the lease would have
+// expired anyway, so a session this replica gave up on does not stay for a
+// whole heartbeat timeout once etcd is back.
+func (s *Server) revoke(id clientv3.LeaseID) {
+	if id == clientv3.NoLease || s.revokeOnce(id) {
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		until := time.Now().Add(s.cfg.SessionTimeout)
+		for time.Now().Before(until) {
+			s.sleep(s.ctx, time.Second)
+			if s.ctx.Err() != nil || s.revokeOnce(id) {
+				return
+			}
+		}
+	}()
+}
+
+func (s *Server) revokeOnce(id clientv3.LeaseID) bool {
+	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+	defer cancel()
+	_, err := s.cfg.Etcd.Revoke(ctx, id)
+	if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		s.log.Warn("revoke session lease", "err", err)
+		return false
+	}
+	return true
+}
+
+// LogoutRoom ends a session; the room sees the user leave normally. A
+// retry of a logout that went through answers SessionNotFound, which the
+// SDKs take as done. With session ID "-" and an attempt ID it ends the
+// session that login attempt made, if it is still the user's.
+func (s *Server) LogoutRoom(ctx context.Context, req *roomv1.LogoutRoomRequest) (*roomv1.LogoutRoomResponse, error) {
+	if id := req.GetSessionId(); (id == "" || id == "-") && req.GetAttemptId() != "" {
+		if err := ids.User(req.GetUserId()); err != nil {
+			return nil, err
+		}
+		rec, _, err := s.sessionByUser(ctx, req.GetAppId(), req.GetUserId())
+		if err != nil {
+			return nil, err
+		}
+		if rec == nil || rec.AttemptID != req.GetAttemptId() {
+			return &roomv1.LogoutRoomResponse{}, nil
+		}
+		err = s.endSession(ctx, rec, roomv1.UserLeaveReason_USER_LEAVE_REASON_LOGOUT, 0, streamv1.DeleteReason_DELETE_REASON_STOPPED)
+		if err != nil && errcode.Of(err) != errcode.SessionNotFound {
+			return nil, err
+		}
+		return &roomv1.LogoutRoomResponse{}, nil
+	}
+	rec, err := s.session(ctx, req.GetSessionId())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.endSession(ctx, rec, roomv1.UserLeaveReason_USER_LEAVE_REASON_LOGOUT, 0, streamv1.DeleteReason_DELETE_REASON_STOPPED); err != nil {
+		return nil, err
+	}
+	return &roomv1.LogoutRoomResponse{}, nil
+}
