@@ -22,9 +22,11 @@ import (
 	streamv1 "github.com/onair-dev/onair/proto/onair/stream/v1"
 )
 
+// leftJSON is the member value of a session on its way out, with why.
 func leftJSON(rec *keys.SessionRecord, reason roomv1.UserLeaveReason, code errcode.Code) string {
-	b, _ := json.Marshal(member{UserID: rec.UserID, UserName: rec.UserName, SessionID: rec.SessionID,
-		RoomSessionID: rec.RoomSessionID, LoginTimeMs: rec.LoginTimeMs, Left: true, Reason: reason, Code: code})
+	m := memberOf(rec)
+	m.TokenExpire, m.Left, m.Reason, m.Code = 0, true, reason, code
+	b, _ := json.Marshal(m)
 	return string(b)
 }
 

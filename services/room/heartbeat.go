@@ -70,9 +70,7 @@ func (s *Server) RenewToken(ctx context.Context, req *roomv1.RenewTokenRequest) 
 	rec.TokenExpire = claims.GetExpireUnix()
 	recJSON, _ := json.Marshal(rec)
 	userKey := keys.RoomUser(rec.AppID, rec.RoomID, rec.UserID)
-	m := member{UserID: rec.UserID, UserName: rec.UserName, SessionID: rec.SessionID, RoomSessionID: rec.RoomSessionID,
-		LoginTimeMs: rec.LoginTimeMs, TokenExpire: rec.TokenExpire}
-	memberJSON, _ := json.Marshal(m)
+	memberJSON, _ := json.Marshal(memberOf(rec))
 	resp, err := s.cfg.Etcd.Txn(etcdclient.Retryable(ctx)).
 		If(clientv3.Compare(clientv3.LeaseValue(userKey), "=", rec.Lease)).
 		Then(clientv3.OpPut(keys.Session(rec.AppID, rec.UserID), string(recJSON), clientv3.WithIgnoreLease()),

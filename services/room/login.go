@@ -109,10 +109,8 @@ func (s *Server) LoginRoom(ctx context.Context, req *roomv1.LoginRoomRequest) (*
 				RoomSessionID: meta.RoomSessionID, UserID: rec.UserID, UserName: rec.UserName})
 		}
 		rec.RoomSessionID = meta.RoomSessionID
-		m := member{UserID: rec.UserID, UserName: rec.UserName, SessionID: rec.SessionID, RoomSessionID: rec.RoomSessionID,
-			LoginTimeMs: rec.LoginTimeMs, TokenExpire: rec.TokenExpire}
 		recJSON, _ := json.Marshal(rec)
-		memberJSON, _ := json.Marshal(m)
+		memberJSON, _ := json.Marshal(memberOf(&rec))
 		if max := req.GetConfig().GetMaxMemberCount(); max > 0 {
 			cnt, err := s.cfg.Etcd.Get(ctx, usersPrefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
 			if err != nil {

@@ -25,6 +25,7 @@ import (
 
 	"github.com/onair-dev/onair/errcode"
 	"github.com/onair-dev/onair/internal/callback"
+	"github.com/onair-dev/onair/internal/keys"
 	authv1 "github.com/onair-dev/onair/proto/onair/auth/v1"
 	roomv1 "github.com/onair-dev/onair/proto/onair/room/v1"
 	streamv1 "github.com/onair-dev/onair/proto/onair/stream/v1"
@@ -124,6 +125,12 @@ type member struct {
 	Left   bool                   `json:"left,omitempty"`
 	Reason roomv1.UserLeaveReason `json:"reason,omitempty"`
 	Code   errcode.Code           `json:"code,omitempty"`
+}
+
+// memberOf is the member value of a live session: the one builder of it.
+func memberOf(rec *keys.SessionRecord) member {
+	return member{UserID: rec.UserID, UserName: rec.UserName, SessionID: rec.SessionID, RoomSessionID: rec.RoomSessionID,
+		LoginTimeMs: rec.LoginTimeMs, TokenExpire: rec.TokenExpire}
 }
 
 // New returns a room service. Close stops its hubs.
