@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -115,7 +116,10 @@ type Result struct {
 	// measured).
 	Revisions int64
 	// CPU is each of Config.PIDs' CPU time over the run.
-	CPU       []time.Duration
+	CPU []time.Duration
+	// OwnCPU is the bench's own CPU time over the run: on a machine it
+	// shares with the servers it tells whether the bench was the limit.
+	OwnCPU    time.Duration
 	Callbacks *CallbackResult
 }
 
@@ -182,6 +186,7 @@ func Run(ctx context.Context, c Config, progress io.Writer) (*Result, error) {
 	res := &Result{Config: c, Revisions: -1, Errors: map[ErrorKey]int64{}}
 	rev0, revErr := revision(ctx, etcd)
 	cpu0 := procstat.CPU(c.PIDs)
+	own0, _ := procstat.Read(os.Getpid())
 	var live counters
 	var roomNext atomic.Int64
 	stop := make(chan struct{})
@@ -198,6 +203,8 @@ func Run(ctx context.Context, c Config, progress io.Writer) (*Result, error) {
 	res.Callbacks = watchProgress(ctx, progress, start, c.Duration, stop, done, &live, recv, etcd)
 	res.Elapsed = time.Since(start)
 	res.CPU = sub(procstat.CPU(c.PIDs), cpu0)
+	own1, _ := procstat.Read(os.Getpid())
+	res.OwnCPU = own1 - own0
 	if rev1, err := revision(ctx, etcd); err == nil && revErr == nil {
 		res.Revisions = rev1 - rev0
 	}

@@ -107,6 +107,9 @@ func (r *Result) Print(w io.Writer) {
 		}
 		row("server CPU per cycle", per)
 	}
+	if r.OwnCPU > 0 && r.Elapsed > 0 {
+		row("bench CPU", fmt.Sprintf("%.2f s (%.2f cores)", r.OwnCPU.Seconds(), r.OwnCPU.Seconds()/r.Elapsed.Seconds()))
+	}
 	if cb := r.Callbacks; cb != nil && c.Callbacks != nil {
 		row("callbacks received", fmt.Sprintf("%d (%d distinct, %d repeated, %d bad signatures)", cb.Received, cb.Unique, cb.Duplicates(), cb.BadSignature))
 		for _, ev := range slices.Sorted(maps.Keys(cb.ByEvent)) {
