@@ -6,8 +6,10 @@
 // writes. OnAir answers users, so every unary call (KV and lease) carries
 // etcd's require-leader flag, which makes a leaderless member refuse at
 // once, and a short deadline of its own, which bounds a call to a stalled
-// member. Watches and lease keep-alives are long-lived and left alone; the
-// code that holds them recovers them itself.
+// member. A member that does not answer is taken out of the endpoints
+// while a quorum of others answers (health.go), and lease keep-alives
+// follow the endpoints (keepalive.go). Watches are long-lived and left
+// alone; the code that holds them recovers them itself.
 package etcdclient
 
 import (
@@ -61,9 +63,11 @@ func New(cfg Config) (*clientv3.Client, error) {
 		Endpoints:   cfg.Endpoints,
 		TLS:         cfg.TLS,
 		DialTimeout: 5 * time.Second,
-		// Probing the connection finds a stopped member within seconds, so
-		// calls stop going to it.
-		DialKeepAliveTime:    2 * time.Second,
+		// Probing the connection ends it when its member stopped, and the
+		// streams on it with it; gRPC pings no more often than every 10 s,
+		// so a member that stalls for less is kept off calls by the guard
+		// instead (health.go).
+		DialKeepAliveTime:    10 * time.Second,
 		DialKeepAliveTimeout: 2 * time.Second,
 		Logger:               zap.NewNop(),
 	})

@@ -33,6 +33,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -62,6 +63,10 @@ const (
 )
 
 type retryableKey struct{}
+
+// tryTimeoutKey carries a shorter per-try deadline than the guard's, for
+// calls with a deadline of their own to keep (lease renewals).
+type tryTimeoutKey struct{}
 
 // Retryable marks a context whose transactions may be committed again after
 // a try whose outcome is unknown (its reply was lost while etcd changed
@@ -95,10 +100,17 @@ type guard struct {
 	probing  chan struct{}
 	members  []string
 	listedAt time.Time
+
+	// all is the configured endpoints, excluded those taken out of them
+	// for not answering (health.go).
+	all         []string
+	excluded    map[string]bool
+	readmitting bool
 }
 
 func newGuard(cli *clientv3.Client, cfg Config) *guard {
-	g := &guard{cli: cli, timeout: cfg.CallTimeout, ride: cfg.RideThrough}
+	g := &guard{cli: cli, timeout: cfg.CallTimeout, ride: cfg.RideThrough,
+		all: slices.Clone(cfg.Endpoints), excluded: map[string]bool{}}
 	if g.timeout <= 0 {
 		g.timeout = DefaultCallTimeout
 	}
@@ -160,8 +172,12 @@ func (g *guard) run(ctx context.Context, k kind, call func(context.Context) erro
 	start := time.Now()
 	marked, _ := ctx.Value(retryableKey{}).(bool)
 	pause := 50 * time.Millisecond
+	timeout := g.timeout
+	if d, ok := ctx.Value(tryTimeoutKey{}).(time.Duration); ok && d < timeout {
+		timeout = d
+	}
 	for {
-		tctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), g.timeout)
+		tctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), timeout)
 		err := call(tctx)
 		deadline := err != nil && ctx.Err() == nil && errors.Is(tctx.Err(), context.DeadlineExceeded)
 		cancel()
@@ -220,7 +236,7 @@ func (g *guard) quorumAnswers(ctx context.Context) error {
 	pctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
 	defer cancel()
 	if members == nil {
-		members = g.cli.Endpoints()
+		members = g.all
 	}
 	listed := make(chan []string, 1)
 	if time.Since(listedAt) > membersFresh {
@@ -228,10 +244,28 @@ func (g *guard) quorumAnswers(ctx context.Context) error {
 	} else {
 		listed <- nil
 	}
-	answered := g.probe(pctx, members)
+	// The configured endpoints are probed too when they are not the
+	// members' own URLs (a proxy, a load balancer): the quorum is counted
+	// over the members, the endpoints kept off calls are chosen among the
+	// configured ones (health.go).
+	urls := slices.Clone(members)
+	for _, ep := range g.all {
+		if !slices.ContainsFunc(members, func(m string) bool { return hostPort(m) == hostPort(ep) }) {
+			urls = append(urls, ep)
+		}
+	}
+	res := g.probe(pctx, urls)
+	answered := 0
+	for _, m := range members {
+		if res[m] {
+			answered++
+		}
+	}
 	var qerr error
 	if !hasQuorum(answered, len(members)) {
 		qerr = fmt.Errorf("no quorum: %d of %d etcd members answer", answered, len(members))
+	} else {
+		g.exclude(res)
 	}
 	g.mu.Lock()
 	if m := <-listed; m != nil {
@@ -261,24 +295,27 @@ func (g *guard) listMembers(ctx context.Context) []string {
 	return urls
 }
 
-// probe counts the members that answer Status.
-func (g *guard) probe(ctx context.Context, urls []string) int {
-	answers := make(chan bool, len(urls))
+// probe says, for each url, whether its member answers Status.
+func (g *guard) probe(ctx context.Context, urls []string) map[string]bool {
+	type answer struct {
+		url string
+		ok  bool
+	}
+	answers := make(chan answer, len(urls))
 	for _, u := range urls {
 		go func() {
 			if u == "" {
-				answers <- false
+				answers <- answer{u, false}
 				return
 			}
 			_, err := g.cli.Status(ctx, u)
-			answers <- err == nil
+			answers <- answer{u, err == nil}
 		}()
 	}
-	n := 0
+	res := make(map[string]bool, len(urls))
 	for range urls {
-		if <-answers {
-			n++
-		}
+		a := <-answers
+		res[a.url] = res[a.url] || a.ok
 	}
-	return n
+	return res
 }
