@@ -10,12 +10,13 @@ import (
 	"errors"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/onair-dev/onair/errcode"
 	"github.com/onair-dev/onair/internal/callback"
-	"github.com/onair-dev/onair/internal/etcdclient"
 	"github.com/onair-dev/onair/internal/ids"
 	"github.com/onair-dev/onair/internal/keys"
 	roomv1 "github.com/onair-dev/onair/proto/onair/room/v1"
@@ -49,23 +50,44 @@ func (s *Server) endSession(ctx context.Context, rec *keys.SessionRecord, reason
 		clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.LeaseValue(sessKey), "=", rec.Lease)},
 			[]clientv3.Op{clientv3.OpDelete(sessKey)}, nil)},
 		callback.Ops(s.cfg.Now(), logoutEvent(rec, reason))...)
+	// The room's streams, read in the same transaction: the ones the
+	// session published end next, and none can be added under its lease
+	// after it (a publish checks the session key this deletes).
+	ops = append(ops, clientv3.OpGet(keys.RoomStreams(rec.AppID, rec.RoomID), clientv3.WithPrefix()))
 	// The session-ID key goes in this transaction: a second commit of it
 	// (a retry after a lost reply) fails instead of reporting the logout
-	// twice.
-	resp, err := s.cfg.Etcd.Txn(etcdclient.Retryable(ctx)).
-		If(clientv3.Compare(clientv3.LeaseValue(userKey), "=", rec.Lease),
-			clientv3.Compare(clientv3.CreateRevision(keys.SessionID(rec.SessionID)), ">", 0)).
-		Then(ops...).Else(clientv3.OpGet(userKey)).Commit()
+	// twice. Committed with other logins and logouts (commit.go).
+	resp, err := s.commit.Txn(ctx,
+		[]clientv3.Cmp{clientv3.Compare(clientv3.LeaseValue(userKey), "=", rec.Lease),
+			clientv3.Compare(clientv3.CreateRevision(keys.SessionID(rec.SessionID)), ">", 0)},
+		ops, []clientv3.Op{clientv3.OpGet(userKey)})
 	if err != nil {
 		return errcode.Unavailable(err)
 	}
 	if !resp.Succeeded && !markedLeft(resp, rec) {
+		s.sess.forget(rec.SessionID)
 		return errcode.New(errcode.SessionNotFound, "the session has already ended")
 	}
 	// Done now, or by an earlier try whose reply was lost (or a concurrent
 	// end of the same session): the rest is idempotent.
-	s.finishSession(ctx, rec, streamReason, true)
+	if resp.Succeeded {
+		s.finish(ctx, rec, streamReason, true, streamsOf(resp.Responses[len(ops)-1], rec.UserID), true)
+	} else {
+		s.finishSession(ctx, rec, streamReason, true)
+	}
 	return nil
+}
+
+// streamsOf decodes the streams of user among a room's stream records.
+func streamsOf(r *etcdserverpb.ResponseOp, user string) []*streamv1.StreamRecord {
+	var out []*streamv1.StreamRecord
+	for _, kv := range r.GetResponseRange().GetKvs() {
+		st := new(streamv1.StreamRecord)
+		if proto.Unmarshal(kv.Value, st) == nil && st.GetUserId() == user {
+			out = append(out, st)
+		}
+	}
+	return out
 }
 
 // markedLeft reports whether the Else read of endSession found rec's member
@@ -83,24 +105,42 @@ func markedLeft(resp *clientv3.TxnResponse, rec *keys.SessionRecord) bool {
 // streams (with streamReason), its member key if still marked left, and its
 // lease.
 func (s *Server) finishSession(ctx context.Context, rec *keys.SessionRecord, streamReason streamv1.DeleteReason, deleteMember bool) {
-	if list, err := s.cfg.Streams.ListStreams(ctx, &streamv1.ListStreamsRequest{AppId: rec.AppID, RoomId: rec.RoomID}); err == nil {
+	s.finish(ctx, rec, streamReason, deleteMember, nil, false)
+}
+
+// finish is finishSession with the session's streams already known (known)
+// or to be listed. A session that had no stream and whose member key goes
+// here leaves its lease empty: the lease goes back to the pool when this
+// replica knows when it was last renewed (session.go), and is revoked
+// otherwise.
+func (s *Server) finish(ctx context.Context, rec *keys.SessionRecord, streamReason streamv1.DeleteReason, deleteMember bool, streams []*streamv1.StreamRecord, known bool) {
+	live, remembered := s.sess.forget(rec.SessionID)
+	if !known {
+		list, err := s.cfg.Streams.ListStreams(ctx, &streamv1.ListStreamsRequest{AppId: rec.AppID, RoomId: rec.RoomID})
+		if err != nil {
+			s.log.Warn("list streams of finished session", "err", err)
+		}
 		for _, st := range list.GetStreams() {
-			if st.GetUserId() != rec.UserID {
-				continue
-			}
-			if _, err := s.cfg.Streams.UnregisterStream(ctx, &streamv1.UnregisterStreamRequest{
-				AppId: rec.AppID, StreamId: st.GetStreamId(), Reason: streamReason}); err != nil && errcode.Of(err) != errcode.StreamNotFound {
-				s.log.Warn("end stream of finished session", "stream", st.GetStreamId(), "err", err)
+			if st.GetUserId() == rec.UserID {
+				streams = append(streams, st)
 			}
 		}
-	} else {
-		s.log.Warn("list streams of finished session", "err", err)
 	}
+	for _, st := range streams {
+		if _, err := s.cfg.Streams.UnregisterStream(ctx, &streamv1.UnregisterStreamRequest{
+			AppId: rec.AppID, StreamId: st.GetStreamId(), Reason: streamReason}); err != nil && errcode.Of(err) != errcode.StreamNotFound {
+			s.log.Warn("end stream of finished session", "stream", st.GetStreamId(), "err", err)
+		}
+	}
+	emptied := false
 	if deleteMember {
 		userKey := keys.RoomUser(rec.AppID, rec.RoomID, rec.UserID)
-		_, _ = s.cfg.Etcd.Txn(etcdclient.Retryable(ctx)).
-			If(clientv3.Compare(clientv3.LeaseValue(userKey), "=", rec.Lease)).
-			Then(clientv3.OpDelete(userKey)).Commit()
+		resp, err := s.commit.Txn(ctx, []clientv3.Cmp{clientv3.Compare(clientv3.LeaseValue(userKey), "=", rec.Lease)},
+			[]clientv3.Op{clientv3.OpDelete(userKey)}, nil)
+		emptied = err == nil && resp.Succeeded
+	}
+	if emptied && known && len(streams) == 0 && remembered && s.sess.release(clientv3.LeaseID(rec.Lease), live.renewedAt) {
+		return
 	}
 	s.revoke(clientv3.LeaseID(rec.Lease))
 }
@@ -160,9 +200,16 @@ func (s *Server) LogoutRoom(ctx context.Context, req *roomv1.LogoutRoomRequest) 
 		}
 		return &roomv1.LogoutRoomResponse{}, nil
 	}
-	rec, err := s.session(ctx, req.GetSessionId())
-	if err != nil {
-		return nil, err
+	// A session logged in here needs no read: endSession's comparisons
+	// check it is still what this replica remembers.
+	var rec *keys.SessionRecord
+	if live, ok := s.sess.recall(req.GetSessionId()); ok {
+		rec = &live.rec
+	} else {
+		var err error
+		if rec, err = s.session(ctx, req.GetSessionId()); err != nil {
+			return nil, err
+		}
 	}
 	if err := s.endSession(ctx, rec, roomv1.UserLeaveReason_USER_LEAVE_REASON_LOGOUT, 0, streamv1.DeleteReason_DELETE_REASON_STOPPED); err != nil {
 		return nil, err

@@ -45,12 +45,14 @@ func (s *Server) Heartbeat(ctx context.Context, req *roomv1.HeartbeatRequest) (*
 		_ = s.endSession(ctx, rec, roomv1.UserLeaveReason_USER_LEAVE_REASON_TOKEN_EXPIRED, errcode.KickedTokenExpired, streamv1.DeleteReason_DELETE_REASON_KICKED)
 		return nil, errcode.New(errcode.KickedTokenExpired, "the token expired; the session is over")
 	}
+	at := time.Now()
 	if _, err := s.cfg.Etcd.KeepAliveOnce(ctx, clientv3.LeaseID(rec.Lease)); err != nil {
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 			return nil, errcode.New(errcode.SessionNotFound, "the session timed out: log in again")
 		}
 		return nil, errcode.Unavailable(err)
 	}
+	s.sess.renewed(rec.SessionID, at)
 	return &roomv1.HeartbeatResponse{TokenExpireUnix: rec.TokenExpire}, nil
 }
 

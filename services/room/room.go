@@ -101,6 +101,13 @@ type Server struct {
 	hubs     map[roomKey]*hub
 	limiters map[roomKey]*roomLimits
 	msgs     *relay
+
+	// commit batches session transactions (commit.go); sess holds session
+	// leases and the sessions logged in here (session.go); metas the rooms'
+	// meta as last seen (login.go).
+	commit *committer
+	sess   *sessions
+	metas  metaCache
 }
 
 type roomKey struct {
@@ -162,7 +169,10 @@ func New(cfg Config) *Server {
 	ctx, stop := context.WithCancel(context.Background())
 	s := &Server{cfg: cfg, log: cfg.Logger, ctx: ctx, stop: stop,
 		hubs: map[roomKey]*hub{}, limiters: map[roomKey]*roomLimits{},
-		msgs: newRelay(cfg)}
+		msgs: newRelay(cfg), commit: newCommitter(cfg.Etcd)}
+	s.sess = newSessions(cfg.Etcd, cfg.SessionTimeout, s.heartbeatInterval())
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.commit.run(ctx) }()
 	if cfg.Lease != nil {
 		tg := &targets{auth: cfg.Auth, ttl: 5 * time.Second, m: map[uint32]targetEntry{}}
 		d := callback.New(callback.Config{Etcd: cfg.Etcd, Lease: cfg.Lease, Target: tg.lookup,
