@@ -47,7 +47,7 @@ func TestCommitterBatches(t *testing.T) {
 	}
 	many := newCommitter(nil)
 	for i := range maxBatch + 1 {
-		r := &txnReq{then: put(string(rune('a' + i%26)) + string(rune('0'+i/26))), done: make(chan struct{})}
+		r := &txnReq{then: put(string(rune('a'+i%26)) + string(rune('0'+i/26))), done: make(chan struct{})}
 		r.writes, r.ranged = writesOf(r.then)
 		many.queue = append(many.queue, r)
 	}
