@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -13,7 +12,6 @@ import (
 	"net/url"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,6 +25,7 @@ import (
 	"github.com/onair-dev/onair/bench/netshape"
 	"github.com/onair-dev/onair/bench/viewer"
 	"github.com/onair-dev/onair/internal/iceloopback"
+	"github.com/onair-dev/onair/internal/procstat"
 	"github.com/onair-dev/onair/internal/udpgro"
 	"github.com/onair-dev/onair/services/media/vp8"
 )
@@ -632,25 +631,4 @@ func fanout(ctx context.Context, c fanoutConfig) (*fanoutResult, error) {
 }
 
 // procStat is a process's CPU time (user+system) and RSS from /proc.
-func procStat(pid int) (time.Duration, int64) {
-	if pid <= 0 {
-		return 0, 0
-	}
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, 0
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, 0
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 22 {
-		return 0, 0
-	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	rss, _ := strconv.ParseInt(f[21], 10, 64)
-	const hz = 100 // USER_HZ
-	return time.Duration(ut+st) * time.Second / hz, rss * int64(os.Getpagesize())
-}
+func procStat(pid int) (time.Duration, int64) { return procstat.Read(pid) }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/onair-dev/onair/errcode"
+	"github.com/onair-dev/onair/internal/procstat"
 	"github.com/onair-dev/onair/sdk/express"
 	"github.com/onair-dev/onair/token04"
 )
@@ -281,13 +282,7 @@ loop:
 }
 
 // cpuEach is the CPU time each process has used so far.
-func cpuEach(pids []int) []time.Duration {
-	t := make([]time.Duration, len(pids))
-	for i, p := range pids {
-		t[i], _ = procStat(p)
-	}
-	return t
-}
+func cpuEach(pids []int) []time.Duration { return procstat.CPU(pids) }
 
 func (r *messagesResult) print(w io.Writer, c messagesConfig) {
 	slices.Sort(r.delays)

@@ -37,11 +37,12 @@ type summary struct {
 	ServerSecret  string   `json:"server_secret"`
 	Token         string   `json:"token"`
 	Processes     []struct {
-		Name     string `json:"name"`
-		Role     string `json:"role"`
-		PID      int    `json:"pid"`
-		GRPCAddr string `json:"grpc_addr"`
-		HTTPAddr string `json:"http_addr"`
+		Name       string `json:"name"`
+		Role       string `json:"role"`
+		PID        int    `json:"pid"`
+		GRPCAddr   string `json:"grpc_addr"`
+		HTTPAddr   string `json:"http_addr"`
+		ClientAddr string `json:"client_addr"`
 	} `json:"processes"`
 }
 

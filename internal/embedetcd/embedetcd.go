@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"sync"
 	"syscall"
 	"time"
 
@@ -53,6 +54,7 @@ type TLSFiles struct {
 type Server struct {
 	etcd      *embed.Etcd
 	endpoints []string
+	closed    sync.Once
 }
 
 // pickTries is how many times Start picks free ports for a member that
@@ -142,8 +144,19 @@ func (s *Server) Client() (*clientv3.Client, error) {
 	return etcdclient.New(etcdclient.Config{Endpoints: s.endpoints})
 }
 
-// Close stops the member.
-func (s *Server) Close() { s.etcd.Close() }
+// Close stops the member; closing it again does nothing.
+func (s *Server) Close() { s.closed.Do(s.etcd.Close) }
+
+// Kill stops the member the way a crash does: a leader hands its
+// leadership to nobody, and the others notice only by its silence (then
+// elect a new leader after their election timeout).
+func (s *Server) Kill() {
+	s.etcd.Server.HardStop()
+	s.Close()
+}
+
+// IsLeader reports whether the member leads its cluster now.
+func (s *Server) IsLeader() bool { return s.etcd.Server.Leader() == s.etcd.Server.MemberID() }
 
 // Err reports a fatal error of the member after it started.
 func (s *Server) Err() <-chan error { return s.etcd.Err() }

@@ -163,4 +163,7 @@ type SessionRecord struct {
 	TokenExpire   int64  `json:"token_expire"`
 	UserNotify    bool   `json:"user_notify"`
 	LoginTimeMs   int64  `json:"login_time_ms"`
+	// AttemptID is the client's ID of the login that made the session: a
+	// retry of that login finds the session by it.
+	AttemptID string `json:"attempt_id,omitempty"`
 }

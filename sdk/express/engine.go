@@ -20,10 +20,12 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
+	"google.golang.org/grpc/status"
 
 	"github.com/onair-dev/onair/errcode"
 	roomv1 "github.com/onair-dev/onair/proto/onair/room/v1"
@@ -46,6 +48,12 @@ type Engine struct {
 	closed  bool
 
 	media mediaState // publishing and playing (publish.go, play.go)
+
+	// bg counts cleanups that outlive a failed call (retry.go); bgCtx ends
+	// them all.
+	bg       sync.WaitGroup
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
 }
 
 // CreateEngine connects an engine to OnAir. The connection is made lazily;
@@ -98,6 +106,7 @@ func CreateEngine(profile EngineProfile, handler EventHandler) (*Engine, error) 
 		return nil, err
 	}
 	e := &Engine{profile: profile, creds: creds, conn: conn, rooms: roomv1.NewRoomServiceClient(conn), handler: handler}
+	e.bgCtx, e.bgCancel = context.WithCancel(context.Background())
 	e.events = newDispatcher()
 	return e, nil
 }
@@ -131,6 +140,12 @@ func (e *Engine) emit(f func(h EventHandler)) {
 // has accepted it and opened the user's event stream (at most 5 s after
 // accepting it), so every room message sent after LoginRoom returns reaches
 // the user. The handler sees Logining, then Logined or LoginFailed.
+//
+// While the server answers UNAVAILABLE (it or its store is briefly away,
+// as in an etcd leader election), the login is tried again until ctx ends
+// (10 s without a deadline), as one attempt: a try whose reply was lost
+// is found, not repeated. A login that fails leaves no session: if a try
+// may have made one, the engine removes it in the background.
 func (e *Engine) LoginRoom(ctx context.Context, roomID string, user User, config RoomConfig) error {
 	e.mu.Lock()
 	if e.closed {
@@ -149,6 +164,12 @@ func (e *Engine) LoginRoom(ctx context.Context, roomID string, user User, config
 
 	e.emit(func(h EventHandler) { h.OnRoomStateChanged(RoomStateChangedReasonLogining, 0, "{}", roomID) })
 	resp, err := rs.login(ctx)
+	if err != nil && rs.mayExist {
+		// A try may have made the session and lost its reply: the attempt
+		// ID finds it, if it is there.
+		req := &roomv1.LogoutRoomRequest{SessionId: "-", AppId: e.profile.AppID, UserId: user.UserID, AttemptId: rs.attempt}
+		e.inBackground(func(ctx context.Context) { _ = e.logout(ctx, req) })
+	}
 	if err != nil {
 		code := ErrorCode(err)
 		if code == 0 {
@@ -184,6 +205,10 @@ func (e *Engine) session(roomID string) (*roomSession, error) {
 }
 
 // LogoutRoom leaves the room; the handler sees Logout (or LogoutFailed).
+// Like LoginRoom it rides through UNAVAILABLE until ctx ends (10 s without
+// a deadline); a logout that still fails goes on in the background for a
+// while, so the user does not linger in the room until its heartbeat
+// timeout.
 func (e *Engine) LogoutRoom(ctx context.Context, roomID string) error {
 	rs, err := e.session(roomID)
 	if err != nil {
@@ -195,8 +220,13 @@ func (e *Engine) LogoutRoom(ctx context.Context, roomID string) error {
 		e.room = nil
 	}
 	e.mu.Unlock()
-	_, err = e.rooms.LogoutRoom(ctx, &roomv1.LogoutRoomRequest{SessionId: rs.sessionID()})
-	if err != nil && errcode.Of(err) != errcode.SessionNotFound {
+	req := &roomv1.LogoutRoomRequest{SessionId: rs.sessionID()}
+	err = e.logout(ctx, req)
+	if err != nil {
+		if transient(err) || errors.Is(err, context.DeadlineExceeded) || errcode.Of(err) == errcode.ConnectFailed ||
+			status.Code(err) == codes.DeadlineExceeded || status.Code(err) == codes.Canceled {
+			e.inBackground(func(ctx context.Context) { _ = e.logout(ctx, req) })
+		}
 		code := ErrorCode(err)
 		e.emit(func(h EventHandler) { h.OnRoomStateChanged(RoomStateChangedReasonLogoutFailed, code, "{}", rs.roomID) })
 		return err
@@ -271,7 +301,9 @@ func (e *Engine) SendCustomCommand(ctx context.Context, roomID, command string, 
 }
 
 // DestroyEngine logs out, closes the connection and calls callback (if not
-// nil) once every queued callback has been delivered.
+// nil) once every queued callback has been delivered. A logout (or the
+// cleanup of a failed login) that cannot finish within 5 s goes on in the
+// background, for at most 30 s, before the connection closes.
 func (e *Engine) DestroyEngine(callback func()) {
 	e.mu.Lock()
 	if e.closed {
@@ -287,8 +319,20 @@ func (e *Engine) DestroyEngine(callback func()) {
 		cancel()
 	}
 	e.stopMedia()
-	_ = e.conn.Close()
 	e.events.close(callback)
+	done := make(chan struct{})
+	go func() { e.bg.Wait(); close(done) }()
+	select {
+	case <-done:
+		e.bgCancel()
+		_ = e.conn.Close()
+	default:
+		go func() {
+			<-done
+			e.bgCancel()
+			_ = e.conn.Close()
+		}()
+	}
 }
 
 // dispatcher runs callbacks in order on one goroutine, with an unbounded

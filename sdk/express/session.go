@@ -42,6 +42,13 @@ type roomSession struct {
 	users    known[User]
 	streams  known[Stream]
 	loggedIn bool
+
+	// attempt is the login's attempt ID, the same in every try; mayExist
+	// is set once a try failed without a clear refusal (its session may
+	// exist). Only the goroutine that logs in touches them: LoginRoom's,
+	// then run's.
+	attempt  string
+	mayExist bool
 }
 
 func (rs *roomSession) sessionID() string {
@@ -54,10 +61,23 @@ func (rs *roomSession) login(ctx context.Context) (*roomv1.LoginRoomResponse, er
 	rs.mu.Lock()
 	cfg := rs.config
 	rs.mu.Unlock()
-	resp, err := rs.e.rooms.LoginRoom(ctx, &roomv1.LoginRoomRequest{
-		AppId: rs.e.profile.AppID, RoomId: rs.roomID, Token: cfg.Token,
+	if rs.attempt == "" {
+		rs.attempt = newAttemptID()
+	}
+	req := &roomv1.LoginRoomRequest{
+		AppId: rs.e.profile.AppID, RoomId: rs.roomID, Token: cfg.Token, AttemptId: rs.attempt,
 		User:   &roomv1.User{UserId: rs.user.UserID, UserName: rs.user.UserName},
 		Config: &roomv1.RoomConfig{IsUserStatusNotify: cfg.IsUserStatusNotify, MaxMemberCount: cfg.MaxMemberCount},
+	}
+	var resp *roomv1.LoginRoomResponse
+	err := retrying(ctx, func(ctx context.Context) (err error) {
+		resp, err = rs.e.rooms.LoginRoom(ctx, req)
+		if err != nil && errcode.Of(err) == 0 || transient(err) {
+			// No answer from the room service (a broken connection, a
+			// deadline): the try may have made the session.
+			rs.mayExist = true
+		}
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -159,6 +179,7 @@ func (rs *roomSession) run(ctx context.Context) {
 			// The server dropped the session (we were away longer than the
 			// heartbeat timeout): log in again and reconcile from scratch.
 			lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			rs.attempt = "" // a new login, not a retry of the first
 			_, lerr := rs.login(lctx)
 			cancel()
 			if c := errcode.Of(lerr); c != 0 && c != errcode.ServiceUnavailable {

@@ -446,15 +446,37 @@ class RoomSession {
     if (!this.roomID) throw new OnAirError(1002011, "roomID is empty");
     if (!this.user.userID) throw new OnAirError(1002005, "userID is empty");
     if (!this.token) throw new OnAirError(1002067, "no token: pass the Token04 token your server minted");
-    const r = await this.e._fetch(`/v1/rooms/${enc(this.roomID)}:login`, {
-      method: "POST",
-      body: {
-        app_id: this.e.appID,
-        user: { user_id: this.user.userID, user_name: this.user.userName },
-        token: this.token,
-        config: { is_user_status_notify: this.userUpdate, max_member_count: this.maxMemberCount },
-      },
-    });
+    // One attempt ID for every try: a try whose reply was lost is found
+    // by the next, not repeated. A login that fails after a try that may
+    // have made the session removes it in the background.
+    const attempt = attemptID();
+    let mayExist = false;
+    let r;
+    try {
+      r = await retrying(RETRY_BOUND_MS, async () => {
+        try {
+          return await this.e._fetch(`/v1/rooms/${enc(this.roomID)}:login`, {
+            method: "POST",
+            body: {
+              app_id: this.e.appID,
+              user: { user_id: this.user.userID, user_name: this.user.userName },
+              token: this.token,
+              config: { is_user_status_notify: this.userUpdate, max_member_count: this.maxMemberCount },
+              attempt_id: attempt,
+            },
+          });
+        } catch (e) {
+          if (isTransient(e)) mayExist = true;
+          throw e;
+        }
+      });
+    } catch (e) {
+      if (mayExist) {
+        logoutRetrying(this.e, "-", CLEANUP_BOUND_MS, { app_id: this.e.appID, user_id: this.user.userID, attempt_id: attempt })
+          .catch(() => {});
+      }
+      throw e;
+    }
     this.sessionID = r.session_id;
     this.roomSessionID = r.room_session_id;
     this.heartbeatMs = Number(r.heartbeat_interval_ms) || 10000;
@@ -477,9 +499,17 @@ class RoomSession {
     }
   }
 
+  // logout ends the session, riding through UNAVAILABLE; one that still
+  // fails goes on in the background for a while, so the user does not stay
+  // in the room until the heartbeat timeout.
   async logout() {
     this.close();
-    await this.e._fetch(`/v1/sessions/${enc(this.sessionID)}:logout`, { method: "POST", body: {} });
+    try {
+      await logoutRetrying(this.e, this.sessionID, RETRY_BOUND_MS, {});
+    } catch (e) {
+      if (isTransient(e)) logoutRetrying(this.e, this.sessionID, CLEANUP_BOUND_MS, {}).catch(() => {});
+      throw e;
+    }
   }
 
   close() {
@@ -1182,6 +1212,51 @@ function fromStream(s) {
 
 function fromExtraInfo(x) {
   return { key: x.key ?? "", value: x.value ?? "", updateUser: fromUser(x.update_user ?? {}), updateTime: Number(x.update_time_ms || 0) };
+}
+
+// Logins and logouts ride through a server or etcd briefly away (an etcd
+// leader election takes a second or two): a call answered 503 / 1000037,
+// or not at all, is made again after a short pause, for up to
+// RETRY_BOUND_MS (longer than the server's own 5 s wait for a new leader).
+// Cleanups after a failed login or logout go on for up to CLEANUP_BOUND_MS,
+// past which the server's heartbeat timeout removes the session anyway.
+const RETRY_BOUND_MS = 10000;
+const CLEANUP_BOUND_MS = 30000;
+
+function isTransient(e) {
+  return e?.code === 1000037 || e?.code === ErrorCode.CONNECT_FAILED;
+}
+
+async function retrying(boundMs, call) {
+  const until = Date.now() + boundMs;
+  let pause = 100;
+  for (;;) {
+    try {
+      return await call();
+    } catch (e) {
+      if (!isTransient(e) || Date.now() + pause > until) throw e;
+    }
+    await new Promise((r) => setTimeout(r, pause));
+    pause = Math.min(2 * pause, 1000);
+  }
+}
+
+// logoutRetrying ends a session (or, with session "-" and an attempt ID in
+// body, what that login attempt made); a session already gone is done.
+async function logoutRetrying(engine, sessionID, boundMs, body) {
+  await retrying(boundMs, async () => {
+    try {
+      await engine._fetch(`/v1/sessions/${enc(sessionID)}:logout`, { method: "POST", body });
+    } catch (e) {
+      if (e?.code !== ErrorCode.SESSION_NOT_FOUND) throw e;
+    }
+  });
+}
+
+function attemptID() {
+  const b = new Uint8Array(16);
+  crypto.getRandomValues(b);
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 }
 
 function errorFromJSON(j) {

@@ -333,3 +333,37 @@ func (h *hub) deliver(it *item) int {
 	}
 	return n
 }
+
+// SendRoomMessage broadcasts a message or sends a custom command. It
+// travels over NATS to the replicas with receivers in the room, never
+// through etcd (see messages.go for what a client can count on).
+func (s *Server) SendRoomMessage(ctx context.Context, req *roomv1.SendRoomMessageRequest) (*roomv1.SendRoomMessageResponse, error) {
+	rec, err := s.senderSession(ctx, req.GetSessionId())
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case req.GetContent() == "":
+		return nil, errcode.New(errcode.InvalidParameter, "message is empty")
+	case len(req.GetContent()) > maxMessage:
+		return nil, errcode.New(errcode.MessageTooLong, "message is longer than 1 KB")
+	}
+	kind := req.GetKind()
+	switch kind {
+	case roomv1.MessageKind_MESSAGE_KIND_UNSPECIFIED:
+		kind = roomv1.MessageKind_MESSAGE_KIND_BROADCAST
+	case roomv1.MessageKind_MESSAGE_KIND_CUSTOM_COMMAND:
+		if len(req.GetToUserIds()) == 0 {
+			return nil, errcode.New(errcode.InvalidParameter, "a custom command needs at least one receiver")
+		}
+	}
+	if kind != roomv1.MessageKind_MESSAGE_KIND_CUSTOM_COMMAND && !s.limits(roomKey{rec.AppID, rec.RoomID}).message.Allow() {
+		return nil, errcode.Newf(errcode.TooManyRequests, "too many messages in room %q: at most %v per second", rec.RoomID, s.cfg.MessageRate)
+	}
+	msg := &roomv1.RoomMessage{MessageId: strconv.FormatUint(randUint64(), 10), Kind: kind,
+		FromUser: &roomv1.User{UserId: rec.UserID, UserName: rec.UserName}, Content: req.GetContent(), SendTimeMs: s.cfg.Now().UnixMilli()}
+	if err := s.msgs.publish(s, roomKey{rec.AppID, rec.RoomID}, msg, req.GetToUserIds(), rec.SessionID); err != nil {
+		return nil, err
+	}
+	return &roomv1.SendRoomMessageResponse{MessageId: msg.MessageId}, nil
+}

@@ -298,12 +298,19 @@ func (x *RoomConfig) GetMaxMemberCount() uint32 {
 }
 
 type LoginRoomRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	AppId         uint32                 `protobuf:"varint,1,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
-	RoomId        string                 `protobuf:"bytes,2,opt,name=room_id,json=roomId,proto3" json:"room_id,omitempty"`
-	User          *User                  `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
-	Token         string                 `protobuf:"bytes,4,opt,name=token,proto3" json:"token,omitempty"`
-	Config        *RoomConfig            `protobuf:"bytes,5,opt,name=config,proto3" json:"config,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	AppId  uint32                 `protobuf:"varint,1,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	RoomId string                 `protobuf:"bytes,2,opt,name=room_id,json=roomId,proto3" json:"room_id,omitempty"`
+	User   *User                  `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
+	Token  string                 `protobuf:"bytes,4,opt,name=token,proto3" json:"token,omitempty"`
+	Config *RoomConfig            `protobuf:"bytes,5,opt,name=config,proto3" json:"config,omitempty"`
+	// attempt_id, chosen by the client (random, at least 16 characters) and
+	// sent again with every retry of one login, makes the login idempotent:
+	// a retry whose first try created the session (its reply was lost) gets
+	// that session back instead of making a second one. A logout can name it
+	// too (LogoutRoomRequest), to remove what a login reported as failed may
+	// have left.
+	AttemptId     string `protobuf:"bytes,6,opt,name=attempt_id,json=attemptId,proto3" json:"attempt_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -371,6 +378,13 @@ func (x *LoginRoomRequest) GetConfig() *RoomConfig {
 		return x.Config
 	}
 	return nil
+}
+
+func (x *LoginRoomRequest) GetAttemptId() string {
+	if x != nil {
+		return x.AttemptId
+	}
+	return ""
 }
 
 type LoginRoomResponse struct {
@@ -461,8 +475,18 @@ func (x *LoginRoomResponse) GetTokenExpireUnix() int64 {
 }
 
 type LogoutRoomRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	SessionId     string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// session_id is the session to end; safe to retry: a session that has
+	// already ended answers SessionNotFound (1002083), which a client that
+	// retries takes as done.
+	SessionId string `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// app_id, user_id and attempt_id, with session_id "-" (or empty), end the
+	// session that login attempt created, if it did and it is still the
+	// user's; when it did not, the call succeeds and changes nothing. It is
+	// how a client cleans up after a login it saw fail.
+	AppId         uint32 `protobuf:"varint,2,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	UserId        string `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	AttemptId     string `protobuf:"bytes,4,opt,name=attempt_id,json=attemptId,proto3" json:"attempt_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -500,6 +524,27 @@ func (*LogoutRoomRequest) Descriptor() ([]byte, []int) {
 func (x *LogoutRoomRequest) GetSessionId() string {
 	if x != nil {
 		return x.SessionId
+	}
+	return ""
+}
+
+func (x *LogoutRoomRequest) GetAppId() uint32 {
+	if x != nil {
+		return x.AppId
+	}
+	return 0
+}
+
+func (x *LogoutRoomRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *LogoutRoomRequest) GetAttemptId() string {
+	if x != nil {
+		return x.AttemptId
 	}
 	return ""
 }
@@ -2855,13 +2900,15 @@ const file_onair_room_v1_room_proto_rawDesc = "" +
 	"\n" +
 	"RoomConfig\x121\n" +
 	"\x15is_user_status_notify\x18\x01 \x01(\bR\x12isUserStatusNotify\x12(\n" +
-	"\x10max_member_count\x18\x02 \x01(\rR\x0emaxMemberCount\"\xb4\x01\n" +
+	"\x10max_member_count\x18\x02 \x01(\rR\x0emaxMemberCount\"\xd3\x01\n" +
 	"\x10LoginRoomRequest\x12\x15\n" +
 	"\x06app_id\x18\x01 \x01(\rR\x05appId\x12\x17\n" +
 	"\aroom_id\x18\x02 \x01(\tR\x06roomId\x12'\n" +
 	"\x04user\x18\x03 \x01(\v2\x13.onair.room.v1.UserR\x04user\x12\x14\n" +
 	"\x05token\x18\x04 \x01(\tR\x05token\x121\n" +
-	"\x06config\x18\x05 \x01(\v2\x19.onair.room.v1.RoomConfigR\x06config\"\x84\x02\n" +
+	"\x06config\x18\x05 \x01(\v2\x19.onair.room.v1.RoomConfigR\x06config\x12\x1d\n" +
+	"\n" +
+	"attempt_id\x18\x06 \x01(\tR\tattemptId\"\x84\x02\n" +
 	"\x11LoginRoomResponse\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12&\n" +
@@ -2869,10 +2916,14 @@ const file_onair_room_v1_room_proto_rawDesc = "" +
 	"\brevision\x18\x03 \x01(\x03R\brevision\x122\n" +
 	"\x15heartbeat_interval_ms\x18\x04 \x01(\x03R\x13heartbeatIntervalMs\x12,\n" +
 	"\x12session_timeout_ms\x18\x05 \x01(\x03R\x10sessionTimeoutMs\x12*\n" +
-	"\x11token_expire_unix\x18\x06 \x01(\x03R\x0ftokenExpireUnix\"2\n" +
+	"\x11token_expire_unix\x18\x06 \x01(\x03R\x0ftokenExpireUnix\"\x81\x01\n" +
 	"\x11LogoutRoomRequest\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x01 \x01(\tR\tsessionId\"\x14\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x15\n" +
+	"\x06app_id\x18\x02 \x01(\rR\x05appId\x12\x17\n" +
+	"\auser_id\x18\x03 \x01(\tR\x06userId\x12\x1d\n" +
+	"\n" +
+	"attempt_id\x18\x04 \x01(\tR\tattemptId\"\x14\n" +
 	"\x12LogoutRoomResponse\"z\n" +
 	"\x10HeartbeatRequest\x12\x1d\n" +
 	"\n" +
