@@ -365,7 +365,7 @@ func (d *Deliverer) pending(ctx context.Context, held clientv3.Cmp, outbox strin
 		}
 		rev = list.Header.Revision
 		for _, kv := range list.Kvs {
-			r, err := decode(kv)
+			r, err := Decode(kv)
 			if err != nil {
 				d.log.Error("callback: dropping an unreadable outbox entry", "err", err)
 				_, _ = d.cfg.Etcd.Txn(ctx).If(held).Then(clientv3.OpDelete(string(kv.Key))).Commit()

@@ -145,8 +145,12 @@ func Put(now time.Time, ev Event, rev int64, seq int) clientv3.Op {
 	return clientv3.OpPut(keys.CallbackRoomOutbox(ev.AppID, ev.RoomID)+ev.EventID, string(b))
 }
 
-// decode reads an outbox record from kv.
-func decode(kv *mvccpb.KeyValue) (*Record, error) {
+// Order is the etcd revision of the change a record read from the outbox
+// reports: a room's callbacks are delivered in this order (then by Seq).
+func (r *Record) Order() int64 { return r.order }
+
+// Decode reads an outbox record from kv.
+func Decode(kv *mvccpb.KeyValue) (*Record, error) {
 	r := new(Record)
 	if err := json.Unmarshal(kv.Value, r); err != nil {
 		return nil, fmt.Errorf("callback: decode %s: %w", kv.Key, err)

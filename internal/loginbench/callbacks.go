@@ -69,6 +69,9 @@ type CallbackResult struct {
 	// (every app's): the most seen once a second during the run, and after
 	// the drain (-1: not read).
 	OutboxMax, OutboxEnd int64
+	// Lives checks each room life's callbacks: one room_create first, at
+	// most one room_close last.
+	Lives RoomLives
 }
 
 // Duplicates is how many requests repeated an event_id already received.
@@ -86,6 +89,7 @@ type receiver struct {
 	secret                string
 	seen                  map[string]bool
 	byEvent               map[string]int64
+	lives                 lives
 	delays                []time.Duration
 }
 
@@ -95,7 +99,7 @@ func startReceiver(ctx context.Context, appID uint32, c CallbackConfig) (*receiv
 	if err != nil {
 		return nil, fmt.Errorf("callback receiver: %w", err)
 	}
-	r := &receiver{url: "http://" + l.Addr().String() + "/onair-callback", seen: map[string]bool{}, byEvent: map[string]int64{}}
+	r := &receiver{url: "http://" + l.Addr().String() + "/onair-callback", seen: map[string]bool{}, byEvent: map[string]int64{}, lives: lives{}}
 	r.srv = &http.Server{Handler: r, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = r.srv.Serve(l) }()
 	if err := r.pointApp(ctx, appID, c); err != nil {
@@ -175,6 +179,7 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if !r.seen[g.EventID] {
 		r.seen[g.EventID] = true
 		r.byEvent[g.Event.Event]++
+		r.lives.add(g.Event)
 		r.delays = append(r.delays, now.Sub(time.UnixMilli(g.EventTimeMs)))
 		r.unique.Add(1)
 	}
@@ -211,6 +216,7 @@ func (r *receiver) result(cb *CallbackResult) *CallbackResult {
 		out.ByEvent[k] = v
 	}
 	out.Delays = append([]time.Duration(nil), r.delays...)
+	out.Lives = r.lives.check()
 	return out
 }
 

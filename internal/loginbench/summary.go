@@ -123,6 +123,9 @@ func (r *Result) Print(w io.Writer) {
 			delays = ms(Percentile(cb.Delays, 0.5)) + " / " + ms(Percentile(cb.Delays, 0.99))
 		}
 		row("callback delay p50 / p99", delays+" (from event_time_ms)")
+		l := cb.Lives
+		row("room lives", fmt.Sprintf("%d (without room_create %d, room_create not first %d, repeated create/close %d, callbacks after room_close %d)",
+			l.Lives, l.NoCreate, l.CreateNotFirst, l.Repeated, l.AfterClose))
 		if cb.OutboxMax >= 0 {
 			row("outbox depth max / after", fmt.Sprintf("%d / %d (during the run / after the drain)", cb.OutboxMax, cb.OutboxEnd))
 		}

@@ -231,7 +231,6 @@ func (s *Server) commitLifecycle(ctx context.Context, leading clientv3.Cmp, cur,
 		app      uint32
 		room     string
 		rev      int64
-		seq      int
 		lastLeft int // -1: no user left in this batch
 	}
 	var rooms []*touched
@@ -252,7 +251,7 @@ func (s *Server) commitLifecycle(ctx context.Context, leading clientv3.Cmp, cur,
 			byRoom[roomKey{app, room}] = t
 			rooms = append(rooms, t)
 		}
-		t.rev, t.seq = rev, seq
+		t.rev = rev
 		if ev.PrevKv == nil {
 			continue
 		}
@@ -286,9 +285,16 @@ func (s *Server) commitLifecycle(ctx context.Context, leading clientv3.Cmp, cur,
 			UserID: st.UserId, UserName: st.UserName, StreamID: st.StreamId, Reason: int(reason)}, rev, seq))
 	}
 	for _, t := range rooms {
-		meta, mod, _, err := s.readMetaRevs(ctx, t.app, t.room)
+		meta, mod, created, err := s.readMetaRevs(ctx, t.app, t.room)
 		if err != nil {
 			return cur, err
+		}
+		if created > t.rev {
+			// The room read now is a later life than the one the departure
+			// left: the watcher lags, and that life was closed, opened and
+			// emptied again meanwhile. Its own last departure decides its
+			// reason, not this one.
+			t.lastLeft = -1
 		}
 		prefix := keys.Room(t.app, t.room)
 		empty := []clientv3.Cmp{
@@ -303,8 +309,13 @@ func (s *Server) commitLifecycle(ctx context.Context, leading clientv3.Cmp, cur,
 			if t.lastLeft >= 0 {
 				last = t.lastLeft
 			}
+			// room_close is ordered at this transaction's own revision (rev
+			// 0), not the departure's: the close happens now, after every
+			// change of the life it closes, and the life read now may have
+			// begun after the departure (its room_create would otherwise be
+			// delivered after its room_close).
 			closeOps = append(closeOps, callback.Put(now, callback.Event{Event: callback.RoomClose, AppID: t.app, RoomID: t.room,
-				RoomSessionID: meta.RoomSessionID, Reason: callback.CloseReason(last)}, t.rev, closeSeq+t.seq))
+				RoomSessionID: meta.RoomSessionID, Reason: callback.CloseReason(last)}, 0, closeSeq))
 			if t.lastLeft >= 0 && t.lastLeft != meta.LastLeave {
 				meta.LastLeave = t.lastLeft
 				b, _ := json.Marshal(meta)
