@@ -148,7 +148,7 @@ func TestSender(t *testing.T) {
 		}
 	}))
 	defer recv.Close()
-	s := NewSender(5 * time.Second)
+	s := NewSender(5*time.Second, 8)
 	ctx := context.Background()
 	ev := Event{Event: RoomLogin, AppID: 7, EventID: "e1", RoomID: "r1", UserID: "u1", UserName: "Ann", EventTimeMs: 1}
 	now := time.Unix(1700000000, 0)

@@ -13,7 +13,6 @@ import (
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
 
@@ -44,6 +43,16 @@ type Config struct {
 	Rescan time.Duration
 	// FailedTTL is how long a failed callback stays listed; 72 h if zero.
 	FailedTTL time.Duration
+	// Linger is how long a room worker keeps an idle room's claim, waiting
+	// for its next callback, before it releases it; 2 s if zero. A busy
+	// room's callbacks then cost no claim and release each (two etcd
+	// writes), and an idle room's claim goes soon enough for its replica's
+	// share of rooms to follow the load.
+	Linger time.Duration
+	// MaxSends bounds the attempts in flight (all rooms): rooms deliver in
+	// parallel, and a business server behind a few thousand busy rooms gets
+	// at most this many requests at once; 64 if zero.
+	MaxSends int
 	Meter     metric.MeterProvider
 	Logger    *slog.Logger
 	Now       func() time.Time
@@ -62,8 +71,15 @@ type Deliverer struct {
 	schedule []time.Duration
 	failed   *sharedlease.Pool
 
-	mu     sync.Mutex
-	active map[roomKey]bool
+	// acks commits the room workers' outbox writes together (acks.go).
+	acks *batcher
+	// sends holds a token per attempt in flight (Config.MaxSends).
+	sends chan struct{}
+
+	mu sync.Mutex
+	// active are the rooms with a worker here, and how to tell it the
+	// room's outbox changed.
+	active map[roomKey]chan struct{}
 	// others are rooms claimed under another replica's lease.
 	others map[roomKey]bool
 	cursor Cursor
@@ -92,6 +108,12 @@ func New(cfg Config) *Deliverer {
 	if cfg.FailedTTL <= 0 {
 		cfg.FailedTTL = 72 * time.Hour
 	}
+	if cfg.Linger <= 0 {
+		cfg.Linger = 2 * time.Second
+	}
+	if cfg.MaxSends <= 0 {
+		cfg.MaxSends = 64
+	}
 	if cfg.Meter == nil {
 		cfg.Meter = noop.NewMeterProvider()
 	}
@@ -101,10 +123,11 @@ func New(cfg Config) *Deliverer {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	d := &Deliverer{cfg: cfg, log: cfg.Logger, sender: NewSender(cfg.Timeout),
+	d := &Deliverer{cfg: cfg, log: cfg.Logger, sender: NewSender(cfg.Timeout, cfg.MaxSends),
+		acks: newBatcher(cfg.Etcd), sends: make(chan struct{}, cfg.MaxSends),
 		schedule: Schedule(cfg.RetryBase, cfg.Retries),
 		failed:   sharedlease.New(cfg.Etcd, cfg.FailedTTL, min(time.Hour, cfg.FailedTTL/4)),
-		active:   map[roomKey]bool{}, others: map[roomKey]bool{}, moved: make(chan struct{})}
+		active:   map[roomKey]chan struct{}{}, others: map[roomKey]bool{}, moved: make(chan struct{})}
 	m := cfg.Meter.Meter("github.com/onair-dev/onair/internal/callback")
 	d.sent, _ = m.Int64Counter("onair.callbacks.sent", metric.WithDescription("callbacks the business server accepted (2xx)"))
 	d.retried, _ = m.Int64Counter("onair.callbacks.retried", metric.WithDescription("failed callback attempts that will be retried"))
@@ -128,7 +151,8 @@ func New(cfg Config) *Deliverer {
 // Run delivers until ctx ends, then waits for its room workers.
 func (d *Deliverer) Run(ctx context.Context) {
 	defer d.wg.Wait()
-	d.wg.Add(2)
+	d.wg.Add(3)
+	go func() { defer d.wg.Done(); d.acks.run(ctx) }()
 	go func() { defer d.wg.Done(); d.follow(ctx, keys.LifecycleCursor, false, d.onCursor) }()
 	go func() { defer d.wg.Done(); d.follow(ctx, keys.CallbackClaims, true, d.onClaim) }()
 	// The outbox: every room with callbacks gets a worker somewhere. Its
@@ -259,230 +283,6 @@ func (d *Deliverer) onOutbox(ctx context.Context, kv *mvccpb.KeyValue, deleted b
 	if k, ok := roomOf(keys.CallbackOutbox, string(kv.Key)); ok {
 		d.start(ctx, k)
 	}
-}
-
-// start runs a worker for room k unless one runs here or elsewhere.
-func (d *Deliverer) start(ctx context.Context, k roomKey) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.active[k] || d.others[k] || ctx.Err() != nil {
-		return
-	}
-	d.active[k] = true
-	d.wg.Add(1)
-	go func() {
-		defer d.wg.Done()
-		d.work(ctx, k)
-		d.mu.Lock()
-		delete(d.active, k)
-		d.mu.Unlock()
-	}()
-}
-
-// work claims room k and delivers its callbacks in order until none are
-// left or the claim is lost.
-func (d *Deliverer) work(ctx context.Context, k roomKey) {
-	lease := d.cfg.Lease()
-	if lease == clientv3.NoLease {
-		return
-	}
-	claim := keys.CallbackClaim(k.app, k.room)
-	resp, err := d.cfg.Etcd.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(claim), "=", 0)).
-		Then(clientv3.OpPut(claim, "", clientv3.WithLease(lease))).Else(clientv3.OpGet(claim)).Commit()
-	if err != nil {
-		return // the rescan tries again
-	}
-	if !resp.Succeeded {
-		kvs := resp.Responses[0].GetResponseRange().GetKvs()
-		if len(kvs) == 0 || clientv3.LeaseID(kvs[0].Lease) != lease {
-			d.mu.Lock()
-			d.others[k] = true
-			d.mu.Unlock()
-			return
-		}
-		// Ours already, from an earlier worker of this replica.
-	}
-	held := clientv3.Compare(clientv3.LeaseValue(claim), "=", lease)
-	outbox := keys.CallbackRoomOutbox(k.app, k.room)
-	for ctx.Err() == nil {
-		// The cursor first: the records read after it include every one
-		// that reports a change before it.
-		d.mu.Lock()
-		cur := d.cursor
-		d.mu.Unlock()
-		recs, err := d.pending(ctx, held, outbox)
-		if err != nil {
-			if !d.sleep(ctx, time.Second) {
-				return
-			}
-			continue
-		}
-		if len(recs) == 0 {
-			rel, err := d.cfg.Etcd.Txn(ctx).If(held, clientv3.Compare(clientv3.CreateRevision(outbox), "=", 0).WithPrefix()).
-				Then(clientv3.OpDelete(claim)).Commit()
-			if err == nil && rel.Succeeded {
-				return
-			}
-			// A callback came in meanwhile, or etcd is away: read again.
-			if err != nil && !d.sleep(ctx, time.Second) {
-				return
-			}
-			continue
-		}
-		for _, r := range recs {
-			if !cur.Passed(r.order) {
-				// The lifecycle watcher may still write a callback that
-				// belongs before this one: wait for it, then read again.
-				if !d.waitCursor(ctx, r.order) {
-					return
-				}
-				break
-			}
-			done, ok := d.deliver(ctx, held, r)
-			if !ok {
-				return
-			}
-			if !done {
-				break // retry later: read the room again, in order
-			}
-		}
-	}
-}
-
-// pending reads a room's outbox in delivery order.
-func (d *Deliverer) pending(ctx context.Context, held clientv3.Cmp, outbox string) ([]*Record, error) {
-	var recs []*Record
-	from, end := outbox, clientv3.GetPrefixRangeEnd(outbox)
-	var rev int64
-	for {
-		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(512)}
-		if rev > 0 {
-			opts = append(opts, clientv3.WithRev(rev)) // one snapshot across pages
-		}
-		list, err := d.cfg.Etcd.Get(ctx, from, opts...)
-		if err != nil {
-			return nil, err
-		}
-		rev = list.Header.Revision
-		for _, kv := range list.Kvs {
-			r, err := Decode(kv)
-			if err != nil {
-				d.log.Error("callback: dropping an unreadable outbox entry", "err", err)
-				_, _ = d.cfg.Etcd.Txn(ctx).If(held).Then(clientv3.OpDelete(string(kv.Key))).Commit()
-				continue
-			}
-			recs = append(recs, r)
-		}
-		if !list.More || len(list.Kvs) == 0 {
-			break
-		}
-		from = string(list.Kvs[len(list.Kvs)-1].Key) + "\x00"
-	}
-	sortRecords(recs)
-	return recs, nil
-}
-
-// waitCursor waits until the lifecycle cursor has passed rev.
-func (d *Deliverer) waitCursor(ctx context.Context, rev int64) bool {
-	for {
-		d.mu.Lock()
-		passed, moved := d.cursor.Passed(rev), d.moved
-		d.mu.Unlock()
-		if passed {
-			return true
-		}
-		select {
-		case <-ctx.Done():
-			return false
-		case <-moved:
-		}
-	}
-}
-
-// deliver makes one attempt at r when it is due and records the outcome
-// while the claim holds. done: r left the outbox; ok false: stop working
-// the room (the claim is lost or ctx ended).
-func (d *Deliverer) deliver(ctx context.Context, held clientv3.Cmp, r *Record) (done, ok bool) {
-	if wait := time.UnixMilli(r.NextAttemptMs).Sub(d.cfg.Now()); r.NextAttemptMs > 0 && wait > 0 {
-		if !d.sleep(ctx, wait) {
-			return false, false
-		}
-	}
-	ev := r.Event
-	attrs := metric.WithAttributes(attribute.String("event", ev.Event))
-	t, err := d.cfg.Target(ctx, ev.AppID)
-	if errors.Is(err, ErrNoTarget) {
-		if !d.commit(ctx, held, clientv3.OpDelete(r.key)) {
-			return false, false
-		}
-		d.dropped.Add(ctx, 1, attrs)
-		return true, true
-	}
-	if err != nil {
-		// Not the business server's fault: try again without counting.
-		d.log.Warn("callback: cannot read the app's callback settings", "app", ev.AppID, "err", err)
-		return false, d.sleep(ctx, time.Second)
-	}
-	now := d.cfg.Now()
-	status, err := d.sender.Send(ctx, t, ev, now)
-	if ctx.Err() != nil {
-		return false, false
-	}
-	if err == nil {
-		if !d.commit(ctx, held, clientv3.OpDelete(r.key)) {
-			return false, false
-		}
-		d.sent.Add(ctx, 1, attrs)
-		d.delay.Record(ctx, d.cfg.Now().Sub(time.UnixMilli(ev.EventTimeMs)).Seconds(), attrs)
-		return true, true
-	}
-	r.Attempts++
-	r.LastStatus, r.LastError = status, err.Error()
-	if r.Attempts > len(d.schedule) {
-		r.FailedMs = now.UnixMilli()
-		r.NextAttemptMs = 0
-		b, _ := json.Marshal(r)
-		failedKey := keys.CallbackFailed(ev.AppID) + fmt.Sprintf("%020d-%s", r.FailedMs, ev.EventID)
-		werr := d.failed.Do(ctx, func(lease clientv3.LeaseID) error {
-			resp, err := d.cfg.Etcd.Txn(ctx).If(held).
-				Then(clientv3.OpDelete(r.key), clientv3.OpPut(failedKey, string(b), clientv3.WithLease(lease))).Commit()
-			if err == nil && !resp.Succeeded {
-				return errLostClaim
-			}
-			return err
-		})
-		if werr != nil {
-			return false, false
-		}
-		d.failedN.Add(ctx, 1, attrs)
-		d.log.Warn("callback: giving up", "app", ev.AppID, "room", ev.RoomID, "event", ev.Event, "event_id", ev.EventID, "attempts", r.Attempts, "err", err)
-		return true, true
-	}
-	r.NextAttemptMs = now.Add(d.schedule[r.Attempts-1]).UnixMilli()
-	b, _ := json.Marshal(r)
-	if !d.commit(ctx, held, clientv3.OpPut(r.key, string(b))) {
-		return false, false
-	}
-	d.retried.Add(ctx, 1, attrs)
-	d.log.Debug("callback: attempt failed; retrying", "event_id", ev.EventID, "attempt", r.Attempts, "err", err)
-	return false, true
-}
-
-var errLostClaim = errors.New("callback: room claim lost")
-
-// commit applies op if the claim still holds.
-func (d *Deliverer) commit(ctx context.Context, held clientv3.Cmp, op clientv3.Op) bool {
-	for ctx.Err() == nil {
-		resp, err := d.cfg.Etcd.Txn(ctx).If(held).Then(op).Commit()
-		if err == nil {
-			return resp.Succeeded
-		}
-		// etcd away: the claim may still be ours when it is back.
-		if !d.sleep(ctx, 500*time.Millisecond) {
-			return false
-		}
-	}
-	return false
 }
 
 // ListFailed pages through an app's failed callbacks, oldest first; after

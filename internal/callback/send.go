@@ -100,13 +100,15 @@ type Sender struct {
 	strict, local *http.Client
 }
 
-// NewSender returns a Sender whose attempts time out after timeout.
-func NewSender(timeout time.Duration) *Sender {
+// NewSender returns a Sender whose attempts time out after timeout and
+// that keeps up to conns idle connections per host: as many as attempts it
+// makes at once, or each burst of a busy deliverer opens new connections.
+func NewSender(timeout time.Duration, conns int) *Sender {
 	client := func(control func(string, string, syscall.RawConn) error) *http.Client {
 		d := &net.Dialer{Timeout: timeout, Control: control}
 		return &http.Client{
 			Transport: &http.Transport{DialContext: d.DialContext, ForceAttemptHTTP2: true,
-				MaxIdleConnsPerHost: 8, IdleConnTimeout: 90 * time.Second, TLSHandshakeTimeout: timeout,
+				MaxIdleConnsPerHost: max(conns, 2), MaxIdleConns: max(conns, 2) * 4, IdleConnTimeout: 90 * time.Second, TLSHandshakeTimeout: timeout,
 				ResponseHeaderTimeout: timeout},
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 			Timeout:       timeout,

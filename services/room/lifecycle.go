@@ -37,6 +37,7 @@ import (
 	"github.com/onair-dev/onair/errcode"
 	"github.com/onair-dev/onair/internal/callback"
 	"github.com/onair-dev/onair/internal/keys"
+	"github.com/onair-dev/onair/internal/leaseclaim"
 	authv1 "github.com/onair-dev/onair/proto/onair/auth/v1"
 	roomv1 "github.com/onair-dev/onair/proto/onair/room/v1"
 	streamv1 "github.com/onair-dev/onair/proto/onair/stream/v1"
@@ -78,9 +79,8 @@ func (s *Server) readMetaRevs(ctx context.Context, appID uint32, roomID string) 
 // runLifecycle leads the lifecycle watcher whenever this replica can.
 func (s *Server) runLifecycle(ctx context.Context) {
 	for ctx.Err() == nil {
-		lease := s.cfg.Lease()
-		if s.lead(ctx, lease) {
-			err := s.followRooms(ctx, lease)
+		if lead, err := leaseclaim.Acquire(ctx, s.cfg.Etcd, keys.LifecycleLeader, s.cfg.Lease()); err == nil {
+			err := s.followRooms(ctx, lead)
 			if ctx.Err() != nil {
 				return
 			}
@@ -88,7 +88,8 @@ func (s *Server) runLifecycle(ctx context.Context) {
 			s.sleep(ctx, 200*time.Millisecond)
 			continue
 		}
-		// Someone else leads: wait until its key goes (or a while).
+		// Someone else leads (or etcd or our lease is away): wait until its
+		// key goes (or a while).
 		wctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), 2*time.Second)
 		for w := range s.cfg.Etcd.Watch(wctx, keys.LifecycleLeader) {
 			if len(w.Events) > 0 && w.Events[len(w.Events)-1].Type == mvccpb.DELETE {
@@ -108,83 +109,102 @@ func (s *Server) sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
-// lead takes or confirms the watcher's leadership under lease.
-func (s *Server) lead(ctx context.Context, lease clientv3.LeaseID) bool {
-	if lease == clientv3.NoLease {
-		return false
-	}
-	resp, err := s.cfg.Etcd.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(keys.LifecycleLeader), "=", 0)).
-		Then(clientv3.OpPut(keys.LifecycleLeader, "", clientv3.WithLease(lease))).
-		Else(clientv3.OpGet(keys.LifecycleLeader)).Commit()
-	if err != nil {
-		return false
-	}
-	if resp.Succeeded {
-		return true
-	}
-	kvs := resp.Responses[0].GetResponseRange().GetKvs()
-	return len(kvs) == 1 && clientv3.LeaseID(kvs[0].Lease) == lease
-}
-
 var errNotLeading = errors.New("lifecycle: no longer the leader, or another watcher moved the cursor")
 
 // followRooms watches every room key from the cursor and reports what the
 // room's transactions could not, until leadership ends or the watch breaks.
-func (s *Server) followRooms(ctx context.Context, lease clientv3.LeaseID) error {
+func (s *Server) followRooms(ctx context.Context, lead *leaseclaim.Claim) error {
 	cur, err := s.lifecycleCursor(ctx)
 	if err != nil {
 		return err
 	}
-	leading := clientv3.Compare(clientv3.LeaseValue(keys.LifecycleLeader), "=", lease)
+	leading := lead.IsOwner()
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
 	skip := cur.N
-	for w := range s.cfg.Etcd.Watch(wctx, keys.Rooms, clientv3.WithPrefix(), clientv3.WithPrevKV(), clientv3.WithRev(cur.Rev)) {
-		if w.CompactRevision != 0 {
-			s.log.Error("lifecycle: room history compacted before the watcher read it; lease expiries in between are not reported",
-				"from", cur.Rev, "to", w.CompactRevision)
-			next := callback.Cursor{Rev: w.CompactRevision}
-			if _, err := s.commitLifecycle(ctx, leading, cur, next, nil); err != nil {
-				return err
-			}
-			return errors.New("lifecycle: compacted")
+	watch := s.cfg.Etcd.Watch(wctx, keys.Rooms, clientv3.WithPrefix(), clientv3.WithPrevKV(), clientv3.WithRev(cur.Rev))
+	var batch []*clientv3.Event
+	pos := cur
+	// done is how far the responses handled so far go: a watch response
+	// never splits a revision, so everything up to its last one.
+	done := cur
+	for open := true; open; {
+		w, ok := <-watch
+		if !ok {
+			break
 		}
-		if err := w.Err(); err != nil {
-			return err
+		// Group commit of the cursor: the responses that came while the
+		// last commit was in flight are handled together, so under load
+		// the watcher makes one transaction (one cursor write) per commit
+		// time, not one per revision of the rooms; idle, it commits each
+		// response at once.
+		resps := []clientv3.WatchResponse{w}
+	drain:
+		for len(resps) < 64 {
+			select {
+			case w, ok := <-watch:
+				if !ok {
+					open = false
+					break drain
+				}
+				resps = append(resps, w)
+			default:
+				break drain
+			}
 		}
-		var batch []*clientv3.Event
-		pos := cur
-		for _, ev := range w.Events {
-			rev := ev.Kv.ModRevision
-			if rev == cur.Rev && skip > 0 {
-				skip--
-				continue
+		for _, w := range resps {
+			if w.CompactRevision != 0 || w.Err() != nil {
+				if done != cur {
+					if cur, err = s.commitLifecycle(ctx, leading, cur, done, batch); err != nil {
+						return err
+					}
+				}
 			}
-			skip = 0
-			if rev != pos.Rev {
-				pos = callback.Cursor{Rev: rev}
-			}
-			pos.N++
-			if isDeparture(ev) {
-				batch = append(batch, ev)
-			}
-			// etcd's transactions take a few operations each: keep ours
-			// well inside its limit of 128.
-			if len(batch) == 24 {
-				if cur, err = s.commitLifecycle(ctx, leading, cur, pos, batch); err != nil {
+			if w.CompactRevision != 0 {
+				s.log.Error("lifecycle: room history compacted before the watcher read it; lease expiries in between are not reported",
+					"from", cur.Rev, "to", w.CompactRevision)
+				next := callback.Cursor{Rev: w.CompactRevision}
+				if _, err := s.commitLifecycle(ctx, leading, cur, next, nil); err != nil {
 					return err
 				}
-				batch = batch[:0]
+				return errors.New("lifecycle: compacted")
+			}
+			if err := w.Err(); err != nil {
+				return err
+			}
+			for _, ev := range w.Events {
+				rev := ev.Kv.ModRevision
+				if rev == cur.Rev && skip > 0 {
+					skip--
+					continue
+				}
+				skip = 0
+				if rev != pos.Rev {
+					pos = callback.Cursor{Rev: rev}
+				}
+				pos.N++
+				if isDeparture(ev) {
+					batch = append(batch, ev)
+				}
+				// Each departure takes at most two operations (its
+				// callback, its room's close): keep ours inside etcd's
+				// limit of 128.
+				if len(batch) == maxDepartures {
+					if cur, err = s.commitLifecycle(ctx, leading, cur, pos, batch); err != nil {
+						return err
+					}
+					batch = batch[:0]
+				}
+			}
+			if len(w.Events) > 0 {
+				done = callback.Cursor{Rev: w.Events[len(w.Events)-1].Kv.ModRevision + 1}
 			}
 		}
-		if len(w.Events) == 0 {
-			continue
-		}
-		// A watch response never splits a revision: everything up to the
-		// last one is done.
-		last := w.Events[len(w.Events)-1].Kv.ModRevision
-		if cur, err = s.commitLifecycle(ctx, leading, cur, callback.Cursor{Rev: last + 1}, batch); err != nil {
-			return err
+		if done != cur {
+			if cur, err = s.commitLifecycle(ctx, leading, cur, done, batch); err != nil {
+				return err
+			}
+			batch = batch[:0]
 		}
 	}
 	return ctx.Err()
@@ -219,6 +239,11 @@ func isDeparture(ev *clientv3.Event) bool {
 	}
 	return len(rest) > 6 && rest[:6] == "users/" || len(rest) > 8 && rest[:8] == "streams/"
 }
+
+// maxDepartures bounds the departures of one lifecycle transaction: each
+// takes at most two operations (its callback and its room's close), and
+// etcd refuses more than 128 at one level.
+const maxDepartures = 60
 
 // closeSeq puts a room_close after the other callbacks of its revision.
 const closeSeq = 1 << 20
@@ -284,10 +309,27 @@ func (s *Server) commitLifecycle(ctx context.Context, leading clientv3.Cmp, cur,
 		ops = append(ops, callback.Put(now, callback.Event{Event: callback.StreamClose, AppID: app, RoomID: room,
 			UserID: st.UserId, UserName: st.UserName, StreamID: st.StreamId, Reason: int(reason)}, rev, seq))
 	}
+	// The touched rooms' metas, in one read.
+	var reads []clientv3.Op
 	for _, t := range rooms {
-		meta, mod, created, err := s.readMetaRevs(ctx, t.app, t.room)
-		if err != nil {
+		reads = append(reads, clientv3.OpGet(keys.RoomMeta(t.app, t.room)))
+	}
+	var metas *clientv3.TxnResponse
+	if len(reads) > 0 {
+		var err error
+		if metas, err = s.cfg.Etcd.Txn(ctx).Then(reads...).Commit(); err != nil {
 			return cur, err
+		}
+	}
+	for i, t := range rooms {
+		var meta *roomMeta
+		var mod, created int64
+		if kvs := metas.Responses[i].GetResponseRange().GetKvs(); len(kvs) == 1 {
+			meta = new(roomMeta)
+			if err := json.Unmarshal(kvs[0].Value, meta); err != nil {
+				return cur, err
+			}
+			mod, created = kvs[0].ModRevision, kvs[0].CreateRevision
 		}
 		if created > t.rev {
 			// The room read now is a later life than the one the departure
