@@ -53,9 +53,9 @@ type Config struct {
 	// parallel, and a business server behind a few thousand busy rooms gets
 	// at most this many requests at once; 64 if zero.
 	MaxSends int
-	Meter     metric.MeterProvider
-	Logger    *slog.Logger
-	Now       func() time.Time
+	Meter    metric.MeterProvider
+	Logger   *slog.Logger
+	Now      func() time.Time
 }
 
 type roomKey struct {
