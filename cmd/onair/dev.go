@@ -39,6 +39,7 @@ func runDev(ctx context.Context, args []string) error {
 	roles := fs.String("roles", "auth,stream,room,media", "roles this process runs (leave out media to measure a separate `onair media` edge)")
 	var nf natsFlags
 	nf.register(fs, "")
+	pprofAddr := fs.String("pprof-addr", "", "loopback host:port that serves /debug/pprof/ (profiling; empty: off)")
 	rf.debugTokens = true
 	// Apps may take callbacks on this machine (callback_allow_local).
 	rf.devMode = true
@@ -48,6 +49,11 @@ func runDev(ctx context.Context, args []string) error {
 	}
 	if err := setupLogging(sf.logLevel); err != nil {
 		return err
+	}
+	if *pprofAddr != "" {
+		if err := servePprof(*pprofAddr); err != nil {
+			return err
+		}
 	}
 	if err := os.MkdirAll(*dataDir, 0o700); err != nil {
 		return err
