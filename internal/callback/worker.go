@@ -98,24 +98,37 @@ func (d *Deliverer) work(ctx context.Context, k roomKey, kick chan struct{}) {
 	}
 	w := &roomWork{d: d, claim: claim, kick: kick}
 	outbox := keys.CallbackRoomOutbox(k.app, k.room)
+	// queue is the room's outbox as known here, in delivery order: the
+	// callbacks not yet delivered. Only the claim's holder removes any, so
+	// each read needs to fetch only those created since the last one.
+	var queue []*Record
+	var readRev int64
 	for ctx.Err() == nil {
 		// The cursor first: the records read after it include every one
 		// that reports a change before it.
 		d.mu.Lock()
 		cur := d.cursor
 		d.mu.Unlock()
-		recs, err := d.pending(ctx, claim, outbox)
+		recs, rev, err := d.pending(ctx, claim, outbox, readRev)
 		if err != nil {
 			if !d.sleep(ctx, time.Second) {
 				return
 			}
 			continue
 		}
-		if len(recs) == 0 {
+		readRev = rev
+		if len(recs) > 0 {
+			queue = append(queue, recs...)
+			sortRecords(queue)
+		}
+		if len(queue) == 0 {
 			// Keep the claim a while: a busy room's next callback then
 			// costs no claim and release (two etcd writes).
 			if w.idle(ctx) {
 				continue
+			}
+			if !w.flush(ctx) {
+				return
 			}
 			released, err := claim.Release(ctx, clientv3.Compare(clientv3.CreateRevision(outbox), "=", 0).WithPrefix())
 			if err == nil && released {
@@ -127,9 +140,11 @@ func (d *Deliverer) work(ctx context.Context, k roomKey, kick chan struct{}) {
 			}
 			continue
 		}
-		if !w.round(ctx, cur, recs) {
+		n, ok := w.round(ctx, cur, queue)
+		if !ok {
 			return
 		}
+		queue = queue[n:]
 	}
 }
 
@@ -146,37 +161,39 @@ func (w *roomWork) idle(ctx context.Context) bool {
 	return false
 }
 
-// round delivers recs, the room's outbox in order, as far as it can: up to
-// the lifecycle cursor, and up to a callback that is not due or failed.
-// The callbacks delivered leave the outbox in few commits, made while the
-// next ones are sent; all are made when it returns. false: stop (the claim
-// is lost or ctx ended).
-func (w *roomWork) round(ctx context.Context, cur Cursor, recs []*Record) bool {
+// round delivers the queue's callbacks in order as far as it can: up to
+// the lifecycle cursor, and up to a callback that is not due or failed. It
+// returns how many at the queue's front are done; their outbox writes are
+// committed in the background (ship). ok false: stop (the claim is lost or
+// ctx ended).
+func (w *roomWork) round(ctx context.Context, cur Cursor, queue []*Record) (n int, ok bool) {
 	d := w.d
-	for _, r := range recs {
+	for _, r := range queue {
 		if !cur.Passed(r.order) {
 			// The lifecycle watcher may still write a callback that
 			// belongs before this one: wait for it, then read again.
-			return w.flush(ctx) && d.waitCursor(ctx, r.order)
+			return n, d.waitCursor(ctx, r.order)
 		}
 		if wait := time.UnixMilli(r.NextAttemptMs).Sub(d.cfg.Now()); r.NextAttemptMs > 0 && wait > 0 {
-			if !w.flush(ctx) || !d.sleep(ctx, wait) {
-				return false
+			if !d.sleep(ctx, wait) {
+				return n, false
 			}
 		}
 		switch d.attempt(ctx, w, r) {
 		case delivered:
-			if !w.ship(ctx) {
-				return false
-			}
+			n++
 		case later:
-			// Read again, in order, once what is done is committed.
-			return w.flush(ctx)
+			// r keeps its new state (put in the outbox too); read what
+			// came meanwhile, then try again in order.
+			return n, w.ship(ctx)
 		case stop:
-			return false
+			return n, false
+		}
+		if !w.ship(ctx) {
+			return n, false
 		}
 	}
-	return w.flush(ctx)
+	return n, true
 }
 
 // ship has the writes collected committed in the background, now and
@@ -255,19 +272,23 @@ func (w *roomWork) commit(ctx context.Context, ops []clientv3.Op) bool {
 	}
 }
 
-// pending reads a room's outbox in delivery order.
-func (d *Deliverer) pending(ctx context.Context, claim *leaseclaim.Claim, outbox string) ([]*Record, error) {
+// pending reads the records of a room's outbox created after revision
+// after (0: all), in delivery order, and the revision read at.
+func (d *Deliverer) pending(ctx context.Context, claim *leaseclaim.Claim, outbox string, after int64) ([]*Record, int64, error) {
 	var recs []*Record
 	from, end := outbox, clientv3.GetPrefixRangeEnd(outbox)
 	var rev int64
 	for {
 		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(512)}
+		if after > 0 {
+			opts = append(opts, clientv3.WithMinCreateRev(after+1))
+		}
 		if rev > 0 {
 			opts = append(opts, clientv3.WithRev(rev)) // one snapshot across pages
 		}
 		list, err := d.cfg.Etcd.Get(ctx, from, opts...)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		rev = list.Header.Revision
 		for _, kv := range list.Kvs {
@@ -285,7 +306,7 @@ func (d *Deliverer) pending(ctx context.Context, claim *leaseclaim.Claim, outbox
 		from = string(list.Kvs[len(list.Kvs)-1].Key) + "\x00"
 	}
 	sortRecords(recs)
-	return recs, nil
+	return recs, rev, nil
 }
 
 // waitCursor waits until the lifecycle cursor has passed rev.
