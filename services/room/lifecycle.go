@@ -124,6 +124,10 @@ func (s *Server) followRooms(ctx context.Context, lead *leaseclaim.Claim) error 
 	skip := cur.N
 	watch := s.cfg.Etcd.Watch(wctx, keys.Rooms, clientv3.WithPrefix(), clientv3.WithPrevKV(), clientv3.WithRev(cur.Rev))
 	var batch []*clientv3.Event
+	// ops counts the top-level operations batch makes (see
+	// commitLifecycle): a close per room touched, a callback per departure
+	// that reports one.
+	ops, touched := 0, map[roomKey]bool{}
 	pos := cur
 	// done is how far the responses handled so far go: a watch response
 	// never splits a revision, so everything up to its last one.
@@ -140,7 +144,7 @@ func (s *Server) followRooms(ctx context.Context, lead *leaseclaim.Claim) error 
 		// response at once.
 		resps := []clientv3.WatchResponse{w}
 	drain:
-		for len(resps) < 64 {
+		for len(resps) < 1024 {
 			select {
 			case w, ok := <-watch:
 				if !ok {
@@ -185,15 +189,23 @@ func (s *Server) followRooms(ctx context.Context, lead *leaseclaim.Claim) error 
 				pos.N++
 				if isDeparture(ev) {
 					batch = append(batch, ev)
+					app, room, _, _ := keys.SplitRoom(string(ev.Kv.Key))
+					if !touched[roomKey{app, room}] {
+						touched[roomKey{app, room}] = true
+						ops++ // the room's close
+					}
+					if reportsDeparture(ev) {
+						ops++ // its callback
+					}
 				}
-				// Each departure takes at most two operations (its
-				// callback, its room's close): keep ours inside etcd's
-				// limit of 128.
-				if len(batch) == maxDepartures {
+				// Keep the transaction inside etcd's limit of 128
+				// operations at one level (the cursor's put is one more).
+				if ops >= maxLifecycleOps {
 					if cur, err = s.commitLifecycle(ctx, leading, cur, pos, batch); err != nil {
 						return err
 					}
-					batch = batch[:0]
+					batch, ops = batch[:0], 0
+					clear(touched)
 				}
 			}
 			if len(w.Events) > 0 {
@@ -204,7 +216,8 @@ func (s *Server) followRooms(ctx context.Context, lead *leaseclaim.Claim) error 
 			if cur, err = s.commitLifecycle(ctx, leading, cur, done, batch); err != nil {
 				return err
 			}
-			batch = batch[:0]
+			batch, ops = batch[:0], 0
+			clear(touched)
 		}
 	}
 	return ctx.Err()
@@ -240,10 +253,28 @@ func isDeparture(ev *clientv3.Event) bool {
 	return len(rest) > 6 && rest[:6] == "users/" || len(rest) > 8 && rest[:8] == "streams/"
 }
 
-// maxDepartures bounds the departures of one lifecycle transaction: each
-// takes at most two operations (its callback and its room's close), and
-// etcd refuses more than 128 at one level.
-const maxDepartures = 60
+// maxLifecycleOps bounds the top-level operations of one lifecycle
+// transaction (a close per room, a callback per departure that reports one,
+// the cursor's put): etcd refuses more than 128 at one level. Counting
+// operations rather than departures lets a lagging watcher fold a room's
+// many departures into one close attempt.
+const maxLifecycleOps = 120
+
+// reportsDeparture reports whether commitLifecycle writes a callback for
+// the departure ev: a lease expiry, not a member or stream marked over by
+// the transaction that reported it.
+func reportsDeparture(ev *clientv3.Event) bool {
+	if ev.PrevKv == nil {
+		return false
+	}
+	_, _, rest, _ := keys.SplitRoom(string(ev.Kv.Key))
+	if rest[0] == 'u' {
+		var m member
+		return json.Unmarshal(ev.PrevKv.Value, &m) == nil && !m.Left
+	}
+	st := new(streamv1.StreamRecord)
+	return proto.Unmarshal(ev.PrevKv.Value, st) == nil && !st.Ended
+}
 
 // closeSeq puts a room_close after the other callbacks of its revision.
 const closeSeq = 1 << 20
