@@ -132,29 +132,17 @@ func (s *Server) followRooms(ctx context.Context, lead *leaseclaim.Claim) error 
 	// done is how far the responses handled so far go: a watch response
 	// never splits a revision, so everything up to its last one.
 	done := cur
-	for open := true; open; {
-		w, ok := <-watch
-		if !ok {
+	// Group commit of the cursor: the responses that come while a commit
+	// is in flight are handled together, so under load the watcher makes
+	// one transaction (one cursor write) per commit time, not one per
+	// revision of the rooms; idle, it commits each response at once. A
+	// reader queues them: the watch channel hands over one response at a
+	// time, so a non-blocking drain of it finds at most one or two.
+	queue := newWatchQueue(watch)
+	for {
+		resps, open := queue.take(ctx)
+		if len(resps) == 0 && !open {
 			break
-		}
-		// Group commit of the cursor: the responses that came while the
-		// last commit was in flight are handled together, so under load
-		// the watcher makes one transaction (one cursor write) per commit
-		// time, not one per revision of the rooms; idle, it commits each
-		// response at once.
-		resps := []clientv3.WatchResponse{w}
-	drain:
-		for len(resps) < 1024 {
-			select {
-			case w, ok := <-watch:
-				if !ok {
-					open = false
-					break drain
-				}
-				resps = append(resps, w)
-			default:
-				break drain
-			}
 		}
 		for _, w := range resps {
 			if w.CompactRevision != 0 || w.Err() != nil {
@@ -221,6 +209,57 @@ func (s *Server) followRooms(ctx context.Context, lead *leaseclaim.Claim) error 
 		}
 	}
 	return ctx.Err()
+}
+
+// watchQueue reads a watch channel into a queue that its consumer takes
+// whole; the reader stops when the watch ends (its context's cancel).
+type watchQueue struct {
+	mu     sync.Mutex
+	resps  []clientv3.WatchResponse
+	closed bool
+	more   chan struct{}
+}
+
+func newWatchQueue(watch clientv3.WatchChan) *watchQueue {
+	q := &watchQueue{more: make(chan struct{}, 1)}
+	go func() {
+		for w := range watch {
+			q.mu.Lock()
+			q.resps = append(q.resps, w)
+			q.mu.Unlock()
+			select {
+			case q.more <- struct{}{}:
+			default:
+			}
+		}
+		q.mu.Lock()
+		q.closed = true
+		q.mu.Unlock()
+		select {
+		case q.more <- struct{}{}:
+		default:
+		}
+	}()
+	return q
+}
+
+// take waits for responses and returns all queued; open is false once the
+// watch has ended and nothing is left.
+func (q *watchQueue) take(ctx context.Context) (resps []clientv3.WatchResponse, open bool) {
+	for {
+		q.mu.Lock()
+		resps, q.resps = q.resps, nil
+		closed := q.closed
+		q.mu.Unlock()
+		if len(resps) > 0 || closed {
+			return resps, !closed
+		}
+		select {
+		case <-q.more:
+		case <-ctx.Done():
+			return nil, false
+		}
+	}
 }
 
 // lifecycleCursor reads the cursor, starting it at the present if there is
