@@ -6,20 +6,20 @@ package callback
 // its new state), and each must hold only while its room's claim does.
 // Written one by one, a busy deliverer makes one etcd transaction, one Raft
 // proposal and one revision per callback, which is the etcd load of a login
-// again. So a room worker collects the deletes of the callbacks it
-// delivered in a row and hands them over as one request, and the batcher
-// commits the requests of every room worker of this replica as one
-// transaction of nested ones, each guarded by its own room's claim (a lost
-// claim fails its own request only).
+// again. So the batcher commits the requests of every room worker of this
+// replica (a worker has one in flight: the delete of the callback it just
+// delivered, or a retried one's new state) as one transaction of nested
+// ones, each guarded by its own room's claim (a lost claim fails its own
+// request only).
 //
 // Bounds, and why:
 //   - One batch in flight: a request waits at most for the batch being
 //     committed and its own; an idle deliverer adds no delay, a busy one's
 //     batches grow with the load (the room service's committer does the
 //     same for sessions, services/room/commit.go).
-//   - maxAckBatch requests per batch and maxAckOps writes per request: etcd
-//     refuses more than --max-txn-ops (128 by default) operations at one
-//     level of a transaction.
+//   - maxAckBatch requests per batch: etcd refuses more than --max-txn-ops
+//     (128 by default) operations at one level of a transaction (a request
+//     is one nested transaction of one or two writes).
 //   - A room worker has at most one request in flight and rooms' outbox keys
 //     are disjoint, so a batch never writes a key twice.
 
@@ -32,10 +32,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-const (
-	maxAckBatch = 100
-	maxAckOps   = 100
-)
+const maxAckBatch = 100
 
 // ackReq is one room's guarded writes and, once committed, their outcome.
 type ackReq struct {

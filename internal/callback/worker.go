@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -53,35 +52,23 @@ func (d *Deliverer) start(ctx context.Context, k roomKey) {
 }
 
 // roomWork is one room's delivery: its claim, and the outbox writes of the
-// callbacks delivered (deletes) or retried (puts of their new state).
+// callbacks delivered (deletes) or retried (puts of their new state) not
+// yet committed.
 //
-// The writes of delivered callbacks are committed while the next callback
-// is being sent (one commit in flight per room; what is delivered
-// meanwhile goes with the next one): delivery does not wait for etcd, and
-// a replica that dies mid-delivery leaves behind, to be sent again by the
-// next holder, only the callbacks sent within one commit's time before it
-// died (receivers deduplicate by event_id anyway).
+// A delivered callback's delete is committed before the next callback is
+// sent, so a replica that dies mid-delivery leaves behind, to be sent again
+// by the next holder, only the callback it was sending. The commits of
+// every room worker of the replica share etcd transactions (acks.go): the
+// wait is one commit's time, not one etcd write per callback.
 type roomWork struct {
 	d     *Deliverer
 	claim *leaseclaim.Claim
 	kick  chan struct{}
-
-	mu sync.Mutex
-	// ops are the writes not yet committed; shipping is closed when the
-	// goroutine committing them stops (nil: none runs); lost is set when a
-	// commit found the claim gone.
-	ops      []clientv3.Op
-	shipping chan struct{}
-	lost     bool
+	ops   []clientv3.Op
 }
 
 // add collects an outbox write.
-func (w *roomWork) add(op clientv3.Op) int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.ops = append(w.ops, op)
-	return len(w.ops)
-}
+func (w *roomWork) add(op clientv3.Op) { w.ops = append(w.ops, op) }
 
 // work claims room k and delivers its callbacks in order until none have
 // come for Linger or the claim is lost.
@@ -163,9 +150,8 @@ func (w *roomWork) idle(ctx context.Context) bool {
 
 // round delivers the queue's callbacks in order as far as it can: up to
 // the lifecycle cursor, and up to a callback that is not due or failed. It
-// returns how many at the queue's front are done; their outbox writes are
-// committed in the background (ship). ok false: stop (the claim is lost or
-// ctx ended).
+// returns how many at the queue's front are done, their outbox writes
+// committed. ok false: stop (the claim is lost or ctx ended).
 func (w *roomWork) round(ctx context.Context, cur Cursor, queue []*Record) (n int, ok bool) {
 	d := w.d
 	for _, r := range queue {
@@ -185,75 +171,25 @@ func (w *roomWork) round(ctx context.Context, cur Cursor, queue []*Record) (n in
 		case later:
 			// r keeps its new state (put in the outbox too); read what
 			// came meanwhile, then try again in order.
-			return n, w.ship(ctx)
+			return n, w.flush(ctx)
 		case stop:
 			return n, false
 		}
-		if !w.ship(ctx) {
+		if !w.flush(ctx) {
 			return n, false
 		}
 	}
 	return n, true
 }
 
-// ship has the writes collected committed in the background, now and
-// whenever more are collected, until none are left. false: a commit found
-// the claim lost.
-func (w *roomWork) ship(ctx context.Context) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.lost {
-		return false
-	}
-	if w.shipping != nil || len(w.ops) == 0 {
-		return true
-	}
-	done := make(chan struct{})
-	w.shipping = done
-	w.d.wg.Add(1)
-	go func() {
-		defer w.d.wg.Done()
-		defer close(done)
-		for {
-			w.mu.Lock()
-			ops := w.ops
-			w.ops = nil
-			if len(ops) == 0 {
-				w.shipping = nil
-				w.mu.Unlock()
-				return
-			}
-			w.mu.Unlock()
-			if !w.commit(ctx, ops) {
-				w.mu.Lock()
-				w.lost, w.shipping = true, nil
-				w.mu.Unlock()
-				return
-			}
-		}
-	}()
-	return true
-}
-
-// flush commits every write collected and waits for it: false if the claim
-// no longer holds (or ctx ended).
+// flush commits the writes collected: false if the claim no longer holds
+// (or ctx ended).
 func (w *roomWork) flush(ctx context.Context) bool {
-	w.mu.Lock()
-	done := w.shipping
-	w.mu.Unlock()
-	if done != nil {
-		<-done
-	}
-	w.mu.Lock()
-	ops, lost := w.ops, w.lost
-	w.ops = nil
-	w.mu.Unlock()
-	if lost {
-		return false
-	}
-	if len(ops) == 0 {
+	if len(w.ops) == 0 {
 		return ctx.Err() == nil
 	}
+	ops := w.ops
+	w.ops = nil
 	return w.commit(ctx, ops)
 }
 
@@ -346,9 +282,7 @@ func (d *Deliverer) attempt(ctx context.Context, w *roomWork, r *Record) outcome
 	attrs := metric.WithAttributes(attribute.String("event", ev.Event))
 	t, err := d.cfg.Target(ctx, ev.AppID)
 	if errors.Is(err, ErrNoTarget) {
-		if w.add(clientv3.OpDelete(r.key)) >= maxAckOps && !w.flush(ctx) {
-			return stop
-		}
+		w.add(clientv3.OpDelete(r.key))
 		d.dropped.Add(ctx, 1, attrs)
 		return delivered
 	}
@@ -372,9 +306,7 @@ func (d *Deliverer) attempt(ctx context.Context, w *roomWork, r *Record) outcome
 		return stop
 	}
 	if err == nil {
-		if w.add(clientv3.OpDelete(r.key)) >= maxAckOps && !w.flush(ctx) {
-			return stop
-		}
+		w.add(clientv3.OpDelete(r.key))
 		d.sent.Add(ctx, 1, attrs)
 		d.delay.Record(ctx, d.cfg.Now().Sub(time.UnixMilli(ev.EventTimeMs)).Seconds(), attrs)
 		return delivered
