@@ -152,6 +152,7 @@ type Meter struct {
 	bytes      int64
 	packets    int
 	baseSeq    int64 // highSeq at Start
+	baseUnset  bool  // Start came before the first packet
 	inWindow   int   // distinct packets with sequence numbers above baseSeq
 	stableFrom time.Time
 	stableAt   time.Duration // FirstStable; -1 until known
@@ -172,7 +173,7 @@ func (m *Meter) Start(at time.Time) {
 	m.start, m.windowSet = at, true
 	m.frames, m.freezes, m.freezeTime = 0, 0, 0
 	m.bytes, m.packets, m.inWindow = 0, 0, 0
-	m.baseSeq = m.highSeq
+	m.baseSeq, m.baseUnset = m.highSeq, !m.started
 	m.stableFrom, m.stableAt = at, -1
 }
 
@@ -182,6 +183,9 @@ func (m *Meter) Packet(p *rtp.Packet, at time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	ext, ts := m.unwrap(p.SequenceNumber, p.Timestamp)
+	if m.baseUnset {
+		m.baseSeq, m.baseUnset = ext-1, false
+	}
 	inWindow := m.windowSet && !at.Before(m.start)
 	if inWindow {
 		m.bytes += int64(p.Header.MarshalSize() + len(p.Payload))
