@@ -26,6 +26,7 @@ type result struct {
 	tcSent    []int64
 	sockDrop  []int64
 	keyReqs   []int64
+	plis      []int
 	window    time.Duration
 }
 
@@ -114,6 +115,7 @@ func bench(ctx context.Context, c config, log *slog.Logger) (*result, error) {
 		if p.net != nil {
 			sock = p.net.Stats().Dropped
 		}
+		res.plis = append(res.plis, p.keyframeRequests())
 		res.tcSent = append(res.tcSent, sent)
 		res.tcDropped = append(res.tcDropped, dropped)
 		res.sockDrop = append(res.sockDrop, sock)
@@ -136,9 +138,9 @@ func (r *result) print(w io.Writer, c config) error {
 	fmt.Fprintln(w, "\nsince joining (layer at: when the layer shown at the end began; tc: the bottleneck queue over the whole run)")
 	for i, row := range r.rows {
 		j := r.joined[i]
-		fmt.Fprintf(w, "  %s  first video packet %s, %dx%d from %s, tc sent %d packets and dropped %d, socket dropped %d\n",
+		fmt.Fprintf(w, "  %s  first video packet %s, %dx%d from %s, %d PLIs sent, tc sent %d packets and dropped %d, socket dropped %d\n",
 			row.Name, r.first[i].Round(time.Millisecond), j.Width, j.Height, j.LayerAt.Round(100*time.Millisecond),
-			r.tcSent[i], r.tcDropped[i], r.sockDrop[i])
+			r.plis[i], r.tcSent[i], r.tcDropped[i], r.sockDrop[i])
 	}
 	fmt.Fprintf(w, "keyframe requests to the publisher (PLI/FIR) per layer, high/medium/low: %d/%d/%d\n", r.keyReqs[0], r.keyReqs[1], r.keyReqs[2])
 	return nil

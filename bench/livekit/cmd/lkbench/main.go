@@ -54,6 +54,7 @@ type config struct {
 	players                      int
 	link                         netshape.Link
 	warmup, duration, gop        time.Duration
+	pliAfter                     time.Duration
 	quality                      livekit.VideoQuality
 	port                         int
 	verbose                      bool
@@ -106,6 +107,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.warmup, "warmup", 10*time.Second, "time from the players joining to the measurement")
 	fs.DurationVar(&c.duration, "duration", 60*time.Second, "measurement time")
 	fs.DurationVar(&c.gop, "gop", 0, "also send a keyframe on every layer this often (0: only on the first frame and on request)")
+	fs.DurationVar(&c.pliAfter, "pli-after", 500*time.Millisecond, "a player asks for a keyframe when packets arrive but no frame has rendered for this long, and again as often while that lasts (0: never)")
 	fs.StringVar(&quality, "quality", "high", "the quality players ask for: high, medium or low")
 	fs.IntVar(&c.port, "port", 41000, "the first player's pinned UDP port; player i gets port+i")
 	fs.BoolVar(&c.verbose, "v", false, "log the players' connection and quality events")
@@ -126,8 +128,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	c.quality = q
 	switch {
-	case c.players < 1 || c.duration <= 0 || c.warmup < 0 || c.gop < 0:
-		return c, errors.New("--players and --duration must be positive, --warmup and --gop not negative")
+	case c.players < 1 || c.duration <= 0 || c.warmup < 0 || c.gop < 0 || c.pliAfter < 0:
+		return c, errors.New("--players and --duration must be positive, --warmup, --gop and --pli-after not negative")
 	case c.port < 1024 || c.port+c.players > 65535:
 		return c, fmt.Errorf("--port %d: the players' ports must lie in 1024-65535", c.port)
 	case c.apiKey == "" || c.apiSecret == "":
