@@ -27,7 +27,9 @@ type result struct {
 	sockDrop  []int64
 	keyReqs   []int64
 	plis      []int
-	window    time.Duration
+	// pubFPS is the publisher's frame rate over the window.
+	pubFPS float64
+	window time.Duration
 }
 
 // bench runs one measurement: shaper, publisher, players, warm-up, window.
@@ -83,6 +85,7 @@ func bench(ctx context.Context, c config, log *slog.Logger) (*result, error) {
 		return nil, err
 	}
 	start := time.Now()
+	framesAtStart := pub.frames.Load()
 	for _, p := range players {
 		p.window.Start(start)
 	}
@@ -101,7 +104,8 @@ func bench(ctx context.Context, c config, log *slog.Logger) (*result, error) {
 		return nil, err
 	}
 	end := time.Now()
-	res := &result{window: end.Sub(start), keyReqs: pub.keyframeRequests()}
+	res := &result{window: end.Sub(start), keyReqs: pub.keyframeRequests(),
+		pubFPS: float64(pub.frames.Load()-framesAtStart) / end.Sub(start).Seconds()}
 	for _, p := range players {
 		res.rows = append(res.rows, viewer.Row{Name: p.name, Link: p.link.String(), Report: p.window.Report(end)})
 		res.joined = append(res.joined, p.joined.Report(end))
@@ -142,7 +146,8 @@ func (r *result) print(w io.Writer, c config) error {
 			row.Name, r.first[i].Round(time.Millisecond), j.Width, j.Height, j.LayerAt.Round(100*time.Millisecond),
 			r.plis[i], r.tcSent[i], r.tcDropped[i], r.sockDrop[i])
 	}
-	fmt.Fprintf(w, "keyframe requests to the publisher (PLI/FIR) per layer, high/medium/low: %d/%d/%d\n", r.keyReqs[0], r.keyReqs[1], r.keyReqs[2])
+	fmt.Fprintf(w, "publisher: %.1f frames a second on each layer in the window (below 30: this process was short of CPU); keyframe requests (PLI/FIR) high/medium/low: %d/%d/%d\n",
+		r.pubFPS, r.keyReqs[0], r.keyReqs[1], r.keyReqs[2])
 	return nil
 }
 

@@ -3,7 +3,7 @@
 // publisher sends three VP8 simulcast layers with LiveKit's Go SDK, and
 // --players players, each on a --shape link (netshape: a tc rate cap on its
 // pinned UDP port, delay and loss in its socket), subscribe with the Go SDK
-// asking for --quality. Each player's video is measured by bench/viewer's
+// asking for --layer. Each player's video is measured by bench/viewer's
 // Meter, the one OnAir's bench uses, and printed as the same table.
 //
 // A capped link needs a network namespace whose only interface is lo (run it
@@ -108,8 +108,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.duration, "duration", 60*time.Second, "measurement time")
 	fs.DurationVar(&c.gop, "gop", 0, "also send a keyframe on every layer this often (0: only on the first frame and on request)")
 	fs.DurationVar(&c.pliAfter, "pli-after", 500*time.Millisecond, "a player asks for a keyframe when packets arrive but no frame has rendered for this long, and again as often while that lasts (0: never)")
-	fs.StringVar(&quality, "quality", "high", "the quality players ask for: high, medium or low")
-	fs.IntVar(&c.port, "port", 41000, "the first player's pinned UDP port; player i gets port+i")
+	fs.StringVar(&quality, "layer", "high", "the quality players ask for (SetVideoQuality): high, medium or low; auto is high, since LiveKit's allocator picks the best layer that fits up to the one asked for")
+	fs.Bool("simulcast", true, "accepted for onair bench fanout's command line: the publisher always sends three layers")
+	fs.IntVar(&c.port, "port-base", 41000, "player i's pinned UDP port is port-base+i")
 	fs.BoolVar(&c.verbose, "v", false, "log the players' connection and quality events")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -122,16 +123,17 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if c.link, err = netshape.ParseLink(shape); err != nil {
 		return c, err
 	}
-	q, ok := map[string]livekit.VideoQuality{"high": livekit.VideoQuality_HIGH, "medium": livekit.VideoQuality_MEDIUM, "low": livekit.VideoQuality_LOW}[strings.ToLower(quality)]
+	q, ok := map[string]livekit.VideoQuality{"auto": livekit.VideoQuality_HIGH, "high": livekit.VideoQuality_HIGH,
+		"medium": livekit.VideoQuality_MEDIUM, "low": livekit.VideoQuality_LOW}[strings.ToLower(quality)]
 	if !ok {
-		return c, fmt.Errorf("--quality %q: high, medium or low", quality)
+		return c, fmt.Errorf("--layer %q: auto, high, medium or low", quality)
 	}
 	c.quality = q
 	switch {
 	case c.players < 1 || c.duration <= 0 || c.warmup < 0 || c.gop < 0 || c.pliAfter < 0:
 		return c, errors.New("--players and --duration must be positive, --warmup, --gop and --pli-after not negative")
 	case c.port < 1024 || c.port+c.players > 65535:
-		return c, fmt.Errorf("--port %d: the players' ports must lie in 1024-65535", c.port)
+		return c, fmt.Errorf("--port-base %d: the players' ports must lie in 1024-65535", c.port)
 	case c.apiKey == "" || c.apiSecret == "":
 		return c, errors.New("--api-key and --api-secret are required")
 	}

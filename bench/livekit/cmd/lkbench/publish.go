@@ -47,8 +47,11 @@ type publisher struct {
 	keyframe []atomic.Bool
 	// requests counts the PLIs and FIRs per layer.
 	requests []atomic.Int64
-	stop     chan struct{}
-	wg       sync.WaitGroup
+	// frames counts the frame times the sender has run: fewer than 30 a
+	// second means the bench's own process was short of CPU.
+	frames atomic.Int64
+	stop   chan struct{}
+	wg     sync.WaitGroup
 }
 
 // publish joins the room and starts sending. Close stops it.
@@ -134,6 +137,7 @@ func (p *publisher) send(gop time.Duration, log *slog.Logger) {
 		case <-tick.C:
 		}
 		n++
+		p.frames.Add(1)
 		now := time.Now()
 		for i, l := range layers {
 			key := p.keyframe[i].Swap(false) || gop > 0 && now.Sub(lastKey[i]) >= gop
