@@ -17,10 +17,10 @@ type Row struct {
 	Report
 }
 
-// Aggregate sums players' reports: frames, freezes, freeze time, bit rate
-// and packets add up; FPS and FreezePct are per player (the mean); the
-// layer is the smallest received; LayerAt and FirstStable are the latest
-// (negative FirstStable if any player never became stable).
+// Aggregate sums players' reports: frames, freezes and packets add up; FPS,
+// FreezeTime, FreezePct and Kbps are per player (the mean); the layer is the
+// smallest received; LayerAt and FirstStable are the latest (negative
+// FirstStable if any player never became stable).
 func Aggregate(rs []Report) Report {
 	var a Report
 	if len(rs) == 0 {
@@ -32,9 +32,9 @@ func Aggregate(rs []Report) Report {
 		a.Frames += r.Frames
 		a.FPS += r.FPS / float64(len(rs))
 		a.Freezes += r.Freezes
-		a.FreezeTime += r.FreezeTime
+		a.FreezeTime += r.FreezeTime / time.Duration(len(rs))
 		a.FreezePct += r.FreezePct / float64(len(rs))
-		a.Kbps += r.Kbps
+		a.Kbps += r.Kbps / float64(len(rs))
 		a.Packets += r.Packets
 		a.Lost += r.Lost
 		if i == 0 || r.Width*r.Height < a.Width*a.Height {
@@ -63,7 +63,7 @@ func WriteTable(w io.Writer, rows []Row) error {
 		}
 		lost := "-"
 		if n := r.Packets + r.Lost; n > 0 {
-			lost = fmt.Sprintf("%.1f %%", 100*float64(r.Lost)/float64(n))
+			lost = fmt.Sprintf("%.1f%%", 100*float64(r.Lost)/float64(n))
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%.1f\t%d\t%s\t%.1f\t%.0f\t%s\t%s\t%s\t%s\t\n", r.Name, r.Link, r.FPS, r.Freezes,
 			dur(r.FreezeTime), r.FreezePct, r.Kbps, layer, dur(r.LayerAt), stable, lost)

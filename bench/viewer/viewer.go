@@ -25,14 +25,20 @@
 // frames are then dropped, as libwebrtc's frame buffer does). A decoded frame
 // is rendered at
 //
-//	render = max(completed, previous render + Δts/2)
+//	render = max(completed, capture + offset + delay, previous render + Δts/2)
 //
-// where completed is the arrival of the packet that completed it and Δts the
-// RTP timestamp difference to the previous rendered frame. That is: a frame is
-// shown as soon as it can be, but a burst of frames released together (after
-// a retransmission fills a hole) is played out at no more than twice real
-// time, as a playout buffer catching up does, rather than counted as frames
-// shown in the same instant.
+// completed is the arrival of the packet that completed it; capture its RTP
+// timestamp in local time, offset the smallest transit time (completed −
+// capture) seen; delay the playout delay: how late (completed − capture −
+// offset) a frame has been, the largest seen, shrinking by PlayoutDecay per
+// second; Δts the RTP timestamp difference to the previous rendered frame.
+// That is: frames play at their capture pace behind a delay that grows to
+// absorb the lateness the link has shown (jitter, a queue, retransmissions
+// after NACK, as libwebrtc's target delay adds the RTT once frames are
+// NACKed) and slowly shrinks when the link calms down; a frame later than
+// that is shown when it completes (the freeze a viewer sees), and a burst
+// of frames released together after it plays out at no more than twice real
+// time rather than counting as frames shown in one instant.
 //
 // Freezes are the WebRTC statistics' freezeCount and totalFreezesDuration: an
 // interval between two rendered frames is a freeze when it is at least
@@ -53,6 +59,10 @@ import (
 
 // clockRate is VP8's RTP clock.
 const clockRate = 90000
+
+// PlayoutDecay is how fast the modelled playout delay shrinks, per second
+// of playout, when frames arrive earlier than it.
+const PlayoutDecay = 50 * time.Millisecond
 
 // StableSpan is how long video must play without a freeze to be stable
 // (Report.FirstStable).
@@ -101,11 +111,26 @@ type Report struct {
 	Packets, Lost int
 }
 
+// LayerChange is a change of the rendered picture size (a layer switch).
+type LayerChange struct {
+	// At is since Start (negative: before it).
+	At            time.Duration
+	Width, Height int
+}
+
+// maxLayerChanges bounds the layer history.
+const maxLayerChanges = 1000
+
 // seqSlot remembers one received sequence number.
 type seqSlot struct {
 	ext     int64 // extended sequence number + 1; 0: empty
 	ts      int64 // the packet's extended RTP timestamp
 	padding bool  // carries no frame data
+}
+
+type layerChange struct {
+	at            time.Time
+	width, height int
 }
 
 // frame is a frame being assembled.
@@ -137,11 +162,15 @@ type Meter struct {
 	lastEnd      int64 // the last decoded frame's end sequence number
 	lastTS       int64
 	lastRender   time.Time
+	offset       time.Duration // smallest completed − capture seen
+	tsBase       int64         // the first decoded frame's timestamp
+	delay        time.Duration // the playout delay
 	intervals    [intervalSamples]time.Duration
 	nIntervals   int
 	width        int
 	height       int
 	layerChanged time.Time
+	layers       []layerChange
 
 	// The window.
 	start      time.Time
@@ -319,6 +348,25 @@ func (m *Meter) next() *frame {
 // render shows f, counting its interval and any freeze.
 func (m *Meter) render(f *frame) {
 	at := f.completed
+	// capture is f's RTP time since the first decoded frame's, on a clock
+	// that starts at the unix epoch; only differences matter.
+	if !m.decoded {
+		m.tsBase = f.ts
+	}
+	capture := time.Duration((f.ts - m.tsBase) * int64(time.Second) / clockRate)
+	transit := f.completed.Sub(time.Unix(0, 0)) - capture
+	if !m.decoded || transit < m.offset {
+		m.offset = transit
+	}
+	if m.decoded {
+		if due := time.Unix(0, 0).Add(capture + m.offset + m.delay); due.After(at) {
+			at = due
+		}
+		// The delay shrinks with the playout time passed, not below zero.
+		dts := time.Duration((f.ts - m.lastTS) * int64(time.Second) / clockRate)
+		m.delay = max(0, m.delay-time.Duration(float64(dts)*PlayoutDecay.Seconds()))
+	}
+	m.delay = max(m.delay, transit-m.offset)
 	if m.decoded && !m.lastRender.IsZero() {
 		dts := time.Duration((f.ts - m.lastTS) * int64(time.Second) / clockRate)
 		if paced := m.lastRender.Add(dts / 2); paced.After(at) {
@@ -333,6 +381,9 @@ func (m *Meter) render(f *frame) {
 	}
 	if f.key && (f.width != m.width || f.height != m.height) {
 		m.width, m.height, m.layerChanged = f.width, f.height, at
+		if len(m.layers) < maxLayerChanges {
+			m.layers = append(m.layers, layerChange{at, f.width, f.height})
+		}
 	}
 	m.decoded, m.lastEnd, m.lastTS, m.lastRender = true, f.end, f.ts, at
 	if m.windowSet && !at.Before(m.start) {
@@ -421,6 +472,18 @@ func (m *Meter) Report(at time.Time) Report {
 		r.Lost = int(expected) - m.inWindow
 	}
 	return r
+}
+
+// Layers is every change of the rendered picture size so far, the first
+// keyframe's included, with times since Start.
+func (m *Meter) Layers() []LayerChange {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]LayerChange, len(m.layers))
+	for i, l := range m.layers {
+		out[i] = LayerChange{At: l.at.Sub(m.start), Width: l.width, Height: l.height}
+	}
+	return out
 }
 
 func later(a, b time.Time) time.Time {

@@ -159,6 +159,12 @@ func TestMeter(t *testing.T) {
 			want: Report{Frames: 30, Width: 1280, Height: 720, FirstStable: -1, Packets: 90},
 		},
 		{
+			name: "after a late retransmission the playout delay absorbs the next",
+			in:   late(late(clean, 31, 250*time.Millisecond), 61, 250*time.Millisecond), end: second,
+			want: Report{Frames: 30, Freezes: 1, FreezeTime: frameGap + 250*time.Millisecond, Width: 1280, Height: 720,
+				FirstStable: -1, Packets: 90},
+		},
+		{
 			name: "packets reordered within and across frames",
 			in:   late(late(clean, 31, 5*time.Millisecond), 45, 40*time.Millisecond), end: second,
 			want: Report{Frames: 30, Width: 1280, Height: 720, FirstStable: -1, Packets: 90},
@@ -223,6 +229,18 @@ func TestMeter(t *testing.T) {
 	}
 }
 
+func TestMeterLayers(t *testing.T) {
+	m := NewMeter()
+	m.Start(t0)
+	for _, p := range stream(streamOpts{frames: 30, keys: map[int][2]int{0: {1280, 720}, 10: {640, 360}, 20: {640, 360}, 25: {320, 180}}}) {
+		m.Packet(&p.p, t0.Add(p.at))
+	}
+	want := []LayerChange{{0, 1280, 720}, {10 * frameGap, 640, 360}, {25 * frameGap, 320, 180}}
+	if got := m.Layers(); !slices.Equal(got, want) {
+		t.Errorf("Layers() = %v, want %v", got, want)
+	}
+}
+
 // The window starts at Start: what came before counts for the decoder, not
 // the report, and the derived figures follow the counts.
 func TestMeterWindow(t *testing.T) {
@@ -258,9 +276,9 @@ func TestMeterFreezePct(t *testing.T) {
 func TestAggregate(t *testing.T) {
 	a := Aggregate([]Report{
 		{Window: time.Second, Frames: 30, FPS: 30, Kbps: 100, Width: 1280, Height: 720, FirstStable: time.Second, Packets: 10},
-		{Window: time.Second, Frames: 10, FPS: 10, Freezes: 2, FreezePct: 50, Kbps: 50, Width: 320, Height: 180, LayerAt: time.Second, FirstStable: 3 * time.Second, Packets: 5, Lost: 1},
+		{Window: time.Second, Frames: 10, FPS: 10, Freezes: 2, FreezeTime: time.Second, FreezePct: 50, Kbps: 50, Width: 320, Height: 180, LayerAt: time.Second, FirstStable: 3 * time.Second, Packets: 5, Lost: 1},
 	})
-	want := Report{Window: time.Second, Frames: 40, FPS: 20, Freezes: 2, FreezePct: 25, Kbps: 150, Width: 320, Height: 180,
+	want := Report{Window: time.Second, Frames: 40, FPS: 20, Freezes: 2, FreezeTime: time.Second / 2, FreezePct: 25, Kbps: 75, Width: 320, Height: 180,
 		LayerAt: time.Second, FirstStable: 3 * time.Second, Packets: 15, Lost: 1}
 	if a != want {
 		t.Errorf("got  %+v\nwant %+v", a, want)

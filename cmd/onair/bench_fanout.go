@@ -21,13 +21,13 @@ import (
 
 	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
-	"github.com/pion/rtp/codecs"
+	"github.com/pion/transport/v5"
 	"github.com/pion/webrtc/v4"
-	pmedia "github.com/pion/webrtc/v4/pkg/media"
 
+	"github.com/onair-dev/onair/bench/netshape"
+	"github.com/onair-dev/onair/bench/viewer"
 	"github.com/onair-dev/onair/internal/iceloopback"
 	"github.com/onair-dev/onair/internal/udpgro"
-	"github.com/onair-dev/onair/sdk/express"
 )
 
 func init() { benchCommands["fanout"] = runBenchFanout }
@@ -36,10 +36,11 @@ const fanoutUsage = `onair bench fanout publishes one stream by WHIP and plays i
 
 usage:
   onair bench fanout --whip URL --whep URL --token T [--players N] [--duration D] [--server-pid PID]
+                     [--shape LINK]... [--warmup D] [--simulcast] [--layer auto|high|medium|low] [--pli]
 
 The publisher sends VP8 (generated frames: valid VP8 headers and filler, no
 encoder needed) at --bitrate and 30 fps with a keyframe every --gop, plus
-Opus silence, and ignores keyframe requests. --late of the players join
+Opus silence, and ignores keyframe requests (see --pli). --late of the players join
 halfway through. With --server-pid the server's CPU (from /proc/PID/stat)
 per egress packet and RSS per player are shown: the server's peak RSS while
 the players were on (sampled every second) less its RSS with only the
@@ -50,6 +51,25 @@ The players receive with UDP GRO (--gro, Linux): on loopback a receiving
 socket without it makes a server that sends trains of packets with GSO do
 each player's per-packet receive work inside its own send call, which a real
 network moves to the players' machines. --gro=false turns it off.
+
+Shaped players (--shape, repeatable; players take the shapes in turn):
+each player's socket is pinned to --port-base plus its number, rate caps are
+tc classes on lo for those ports (so the bench must run in a network
+namespace whose only interface is lo: scripts/bench-shaped.sh runs it under
+` + "`unshare -n`" + `), and delay and loss are added in the player's socket. A rate
+schedule's times count from the end of --warmup. Shaped players send
+transport-wide congestion control feedback (TWCC) and read without GRO. The
+bench then prints what each viewer saw (see bench/viewer): rendered fps,
+freezes as WebRTC's stats count them, received kbit/s, the layer (picture
+size of the latest keyframe) and when it was reached, and when video first
+played 5 s without a freeze.
+
+` + netshape.LinkSyntax + `
+
+--simulcast publishes three VP8 layers (RIDs f, h, q: 1280x720 at --bitrate,
+640x360 and 320x180 at 24 % and 6 % of it) and answers keyframe requests per
+layer; --pli answers them on the single layer. --layer asks the WHEP
+endpoint for a layer (?layer=...).
 `
 
 // fanoutConfig is what one run measures.
@@ -61,6 +81,13 @@ type fanoutConfig struct {
 	pid               int
 	pace              bool
 	gro               bool
+	// Shaped players and what they see.
+	shapes    []netshape.Link
+	portBase  int
+	warmup    time.Duration
+	simulcast bool
+	pli       bool
+	layer     string
 }
 
 func runBenchFanout(ctx context.Context, args []string) error {
@@ -78,6 +105,18 @@ func runBenchFanout(ctx context.Context, args []string) error {
 	fs.BoolVar(&c.gro, "gro", true, "players receive with UDP GRO, so on loopback a server that sends with GSO is not charged for its players' receive work (Linux; see internal/udpgro)")
 	fs.BoolVar(&c.pace, "pace", false, "spread each frame's packets at 2.5x --bitrate, as a browser's pacer does (default: each frame in one burst)")
 	fs.IntVar(&c.pid, "server-pid", 0, "the server's process ID (Linux): CPU and RSS")
+	fs.Func("shape", "a player link, repeatable: players take them in turn (see above)", func(s string) error {
+		l, err := netshape.ParseLink(s)
+		if err == nil {
+			c.shapes = append(c.shapes, l)
+		}
+		return err
+	})
+	fs.IntVar(&c.portBase, "port-base", 42000, "with --shape: player i's UDP port is port-base+i")
+	fs.DurationVar(&c.warmup, "warmup", 2*time.Second, "time between the players connecting and the measurement")
+	fs.BoolVar(&c.simulcast, "simulcast", false, "publish three simulcast layers (f 1280x720, h 640x360, q 320x180)")
+	fs.BoolVar(&c.pli, "pli", false, "answer keyframe requests (always with --simulcast)")
+	fs.StringVar(&c.layer, "layer", "", "ask the WHEP endpoint for this layer: auto, high, medium or low (default: not asked)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -88,6 +127,12 @@ func runBenchFanout(ctx context.Context, args []string) error {
 	case c.players < 1 || c.duration <= 0 || c.gop <= 0 || c.bitrate < 10_000:
 		fs.Usage()
 		return errors.New("--players, --duration, --gop and --bitrate must be positive")
+	case c.warmup < 0:
+		return errors.New("--warmup must not be negative")
+	case c.layer != "" && !slices.Contains([]string{"auto", "high", "medium", "low"}, c.layer):
+		return fmt.Errorf("--layer %q: want auto, high, medium or low", c.layer)
+	case len(c.shapes) > 0 && (c.portBase < 1024 || c.portBase+c.players > 65535):
+		return fmt.Errorf("--port-base %d: the players' ports must be within 1024-65535", c.portBase)
 	}
 	for _, u := range []string{c.whip, c.whep} {
 		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
@@ -103,11 +148,16 @@ func runBenchFanout(ctx context.Context, args []string) error {
 		return err
 	}
 	res.print(os.Stdout, c)
-	return nil
+	return res.printViewers(os.Stdout, c)
 }
 
 // fanoutPlayer is one WHEP player's counts.
 type fanoutPlayer struct {
+	name       string
+	n          int // the player's number, from 0
+	link       netshape.Link
+	net        *netshape.Net // shaped players' sockets
+	meter      *viewer.Meter // the video as its viewer sees it
 	start      time.Time
 	up         atomic.Int64 // when the peer connection came up, unix ns
 	mu         sync.Mutex
@@ -148,6 +198,8 @@ type fanoutResult struct {
 	// RSS with the publisher only, the highest sample while players were
 	// on, and the last one.
 	rssBefore, rssPeak, rssEnd int64
+	// What each player's viewer saw in its window.
+	viewers []viewerResult
 }
 
 func (r *fanoutResult) print(w io.Writer, c fanoutConfig) {
@@ -162,7 +214,10 @@ func (r *fanoutResult) print(w io.Writer, c fanoutConfig) {
 	secs := r.wall.Seconds()
 	fmt.Fprintf(w, "players connected      %d/%d (%d late)\n", r.connected, c.players, r.late)
 	receive := "one datagram per read (--gro=false)"
-	if c.gro {
+	switch {
+	case len(c.shapes) > 0:
+		receive = "on shaped links (--shape), one datagram per read"
+	case c.gro:
 		receive = "with UDP GRO (--gro)"
 	}
 	fmt.Fprintf(w, "players receive        %s\n", receive)
@@ -193,8 +248,10 @@ func (r *fanoutResult) print(w io.Writer, c fanoutConfig) {
 // with player, the players' one: a NACK generator and receiver reports,
 // what a browser player sends, without the stats and TWCC interceptors
 // that would make a few hundred players in one process cost more CPU than
-// the server they measure.
-func benchAPI(target string, player, gro bool) (*webrtc.API, error) {
+// the server they measure; with twcc (shaped players, a few) it sends
+// transport-wide congestion control feedback too, as browsers do. n, when
+// not nil, gives the sockets (GRO, or a shaped link).
+func benchAPI(target string, player bool, n transport.Net, twcc bool) (*webrtc.API, error) {
 	se := webrtc.SettingEngine{}
 	se.SetICETimeouts(5*time.Second, 10*time.Second, time.Second)
 	if u, err := url.Parse(target); err == nil {
@@ -202,11 +259,7 @@ func benchAPI(target string, player, gro bool) (*webrtc.API, error) {
 			iceloopback.Restrict(&se)
 		}
 	}
-	if gro {
-		n, err := udpgro.NewNet()
-		if err != nil {
-			return nil, err
-		}
+	if n != nil {
 		se.SetNet(n)
 	}
 	m := &webrtc.MediaEngine{}
@@ -221,8 +274,20 @@ func benchAPI(target string, player, gro bool) (*webrtc.API, error) {
 		if err := webrtc.ConfigureRTCPReports(ir); err != nil {
 			return nil, err
 		}
-	} else if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
-		return nil, err
+		if twcc {
+			if err := webrtc.ConfigureTWCCSender(m, ir); err != nil {
+				return nil, err
+			}
+		}
+	} else {
+		if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
+			return nil, err
+		}
+		// The header extensions that name simulcast layers (mid, rid,
+		// repaired rid), as browsers offer them.
+		if err := webrtc.ConfigureSimulcastExtensionHeaders(m); err != nil {
+			return nil, err
+		}
 	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
 }
@@ -301,19 +366,6 @@ func waitConnected(ctx context.Context, pc *webrtc.PeerConnection) error {
 // benchMTU is the publisher's RTP payload budget per packet, as a browser's.
 const benchMTU = 1200
 
-// benchFrame is a VP8 frame whose filler carries its send time.
-func benchFrame(key bool, size int, n uint32) []byte {
-	f := express.VP8Frame(key, 1280, 720, size, n)
-	hdr := 3
-	if key {
-		hdr = 10
-	}
-	if len(f) >= hdr+12 {
-		binary.BigEndian.PutUint64(f[hdr+4:], uint64(time.Now().UnixNano()))
-	}
-	return f
-}
-
 // vp8FrameStart finds the VP8 payload in the first RTP packet of a frame:
 // the payload and whether it is one.
 func vp8FrameStart(p []byte) ([]byte, bool) {
@@ -351,100 +403,30 @@ func vp8FrameStart(p []byte) ([]byte, bool) {
 }
 
 func fanout(ctx context.Context, c fanoutConfig) (*fanoutResult, error) {
-	api, err := benchAPI(c.whip, false, false)
+	var playerNet transport.Net
+	if c.gro && len(c.shapes) == 0 {
+		n, err := udpgro.NewNet()
+		if err != nil {
+			return nil, err
+		}
+		playerNet = n
+	}
+	playerAPI, err := benchAPI(c.whep, true, playerNet, false)
 	if err != nil {
 		return nil, err
 	}
-	playerAPI, err := benchAPI(c.whep, true, c.gro)
+	shaper, err := startShaper(ctx, c)
 	if err != nil {
 		return nil, err
 	}
-	video, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "video", "bench")
-	if err != nil {
-		return nil, err
+	if shaper != nil {
+		defer shaper.Close(context.WithoutCancel(ctx))
 	}
-	audio, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "bench")
-	if err != nil {
-		return nil, err
-	}
-	pub, err := api.NewPeerConnection(webrtc.Configuration{})
+	pub, err := publish(ctx, c)
 	if err != nil {
 		return nil, err
 	}
 	defer pub.Close()
-	for _, t := range []webrtc.TrackLocal{video, audio} {
-		tr, err := pub.AddTransceiverFromTrack(t, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
-		if err != nil {
-			return nil, err
-		}
-		go func() { // keyframe requests are read and ignored
-			for {
-				if _, _, err := tr.Sender().ReadRTCP(); err != nil {
-					return
-				}
-			}
-		}()
-	}
-	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	loc, err := negotiate(cctx, pub, c.whip, c.token)
-	if err == nil {
-		err = waitConnected(cctx, pub)
-	}
-	cancel()
-	if err != nil {
-		deleteSession(loc)
-		return nil, fmt.Errorf("publish: %w", err)
-	}
-	defer deleteSession(loc)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		const fps = 30
-		t := time.NewTicker(time.Second / fps)
-		defer t.Stop()
-		size := c.bitrate / 8 / fps
-		// The pacer's gap between two full packets: 2.5 times the bitrate,
-		// as WebRTC's pacer sends.
-		gap := time.Duration(float64(benchMTU*8) / (2.5 * float64(c.bitrate)) * float64(time.Second))
-		pk := rtp.NewPacketizer(benchMTU, 96, 1, &codecs.VP8Payloader{}, rtp.NewRandomSequencer(), 90000)
-		var last time.Time
-		var n uint32
-		audioDue := time.Now()
-		sendAudio := func() {
-			for time.Since(audioDue) >= 0 {
-				_ = audio.WriteSample(pmedia.Sample{Data: []byte{0xf8, 0xff, 0xfe}, Duration: 20 * time.Millisecond})
-				audioDue = audioDue.Add(20 * time.Millisecond)
-			}
-		}
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-			}
-			key := time.Since(last) >= c.gop
-			if key {
-				last = time.Now()
-			}
-			n++
-			sz := size
-			if key {
-				sz = size * 3
-			}
-			start := time.Now()
-			for i, p := range pk.Packetize(benchFrame(key, sz, n), 90000/fps) {
-				if c.pace && i > 0 {
-					time.Sleep(time.Until(start.Add(time.Duration(i) * gap)))
-					sendAudio()
-				}
-				_ = video.WriteRTP(p)
-			}
-			sendAudio()
-		}
-	}()
-	defer func() { close(stop); wg.Wait() }()
 	time.Sleep(500 * time.Millisecond) // the first keyframe reaches the server
 
 	res := &fanoutResult{late: c.late}
@@ -453,13 +435,23 @@ func fanout(ctx context.Context, c fanoutConfig) (*fanoutResult, error) {
 	var mu sync.Mutex
 	var players []*fanoutPlayer
 	var closers []func()
+	var numbered atomic.Int64
 	defer func() {
 		for _, f := range closers {
 			f()
 		}
 	}()
 	play := func(ctx context.Context) (*fanoutPlayer, error) {
-		pc, err := playerAPI.NewPeerConnection(webrtc.Configuration{})
+		i := int(numbered.Add(1)) - 1
+		p := &fanoutPlayer{name: fmt.Sprintf("p%d", i+1), n: i, meter: viewer.NewMeter(), ranges: map[uint32]*seqRange{}}
+		api := playerAPI
+		if len(c.shapes) > 0 {
+			var err error
+			if p.link, p.net, api, err = shapedPlayer(ctx, c, shaper, i); err != nil {
+				return nil, err
+			}
+		}
+		pc, err := api.NewPeerConnection(webrtc.Configuration{})
 		if err != nil {
 			return nil, err
 		}
@@ -469,7 +461,7 @@ func fanout(ctx context.Context, c fanoutConfig) (*fanoutResult, error) {
 				return nil, err
 			}
 		}
-		p := &fanoutPlayer{start: time.Now(), ranges: map[uint32]*seqRange{}}
+		p.start = time.Now()
 		pc.OnTrack(func(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 			video := t.Kind() == webrtc.RTPCodecTypeVideo
 			buf := make([]byte, 1600)
@@ -499,6 +491,7 @@ func fanout(ctx context.Context, c fanoutConfig) (*fanoutResult, error) {
 					r.got++
 				}
 				if video {
+					p.meter.Packet(&pkt, now)
 					if f, ok := vp8FrameStart(pkt.Payload); ok {
 						key := len(f) >= 10 && f[0]&1 == 0
 						hdr := 3
@@ -524,10 +517,13 @@ func fanout(ctx context.Context, c fanoutConfig) (*fanoutResult, error) {
 				p.mu.Unlock()
 			}
 		})
-		loc, err := negotiate(ctx, pc, c.whep, c.token)
+		loc, err := negotiate(ctx, pc, withLayer(c.whep, c.layer), c.token)
 		if err == nil {
 			err = waitConnected(ctx, pc)
 			p.up.Store(time.Now().UnixNano())
+			if measuring.Load() { // a late player's window starts as it joins
+				p.meter.Start(time.Now())
+			}
 		}
 		mu.Lock()
 		closers = append(closers, func() { _ = pc.Close(); deleteSession(loc) })
@@ -578,12 +574,28 @@ func fanout(ctx context.Context, c fanoutConfig) (*fanoutResult, error) {
 	mu.Lock()
 	initialPlayers := slices.Clone(players)
 	mu.Unlock()
-	time.Sleep(2 * time.Second) // settle
+	time.Sleep(c.warmup)
 	measuring.Store(true)
 	cpu0, _ := procStat(c.pid)
 	t0 := time.Now()
+	for _, p := range initialPlayers {
+		p.meter.Start(t0)
+	}
+	if shaper != nil {
+		sctx, stop := context.WithCancel(ctx)
+		defer stop()
+		for _, p := range initialPlayers {
+			if len(p.link.Rate) > 1 {
+				go func() {
+					if err := shaper.Follow(sctx, p.net.Port(), p.link.Rate[1:], t0); err != nil && sctx.Err() == nil {
+						fmt.Fprintf(os.Stderr, "%s: rate schedule: %v\n", p.name, err)
+					}
+				}()
+			}
+		}
+	}
 	half := time.After(c.duration / 2)
-	end := time.After(c.duration)
+	over := time.After(c.duration)
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var latePlayers []*fanoutPlayer
@@ -603,13 +615,14 @@ func fanout(ctx context.Context, c fanoutConfig) (*fanoutResult, error) {
 			_, rss := procStat(c.pid)
 			res.rssPeak = max(res.rssPeak, rss)
 			fmt.Fprintf(os.Stderr, "\r%3.0fs", time.Since(t0).Seconds())
-		case <-end:
+		case <-over:
 			done = true
 		}
 	}
 	fmt.Fprintln(os.Stderr)
 	measuring.Store(false)
-	res.wall = time.Since(t0)
+	end := time.Now()
+	res.wall = end.Sub(t0)
 	cpu1, rss := procStat(c.pid)
 	res.cpu, res.rssEnd = cpu1-cpu0, rss
 	res.rssPeak = max(res.rssPeak, rss)
@@ -617,6 +630,7 @@ func fanout(ctx context.Context, c fanoutConfig) (*fanoutResult, error) {
 	all := slices.Clone(players)
 	mu.Unlock()
 	res.connected = len(all)
+	res.viewers = viewerResults(all, end)
 	for _, p := range all {
 		w, g := p.loss()
 		p.mu.Lock()
