@@ -36,15 +36,17 @@ const usage = `lkbench publishes three VP8 simulcast layers to a LiveKit server 
 them with N players on shaped links, measuring what each viewer sees.
 
 usage:
-  lkbench [--url ws://127.0.0.1:7880] [--api-key devkey --api-secret secret]
+  lkbench [--server PATH | --url ws://127.0.0.1:7880] [--api-key devkey --api-secret secret]
           [--players 3] [--shape LINK] [--warmup 10s] [--duration 60s]
 
-The publisher sends 1280x720 at ~2.5 Mbit/s, 640x360 at ~600 kbit/s and
-320x180 at ~150 kbit/s, 30 fps (generated frames: valid VP8 headers and
-filler), a keyframe on each layer's first frame and whenever that layer gets
-a PLI or FIR, plus Opus silence. Players join, warm up for --warmup, then are
-measured for --duration. A capped --shape needs a network namespace whose
-only interface is lo (unshare -n), with the LiveKit server inside it too.
+It starts --server (shared/peers/livekit/build.sh's livekit-server) with
+livekit.yaml for the run, or with --server "" uses the one at --url. The
+publisher sends 1280x720 at --bitrate, 640x360 and 320x180 at 24 % and 6 % of
+it, 30 fps (generated frames: valid VP8 headers and filler), a keyframe on
+each layer's first frame, every --gop and whenever that layer gets a PLI or
+FIR, plus Opus silence. Players join, warm up for --warmup, then are measured
+for --duration. A capped --shape needs a network namespace whose only
+interface is lo (unshare -n; run.sh makes one), with the server inside it.
 
 ` + netshape.LinkSyntax + "\n\n"
 
@@ -55,9 +57,13 @@ type config struct {
 	link                         netshape.Link
 	warmup, duration, gop        time.Duration
 	pliAfter                     time.Duration
-	quality                      livekit.VideoQuality
-	port                         int
-	verbose                      bool
+	bitrate                      int
+	// server, when set, is the livekit-server lkbench starts (and stops)
+	// with livekit.yaml; serverLog its log file.
+	server, serverLog string
+	quality           livekit.VideoQuality
+	port              int
+	verbose           bool
 }
 
 func main() {
@@ -85,6 +91,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		// The SDK logs every pion ICE and DTLS event at info.
 		lksdk.SetLogger(protoLogger.GetDiscardLogger())
 	}
+	if c.server != "" {
+		u, _ := url.Parse(c.url)
+		srv, err := startServer(ctx, c.server, c.serverLog, u.Host, log)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			srv.Stop()
+			fmt.Fprintln(stderr, "lkbench: livekit-server log:", srv.logPath)
+		}()
+	}
 	res, err := bench(ctx, c, log)
 	if err != nil {
 		return err
@@ -106,8 +123,11 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&shape, "shape", "clean", "every player's link (syntax above)")
 	fs.DurationVar(&c.warmup, "warmup", 10*time.Second, "time from the players joining to the measurement")
 	fs.DurationVar(&c.duration, "duration", 60*time.Second, "measurement time")
-	fs.DurationVar(&c.gop, "gop", 0, "also send a keyframe on every layer this often (0: only on the first frame and on request)")
-	fs.DurationVar(&c.pliAfter, "pli-after", 500*time.Millisecond, "a player asks for a keyframe when packets arrive but no frame has rendered for this long, and again as often while that lasts (0: never)")
+	fs.DurationVar(&c.gop, "gop", 2*time.Second, "also send a keyframe on every layer this often, as onair bench fanout does (0: only on the first frame and on request)")
+	fs.IntVar(&c.bitrate, "bitrate", 2_400_000, "the 1280x720 layer's bits per second; 640x360 and 320x180 get 24 % and 6 % of it (onair bench fanout's)")
+	fs.StringVar(&c.server, "server", defaultServer(), "the livekit-server binary to start for the run with livekit.yaml (empty: use the server already at --url)")
+	fs.StringVar(&c.serverLog, "server-log", "", "the started server's log file (default: in a temporary directory)")
+	fs.DurationVar(&c.pliAfter, "pli-after", 0, "a player asks for a keyframe when packets arrive but no frame has rendered for this long, and again as often while that lasts, as a browser does (0: never, as onair bench fanout's players)")
 	fs.StringVar(&quality, "layer", "high", "the quality players ask for (SetVideoQuality): high, medium or low; auto is high, since LiveKit's allocator picks the best layer that fits up to the one asked for")
 	fs.Bool("simulcast", true, "accepted for onair bench fanout's command line: the publisher always sends three layers")
 	fs.IntVar(&c.port, "port-base", 41000, "player i's pinned UDP port is port-base+i")
@@ -130,6 +150,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	c.quality = q
 	switch {
+	case c.bitrate < 100_000:
+		return c, errors.New("--bitrate must be at least 100000")
 	case c.players < 1 || c.duration <= 0 || c.warmup < 0 || c.gop < 0 || c.pliAfter < 0:
 		return c, errors.New("--players and --duration must be positive, --warmup, --gop and --pli-after not negative")
 	case c.port < 1024 || c.port+c.players > 65535:

@@ -24,11 +24,16 @@ type layer struct {
 	bps           int
 }
 
-// layers are issue 20's three: what a browser sends for a 720p camera.
-var layers = []layer{
-	{livekit.VideoQuality_HIGH, 1280, 720, 2_500_000},
-	{livekit.VideoQuality_MEDIUM, 640, 360, 600_000},
-	{livekit.VideoQuality_LOW, 320, 180, 150_000},
+// simulcastLayers are issue 20's three, as onair bench fanout --simulcast
+// sends them: 1280x720 at bitrate, 640x360 and 320x180 at 24 % and 6 % of it
+// (2.4 Mbit/s, 576 and 144 kbit/s by default), what a browser sends for a
+// 720p camera.
+func simulcastLayers(bitrate int) []layer {
+	return []layer{
+		{livekit.VideoQuality_HIGH, 1280, 720, bitrate},
+		{livekit.VideoQuality_MEDIUM, 640, 360, bitrate * 24 / 100},
+		{livekit.VideoQuality_LOW, 320, 180, bitrate * 6 / 100},
+	}
 }
 
 const (
@@ -40,6 +45,7 @@ const (
 
 // publisher is the LiveKit participant that sends the simulcast track.
 type publisher struct {
+	layers []layer
 	room   *lksdk.Room
 	tracks []*lksdk.LocalTrack
 	audio  *lksdk.LocalTrack
@@ -56,7 +62,9 @@ type publisher struct {
 
 // publish joins the room and starts sending. Close stops it.
 func publish(ctx context.Context, c config, log *slog.Logger) (*publisher, error) {
+	layers := simulcastLayers(c.bitrate)
 	p := &publisher{
+		layers:   layers,
 		keyframe: make([]atomic.Bool, len(layers)),
 		requests: make([]atomic.Int64, len(layers)),
 		stop:     make(chan struct{}),
@@ -121,13 +129,14 @@ func publish(ctx context.Context, c config, log *slog.Logger) (*publisher, error
 	return p, nil
 }
 
-// send writes a frame on every layer 30 times a second and 20 ms of Opus
-// silence at a time, until Close.
+// send writes a frame on every layer 30 times a second (a keyframe when
+// asked, and every gop when it is positive) and 20 ms of Opus silence at a
+// time, until Close.
 func (p *publisher) send(gop time.Duration, log *slog.Logger) {
 	defer p.wg.Done()
 	tick := time.NewTicker(time.Second / fps)
 	defer tick.Stop()
-	lastKey := make([]time.Time, len(layers))
+	lastKey := make([]time.Time, len(p.layers))
 	audioDue := time.Now()
 	var n uint32
 	for {
@@ -139,7 +148,7 @@ func (p *publisher) send(gop time.Duration, log *slog.Logger) {
 		n++
 		p.frames.Add(1)
 		now := time.Now()
-		for i, l := range layers {
+		for i, l := range p.layers {
 			key := p.keyframe[i].Swap(false) || gop > 0 && now.Sub(lastKey[i]) >= gop
 			size := l.bps / 8 / fps
 			if key {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,9 +19,9 @@ import (
 // result is what one run saw.
 type result struct {
 	rows []viewer.Row
-	// Per player: the join-relative report, time to first video packet,
-	// the tc queue's drops and the socket's losses.
-	joined    []viewer.Report
+	// Per player: the layers shown (since joining), the first video
+	// packet, the tc queue's counts, the socket's losses and the PLIs sent.
+	layers    [][]viewer.LayerChange
 	first     []time.Duration
 	tcDropped []int64
 	tcSent    []int64
@@ -108,7 +109,7 @@ func bench(ctx context.Context, c config, log *slog.Logger) (*result, error) {
 		pubFPS: float64(pub.frames.Load()-framesAtStart) / end.Sub(start).Seconds()}
 	for _, p := range players {
 		res.rows = append(res.rows, viewer.Row{Name: p.name, Link: p.link.String(), Report: p.window.Report(end)})
-		res.joined = append(res.joined, p.joined.Report(end))
+		res.layers = append(res.layers, p.joined.Layers())
 		p.mu.Lock()
 		res.first = append(res.first, p.firstVideo)
 		p.mu.Unlock()
@@ -128,8 +129,20 @@ func bench(ctx context.Context, c config, log *slog.Logger) (*result, error) {
 }
 
 func (r *result) print(w io.Writer, c config) error {
-	fmt.Fprintf(w, "LiveKit at %s: 3 VP8 simulcast layers (1280x720 2.5 Mbit/s, 640x360 600 kbit/s, 320x180 150 kbit/s), %d players asking for %s\n",
-		c.url, c.players, livekit.VideoQuality_name[int32(c.quality)])
+	var ls []string
+	for _, l := range simulcastLayers(c.bitrate) {
+		ls = append(ls, fmt.Sprintf("%dx%d %d kbit/s", l.width, l.height, l.bps/1000))
+	}
+	gop := "keyframes on request only"
+	if c.gop > 0 {
+		gop = "a keyframe every " + c.gop.String() + " and on request"
+	}
+	pli := "never ask for keyframes"
+	if c.pliAfter > 0 {
+		pli = "ask for a keyframe after " + c.pliAfter.String() + " without a frame"
+	}
+	fmt.Fprintf(w, "LiveKit at %s: 3 VP8 simulcast layers (%s), %s; %d players asking for %s, they %s\n",
+		c.url, strings.Join(ls, ", "), gop, c.players, livekit.VideoQuality_name[int32(c.quality)], pli)
 	fmt.Fprintf(w, "link %s, %s after a %s warm-up\n\n", c.link, r.window.Round(100*time.Millisecond), c.warmup)
 	reports := make([]viewer.Report, len(r.rows))
 	for i, row := range r.rows {
@@ -139,12 +152,14 @@ func (r *result) print(w io.Writer, c config) error {
 	if err := viewer.WriteTable(w, rows); err != nil {
 		return err
 	}
-	fmt.Fprintln(w, "\nsince joining (layer at: when the layer shown at the end began; tc: the bottleneck queue over the whole run)")
+	fmt.Fprintf(w, "\nsince joining (the window began at %s; tc: the bottleneck queue over the whole run)\n", c.warmup)
 	for i, row := range r.rows {
-		j := r.joined[i]
-		fmt.Fprintf(w, "  %s  first video packet %s, %dx%d from %s, %d PLIs sent, tc sent %d packets and dropped %d, socket dropped %d\n",
-			row.Name, r.first[i].Round(time.Millisecond), j.Width, j.Height, j.LayerAt.Round(100*time.Millisecond),
-			r.plis[i], r.tcSent[i], r.tcDropped[i], r.sockDrop[i])
+		var ls []string
+		for _, l := range r.layers[i] {
+			ls = append(ls, fmt.Sprintf("%dx%d@%s", l.Width, l.Height, l.At.Round(100*time.Millisecond)))
+		}
+		fmt.Fprintf(w, "  %s  first video packet %s, layers %s, %d PLIs sent, tc sent %d packets and dropped %d, socket dropped %d\n",
+			row.Name, r.first[i].Round(time.Millisecond), strings.Join(ls, " "), r.plis[i], r.tcSent[i], r.tcDropped[i], r.sockDrop[i])
 	}
 	fmt.Fprintf(w, "publisher: %.1f frames a second on each layer in the window (below 30: this process was short of CPU); keyframe requests (PLI/FIR) high/medium/low: %d/%d/%d\n",
 		r.pubFPS, r.keyReqs[0], r.keyReqs[1], r.keyReqs[2])
