@@ -83,7 +83,8 @@ type Gateway struct {
 	logger  *slog.Logger
 }
 
-// New dials the auth, room and media services through etcd discovery and
+// New dials the auth and room services through etcd discovery, reaches the
+// media edges by address (a session at the edge that holds it), and
 // serves REST for each of their routed unary and server-streaming RPCs. Dialing does not wait for instances: a call to a service with none
 // registered fails with 503 until one appears. ctx is only used while New
 // runs.
@@ -138,11 +139,6 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 				roomv1.RegisterRoomServerServiceHandlerClient(ctx, g.api, roomv1.NewRoomServerServiceClient(cc)),
 			)
 		}},
-		{discovery.Media, func(cc *grpc.ClientConn) error {
-			// Calls on a session go to the edge that holds it.
-			g.media = newMediaRouter(cc, cfg.Etcd, dialOpts)
-			return mediav1.RegisterMediaServiceHandlerClient(ctx, g.api, g.media)
-		}},
 	}
 	for _, s := range services {
 		cc, err := discovery.Dial(cfg.Etcd, s.name, dialOpts...)
@@ -153,6 +149,14 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		if err := s.register(cc); err != nil {
 			return nil, errors.Join(fmt.Errorf("gateway: routes for %s: %w", s.name, err), g.Close())
 		}
+	}
+
+	// The media routes call edges by address, not through a balancer: a
+	// new session at the edge placement chooses, a call on a session at
+	// the edge that holds it (mediaEdges).
+	g.media = &mediaRouter{edges: newMediaEdges(cfg.Etcd, dialOpts)}
+	if err := mediav1.RegisterMediaServiceHandlerClient(ctx, g.api, g.media); err != nil {
+		return nil, errors.Join(fmt.Errorf("gateway: routes for %s: %w", discovery.Media, err), g.Close())
 	}
 
 	g.mux.HandleFunc("GET /openapi.json", serveOpenAPI)

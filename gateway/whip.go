@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -21,7 +20,6 @@ import (
 
 	"github.com/onair-dev/onair/errcode"
 	"github.com/onair-dev/onair/internal/discovery"
-	"github.com/onair-dev/onair/internal/mediasession"
 	authv1 "github.com/onair-dev/onair/proto/onair/auth/v1"
 	mediav1 "github.com/onair-dev/onair/proto/onair/media/v1"
 	roomv1 "github.com/onair-dev/onair/proto/onair/room/v1"
@@ -63,14 +61,18 @@ type WHIPConfig struct {
 // forbidden, 409 stream ID taken (WHIP) or stream not live (WHEP, with
 // Retry-After), 415 wrong content type, 503 no edge.
 //
-// A WHIP publisher goes to the edge with the least load in discovery; a
-// WHEP player to the stream's origin edge. The session URL carries the
-// edge's session ID, whose tag names the edge among the registered ones, so
-// any gateway replica can end it and the URL shows no internal address.
+// A WHIP publisher and a WHEP player go to the edge internal/placement
+// chooses, which serves a WHEP play itself (relaying the stream if it is
+// not its origin); only ?mode=rtc plays at the stream's origin, which the
+// chosen edge redirects to. The session URL's last element is the edge's
+// session ID, whose tag names the edge among the registered ones
+// (internal/mediasession), so any gateway replica can end it, the URL
+// shows no internal address, and the same ID works on the REST routes
+// (/v1/media/sessions/{id}:stop, /events), as the browser SDK uses it.
 type WHIP struct {
 	cfg WHIPConfig
 
-	conns *edgeConns
+	edges *mediaEdges
 
 	mu sync.Mutex
 	// rooms and auth are dialed at the first session-bound publish.
@@ -82,7 +84,7 @@ func NewWHIP(cfg WHIPConfig) *WHIP {
 	if cfg.RetryAfter <= 0 {
 		cfg.RetryAfter = 5 * time.Second
 	}
-	return &WHIP{cfg: cfg, conns: newEdgeConns(cfg.DialOptions)}
+	return &WHIP{cfg: cfg, edges: newMediaEdges(cfg.Etcd, cfg.DialOptions)}
 }
 
 // Register mounts the endpoints on g.
@@ -99,7 +101,7 @@ func (w *WHIP) Register(g *Gateway) {
 
 // Close closes the edge connections.
 func (w *WHIP) Close() error {
-	errs := []error{w.conns.Close()}
+	errs := []error{w.edges.Close()}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.rooms != nil {
@@ -151,47 +153,6 @@ func options(rw http.ResponseWriter, _ *http.Request) {
 	rw.WriteHeader(http.StatusNoContent)
 }
 
-func (w *WHIP) edge(addr string) (mediav1.MediaServiceClient, error) { return w.conns.get(addr) }
-
-// edges lists the registered media edges with their load.
-func (w *WHIP) edges(ctx context.Context) (map[string]int, error) {
-	inst, err := discovery.Instances(ctx, w.cfg.Etcd, discovery.Media)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]int, len(inst))
-	for addr, meta := range inst {
-		load := 0
-		if m, ok := meta.(map[string]any); ok {
-			for _, v := range m {
-				if f, ok := v.(float64); ok {
-					load += int(f)
-				}
-			}
-		}
-		out[addr] = load
-	}
-	return out, nil
-}
-
-// leastLoaded picks the edge with the fewest sessions.
-func (w *WHIP) leastLoaded(ctx context.Context) (string, error) {
-	edges, err := w.edges(ctx)
-	if err != nil {
-		return "", err
-	}
-	best, bestLoad := "", 0
-	for addr, load := range edges {
-		if best == "" || load < bestLoad || (load == bestLoad && addr < best) {
-			best, bestLoad = addr, load
-		}
-	}
-	if best == "" {
-		return "", errcode.New(errcode.ServiceUnavailable, "no media edge is available")
-	}
-	return best, nil
-}
-
 // offer reads and checks the request: content type, bearer token, SDP.
 func offer(rw http.ResponseWriter, r *http.Request) (appID uint32, token, sdpOffer string, ok bool) {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
@@ -228,16 +189,6 @@ func (w *WHIP) publish(rw http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	addr, err := w.leastLoaded(r.Context())
-	if err != nil {
-		w.fail(rw, err, false)
-		return
-	}
-	client, err := w.edge(addr)
-	if err != nil {
-		w.fail(rw, err, false)
-		return
-	}
 	req := &mediav1.PublishRequest{AppId: appID, RoomId: r.PathValue("room_id"), StreamId: r.PathValue("stream_id"),
 		Token: token, SdpOffer: sdpOffer, JoinRoom: true, ExtraInfo: r.URL.Query().Get("extra_info")}
 	if sid := r.URL.Query().Get("session_id"); sid != "" {
@@ -250,22 +201,17 @@ func (w *WHIP) publish(rw http.ResponseWriter, r *http.Request) {
 		}
 		req.JoinRoom = false
 	}
-	resp, err := client.Publish(r.Context(), req)
+	resp, err := w.edges.publish(r.Context(), req)
 	if err != nil {
 		w.fail(rw, err, false)
 		return
 	}
-	created(rw, "/whip/sessions/"+sessionToken(addr, resp.GetSessionId()), resp.GetSdpAnswer())
+	created(rw, "/whip/sessions/"+resp.GetSessionId(), resp.GetSdpAnswer())
 }
 
 func (w *WHIP) play(rw http.ResponseWriter, r *http.Request) {
 	appID, token, sdpOffer, ok := offer(rw, r)
 	if !ok {
-		return
-	}
-	addr, err := w.leastLoaded(r.Context())
-	if err != nil {
-		w.fail(rw, err, true)
 		return
 	}
 	// By default the edge chosen for the player serves it (relaying the
@@ -281,29 +227,12 @@ func (w *WHIP) play(rw http.ResponseWriter, r *http.Request) {
 	}
 	req := &mediav1.PlayRequest{AppId: appID, StreamId: r.PathValue("stream_id"), Token: token, SdpOffer: sdpOffer,
 		ResourceMode: mode, VideoLayer: layer}
-	for hop := 0; ; hop++ {
-		client, err := w.edge(addr)
-		if err != nil {
-			w.fail(rw, err, true)
-			return
-		}
-		resp, err := client.Play(r.Context(), req)
-		if err != nil {
-			w.fail(rw, err, true)
-			return
-		}
-		if next := resp.GetRedirectAddr(); next != "" && hop == 0 {
-			addr = next
-			req.Placed = true
-			continue
-		}
-		if resp.GetSessionId() == "" {
-			w.fail(rw, errcode.New(errcode.ServiceUnavailable, "the stream's edge could not be reached"), true)
-			return
-		}
-		created(rw, "/whep/sessions/"+sessionToken(addr, resp.GetSessionId()), resp.GetSdpAnswer())
+	resp, err := w.edges.play(r.Context(), req)
+	if err != nil {
+		w.fail(rw, err, true)
 		return
 	}
+	created(rw, "/whep/sessions/"+resp.GetSessionId(), resp.GetSdpAnswer())
 }
 
 func created(rw http.ResponseWriter, location, answer string) {
@@ -314,52 +243,16 @@ func created(rw http.ResponseWriter, location, answer string) {
 	_, _ = io.WriteString(rw, answer)
 }
 
-// sessionToken is the last element of a WHIP/WHEP session URL: the edge's
-// session ID, whose tag names the edge (internal/mediasession), so the URL
-// tells a client nothing of the cluster's addresses. An ID without a tag
-// (from an edge older than tags) is prefixed with its edge's address.
-func sessionToken(addr, id string) string {
-	if _, tagged := mediasession.Tag(id); tagged && !strings.Contains(id, ".") {
-		return id
-	}
-	return base64.RawURLEncoding.EncodeToString([]byte(addr)) + "." + id
-}
-
-// session resolves a session URL to its edge, which must be registered.
+// session is the edge that holds the session of a session URL, which
+// must be registered.
 func (w *WHIP) session(rw http.ResponseWriter, r *http.Request) (mediav1.MediaServiceClient, string, bool) {
-	tok := r.PathValue("id")
-	inst, err := discovery.Instances(r.Context(), w.cfg.Etcd, discovery.Media)
+	id := r.PathValue("id")
+	client, err := w.edges.owner(r.Context(), id)
 	if err != nil {
-		w.fail(rw, err, false)
-		return nil, "", false
-	}
-	prune(w.conns, inst)
-	var addr, id string
-	if enc, rest, old := strings.Cut(tok, "."); old {
-		a, err := base64.RawURLEncoding.DecodeString(enc)
-		if err != nil || rest == "" {
+		if errcode.Of(err) == errcode.SessionNotFound {
 			httpError(rw, http.StatusNotFound, "no such session")
 			return nil, "", false
 		}
-		addr, id = string(a), rest
-		if _, ok := inst[addr]; !ok {
-			httpError(rw, http.StatusNotFound, "the session's media edge is gone")
-			return nil, "", false
-		}
-	} else {
-		a, tagged, found := mediasession.Edge(inst, tok)
-		switch {
-		case !tagged:
-			httpError(rw, http.StatusNotFound, "no such session")
-			return nil, "", false
-		case !found:
-			httpError(rw, http.StatusNotFound, "the session's media edge is gone")
-			return nil, "", false
-		}
-		addr, id = a, tok
-	}
-	client, err := w.edge(addr)
-	if err != nil {
 		w.fail(rw, err, false)
 		return nil, "", false
 	}

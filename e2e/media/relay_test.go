@@ -51,7 +51,7 @@ func (c *cluster) players(t *testing.T, server string, n int, mode express.Resou
 	return out
 }
 
-func playersOn(n *node.Node) int { return n.MediaServer.Load()["players"] }
+func playersOn(n *node.Node) int { return n.MediaServer.Meta().Players }
 
 // TestRelaySpread: L3 players, all entering through the origin's node, are
 // spread over the three edges; each relay edge pulls the stream once
@@ -72,7 +72,7 @@ func TestRelaySpread(t *testing.T) {
 	relays := 0
 	for i, n := range edges {
 		p := playersOn(n)
-		t.Logf("edge %d: %d players, load %v", i, p, n.MediaServer.Load())
+		t.Logf("edge %d: %d players, load %+v", i, p, n.MediaServer.Meta())
 		if p == 0 {
 			t.Errorf("edge %d has no player", i)
 		}

@@ -152,8 +152,8 @@ func TestSessionCallsReachTheirEdge(t *testing.T) {
 		}
 	}
 	// REST Play of a stream whose origin is B, from the origin (OnlyRTC):
-	// the edge round-robin reaches may be A, which redirects to B's
-	// internal address; the gateway follows it, so every play gets a
+	// the edge the gateway places the play on may be A, which redirects to
+	// B's internal address; the gateway follows it, so every play gets a
 	// session (never a redirect a REST client cannot follow) that its
 	// session calls then reach.
 	publishAt(t, c, edges[1], "live", tp)

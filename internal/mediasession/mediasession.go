@@ -1,25 +1,22 @@
 // Package mediasession is the shape of a media session ID, which names the
-// edge that holds the session.
+// edge that holds the session, and the one resolver from an ID to its edge.
 //
-// A media session lives in one edge's memory, while the gateway reaches the
-// media edges through one round-robin connection: Stop or WatchSession sent
-// there would land on an edge that does not hold the session about as often
-// as there are other edges. So each edge draws a random tag when it starts,
-// advertises it in its discovery metadata (MetaKey), and prefixes it to the
-// IDs of its sessions; a caller finds the edge whose metadata carries the
-// ID's tag and calls that edge. The tag is random rather than derived from
-// the edge's address, so a session ID tells a client nothing about the
-// cluster's internal addresses.
+// A media session lives in one edge's memory, so the calls on it (Stop,
+// WatchSession, a WHIP/WHEP session URL) must reach that edge. Each edge
+// draws a random tag when it starts, advertises it in its discovery
+// metadata (placement.Meta.SessionTag), and prefixes it to the IDs of its
+// sessions; Owner finds the edge whose metadata carries the ID's tag. The
+// tag is random rather than derived from the edge's address, so a session
+// ID tells a client nothing about the cluster's internal addresses.
 package mediasession
 
 import (
 	"crypto/rand"
 	"encoding/hex"
 	"strings"
-)
 
-// MetaKey is the key of an edge's tag in its discovery metadata.
-const MetaKey = "session_tag"
+	"github.com/onair-dev/onair/internal/placement"
+)
 
 // sep separates the tag from the rest of the ID. Hex digits never contain
 // it, and it needs no escaping in a URL path.
@@ -39,8 +36,7 @@ func NewTag() string { return randomHex(6) }
 // random bits, which are what makes the ID a credential.
 func NewID(tag string) string { return tag + sep + randomHex(16) }
 
-// Tag returns the edge tag of a session ID, and false for an ID without one
-// (an edge that predates tags).
+// Tag returns the edge tag of a session ID, and false for an ID without one.
 func Tag(id string) (string, bool) {
 	tag, rest, ok := strings.Cut(id, sep)
 	if !ok || tag == "" || rest == "" {
@@ -49,19 +45,19 @@ func Tag(id string) (string, bool) {
 	return tag, true
 }
 
-// Edge returns the address of the edge that holds session id among the
-// registered edges (address: discovery metadata, as discovery.Instances
-// lists them). tagged is false when the ID carries no tag; found is false
-// when no registered edge has the ID's tag, so the session cannot exist.
-func Edge(edges map[string]any, id string) (addr string, tagged, found bool) {
+// Owner returns the address of the edge that holds session id among the
+// registered edges, and false when no registered edge has the ID's tag (or
+// the ID has none): then the session does not exist, or its edge is gone
+// and the session with it.
+func Owner(edges []placement.Edge, id string) (string, bool) {
 	tag, ok := Tag(id)
 	if !ok {
-		return "", false, false
+		return "", false
 	}
-	for a, meta := range edges {
-		if m, ok := meta.(map[string]any); ok && m[MetaKey] == tag {
-			return a, true, true
+	for _, e := range edges {
+		if e.Meta.SessionTag == tag {
+			return e.Addr, true
 		}
 	}
-	return "", true, false
+	return "", false
 }

@@ -1,23 +1,34 @@
 package mediasession
 
-import "testing"
+import (
+	"testing"
 
-func TestEdge(t *testing.T) {
+	"github.com/onair-dev/onair/internal/placement"
+)
+
+func TestOwner(t *testing.T) {
 	a, b := NewTag(), NewTag()
-	edges := map[string]any{
-		"10.0.0.1:9000": map[string]any{MetaKey: a, "players": 3.0},
-		"10.0.0.2:9000": map[string]any{MetaKey: b},
-		"10.0.0.3:9000": nil, // an edge without a tag
+	edges := []placement.Edge{
+		{Addr: "10.0.0.1:9000", Meta: placement.Meta{SessionTag: a, Players: 3}},
+		{Addr: "10.0.0.2:9000", Meta: placement.Meta{SessionTag: b}},
+		{Addr: "10.0.0.3:9000"}, // an edge without a tag
 	}
-	if addr, tagged, found := Edge(edges, NewID(b)); addr != "10.0.0.2:9000" || !tagged || !found {
-		t.Fatalf("Edge(b's ID) = %q %v %v", addr, tagged, found)
-	}
-	if _, tagged, found := Edge(edges, NewID(NewTag())); !tagged || found {
-		t.Fatalf("an unregistered edge's ID: tagged %v found %v, want true false", tagged, found)
-	}
-	for _, id := range []string{"00000000000000000000000000000000", "-abc", "abc-", ""} {
-		if _, tagged, _ := Edge(edges, id); tagged {
-			t.Fatalf("%q is not a tagged ID", id)
-		}
+	for _, tc := range []struct {
+		name, id, want string
+		found          bool
+	}{
+		{"b's session", NewID(b), "10.0.0.2:9000", true},
+		{"a's session", NewID(a), "10.0.0.1:9000", true},
+		{"an unregistered edge's session", NewID(NewTag()), "", false},
+		{"no tag", "00000000000000000000000000000000", "", false},
+		{"empty tag", "-abc", "", false},
+		{"nothing after the tag", a + "-", "", false},
+		{"empty", "", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if addr, found := Owner(edges, tc.id); addr != tc.want || found != tc.found {
+				t.Fatalf("Owner(%q) = %q %v, want %q %v", tc.id, addr, found, tc.want, tc.found)
+			}
+		})
 	}
 }

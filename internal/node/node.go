@@ -23,6 +23,7 @@ import (
 
 	"github.com/onair-dev/onair/internal/discovery"
 	"github.com/onair-dev/onair/internal/grpcserver"
+	"github.com/onair-dev/onair/internal/placement"
 	"github.com/onair-dev/onair/internal/rawconn"
 	"github.com/onair-dev/onair/internal/telemetry"
 	authv1 "github.com/onair-dev/onair/proto/onair/auth/v1"
@@ -59,6 +60,9 @@ type Config struct {
 	// name their certificates hold, if not their IP addresses (see
 	// PeerCredentials). Set it whenever the services serve TLS.
 	ClientTLS *tls.Config
+	// ServerOptions are added to the gRPC server's (tests count the RPCs
+	// a node serves with an interceptor).
+	ServerOptions []grpc.ServerOption
 
 	Auth  AuthConfig
 	Room  RoomConfig
@@ -148,6 +152,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	if cfg.Telemetry != nil {
 		sopts = cfg.Telemetry.GRPCServerOptions()
 	}
+	sopts = append(sopts, cfg.ServerOptions...)
 	if cfg.ServerTLS != nil {
 		sopts = append(sopts, grpc.Creds(credentials.NewTLS(cfg.ServerTLS)))
 	}
@@ -297,8 +302,8 @@ func (n *Node) startMedia(ctx context.Context) error {
 		Lease:   func() int64 { return int64(n.inst.Lease()) },
 		UDPPort: n.cfg.Media.UDPPort, PublicIP: n.cfg.Media.PublicIP, Logger: n.cfg.Logger,
 		RelayFanout: n.cfg.Media.RelayFanout, RelayLinger: n.cfg.Media.RelayLinger, OriginRoom: n.cfg.Media.OriginRoom, RelayDialOptions: n.edgeDialOptions(),
-		Edges: func(ctx context.Context) (map[string]any, error) {
-			return discovery.Instances(ctx, n.cfg.Etcd, discovery.Media)
+		Edges: func(ctx context.Context) ([]placement.Edge, error) {
+			return placement.List(ctx, n.cfg.Etcd)
 		},
 	})
 	if err != nil {

@@ -56,6 +56,9 @@ type Cluster struct {
 	// LeaseTTL is the nodes' discovery lease: short, so a killed node's
 	// keys go quickly.
 	LeaseTTL time.Duration
+	// ServerOptions are added to the gRPC servers of nodes started after
+	// they are set (an interceptor that counts RPCs).
+	ServerOptions []grpc.ServerOption
 }
 
 // New starts an embedded etcd in a temporary directory.
@@ -106,7 +109,7 @@ func (c *Cluster) StartAt(addr string, roles ...string) *node.Node {
 	room.NATS = nc
 	for range 50 {
 		n, err = node.Start(ctx, node.Config{Roles: roles, Etcd: c.Etcd, GRPCAddr: addr,
-			InternalKey: InternalKey, LeaseTTL: c.LeaseTTL, Logger: Logger(),
+			InternalKey: InternalKey, LeaseTTL: c.LeaseTTL, Logger: Logger(), ServerOptions: c.ServerOptions,
 			Auth: node.AuthConfig{AdminKey: AdminKey, DebugTokens: c.DebugTokens, DevMode: c.DevMode}, Room: room, Media: c.Media})
 		if err == nil {
 			break

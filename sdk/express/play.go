@@ -187,7 +187,9 @@ type sessionEnd struct {
 	ev *mediav1.SessionEvent
 }
 
-// attempt plays once, following a redirect to the stream's origin edge.
+// attempt plays once: the edge the engine is connected to answers, or
+// redirects (placed) to the edge chosen for the player (internal/placement)
+// or, for OnlyRTC, to the stream's origin; that edge serves the play.
 func (p *player) attempt(ctx context.Context, user, token string) (<-chan sessionEnd, error) {
 	pc, err := p.e.newPeerConnection(&p.count, nil)
 	if err != nil {

@@ -1,25 +1,24 @@
 package media
 
-// Edge choice: where a player plays.
+// Edge choice: where a player plays, by package placement's rule.
 //
 // OnlyRTC (and the modes OnAir has no tier for: CDN, CDN+, custom, treated
-// as OnlyRTC) plays on the stream's origin edge. Default and OnlyL3 play at
-// the least loaded edge, by the edges' discovery metadata (Load: players,
-// and egress bitrate, one player per Mbit/s), the origin only while its
-// load is under Config.OriginRoom or when it is the only edge. Metadata is
-// refreshed every few seconds, so an edge also counts the players it sent
-// to each edge lately: a burst of players arriving through one edge is
-// spread, not sent to one edge that looked empty. The chosen edge answers
-// the redirected request (placed) itself, relaying the stream if it is not
-// its origin.
+// as OnlyRTC) plays on the stream's origin edge: an edge that is not the
+// origin answers with a redirect there, after looking the stream up.
+// Default and OnlyL3 play at the edge placement chooses. The gateway
+// chooses before it calls an edge and marks the request placed; a request
+// that is not placed (an SDK's, sent to the edge it is connected to) is
+// placed here first, before anything is looked up, and redirected at once
+// if another edge is chosen. The edge a placed request reaches serves it,
+// relaying the stream if it is not its origin: it never chooses again, and
+// the token and the stream are looked up once per play.
 
 import (
 	"context"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/onair-dev/onair/errcode"
+	"github.com/onair-dev/onair/internal/placement"
 	mediav1 "github.com/onair-dev/onair/proto/onair/media/v1"
 	streamv1 "github.com/onair-dev/onair/proto/onair/stream/v1"
 	"github.com/onair-dev/onair/services/media/relay"
@@ -28,18 +27,12 @@ import (
 // DefaultOriginRoom is Config.OriginRoom's default.
 const DefaultOriginRoom = 50
 
-// placedWindow is how long a redirect counts toward its edge's load: a bit
-// more than the metadata refresh.
-const placedWindow = 6 * time.Second
-
-// placement is the edge's bookkeeping of edge choice (a field of Server):
-// the players it sent to each edge lately, and its own egress bitrate.
-type placement struct {
-	mu         sync.Mutex
-	placed     map[string][]time.Time
+// egressMeter is the edge's egress bitrate, measured between two metadata
+// refreshes (a field of Server, guarded by Server.place's lock).
+type egressMeter struct {
 	lastOctets int64
 	lastAt     time.Time
-	egressKbps atomic.Int64
+	kbps       int64
 }
 
 // l3 reports whether mode plays at a chosen edge.
@@ -47,19 +40,35 @@ func l3(mode mediav1.ResourceMode) bool {
 	return mode == mediav1.ResourceMode_RESOURCE_MODE_DEFAULT || mode == mediav1.ResourceMode_RESOURCE_MODE_ONLY_L3
 }
 
-// placePlay is where a play request is served: the stream as this edge holds
-// it (published here, or pulled: package relay), or redirect, another edge's
-// address.
+// placeFirst is the edge a play that is not placed belongs on, when it is
+// another edge ("" to go on here): Default and OnlyL3 only, before the
+// token or the stream are looked up.
+func (s *Server) placeFirst(ctx context.Context, req *mediav1.PlayRequest) string {
+	if req.GetPlaced() || !l3(req.GetResourceMode()) || s.cfg.Edges == nil {
+		return ""
+	}
+	edges, err := s.cfg.Edges(ctx)
+	if err != nil || len(edges) == 0 {
+		return "" // edges cannot be listed: play here
+	}
+	for i := range edges {
+		if edges[i].Addr == s.cfg.EdgeAddr {
+			edges[i].Meta = s.liveMeta() // fresher than discovery's
+		}
+	}
+	if next := s.chooser.Choose(edges, placement.Player); next != s.cfg.EdgeAddr {
+		return next
+	}
+	return ""
+}
+
+// placePlay is where a play request of st is served: the stream as this
+// edge holds it (published here, or pulled: package relay), or redirect,
+// the origin's address for a play that must be served there.
 func (s *Server) placePlay(ctx context.Context, req *mediav1.PlayRequest, st *streamv1.StreamRecord) (o *stream, redirect string, err error) {
 	originHere := st.GetEdgeId() == s.cfg.EdgeID
-	if !l3(req.GetResourceMode()) || s.cfg.Edges == nil {
-		if !originHere {
-			return nil, st.GetEdgeAddr(), nil
-		}
-	} else if !req.GetPlaced() {
-		if next := s.chooseEdge(ctx, st); next != "" && next != s.cfg.EdgeAddr {
-			return nil, next, nil
-		}
+	if (!l3(req.GetResourceMode()) || s.cfg.Edges == nil) && !originHere {
+		return nil, st.GetEdgeAddr(), nil
 	}
 	if !originHere {
 		rs, err := s.relay.Pull(ctx, st)
@@ -79,60 +88,9 @@ func (s *Server) placePlay(ctx context.Context, req *mediav1.PlayRequest, st *st
 	return o, "", nil
 }
 
-// chooseEdge is the least loaded edge for a player of st ("" if edges
-// cannot be listed: play here).
-func (s *Server) chooseEdge(ctx context.Context, st *streamv1.StreamRecord) string {
-	edges, err := s.cfg.Edges(ctx)
-	if err != nil || len(edges) == 0 {
-		return ""
-	}
-	room := s.cfg.OriginRoom
-	if room <= 0 {
-		room = DefaultOriginRoom
-	}
-	now := time.Now()
-	s.place.mu.Lock()
-	defer s.place.mu.Unlock()
-	best, bestLoad := "", 0.0
-	for addr, meta := range edges {
-		var load float64
-		if addr == s.cfg.EdgeAddr {
-			load = float64(s.sessionLoad()["players"]) + float64(s.place.egressKbps.Load())/1000
-		} else {
-			m, _ := meta.(map[string]any)
-			players, _ := m["players"].(float64)
-			kbps, _ := m["egress_kbps"].(float64)
-			load = players + kbps/1000
-		}
-		recent := s.place.placed[addr][:0]
-		for _, t := range s.place.placed[addr] {
-			if now.Sub(t) < placedWindow {
-				recent = append(recent, t)
-			}
-		}
-		if s.place.placed != nil {
-			s.place.placed[addr] = recent
-		}
-		load += float64(len(recent))
-		if addr == st.GetEdgeAddr() && len(edges) > 1 && load >= float64(room) {
-			continue // the origin has no room
-		}
-		if best == "" || load < bestLoad || (load == bestLoad && addr < best) {
-			best, bestLoad = addr, load
-		}
-	}
-	if best != "" && best != s.cfg.EdgeAddr {
-		if s.place.placed == nil {
-			s.place.placed = map[string][]time.Time{}
-		}
-		s.place.placed[best] = append(s.place.placed[best], now)
-	}
-	return best
-}
-
-// relayLoad adds the relay figures and the egress bitrate (players' and
-// downstream edges', since the last call) to the edge's load.
-func (s *Server) relayLoad(m map[string]int) {
+// measureEgress updates the egress bitrate (players' and downstream
+// edges', since the last call).
+func (s *Server) measureEgress() {
 	s.mu.Lock()
 	var octets int64
 	for _, ss := range s.sessions {
@@ -143,16 +101,29 @@ func (s *Server) relayLoad(m map[string]int) {
 	s.mu.Unlock()
 	octets += s.relay.Counters.OutOctets.Load()
 	now := time.Now()
-	s.place.mu.Lock()
-	if !s.place.lastAt.IsZero() {
-		if dt := now.Sub(s.place.lastAt).Seconds(); dt > 0 {
+	s.placeMu.Lock()
+	defer s.placeMu.Unlock()
+	e := &s.egress
+	if !e.lastAt.IsZero() {
+		if dt := now.Sub(e.lastAt).Seconds(); dt > 0 {
 			// Players that left take their octets with them: never below 0.
-			s.place.egressKbps.Store(int64(max(0, float64(octets-s.place.lastOctets)*8/1000/dt)))
+			e.kbps = int64(max(0, float64(octets-e.lastOctets)*8/1000/dt))
 		}
 	}
-	s.place.lastOctets, s.place.lastAt = octets, now
-	s.place.mu.Unlock()
-	m["egress_kbps"] = int(s.place.egressKbps.Load())
-	m["relay_upstreams"] = s.relay.Upstreams()
-	m["relay_downstreams"] = int(s.relay.Counters.Downstreams.Load())
+	e.lastOctets, e.lastAt = octets, now
+}
+
+// liveMeta is the edge's metadata now, with the egress bitrate last
+// measured.
+func (s *Server) liveMeta() placement.Meta {
+	room := s.cfg.OriginRoom
+	if room <= 0 {
+		room = DefaultOriginRoom
+	}
+	pubs, players := s.sessionLoad()
+	s.placeMu.Lock()
+	kbps := s.egress.kbps
+	s.placeMu.Unlock()
+	return placement.Meta{SessionTag: s.tag, Publishers: pubs, Players: players, EgressKbps: int(kbps),
+		RelayUpstreams: s.relay.Upstreams(), RelayDownstreams: int(s.relay.Counters.Downstreams.Load()), OriginRoom: room}
 }

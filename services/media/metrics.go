@@ -46,8 +46,8 @@ func (s *Server) RegisterMetrics(mp metric.MeterProvider) error {
 		name, desc string
 		f          func() int64
 	}{
-		{"onair.media.players", "player sessions on this edge", func() int64 { return int64(s.sessionLoad()["players"]) }},
-		{"onair.media.publishers", "streams published on this edge", func() int64 { return int64(s.sessionLoad()["publishers"]) }},
+		{"onair.media.players", "player sessions on this edge", func() int64 { _, p := s.sessionLoad(); return int64(p) }},
+		{"onair.media.publishers", "streams published on this edge", func() int64 { p, _ := s.sessionLoad(); return int64(p) }},
 		{"onair.media.relay.upstreams", "streams this edge pulls from another edge", func() int64 { return int64(s.relay.Upstreams()) }},
 		{"onair.media.relay.downstreams", "edges pulling a stream from this edge", s.relay.Counters.Downstreams.Load},
 	}

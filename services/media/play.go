@@ -23,6 +23,12 @@ func (s *Server) Play(ctx context.Context, req *mediav1.PlayRequest) (*mediav1.P
 	if err := ValidOffer(req.GetSdpOffer()); err != nil {
 		return nil, errcode.Newf(errcode.InvalidParameter, "bad SDP offer: %v", err)
 	}
+	// A play that is not placed yet (an SDK's) goes to the edge placement
+	// chooses, before anything is looked up: that edge looks up the token
+	// and the stream, once (edgechoice.go).
+	if next := s.placeFirst(ctx, req); next != "" {
+		return &mediav1.PlayResponse{RedirectAddr: next}, nil
+	}
 	if _, err := s.cfg.Auth.VerifyToken(ctx, &authv1.VerifyTokenRequest{AppId: req.GetAppId(), UserId: req.GetUserId(),
 		Token: req.GetToken(), Action: authv1.Action_ACTION_PLAY, StreamId: req.GetStreamId()}); err != nil {
 		return nil, err
@@ -31,8 +37,8 @@ func (s *Server) Play(ctx context.Context, req *mediav1.PlayRequest) (*mediav1.P
 	if err != nil {
 		return nil, err
 	}
-	// OnlyRTC plays from the origin; Default and OnlyL3 at the edge chosen
-	// for the player, relayed there (edgechoice.go, package relay).
+	// OnlyRTC plays from the origin; Default and OnlyL3 here, relayed if
+	// this edge is not the origin (edgechoice.go, package relay).
 	o, redirect, err := s.placePlay(ctx, req, st.GetStream())
 	if err != nil {
 		return nil, err

@@ -50,7 +50,7 @@ func relayFollowsMove(t *testing.T, ontoRelay bool) {
 	for _, v := range viewers {
 		testcluster.Eventually(t, "frames", func() bool { return v.s.frameCount() > 10 })
 	}
-	if b.MediaServer.Load()["players"] == 0 {
+	if b.MediaServer.Meta().Players == 0 {
 		t.Fatal("no player was placed on the relay edge")
 	}
 	if up, pulls := b.MediaServer.Upstream(testcluster.AppID, "mv"); up != a.n.Addr() || pulls != 1 {

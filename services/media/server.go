@@ -18,7 +18,8 @@
 //     publisher's room login); play.go: Play.
 //   - stream.go: a stream held here and its source (a publisher, or a
 //     relay pull), its players, publisher continuity.
-//   - edgechoice.go: where a player plays (redirects, this edge's load).
+//   - edgechoice.go: where a player plays (by internal/placement's rule;
+//     redirects) and this edge's discovery metadata (placement.Meta).
 //   - relayedge.go: the edge as its relay sees it; reregister.go: streams
 //     registered again after the edge's lease was lost; metrics.go.
 //
@@ -39,8 +40,9 @@
 //
 // Play with OnlyRTC is served by the stream's origin edge; an edge that is
 // not the origin answers with PlayResponse.redirect_addr. Default and
-// OnlyL3 play at the edge chosen for the player (edgechoice.go), which
-// pulls the stream from the origin if it is not it (package relay).
+// OnlyL3 play at the edge internal/placement chooses for the player
+// (edgechoice.go), which pulls the stream from the origin if it is not it
+// (package relay).
 package media
 
 import (
@@ -61,6 +63,7 @@ import (
 	"github.com/onair-dev/onair/errcode"
 	"github.com/onair-dev/onair/internal/iceloopback"
 	"github.com/onair-dev/onair/internal/mediasession"
+	"github.com/onair-dev/onair/internal/placement"
 	"github.com/onair-dev/onair/internal/udpbatch"
 	authv1 "github.com/onair-dev/onair/proto/onair/auth/v1"
 	mediav1 "github.com/onair-dev/onair/proto/onair/media/v1"
@@ -117,13 +120,14 @@ type Config struct {
 	RelayFanout      int
 	RelayLinger      time.Duration
 	RelayDialOptions []grpc.DialOption
-	// Edges lists the registered media edges (gRPC address: discovery
-	// metadata, Load's figures) for edge choice; nil keeps every player
+	// Edges lists the registered media edges (placement.List) for the
+	// placement of plays that are not placed yet; nil keeps every player
 	// on the stream's origin.
-	Edges func(ctx context.Context) (map[string]any, error)
-	// OriginRoom: the origin takes L3 players while its load (players,
-	// plus one per Mbit/s of egress) is under it, or when it is the only
-	// edge (DefaultOriginRoom if zero).
+	Edges func(ctx context.Context) ([]placement.Edge, error)
+	// OriginRoom: while the edge publishes streams it takes players only
+	// while its load (players, plus one per Mbit/s of egress) is under
+	// it, or when every edge is such an origin (DefaultOriginRoom if
+	// zero). It is advertised in the edge's metadata, for whoever places.
 	OriginRoom int
 }
 
@@ -149,7 +153,12 @@ type Server struct {
 	sessions map[string]*session
 	closed   bool
 	relay    *relay.Relay
-	place    placement // edgechoice.go
+
+	// Placement (edgechoice.go): the plays this edge sent to other edges
+	// lately, and its egress bitrate (guarded by placeMu).
+	chooser placement.Chooser
+	placeMu sync.Mutex
+	egress  egressMeter
 
 	// Egress counts RTP packets written to players (benchmarks read it).
 	Egress atomic.Int64
@@ -263,35 +272,23 @@ func NewAPI(se webrtc.SettingEngine) (*webrtc.API, error) {
 // UDPAddr is the address of the edge's UDP port.
 func (s *Server) UDPAddr() net.Addr { return s.udp.LocalAddr() }
 
-// Load is what the edge puts in its discovery metadata: sessions, and the
-// relay figures and egress bitrate (edgechoice.go).
-func (s *Server) Load() map[string]int {
-	m := s.sessionLoad()
-	s.relayLoad(m)
-	return m
+// Meta is the edge's discovery metadata (placement.Meta): its load, with
+// the egress bitrate measured since the last call, and the tag of its
+// session IDs, by which the gateway finds the edge that holds a session.
+func (s *Server) Meta() placement.Meta {
+	s.measureEgress()
+	return s.liveMeta()
 }
 
-// Meta is the edge's discovery metadata: Load's figures, and the tag of its
-// session IDs (mediasession.MetaKey), by which the gateway finds the edge
-// that holds a session.
-func (s *Server) Meta() map[string]any {
-	m := map[string]any{mediasession.MetaKey: s.tag}
-	for k, v := range s.Load() {
-		m[k] = v
-	}
-	return m
-}
-
-func (s *Server) sessionLoad() map[string]int {
+func (s *Server) sessionLoad() (publishers, players int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	players := 0
 	for _, ss := range s.sessions {
 		if ss.player {
 			players++
 		}
 	}
-	return map[string]int{"publishers": len(s.origins), "players": players}
+	return len(s.origins), players
 }
 
 // Close ends every session as a crash would, without touching the registry:

@@ -39,6 +39,11 @@ type Pull struct {
 	// originEdge is the origin the registry named for the current pull.
 	originEdge string
 	pulls      int // upstream connections made (for tests)
+	// first is the record the pull was started with: the first upstream
+	// connection uses it rather than looking the stream up again (the
+	// play that started the pull has just done so); later ones read the
+	// registry afresh.
+	first *streamv1.StreamRecord
 }
 
 // Pull is the local stream of st, a stream published on another edge,
@@ -54,7 +59,7 @@ func (r *Relay) Pull(ctx context.Context, st *streamv1.StreamRecord) (Stream, er
 	p := r.pulls[key]
 	if p == nil {
 		p = &Pull{r: r, key: key, roomID: st.GetRoomId(), ready: make(chan struct{}), done: make(chan struct{}),
-			pli: make(chan uint32, 16), tracks: map[uint32]*sfu.UpTrack{}}
+			pli: make(chan uint32, 16), tracks: map[uint32]*sfu.UpTrack{}, first: st}
 		p.o = r.edge.NewStream(key, st.GetRoomId(), st.GetUserId(), p)
 		p.ctx, p.cancel = context.WithCancel(context.Background())
 		r.pulls[key] = p
@@ -192,11 +197,19 @@ func (p *Pull) run() {
 // pullOnce pulls from the origin the registry names (or the edge it
 // redirects to) until the upstream breaks or ends. got: tracks arrived.
 func (p *Pull) pullOnce() (got, ended bool, err error) {
-	ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
-	st, err := p.r.cfg.Streams.GetStream(ctx, &streamv1.GetStreamRequest{AppId: p.key.App, StreamId: p.key.Stream})
-	cancel()
-	if err != nil {
-		return false, false, err
+	p.mu.Lock()
+	first := p.first
+	p.first = nil
+	p.mu.Unlock()
+	st := &streamv1.GetStreamResponse{Stream: first}
+	if first == nil {
+		ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
+		var err error
+		st, err = p.r.cfg.Streams.GetStream(ctx, &streamv1.GetStreamRequest{AppId: p.key.App, StreamId: p.key.Stream})
+		cancel()
+		if err != nil {
+			return false, false, err
+		}
 	}
 	p.mu.Lock()
 	p.originEdge = st.GetStream().GetEdgeId()
