@@ -50,7 +50,7 @@ func (m *mediaEdges) place(ctx context.Context, kind placement.Kind) (string, me
 	}
 	addr := m.chooser.Choose(edges, kind)
 	if addr == "" {
-		return "", nil, errcode.New(errcode.ServiceUnavailable, "no media edge is available")
+		return "", nil, errcode.New(errcode.ServiceUnavailable, "media service unavailable: no instance registered")
 	}
 	c, err := m.conns.get(addr)
 	return addr, c, err
