@@ -4,11 +4,8 @@ package room
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"time"
 
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/onair-dev/onair/errcode"
@@ -45,14 +42,9 @@ func (s *Server) Heartbeat(ctx context.Context, req *roomv1.HeartbeatRequest) (*
 		_ = s.endSession(ctx, rec, roomv1.UserLeaveReason_USER_LEAVE_REASON_TOKEN_EXPIRED, errcode.KickedTokenExpired, streamv1.DeleteReason_DELETE_REASON_KICKED)
 		return nil, errcode.New(errcode.KickedTokenExpired, "the token expired; the session is over")
 	}
-	at := time.Now()
-	if _, err := s.cfg.Etcd.KeepAliveOnce(ctx, clientv3.LeaseID(rec.Lease)); err != nil {
-		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
-			return nil, errcode.New(errcode.SessionNotFound, "the session timed out: log in again")
-		}
-		return nil, errcode.Unavailable(err)
+	if err := s.sess.keepAlive(ctx, rec); err != nil {
+		return nil, err
 	}
-	s.sess.renewed(rec.SessionID, at)
 	return &roomv1.HeartbeatResponse{TokenExpireUnix: rec.TokenExpire}, nil
 }
 
@@ -70,14 +62,10 @@ func (s *Server) RenewToken(ctx context.Context, req *roomv1.RenewTokenRequest) 
 		return nil, err
 	}
 	rec.TokenExpire = claims.GetExpireUnix()
-	recJSON, _ := json.Marshal(rec)
 	userKey := keys.RoomUser(rec.AppID, rec.RoomID, rec.UserID)
-	memberJSON, _ := json.Marshal(memberOf(rec))
 	resp, err := s.cfg.Etcd.Txn(etcdclient.Retryable(ctx)).
 		If(clientv3.Compare(clientv3.LeaseValue(userKey), "=", rec.Lease)).
-		Then(clientv3.OpPut(keys.Session(rec.AppID, rec.UserID), string(recJSON), clientv3.WithIgnoreLease()),
-			clientv3.OpPut(keys.SessionID(rec.SessionID), string(recJSON), clientv3.WithIgnoreLease()),
-			clientv3.OpPut(userKey, string(memberJSON), clientv3.WithIgnoreLease())).Commit()
+		Then(sessionPuts(rec, clientv3.WithIgnoreLease())...).Commit()
 	if err != nil {
 		return nil, errcode.Unavailable(err)
 	}

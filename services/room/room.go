@@ -170,7 +170,7 @@ func New(cfg Config) *Server {
 	s := &Server{cfg: cfg, log: cfg.Logger, ctx: ctx, stop: stop,
 		hubs: map[roomKey]*hub{}, limiters: map[roomKey]*roomLimits{},
 		msgs: newRelay(cfg), commit: newCommitter(cfg.Etcd)}
-	s.sess = newSessions(cfg.Etcd, cfg.SessionTimeout, s.heartbeatInterval())
+	s.sess = newSessions(ctx, &s.wg, cfg.Logger, cfg.Etcd, cfg.SessionTimeout, s.heartbeatInterval())
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.commit.run(ctx) }()
 	if cfg.Lease != nil {
