@@ -61,6 +61,7 @@ func (s *Server) endSession(ctx context.Context, rec *keys.SessionRecord, reason
 	// Done now, or by an earlier try whose reply was lost (or a concurrent
 	// end of the same session): the rest is idempotent.
 	if resp.Succeeded {
+		s.writes.wrote(roomKey{rec.AppID, rec.RoomID}, resp.Header.Revision)
 		s.finish(ctx, rec, streamReason, true, streamsOf(resp.Responses[len(ops)-1], rec.UserID), true)
 	} else {
 		s.finishSession(ctx, rec, streamReason, true)
@@ -125,6 +126,9 @@ func (s *Server) finish(ctx context.Context, rec *keys.SessionRecord, streamReas
 		resp, err := s.commit.Txn(ctx, []clientv3.Cmp{clientv3.Compare(clientv3.LeaseValue(userKey), "=", rec.Lease)},
 			[]clientv3.Op{clientv3.OpDelete(userKey)}, nil)
 		emptied = err == nil && resp.Succeeded
+		if emptied {
+			s.writes.wrote(roomKey{rec.AppID, rec.RoomID}, resp.Header.Revision)
+		}
 	}
 	s.sess.end(rec, emptied && known && len(streams) == 0)
 }

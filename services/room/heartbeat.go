@@ -22,8 +22,11 @@ func (s *Server) heartbeatInterval() time.Duration {
 
 // Heartbeat renews the session's lease. An expired token ends the session
 // (1002056): the policy is that a session lives no longer than its token.
+//
+// The session comes from the replica's watch cache when it can (cache.go):
+// a heartbeat costs the lease renewal and no read.
 func (s *Server) Heartbeat(ctx context.Context, req *roomv1.HeartbeatRequest) (*roomv1.HeartbeatResponse, error) {
-	rec, err := s.session(ctx, req.GetSessionId())
+	rec, err := s.cachedSession(ctx, req.GetSessionId())
 	if err != nil {
 		return nil, err
 	}
@@ -39,6 +42,13 @@ func (s *Server) Heartbeat(ctx context.Context, req *roomv1.HeartbeatRequest) (*
 		return nil, errcode.New(errcode.PublishForbidden, "the session is in another room than the one to publish into")
 	}
 	if rec.TokenExpire > 0 && s.cfg.Now().Unix() >= rec.TokenExpire {
+		// Expired as the cache has it: etcd decides (a renewal may not
+		// have reached the cache yet).
+		if rec, err = s.session(ctx, req.GetSessionId()); err != nil {
+			return nil, err
+		}
+	}
+	if rec.TokenExpire > 0 && s.cfg.Now().Unix() >= rec.TokenExpire {
 		_ = s.endSession(ctx, rec, roomv1.UserLeaveReason_USER_LEAVE_REASON_TOKEN_EXPIRED, errcode.KickedTokenExpired, streamv1.DeleteReason_DELETE_REASON_KICKED)
 		return nil, errcode.New(errcode.KickedTokenExpired, "the token expired; the session is over")
 	}
@@ -52,7 +62,7 @@ func (s *Server) Heartbeat(ctx context.Context, req *roomv1.HeartbeatRequest) (*
 // stores its expiry in the session and the member record, so whichever
 // replica serves the session's events sees it.
 func (s *Server) RenewToken(ctx context.Context, req *roomv1.RenewTokenRequest) (*roomv1.RenewTokenResponse, error) {
-	rec, err := s.session(ctx, req.GetSessionId())
+	rec, err := s.cachedSession(ctx, req.GetSessionId())
 	if err != nil {
 		return nil, err
 	}
@@ -69,6 +79,7 @@ func (s *Server) RenewToken(ctx context.Context, req *roomv1.RenewTokenRequest) 
 	if err != nil {
 		return nil, errcode.Unavailable(err)
 	}
+	s.writes.wrote(roomKey{rec.AppID, rec.RoomID}, resp.Header.Revision)
 	if !resp.Succeeded {
 		return nil, errcode.New(errcode.SessionNotFound, "the session has ended")
 	}

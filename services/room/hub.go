@@ -61,12 +61,16 @@ type hub struct {
 	subs     map[*subscriber]struct{}
 	idleAt   time.Time
 	failed   error
+	// advanced is closed (and replaced) whenever rev moves on or the hub
+	// fails: cache reads wait on it (cache.go).
+	advanced chan struct{}
 }
 
 // snapshotAt reads the room as of rev (0 = now).
 func (s *Server) snapshotAt(ctx context.Context, k roomKey, rev int64) (*hub, error) {
 	h := &hub{s: s, key: k, prefix: keys.Room(k.app, k.room), users: map[string]*member{},
-		streams: map[string]*streamv1.Stream{}, info: map[string]*roomv1.RoomExtraInfo{}, subs: map[*subscriber]struct{}{}}
+		streams: map[string]*streamv1.Stream{}, info: map[string]*roomv1.RoomExtraInfo{}, subs: map[*subscriber]struct{}{},
+		advanced: make(chan struct{})}
 	opts := []clientv3.OpOption{clientv3.WithPrefix()}
 	if rev > 0 {
 		opts = append(opts, clientv3.WithRev(rev))
@@ -90,6 +94,7 @@ func (s *Server) snapshotAt(ctx context.Context, k roomKey, rev int64) (*hub, er
 	for _, kv := range users.Kvs {
 		m := new(member)
 		if json.Unmarshal(kv.Value, m) == nil && !m.Left {
+			m.Lease = kv.Lease
 			h.users[m.UserID] = m
 		}
 	}
@@ -221,6 +226,8 @@ func (h *hub) close(err error) {
 		err = errcode.New(errcode.ConnectionBroken, "room hub stopped")
 	}
 	h.failed = err
+	close(h.advanced)
+	h.advanced = make(chan struct{})
 	for sub := range h.subs {
 		sub.fail(err)
 	}
@@ -370,6 +377,8 @@ func (h *hub) apply(ctx context.Context, feed *streamFeed, events []*clientv3.Ev
 			h.publish(it, true)
 		}
 		h.rev = rev
+		close(h.advanced)
+		h.advanced = make(chan struct{})
 		h.mu.Unlock()
 		batch = batch[:0]
 	}
@@ -457,6 +466,7 @@ func (h *hub) userChange(ev *clientv3.Event, userID string) []*item {
 	if json.Unmarshal(ev.Kv.Value, cur) != nil {
 		return nil
 	}
+	cur.Lease = ev.Kv.Lease
 	switch {
 	case cur.Left:
 		if prev != nil && prev.Left {

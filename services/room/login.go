@@ -166,6 +166,10 @@ func (s *Server) LoginRoom(ctx context.Context, req *roomv1.LoginRoomRequest) (*
 			s.metas.put(roomKey{rec.AppID, rec.RoomID}, meta, metaCreated)
 			continue
 		}
+		s.writes.wrote(roomKey{rec.AppID, rec.RoomID}, resp.Header.Revision)
+		if old != nil && old.RoomID != rec.RoomID {
+			s.writes.wrote(roomKey{old.AppID, old.RoomID}, resp.Header.Revision)
+		}
 		if meta == nil {
 			s.metas.put(roomKey{rec.AppID, rec.RoomID}, m, resp.Header.Revision)
 		}

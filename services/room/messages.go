@@ -16,7 +16,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/onair-dev/onair/errcode"
-	"github.com/onair-dev/onair/internal/keys"
 	roomv1 "github.com/onair-dev/onair/proto/onair/room/v1"
 )
 
@@ -87,8 +86,6 @@ type relay struct {
 
 	mu    sync.Mutex
 	rooms map[roomKey]*interest
-	// senders remembers the sessions that sent (see senderSession).
-	senders map[string]*keys.SessionRecord
 
 	sent, delivered metric.Int64Counter
 	delay           metric.Float64Histogram
@@ -102,7 +99,7 @@ type interest struct {
 }
 
 func newRelay(cfg Config) *relay {
-	r := &relay{nc: cfg.NATS, log: cfg.Logger, id: newID(), rooms: map[roomKey]*interest{}, senders: map[string]*keys.SessionRecord{}}
+	r := &relay{nc: cfg.NATS, log: cfg.Logger, id: newID(), rooms: map[roomKey]*interest{}}
 	mp := cfg.Meter
 	if mp == nil {
 		mp = noop.NewMeterProvider()
@@ -192,49 +189,6 @@ func (r *relay) leave(k roomKey, in *interest) {
 	if in.sub != nil {
 		_ = in.sub.Unsubscribe()
 	}
-}
-
-// senderSession is s.session without an etcd read in the common case: a
-// session's app, room and user never change, so they are remembered, and
-// whether it is still live is what this replica's hub of the room knows
-// (it follows the room's members in etcd). Without a hub here, or if the
-// hub does not know the session (yet, or any more), etcd answers.
-func (s *Server) senderSession(ctx context.Context, id string) (*keys.SessionRecord, error) {
-	r := s.msgs
-	r.mu.Lock()
-	rec := r.senders[id]
-	r.mu.Unlock()
-	if rec != nil {
-		s.mu.Lock()
-		h := s.hubs[roomKey{rec.AppID, rec.RoomID}]
-		s.mu.Unlock()
-		if h != nil && h.hasSession(rec.UserID, id) {
-			return rec, nil
-		}
-	}
-	rec, err := s.session(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	r.mu.Lock()
-	if len(r.senders) >= maxSenders {
-		clear(r.senders)
-	}
-	r.senders[id] = rec
-	r.mu.Unlock()
-	return rec, nil
-}
-
-// maxSenders bounds the remembered sender sessions; past it they are all
-// forgotten and read again.
-const maxSenders = 100_000
-
-// hasSession reports whether the room has userID in it with that session.
-func (h *hub) hasSession(userID, sessionID string) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	m := h.users[userID]
-	return h.failed == nil && m != nil && m.SessionID == sessionID
 }
 
 // errNoMessaging is the answer to a send while NATS is unreachable.
@@ -338,7 +292,7 @@ func (h *hub) deliver(it *item) int {
 // travels over NATS to the replicas with receivers in the room, never
 // through etcd (see messages.go for what a client can count on).
 func (s *Server) SendRoomMessage(ctx context.Context, req *roomv1.SendRoomMessageRequest) (*roomv1.SendRoomMessageResponse, error) {
-	rec, err := s.senderSession(ctx, req.GetSessionId())
+	rec, err := s.cachedSession(ctx, req.GetSessionId())
 	if err != nil {
 		return nil, err
 	}

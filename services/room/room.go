@@ -108,6 +108,9 @@ type Server struct {
 	commit *committer
 	sess   *sessions
 	metas  metaCache
+	// writes is the revision of this replica's last write to each room:
+	// where a cache read must have caught up to (cache.go).
+	writes roomWrites
 }
 
 type roomKey struct {
@@ -132,6 +135,9 @@ type member struct {
 	Left   bool                   `json:"left,omitempty"`
 	Reason roomv1.UserLeaveReason `json:"reason,omitempty"`
 	Code   errcode.Code           `json:"code,omitempty"`
+	// Lease is the key's lease as the watch saw it (not stored in the
+	// value): a cache read checks it against the session's.
+	Lease int64 `json:"-"`
 }
 
 // memberOf is the member value of a live session: the one builder of it.

@@ -81,10 +81,39 @@ type sessions struct {
 	mu   sync.Mutex
 	pool []roomSession
 	byID map[string]*liveSession
+	// known holds records of sessions this replica read (cache.go).
+	known map[string]*keys.SessionRecord
 }
 
 func newSessions(ctx context.Context, wg *sync.WaitGroup, log *slog.Logger, etcd *clientv3.Client, timeout, heartbeat time.Duration) *sessions {
-	return &sessions{etcd: etcd, log: log, ctx: ctx, wg: wg, ttl: timeout, reusedFor: timeout - 2*heartbeat, byID: map[string]*liveSession{}}
+	return &sessions{etcd: etcd, log: log, ctx: ctx, wg: wg, ttl: timeout, reusedFor: timeout - 2*heartbeat, byID: map[string]*liveSession{}, known: map[string]*keys.SessionRecord{}}
+}
+
+// knownRecord returns a copy of session id's record if this replica logged
+// it in or read it, or nil.
+func (ss *sessions) knownRecord(id string) *keys.SessionRecord {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if l := ss.byID[id]; l != nil {
+		c := l.rec
+		return &c
+	}
+	if r := ss.known[id]; r != nil {
+		c := *r
+		return &c
+	}
+	return nil
+}
+
+// know remembers a session record read from etcd.
+func (ss *sessions) know(rec *keys.SessionRecord) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if len(ss.known) >= maxKnown {
+		clear(ss.known)
+	}
+	c := *rec
+	ss.known[rec.SessionID] = &c
 }
 
 // grant returns a session for a new login: a pooled lease that is fresh
@@ -228,6 +257,7 @@ func (ss *sessions) forget(id string) (*liveSession, bool) {
 	defer ss.mu.Unlock()
 	l, ok := ss.byID[id]
 	delete(ss.byID, id)
+	delete(ss.known, id)
 	return l, ok
 }
 
