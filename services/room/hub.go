@@ -529,9 +529,8 @@ func (h *hub) streamChange(ctx context.Context, feed *streamFeed, rev int64) ([]
 			UpdateType: streamv1.UpdateType_UPDATE_TYPE_ADD, Streams: []*streamv1.Stream{st}, ExtendedData: "{}"}}}}}, nil
 	case streamv1.StreamEvent_KIND_DELETE:
 		delete(h.streams, st.StreamId)
-		ext, _ := json.Marshal(map[string]any{"stream_delete_reason": []map[string]any{{"stream_id": st.StreamId, "code": int(ev.Reason)}}})
 		return []*item{{ev: &roomv1.RoomEvent{Event: &roomv1.RoomEvent_StreamUpdate{StreamUpdate: &roomv1.StreamUpdate{
-			UpdateType: streamv1.UpdateType_UPDATE_TYPE_DELETE, Streams: []*streamv1.Stream{st}, Reason: ev.Reason, ExtendedData: string(ext)}}}}}, nil
+			UpdateType: streamv1.UpdateType_UPDATE_TYPE_DELETE, Streams: []*streamv1.Stream{st}, Reason: ev.Reason, ExtendedData: streamv1.DeleteReasonData(ev.Reason, st.StreamId)}}}}}, nil
 	case streamv1.StreamEvent_KIND_EXTRA_INFO:
 		h.streams[st.StreamId] = st
 		return []*item{{ev: &roomv1.RoomEvent{Event: &roomv1.RoomEvent_StreamExtraInfoUpdate{StreamExtraInfoUpdate: &roomv1.StreamExtraInfoUpdate{
