@@ -111,7 +111,9 @@ func (s *subscriber) take() ([]*item, bool, error, int64) {
 // contract; events carry revisions and a client resumes on any replica.
 func (s *Server) SubscribeRoomEvents(req *roomv1.SubscribeRoomEventsRequest, srv roomv1.RoomService_SubscribeRoomEventsServer) error {
 	ctx := srv.Context()
-	rec, err := s.session(ctx, req.GetSessionId())
+	// A client subscribes right after its login, mostly on the replica
+	// that logged it in: the watch cache knows the session (cache.go).
+	rec, err := s.cachedSession(ctx, req.GetSessionId())
 	if err != nil {
 		return err
 	}
