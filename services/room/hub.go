@@ -353,22 +353,16 @@ func (h *hub) run(ctx context.Context) error {
 				continue
 			}
 			backoff = watchBackoff
-			if err := h.apply(ctx, feed, resp.Events); errors.Is(err, errRoomClosed) {
-				return nil
-			} else if err != nil {
+			if err := h.apply(ctx, feed, resp.Events); err != nil {
 				return err
 			}
 		}
 	}
 }
 
-// errRoomClosed ends a hub whose room closed while nobody here watched it.
-var errRoomClosed = errors.New("room closed")
-
 // apply turns one watch response into items, grouped by revision.
 func (h *hub) apply(ctx context.Context, feed *streamFeed, events []*clientv3.Event) error {
 	var batch []*item
-	closed := false
 	flush := func(rev int64) {
 		h.mu.Lock()
 		for i, it := range batch {
@@ -395,9 +389,10 @@ func (h *hub) apply(ctx context.Context, feed *streamFeed, events []*clientv3.Ev
 		case keys.KindInfo:
 			it = h.infoChange(ev)
 		case keys.KindMeta:
-			if ev.Type == mvccpb.DELETE {
-				closed = true
-			}
+			// A room that closes (lifecycle.go) keeps its hub for the
+			// linger like any idle one: rooms that empty and fill again
+			// (a user alone in a room, in and out) then cost no new
+			// snapshot and watch per login.
 		}
 		if err != nil {
 			return err
@@ -405,16 +400,6 @@ func (h *hub) apply(ctx context.Context, feed *streamFeed, events []*clientv3.Ev
 		batch = append(batch, it...)
 		if i == len(events)-1 || events[i+1].Kv.ModRevision != rev {
 			flush(rev)
-		}
-	}
-	if closed {
-		// The room closed (lifecycle.go): a hub nobody here subscribes
-		// to stops now rather than after its linger.
-		h.mu.Lock()
-		idle := len(h.subs) == 0
-		h.mu.Unlock()
-		if idle {
-			return errRoomClosed
 		}
 	}
 	return nil
