@@ -110,7 +110,7 @@ func TestRoomUsersAndStreamsAcrossReplicas(t *testing.T) {
 	a.mu.Lock()
 	ext := a.deleted["bob-cam"]
 	a.mu.Unlock()
-	if ext != `{"stream_delete_reason":[{"code":1,"stream_id":"bob-cam"}]}` {
+	if ext != `{"stream_delete_reason":[{"stream_id":"bob-cam","code":1}]}` {
 		t.Errorf("delete extendedData = %s", ext)
 	}
 

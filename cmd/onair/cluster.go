@@ -109,6 +109,9 @@ type clusterRunner struct {
 	// exited on its own, so the start fails at once instead of waiting out
 	// --start-timeout for processes that may need the one that is gone.
 	exitedEarly func(*clusterProc)
+	// pprofBase, when set, gives each etcd member and service replica a
+	// loopback /debug/pprof/ port from it, in start order (profiling).
+	pprofBase, profiled int
 }
 
 // runCluster runs a three-member etcd, a three-server NATS cluster (room
@@ -124,6 +127,7 @@ func runCluster(ctx context.Context, args []string) error {
 	logLevel := fs.String("log-level", "info", "log level of the cluster and its processes: debug, info, warn or error")
 	leaseTTL := fs.Duration("lease-ttl", 5*time.Second, "etcd lease TTL of every service replica")
 	drain := fs.Duration("drain-timeout", 5*time.Second, "how long each process gets to drain on shutdown before it is killed (plus 5s)")
+	pprofBase := fs.Int("pprof-base-port", 0, "when set, etcd members and service replicas serve /debug/pprof/ on 127.0.0.1 ports from this one, in start order (etcd n1-n3, then the roles); 0: off")
 	startTimeout := fs.Duration("start-timeout", 90*time.Second, "how long the cluster may take to come up")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -155,7 +159,7 @@ func runCluster(ctx context.Context, args []string) error {
 		return err
 	}
 
-	r := &clusterRunner{exe: exe, out: out, stopWait: *drain + 5*time.Second}
+	r := &clusterRunner{exe: exe, out: out, stopWait: *drain + 5*time.Second, pprofBase: *pprofBase}
 	r.plan(*basePort, *httpAddr, *dataDir, state, *logLevel, *leaseTTL, *drain)
 	startCtx, cancel := context.WithTimeout(ctx, *startTimeout)
 	defer cancel()
@@ -261,6 +265,14 @@ func (r *clusterRunner) plan(base int, httpAddr, dataDir string, st *localApp, l
 }
 
 func (r *clusterRunner) add(group ...*clusterProc) {
+	if r.pprofBase > 0 {
+		for _, p := range group {
+			if p.Role != "nats" && p.Role != "gateway" {
+				p.args = append(p.args, "--pprof-addr", "127.0.0.1:"+strconv.Itoa(r.pprofBase+r.profiled))
+				r.profiled++
+			}
+		}
+	}
 	r.groups = append(r.groups, group)
 	r.procs = append(r.procs, group...)
 	for _, p := range group {

@@ -20,11 +20,17 @@ func runEtcd(ctx context.Context, args []string) error {
 	initial := fs.String("initial-cluster", "", `every member as "name=http://host:peerport,..."; empty for a single member`)
 	retention := fs.String("auto-compaction-retention", "1h", "revision history kept by periodic auto compaction; empty disables it")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	pprofAddr := fs.String("pprof-addr", "", "loopback host:port that serves /debug/pprof/ (profiling; empty: off)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if err := setupLogging(*logLevel); err != nil {
 		return err
+	}
+	if *pprofAddr != "" {
+		if err := servePprof(*pprofAddr); err != nil {
+			return err
+		}
 	}
 	if *dataDir == "" {
 		return fmt.Errorf("--data-dir is required")

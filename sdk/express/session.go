@@ -2,7 +2,6 @@ package express
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"sync"
@@ -358,24 +357,15 @@ func (rs *roomSession) deleteStreams(in []Stream, extended string) {
 	out := rs.streams.remove(in)
 	if len(out) > 0 {
 		if extended == "{}" || extended == "" {
-			extended = deleteReasonData(out, int(streamv1.DeleteReason_DELETE_REASON_STOPPED))
+			ids := make([]string, len(out))
+			for i, st := range out {
+				ids[i] = st.StreamID
+			}
+			extended = streamv1.DeleteReasonData(streamv1.DeleteReason_DELETE_REASON_STOPPED, ids...)
 		}
 		room := rs.roomID
 		rs.e.emit(func(h EventHandler) { h.OnRoomStreamUpdate(UpdateTypeDelete, out, extended, room) })
 	}
-}
-
-func deleteReasonData(streams []Stream, code int) string {
-	type reason struct {
-		StreamID string `json:"stream_id"`
-		Code     int    `json:"code"`
-	}
-	rs := make([]reason, len(streams))
-	for i, st := range streams {
-		rs[i] = reason{st.StreamID, code}
-	}
-	b, _ := json.Marshal(map[string]any{"stream_delete_reason": rs})
-	return string(b)
 }
 
 func fromUsers(in []*roomv1.User) []User {

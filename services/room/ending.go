@@ -7,11 +7,8 @@ package room
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"time"
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
 
@@ -41,15 +38,8 @@ func logoutEvent(rec *keys.SessionRecord, reason roomv1.UserLeaveReason) callbac
 // left (watchers learn why) and its session keys go, with the room_logout
 // callback, in one transaction; then finishSession.
 func (s *Server) endSession(ctx context.Context, rec *keys.SessionRecord, reason roomv1.UserLeaveReason, code errcode.Code, streamReason streamv1.DeleteReason) error {
-	sessKey := keys.Session(rec.AppID, rec.UserID)
 	userKey := keys.RoomUser(rec.AppID, rec.RoomID, rec.UserID)
-	ops := append([]clientv3.Op{clientv3.OpPut(userKey, leftJSON(rec, reason, code), clientv3.WithIgnoreLease()),
-		clientv3.OpDelete(keys.SessionID(rec.SessionID)),
-		// The session key goes only if it is still this session's (a
-		// relogin may have replaced it).
-		clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.LeaseValue(sessKey), "=", rec.Lease)},
-			[]clientv3.Op{clientv3.OpDelete(sessKey)}, nil)},
-		callback.Ops(s.cfg.Now(), logoutEvent(rec, reason))...)
+	ops := append(leavingOps(rec, reason, code), callback.Ops(s.cfg.Now(), logoutEvent(rec, reason))...)
 	// The room's streams, read in the same transaction: the ones the
 	// session published end next, and none can be added under its lease
 	// after it (a publish checks the session key this deletes).
@@ -71,6 +61,7 @@ func (s *Server) endSession(ctx context.Context, rec *keys.SessionRecord, reason
 	// Done now, or by an earlier try whose reply was lost (or a concurrent
 	// end of the same session): the rest is idempotent.
 	if resp.Succeeded {
+		s.writes.wrote(roomKey{rec.AppID, rec.RoomID}, resp.Header.Revision)
 		s.finish(ctx, rec, streamReason, true, streamsOf(resp.Responses[len(ops)-1], rec.UserID), true)
 	} else {
 		s.finishSession(ctx, rec, streamReason, true)
@@ -110,11 +101,8 @@ func (s *Server) finishSession(ctx context.Context, rec *keys.SessionRecord, str
 
 // finish is finishSession with the session's streams already known (known)
 // or to be listed. A session that had no stream and whose member key goes
-// here leaves its lease empty: the lease goes back to the pool when this
-// replica knows when it was last renewed (session.go), and is revoked
-// otherwise.
+// here leaves its lease empty, which its end (session.go) may pool.
 func (s *Server) finish(ctx context.Context, rec *keys.SessionRecord, streamReason streamv1.DeleteReason, deleteMember bool, streams []*streamv1.StreamRecord, known bool) {
-	live, remembered := s.sess.forget(rec.SessionID)
 	if !known {
 		list, err := s.cfg.Streams.ListStreams(ctx, &streamv1.ListStreamsRequest{AppId: rec.AppID, RoomId: rec.RoomID})
 		if err != nil {
@@ -138,44 +126,11 @@ func (s *Server) finish(ctx context.Context, rec *keys.SessionRecord, streamReas
 		resp, err := s.commit.Txn(ctx, []clientv3.Cmp{clientv3.Compare(clientv3.LeaseValue(userKey), "=", rec.Lease)},
 			[]clientv3.Op{clientv3.OpDelete(userKey)}, nil)
 		emptied = err == nil && resp.Succeeded
-	}
-	if emptied && known && len(streams) == 0 && remembered && s.sess.release(clientv3.LeaseID(rec.Lease), live.renewedAt) {
-		return
-	}
-	s.revoke(clientv3.LeaseID(rec.Lease))
-}
-
-// revoke ends a session's lease, and with it every key still attached. It
-// rides through an etcd leader change (etcdclient); when etcd has no
-// quorum it keeps trying in the background until the lease would have
-// expired anyway, so a session this replica gave up on does not stay for a
-// whole heartbeat timeout once etcd is back.
-func (s *Server) revoke(id clientv3.LeaseID) {
-	if id == clientv3.NoLease || s.revokeOnce(id) {
-		return
-	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		until := time.Now().Add(s.cfg.SessionTimeout)
-		for time.Now().Before(until) {
-			s.sleep(s.ctx, time.Second)
-			if s.ctx.Err() != nil || s.revokeOnce(id) {
-				return
-			}
+		if emptied {
+			s.writes.wrote(roomKey{rec.AppID, rec.RoomID}, resp.Header.Revision)
 		}
-	}()
-}
-
-func (s *Server) revokeOnce(id clientv3.LeaseID) bool {
-	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
-	defer cancel()
-	_, err := s.cfg.Etcd.Revoke(ctx, id)
-	if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
-		s.log.Warn("revoke session lease", "err", err)
-		return false
 	}
-	return true
+	s.sess.end(rec, emptied && known && len(streams) == 0)
 }
 
 // LogoutRoom ends a session; the room sees the user leave normally. A

@@ -13,7 +13,7 @@ import (
 
 // SetRoomExtraInfo sets one key of the room's extra info.
 func (s *Server) SetRoomExtraInfo(ctx context.Context, req *roomv1.SetRoomExtraInfoRequest) (*roomv1.SetRoomExtraInfoResponse, error) {
-	rec, err := s.session(ctx, req.GetSessionId())
+	rec, err := s.cachedSession(ctx, req.GetSessionId())
 	if err != nil {
 		return nil, err
 	}
@@ -32,5 +32,6 @@ func (s *Server) SetRoomExtraInfo(ctx context.Context, req *roomv1.SetRoomExtraI
 	if err != nil {
 		return nil, errcode.Unavailable(err)
 	}
+	s.writes.wrote(roomKey{rec.AppID, rec.RoomID}, resp.Header.Revision)
 	return &roomv1.SetRoomExtraInfoResponse{Revision: resp.Header.Revision}, nil
 }

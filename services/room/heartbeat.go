@@ -4,11 +4,8 @@ package room
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"time"
 
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/onair-dev/onair/errcode"
@@ -25,8 +22,11 @@ func (s *Server) heartbeatInterval() time.Duration {
 
 // Heartbeat renews the session's lease. An expired token ends the session
 // (1002056): the policy is that a session lives no longer than its token.
+//
+// The session comes from the replica's watch cache when it can (cache.go):
+// a heartbeat costs the lease renewal and no read.
 func (s *Server) Heartbeat(ctx context.Context, req *roomv1.HeartbeatRequest) (*roomv1.HeartbeatResponse, error) {
-	rec, err := s.session(ctx, req.GetSessionId())
+	rec, err := s.cachedSession(ctx, req.GetSessionId())
 	if err != nil {
 		return nil, err
 	}
@@ -42,17 +42,19 @@ func (s *Server) Heartbeat(ctx context.Context, req *roomv1.HeartbeatRequest) (*
 		return nil, errcode.New(errcode.PublishForbidden, "the session is in another room than the one to publish into")
 	}
 	if rec.TokenExpire > 0 && s.cfg.Now().Unix() >= rec.TokenExpire {
+		// Expired as the cache has it: etcd decides (a renewal may not
+		// have reached the cache yet).
+		if rec, err = s.session(ctx, req.GetSessionId()); err != nil {
+			return nil, err
+		}
+	}
+	if rec.TokenExpire > 0 && s.cfg.Now().Unix() >= rec.TokenExpire {
 		_ = s.endSession(ctx, rec, roomv1.UserLeaveReason_USER_LEAVE_REASON_TOKEN_EXPIRED, errcode.KickedTokenExpired, streamv1.DeleteReason_DELETE_REASON_KICKED)
 		return nil, errcode.New(errcode.KickedTokenExpired, "the token expired; the session is over")
 	}
-	at := time.Now()
-	if _, err := s.cfg.Etcd.KeepAliveOnce(ctx, clientv3.LeaseID(rec.Lease)); err != nil {
-		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
-			return nil, errcode.New(errcode.SessionNotFound, "the session timed out: log in again")
-		}
-		return nil, errcode.Unavailable(err)
+	if err := s.sess.keepAlive(ctx, rec); err != nil {
+		return nil, err
 	}
-	s.sess.renewed(rec.SessionID, at)
 	return &roomv1.HeartbeatResponse{TokenExpireUnix: rec.TokenExpire}, nil
 }
 
@@ -60,7 +62,7 @@ func (s *Server) Heartbeat(ctx context.Context, req *roomv1.HeartbeatRequest) (*
 // stores its expiry in the session and the member record, so whichever
 // replica serves the session's events sees it.
 func (s *Server) RenewToken(ctx context.Context, req *roomv1.RenewTokenRequest) (*roomv1.RenewTokenResponse, error) {
-	rec, err := s.session(ctx, req.GetSessionId())
+	rec, err := s.cachedSession(ctx, req.GetSessionId())
 	if err != nil {
 		return nil, err
 	}
@@ -70,17 +72,14 @@ func (s *Server) RenewToken(ctx context.Context, req *roomv1.RenewTokenRequest) 
 		return nil, err
 	}
 	rec.TokenExpire = claims.GetExpireUnix()
-	recJSON, _ := json.Marshal(rec)
 	userKey := keys.RoomUser(rec.AppID, rec.RoomID, rec.UserID)
-	memberJSON, _ := json.Marshal(memberOf(rec))
 	resp, err := s.cfg.Etcd.Txn(etcdclient.Retryable(ctx)).
 		If(clientv3.Compare(clientv3.LeaseValue(userKey), "=", rec.Lease)).
-		Then(clientv3.OpPut(keys.Session(rec.AppID, rec.UserID), string(recJSON), clientv3.WithIgnoreLease()),
-			clientv3.OpPut(keys.SessionID(rec.SessionID), string(recJSON), clientv3.WithIgnoreLease()),
-			clientv3.OpPut(userKey, string(memberJSON), clientv3.WithIgnoreLease())).Commit()
+		Then(sessionPuts(rec, clientv3.WithIgnoreLease())...).Commit()
 	if err != nil {
 		return nil, errcode.Unavailable(err)
 	}
+	s.writes.wrote(roomKey{rec.AppID, rec.RoomID}, resp.Header.Revision)
 	if !resp.Succeeded {
 		return nil, errcode.New(errcode.SessionNotFound, "the session has ended")
 	}

@@ -61,12 +61,16 @@ type hub struct {
 	subs     map[*subscriber]struct{}
 	idleAt   time.Time
 	failed   error
+	// advanced is closed (and replaced) whenever rev moves on or the hub
+	// fails: cache reads wait on it (cache.go).
+	advanced chan struct{}
 }
 
 // snapshotAt reads the room as of rev (0 = now).
 func (s *Server) snapshotAt(ctx context.Context, k roomKey, rev int64) (*hub, error) {
 	h := &hub{s: s, key: k, prefix: keys.Room(k.app, k.room), users: map[string]*member{},
-		streams: map[string]*streamv1.Stream{}, info: map[string]*roomv1.RoomExtraInfo{}, subs: map[*subscriber]struct{}{}}
+		streams: map[string]*streamv1.Stream{}, info: map[string]*roomv1.RoomExtraInfo{}, subs: map[*subscriber]struct{}{},
+		advanced: make(chan struct{})}
 	opts := []clientv3.OpOption{clientv3.WithPrefix()}
 	if rev > 0 {
 		opts = append(opts, clientv3.WithRev(rev))
@@ -90,6 +94,7 @@ func (s *Server) snapshotAt(ctx context.Context, k roomKey, rev int64) (*hub, er
 	for _, kv := range users.Kvs {
 		m := new(member)
 		if json.Unmarshal(kv.Value, m) == nil && !m.Left {
+			m.Lease = kv.Lease
 			h.users[m.UserID] = m
 		}
 	}
@@ -221,6 +226,8 @@ func (h *hub) close(err error) {
 		err = errcode.New(errcode.ConnectionBroken, "room hub stopped")
 	}
 	h.failed = err
+	close(h.advanced)
+	h.advanced = make(chan struct{})
 	for sub := range h.subs {
 		sub.fail(err)
 	}
@@ -346,22 +353,16 @@ func (h *hub) run(ctx context.Context) error {
 				continue
 			}
 			backoff = watchBackoff
-			if err := h.apply(ctx, feed, resp.Events); errors.Is(err, errRoomClosed) {
-				return nil
-			} else if err != nil {
+			if err := h.apply(ctx, feed, resp.Events); err != nil {
 				return err
 			}
 		}
 	}
 }
 
-// errRoomClosed ends a hub whose room closed while nobody here watched it.
-var errRoomClosed = errors.New("room closed")
-
 // apply turns one watch response into items, grouped by revision.
 func (h *hub) apply(ctx context.Context, feed *streamFeed, events []*clientv3.Event) error {
 	var batch []*item
-	closed := false
 	flush := func(rev int64) {
 		h.mu.Lock()
 		for i, it := range batch {
@@ -370,6 +371,8 @@ func (h *hub) apply(ctx context.Context, feed *streamFeed, events []*clientv3.Ev
 			h.publish(it, true)
 		}
 		h.rev = rev
+		close(h.advanced)
+		h.advanced = make(chan struct{})
 		h.mu.Unlock()
 		batch = batch[:0]
 	}
@@ -386,9 +389,10 @@ func (h *hub) apply(ctx context.Context, feed *streamFeed, events []*clientv3.Ev
 		case keys.KindInfo:
 			it = h.infoChange(ev)
 		case keys.KindMeta:
-			if ev.Type == mvccpb.DELETE {
-				closed = true
-			}
+			// A room that closes (lifecycle.go) keeps its hub for the
+			// linger like any idle one: rooms that empty and fill again
+			// (a user alone in a room, in and out) then cost no new
+			// snapshot and watch per login.
 		}
 		if err != nil {
 			return err
@@ -396,16 +400,6 @@ func (h *hub) apply(ctx context.Context, feed *streamFeed, events []*clientv3.Ev
 		batch = append(batch, it...)
 		if i == len(events)-1 || events[i+1].Kv.ModRevision != rev {
 			flush(rev)
-		}
-	}
-	if closed {
-		// The room closed (lifecycle.go): a hub nobody here subscribes
-		// to stops now rather than after its linger.
-		h.mu.Lock()
-		idle := len(h.subs) == 0
-		h.mu.Unlock()
-		if idle {
-			return errRoomClosed
 		}
 	}
 	return nil
@@ -457,6 +451,7 @@ func (h *hub) userChange(ev *clientv3.Event, userID string) []*item {
 	if json.Unmarshal(ev.Kv.Value, cur) != nil {
 		return nil
 	}
+	cur.Lease = ev.Kv.Lease
 	switch {
 	case cur.Left:
 		if prev != nil && prev.Left {
@@ -519,9 +514,8 @@ func (h *hub) streamChange(ctx context.Context, feed *streamFeed, rev int64) ([]
 			UpdateType: streamv1.UpdateType_UPDATE_TYPE_ADD, Streams: []*streamv1.Stream{st}, ExtendedData: "{}"}}}}}, nil
 	case streamv1.StreamEvent_KIND_DELETE:
 		delete(h.streams, st.StreamId)
-		ext, _ := json.Marshal(map[string]any{"stream_delete_reason": []map[string]any{{"stream_id": st.StreamId, "code": int(ev.Reason)}}})
 		return []*item{{ev: &roomv1.RoomEvent{Event: &roomv1.RoomEvent_StreamUpdate{StreamUpdate: &roomv1.StreamUpdate{
-			UpdateType: streamv1.UpdateType_UPDATE_TYPE_DELETE, Streams: []*streamv1.Stream{st}, Reason: ev.Reason, ExtendedData: string(ext)}}}}}, nil
+			UpdateType: streamv1.UpdateType_UPDATE_TYPE_DELETE, Streams: []*streamv1.Stream{st}, Reason: ev.Reason, ExtendedData: streamv1.DeleteReasonData(ev.Reason, st.StreamId)}}}}}, nil
 	case streamv1.StreamEvent_KIND_EXTRA_INFO:
 		h.streams[st.StreamId] = st
 		return []*item{{ev: &roomv1.RoomEvent{Event: &roomv1.RoomEvent_StreamExtraInfoUpdate{StreamExtraInfoUpdate: &roomv1.StreamExtraInfoUpdate{

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"strconv"
 	"sync"
-	"time"
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -64,7 +63,7 @@ func (s *Server) LoginRoom(ctx context.Context, req *roomv1.LoginRoomRequest) (*
 	// The session's lease: a pooled empty one or a new grant (session.go),
 	// taken once the login is known not to be a retry of one that went
 	// through.
-	lease, renewedAt := clientv3.NoLease, time.Time{}
+	var rs *roomSession
 	now := s.cfg.Now()
 	rec := keys.SessionRecord{
 		SessionID: newID(),
@@ -84,17 +83,14 @@ func (s *Server) LoginRoom(ctx context.Context, req *roomv1.LoginRoomRequest) (*
 	meta, metaCreated := s.metas.get(roomKey{rec.AppID, rec.RoomID})
 	for {
 		if sameAttempt(old, attempt, rec.RoomID) {
-			if lease != clientv3.NoLease && !s.sess.release(lease, renewedAt) {
-				s.revoke(lease) // empty: nothing of this try was written
-			}
+			rs.abandon() // empty: nothing of this try was written
 			return s.loginResponse(old, oldRev), nil
 		}
-		if lease == clientv3.NoLease {
+		if rs == nil {
 			var err error
-			if lease, renewedAt, err = s.sess.lease(ctx); err != nil {
+			if rs, err = s.sess.grant(ctx); err != nil {
 				return nil, errcode.Unavailable(err)
 			}
-			rec.Lease = int64(lease)
 		}
 		var events []callback.Event
 		var ops []clientv3.Op
@@ -111,12 +107,10 @@ func (s *Server) LoginRoom(ctx context.Context, req *roomv1.LoginRoomRequest) (*
 				RoomSessionID: m.RoomSessionID, UserID: rec.UserID, UserName: rec.UserName})
 		}
 		rec.RoomSessionID = m.RoomSessionID
-		recJSON, _ := json.Marshal(rec)
-		memberJSON, _ := json.Marshal(memberOf(&rec))
 		if max := req.GetConfig().GetMaxMemberCount(); max > 0 {
 			cnt, err := s.cfg.Etcd.Get(ctx, usersPrefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
 			if err != nil {
-				s.revoke(lease)
+				rs.abandon()
 				return nil, errcode.Unavailable(err)
 			}
 			n := cnt.Count
@@ -124,17 +118,13 @@ func (s *Server) LoginRoom(ctx context.Context, req *roomv1.LoginRoomRequest) (*
 				n-- // the user replaces itself
 			}
 			if n >= int64(max) {
-				s.revoke(lease)
+				rs.abandon()
 				return nil, errcode.Newf(errcode.MemberLimit, "room %q is full (%d members)", rec.RoomID, max)
 			}
 			// Nobody joined since we counted, or we count again.
 			conds = append(conds, clientv3.Compare(clientv3.ModRevision(usersPrefix), "<", cnt.Header.Revision+1).WithPrefix())
 		}
-		ops = append(ops,
-			clientv3.OpPut(sessKey, string(recJSON), clientv3.WithLease(lease)),
-			clientv3.OpPut(keys.SessionID(rec.SessionID), string(recJSON), clientv3.WithLease(lease)),
-			clientv3.OpPut(keys.RoomUser(rec.AppID, rec.RoomID, rec.UserID), string(memberJSON), clientv3.WithLease(lease)),
-		)
+		ops = append(ops, rs.attach(&rec)...)
 		if old != nil {
 			// The earlier session leaves (relogin: reason 3) before this
 			// one arrives, in its room or this one.
@@ -155,35 +145,38 @@ func (s *Server) LoginRoom(ctx context.Context, req *roomv1.LoginRoomRequest) (*
 		resp, err := s.commit.Txn(ctx, conds, ops, []clientv3.Op{clientv3.OpGet(sessKey), clientv3.OpGet(metaKey)})
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 			// A pooled lease that expired after all: a fresh one.
-			lease = clientv3.NoLease
+			rs = nil
 			continue
 		}
 		if err != nil {
 			// The login fails, and whatever a try of it may have written
 			// goes with its lease: a failed login leaves no session.
-			s.revoke(lease)
+			rs.revoke()
 			return nil, errcode.Unavailable(err)
 		}
 		if !resp.Succeeded {
 			if old, oldRev, err = sessionOf(resp.Responses[0]); err != nil {
-				s.revoke(lease)
+				rs.abandon()
 				return nil, err
 			}
 			if meta, metaCreated, err = metaOf(resp.Responses[1]); err != nil {
-				s.revoke(lease)
+				rs.abandon()
 				return nil, err
 			}
 			s.metas.put(roomKey{rec.AppID, rec.RoomID}, meta, metaCreated)
 			continue
 		}
+		s.writes.wrote(roomKey{rec.AppID, rec.RoomID}, resp.Header.Revision)
+		if old != nil && old.RoomID != rec.RoomID {
+			s.writes.wrote(roomKey{old.AppID, old.RoomID}, resp.Header.Revision)
+		}
 		if meta == nil {
 			s.metas.put(roomKey{rec.AppID, rec.RoomID}, m, resp.Header.Revision)
 		}
-		s.sess.remember(&rec, renewedAt)
+		rs.established(&rec)
 		if old != nil {
 			// The earlier session is over: it hears KickOut 1002050 from its
 			// room's watch; its streams end as "repeated login".
-			s.sess.forget(old.SessionID)
 			s.finishSession(context.WithoutCancel(ctx), old, streamv1.DeleteReason_DELETE_REASON_REPEATED_LOGIN, old.RoomID != rec.RoomID)
 		}
 		return s.loginResponse(&rec, resp.Header.Revision), nil

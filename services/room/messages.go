@@ -1,9 +1,10 @@
 package room
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -13,10 +14,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/onair-dev/onair/errcode"
-	"github.com/onair-dev/onair/internal/keys"
 	roomv1 "github.com/onair-dev/onair/proto/onair/room/v1"
 )
 
@@ -59,17 +60,107 @@ import (
 // (natsconn), and a message that comes back anyway (a connection opened
 // elsewhere) is recognised by the replica's ID and dropped.
 
-// messageEvent is what a send publishes.
-type messageEvent struct {
-	// Origin is the sending replica (relay.id).
-	Origin string `json:"o,omitempty"`
-	// Message is the roomv1.RoomMessage, protobuf encoded.
-	Message     []byte   `json:"m"`
-	To          []string `json:"to,omitempty"`
-	FromSession string   `json:"fs"`
-	// AcceptedNs is when the sending replica accepted it (Unix ns): the
-	// start of the delivery delay.
-	AcceptedNs int64 `json:"at"`
+// A message travels between replicas in one encoding, protobuf: an
+// envelope whose fields are, by number,
+//
+//	1 origin        string  the sending replica (relay.id), first, so an
+//	                        echo is told from its first bytes (originTag)
+//	2 message       bytes   the roomv1.RoomMessage, embedded as is
+//	3 to            string  repeated: a custom command's receivers
+//	4 from_session  string  the sender's session (not echoed to it)
+//	5 accepted_ns   int64   when the sending replica accepted it (Unix
+//	                        ns): the start of the delivery delay
+//
+// The message is decoded once, by the receiving replica, and handed to its
+// subscribers; nothing wraps it in another format.
+const (
+	envOrigin protowire.Number = iota + 1
+	envMessage
+	envTo
+	envFromSession
+	envAcceptedNs
+)
+
+// envelope is a decoded relay envelope.
+type envelope struct {
+	msg         *roomv1.RoomMessage
+	to          []string
+	fromSession string
+	accepted    time.Time
+}
+
+// encode builds the envelope of msg from this replica.
+func (r *relay) encode(msg *roomv1.RoomMessage, to []string, fromSession string, accepted time.Time) ([]byte, error) {
+	size := proto.Size(msg)
+	b := make([]byte, 0, len(r.originTag)+size+len(fromSession)+32)
+	b = append(b, r.originTag...)
+	b = protowire.AppendTag(b, envMessage, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(size))
+	b, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(b, msg)
+	if err != nil {
+		return nil, err
+	}
+	for _, u := range to {
+		b = protowire.AppendTag(b, envTo, protowire.BytesType)
+		b = protowire.AppendString(b, u)
+	}
+	b = protowire.AppendTag(b, envFromSession, protowire.BytesType)
+	b = protowire.AppendString(b, fromSession)
+	b = protowire.AppendTag(b, envAcceptedNs, protowire.VarintType)
+	b = protowire.AppendVarint(b, uint64(accepted.UnixNano()))
+	return b, nil
+}
+
+// decodeEnvelope reads an envelope; unknown fields are skipped.
+func decodeEnvelope(b []byte) (envelope, error) {
+	var ev envelope
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return ev, protowire.ParseError(n)
+		}
+		b = b[n:]
+		switch {
+		case num == envMessage && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return ev, protowire.ParseError(n)
+			}
+			ev.msg = new(roomv1.RoomMessage)
+			if err := proto.Unmarshal(v, ev.msg); err != nil {
+				return ev, err
+			}
+			b = b[n:]
+		case (num == envTo || num == envFromSession) && typ == protowire.BytesType:
+			v, n := protowire.ConsumeString(b)
+			if n < 0 {
+				return ev, protowire.ParseError(n)
+			}
+			if num == envTo {
+				ev.to = append(ev.to, v)
+			} else {
+				ev.fromSession = v
+			}
+			b = b[n:]
+		case num == envAcceptedNs && typ == protowire.VarintType:
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return ev, protowire.ParseError(n)
+			}
+			ev.accepted = time.Unix(0, int64(v))
+			b = b[n:]
+		default:
+			n := protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return ev, protowire.ParseError(n)
+			}
+			b = b[n:]
+		}
+	}
+	if ev.msg == nil {
+		return ev, errors.New("no message in the envelope")
+	}
+	return ev, nil
 }
 
 // messageSubject is a room's subject: the room ID is base64url encoded, since
@@ -82,13 +173,14 @@ func messageSubject(k roomKey) string {
 type relay struct {
 	nc  *nats.Conn // nil: this replica alone (tests, single process)
 	log *slog.Logger
-	// id tells this replica's messages from others' when NATS echoes them.
-	id string
+	// id tells this replica's messages from others' when NATS echoes them;
+	// originTag is field 1 of its envelopes, id encoded: an envelope that
+	// starts with it is our own.
+	id        string
+	originTag []byte
 
 	mu    sync.Mutex
 	rooms map[roomKey]*interest
-	// senders remembers the sessions that sent (see senderSession).
-	senders map[string]*keys.SessionRecord
 
 	sent, delivered metric.Int64Counter
 	delay           metric.Float64Histogram
@@ -102,7 +194,8 @@ type interest struct {
 }
 
 func newRelay(cfg Config) *relay {
-	r := &relay{nc: cfg.NATS, log: cfg.Logger, id: newID(), rooms: map[roomKey]*interest{}, senders: map[string]*keys.SessionRecord{}}
+	r := &relay{nc: cfg.NATS, log: cfg.Logger, id: newID(), rooms: map[roomKey]*interest{}}
+	r.originTag = protowire.AppendString(protowire.AppendTag(nil, envOrigin, protowire.BytesType), r.id)
 	mp := cfg.Meter
 	if mp == nil {
 		mp = noop.NewMeterProvider()
@@ -194,49 +287,6 @@ func (r *relay) leave(k roomKey, in *interest) {
 	}
 }
 
-// senderSession is s.session without an etcd read in the common case: a
-// session's app, room and user never change, so they are remembered, and
-// whether it is still live is what this replica's hub of the room knows
-// (it follows the room's members in etcd). Without a hub here, or if the
-// hub does not know the session (yet, or any more), etcd answers.
-func (s *Server) senderSession(ctx context.Context, id string) (*keys.SessionRecord, error) {
-	r := s.msgs
-	r.mu.Lock()
-	rec := r.senders[id]
-	r.mu.Unlock()
-	if rec != nil {
-		s.mu.Lock()
-		h := s.hubs[roomKey{rec.AppID, rec.RoomID}]
-		s.mu.Unlock()
-		if h != nil && h.hasSession(rec.UserID, id) {
-			return rec, nil
-		}
-	}
-	rec, err := s.session(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	r.mu.Lock()
-	if len(r.senders) >= maxSenders {
-		clear(r.senders)
-	}
-	r.senders[id] = rec
-	r.mu.Unlock()
-	return rec, nil
-}
-
-// maxSenders bounds the remembered sender sessions; past it they are all
-// forgotten and read again.
-const maxSenders = 100_000
-
-// hasSession reports whether the room has userID in it with that session.
-func (h *hub) hasSession(userID, sessionID string) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	m := h.users[userID]
-	return h.failed == nil && m != nil && m.SessionID == sessionID
-}
-
 // errNoMessaging is the answer to a send while NATS is unreachable.
 func errNoMessaging(err error) error {
 	msg := "room messages cannot be sent right now: the message bus (NATS) is unreachable; the server reconnects by itself, try again shortly"
@@ -253,11 +303,7 @@ func errNoMessaging(err error) error {
 func (r *relay) publish(s *Server, k roomKey, msg *roomv1.RoomMessage, to []string, fromSession string) error {
 	accepted := time.Now()
 	if r.nc != nil {
-		mb, err := proto.Marshal(msg)
-		if err != nil {
-			return err
-		}
-		data, err := json.Marshal(messageEvent{Origin: r.id, Message: mb, To: to, FromSession: fromSession, AcceptedNs: accepted.UnixNano()})
+		data, err := r.encode(msg, to, fromSession, accepted)
 		if err != nil {
 			return err
 		}
@@ -276,23 +322,20 @@ func (r *relay) publish(s *Server, k roomKey, msg *roomv1.RoomMessage, to []stri
 }
 
 // receive hands a message published by another replica to the room's
-// local subscribers.
+// local subscribers. The connection is opened without echo (natsconn);
+// should one echo anyway, the replica's own message is dropped by its
+// first bytes, before any decoding: publish handed it to the local
+// subscribers already.
 func (r *relay) receive(s *Server, k roomKey, data []byte) {
-	var ev messageEvent
-	if err := json.Unmarshal(data, &ev); err != nil {
+	if bytes.HasPrefix(data, r.originTag) {
+		return
+	}
+	ev, err := decodeEnvelope(data)
+	if err != nil {
 		r.log.Warn("bad room message", "room", k.room, "err", err)
 		return
 	}
-	if ev.Origin == r.id {
-		// Our own, echoed: publish handed it to the local subscribers.
-		return
-	}
-	msg := new(roomv1.RoomMessage)
-	if err := proto.Unmarshal(ev.Message, msg); err != nil {
-		r.log.Warn("bad room message", "room", k.room, "err", err)
-		return
-	}
-	r.local(s, k, msg, ev.To, ev.FromSession, time.Unix(0, ev.AcceptedNs))
+	r.local(s, k, ev.msg, ev.to, ev.fromSession, ev.accepted)
 }
 
 // local hands a message to this replica's subscribers of room k.
@@ -326,8 +369,7 @@ func (h *hub) deliver(it *item) int {
 	defer h.mu.Unlock()
 	n := 0
 	for sub := range h.subs {
-		if sub.wants(it) {
-			sub.push(it)
+		if sub.push(it) {
 			n++
 		}
 	}
@@ -338,7 +380,7 @@ func (h *hub) deliver(it *item) int {
 // travels over NATS to the replicas with receivers in the room, never
 // through etcd (see messages.go for what a client can count on).
 func (s *Server) SendRoomMessage(ctx context.Context, req *roomv1.SendRoomMessageRequest) (*roomv1.SendRoomMessageResponse, error) {
-	rec, err := s.senderSession(ctx, req.GetSessionId())
+	rec, err := s.cachedSession(ctx, req.GetSessionId())
 	if err != nil {
 		return nil, err
 	}

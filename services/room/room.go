@@ -108,6 +108,9 @@ type Server struct {
 	commit *committer
 	sess   *sessions
 	metas  metaCache
+	// writes is the revision of this replica's last write to each room:
+	// where a cache read must have caught up to (cache.go).
+	writes roomWrites
 }
 
 type roomKey struct {
@@ -132,6 +135,9 @@ type member struct {
 	Left   bool                   `json:"left,omitempty"`
 	Reason roomv1.UserLeaveReason `json:"reason,omitempty"`
 	Code   errcode.Code           `json:"code,omitempty"`
+	// Lease is the key's lease as the watch saw it (not stored in the
+	// value): a cache read checks it against the session's.
+	Lease int64 `json:"-"`
 }
 
 // memberOf is the member value of a live session: the one builder of it.
@@ -170,7 +176,7 @@ func New(cfg Config) *Server {
 	s := &Server{cfg: cfg, log: cfg.Logger, ctx: ctx, stop: stop,
 		hubs: map[roomKey]*hub{}, limiters: map[roomKey]*roomLimits{},
 		msgs: newRelay(cfg), commit: newCommitter(cfg.Etcd)}
-	s.sess = newSessions(cfg.Etcd, cfg.SessionTimeout, s.heartbeatInterval())
+	s.sess = newSessions(ctx, &s.wg, cfg.Logger, cfg.Etcd, cfg.SessionTimeout, s.heartbeatInterval())
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.commit.run(ctx) }()
 	if cfg.Lease != nil {

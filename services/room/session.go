@@ -1,6 +1,13 @@
 package room
 
-// A room session's lease and the replica's memory of the sessions it made.
+// A room session: its lease and the keys attached to it.
+//
+// Shaped like etcd's client/v3/concurrency.Session: a roomSession owns one
+// lease (granted, or taken from the replica's pool of empty ones), builds
+// the operations that attach the session's keys to it, keeps it alive
+// (heartbeats) and ends it (back to the pool when empty, revoked
+// otherwise). Every lease grant and revoke of a session goes through this
+// file; the rest of the package writes the keys these operations build.
 //
 // Every session's keys live under a lease of its own, so a client that
 // stops heartbeating vanishes after the heartbeat timeout, whichever
@@ -8,24 +15,30 @@ package room
 // round trips of every login+logout, beside the login's and the logout's
 // own transactions. A logout that removes every key of its session in its
 // transactions leaves the lease empty; the replica keeps such leases
-// (leasePool) and the next login on it takes one instead of a grant, the
+// (the pool) and the next login on it takes one instead of a grant, the
 // lease's expiry known well enough from when it was last renewed:
 // reusedFor bounds how old a renewal may be for a lease to be handed out
 // without renewing it again.
 //
-// The replica also remembers the sessions it logged in (sessions), so the
-// logout of one of them needs no read: the logout's transaction compares
-// what it remembers with what etcd holds, and a session that changed
-// elsewhere (kicked, renewed) fails the comparison and is read afresh.
+// The replica also remembers the sessions it logged in, so the logout of
+// one of them needs no read: the logout's transaction compares what it
+// remembers with what etcd holds, and a session that changed elsewhere
+// (kicked, renewed) fails the comparison and is read afresh.
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/onair-dev/onair/errcode"
 	"github.com/onair-dev/onair/internal/keys"
+	roomv1 "github.com/onair-dev/onair/proto/onair/room/v1"
 )
 
 // maxPooled bounds the empty leases a replica keeps: more than the logins
@@ -37,9 +50,10 @@ const maxPooled = 1024
 // forgets them all (a logout then reads its session, as before).
 const maxRemembered = 200_000
 
-// pooledLease is an empty session lease and the last time it was renewed.
-type pooledLease struct {
-	id        clientv3.LeaseID
+// roomSession is one session's lease, from its grant (or reuse) to its end.
+type roomSession struct {
+	ss        *sessions
+	lease     clientv3.LeaseID
 	renewedAt time.Time
 }
 
@@ -50,9 +64,14 @@ type liveSession struct {
 	renewedAt time.Time
 }
 
-// sessions holds the leases and sessions described above.
+// sessions is the replica's session manager: the pool of empty leases,
+// the sessions logged in here, and the revokes still to be done.
 type sessions struct {
 	etcd *clientv3.Client
+	log  *slog.Logger
+	// ctx and wg bound background revokes by the server's life.
+	ctx context.Context
+	wg  *sync.WaitGroup
 	// ttl is a session lease's TTL; reusedFor how long after its last
 	// renewal a lease is handed to a new session: the session's first
 	// heartbeat comes within one heartbeat interval, so a lease with two
@@ -60,24 +79,53 @@ type sessions struct {
 	ttl, reusedFor time.Duration
 
 	mu   sync.Mutex
-	pool []pooledLease
+	pool []roomSession
 	byID map[string]*liveSession
+	// known holds records of sessions this replica read (cache.go).
+	known map[string]*keys.SessionRecord
 }
 
-func newSessions(etcd *clientv3.Client, timeout, heartbeat time.Duration) *sessions {
-	return &sessions{etcd: etcd, ttl: timeout, reusedFor: timeout - 2*heartbeat, byID: map[string]*liveSession{}}
+func newSessions(ctx context.Context, wg *sync.WaitGroup, log *slog.Logger, etcd *clientv3.Client, timeout, heartbeat time.Duration) *sessions {
+	return &sessions{etcd: etcd, log: log, ctx: ctx, wg: wg, ttl: timeout, reusedFor: timeout - 2*heartbeat, byID: map[string]*liveSession{}, known: map[string]*keys.SessionRecord{}}
 }
 
-// lease returns a lease for a new session and when it was last renewed:
-// a pooled one that is fresh enough, or a new grant.
-func (ss *sessions) lease(ctx context.Context) (clientv3.LeaseID, time.Time, error) {
+// knownRecord returns a copy of session id's record if this replica logged
+// it in or read it, or nil.
+func (ss *sessions) knownRecord(id string) *keys.SessionRecord {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if l := ss.byID[id]; l != nil {
+		c := l.rec
+		return &c
+	}
+	if r := ss.known[id]; r != nil {
+		c := *r
+		return &c
+	}
+	return nil
+}
+
+// know remembers a session record read from etcd.
+func (ss *sessions) know(rec *keys.SessionRecord) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if len(ss.known) >= maxKnown {
+		clear(ss.known)
+	}
+	c := *rec
+	ss.known[rec.SessionID] = &c
+}
+
+// grant returns a session for a new login: a pooled lease that is fresh
+// enough, or a new grant.
+func (ss *sessions) grant(ctx context.Context) (*roomSession, error) {
 	ss.mu.Lock()
 	for len(ss.pool) > 0 {
 		p := ss.pool[len(ss.pool)-1]
 		ss.pool = ss.pool[:len(ss.pool)-1]
 		if time.Since(p.renewedAt) < ss.reusedFor {
 			ss.mu.Unlock()
-			return p.id, p.renewedAt, nil
+			return &p, nil
 		}
 		// Too old to trust: it has no keys, and expires by itself.
 	}
@@ -85,15 +133,101 @@ func (ss *sessions) lease(ctx context.Context) (clientv3.LeaseID, time.Time, err
 	at := time.Now()
 	g, err := ss.etcd.Grant(ctx, int64((ss.ttl+time.Second-1)/time.Second))
 	if err != nil {
-		return clientv3.NoLease, time.Time{}, err
+		return nil, err
 	}
-	return g.ID, at, nil
+	return &roomSession{ss: ss, lease: g.ID, renewedAt: at}, nil
+}
+
+// attach returns the operations that write rec's keys (the session by
+// user, by ID, and its room member) under the session's lease. rec.Lease
+// is set to it.
+func (rs *roomSession) attach(rec *keys.SessionRecord) []clientv3.Op {
+	rec.Lease = int64(rs.lease)
+	return sessionPuts(rec, clientv3.WithLease(rs.lease))
+}
+
+// sessionPuts writes rec's keys with opt (a lease, or the one they have).
+func sessionPuts(rec *keys.SessionRecord, opt clientv3.OpOption) []clientv3.Op {
+	recJSON, _ := json.Marshal(rec)
+	memberJSON, _ := json.Marshal(memberOf(rec))
+	return []clientv3.Op{
+		clientv3.OpPut(keys.Session(rec.AppID, rec.UserID), string(recJSON), opt),
+		clientv3.OpPut(keys.SessionID(rec.SessionID), string(recJSON), opt),
+		clientv3.OpPut(keys.RoomUser(rec.AppID, rec.RoomID, rec.UserID), string(memberJSON), opt),
+	}
+}
+
+// leavingOps mark rec's member left with why (watchers learn the reason;
+// the key goes once the session is finished) and remove its session keys:
+// the by-user key only while it is still this session's (a relogin may
+// have replaced it).
+func leavingOps(rec *keys.SessionRecord, reason roomv1.UserLeaveReason, code errcode.Code) []clientv3.Op {
+	sessKey := keys.Session(rec.AppID, rec.UserID)
+	return []clientv3.Op{clientv3.OpPut(keys.RoomUser(rec.AppID, rec.RoomID, rec.UserID), leftJSON(rec, reason, code), clientv3.WithIgnoreLease()),
+		clientv3.OpDelete(keys.SessionID(rec.SessionID)),
+		clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.LeaseValue(sessKey), "=", rec.Lease)},
+			[]clientv3.Op{clientv3.OpDelete(sessKey)}, nil)}
+}
+
+// established records that rec, attached to this session, was committed.
+func (rs *roomSession) established(rec *keys.SessionRecord) {
+	rs.ss.mu.Lock()
+	defer rs.ss.mu.Unlock()
+	if len(rs.ss.byID) >= maxRemembered {
+		clear(rs.ss.byID)
+	}
+	rs.ss.byID[rec.SessionID] = &liveSession{rec: *rec, renewedAt: rs.renewedAt}
+}
+
+// abandon gives up a session none of whose keys were written (its login
+// failed, or found an earlier try's session): the lease goes back to the
+// pool, or is revoked.
+func (rs *roomSession) abandon() {
+	if rs == nil {
+		return
+	}
+	if !rs.ss.release(*rs) {
+		rs.ss.revoke(rs.lease)
+	}
+}
+
+// revoke ends a session whose keys may have been written (a login whose
+// commit's outcome is unknown): they go with the lease.
+func (rs *roomSession) revoke() { rs.ss.revoke(rs.lease) }
+
+// keepAlive renews rec's lease (a heartbeat). A lease etcd no longer knows
+// is a session that timed out.
+func (ss *sessions) keepAlive(ctx context.Context, rec *keys.SessionRecord) error {
+	at := time.Now()
+	if _, err := ss.etcd.KeepAliveOnce(ctx, clientv3.LeaseID(rec.Lease)); err != nil {
+		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			return errcode.New(errcode.SessionNotFound, "the session timed out: log in again")
+		}
+		return errcode.Unavailable(err)
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if l, ok := ss.byID[rec.SessionID]; ok {
+		l.renewedAt = at
+	}
+	return nil
+}
+
+// end ends rec's lease once its session is over. empty says every key of
+// the session is known gone: the lease then goes back to the pool when this
+// replica knows when it was last renewed, and is revoked otherwise.
+func (ss *sessions) end(rec *keys.SessionRecord, empty bool) {
+	live, remembered := ss.forget(rec.SessionID)
+	if empty && remembered && ss.release(roomSession{ss: ss, lease: clientv3.LeaseID(rec.Lease), renewedAt: live.renewedAt}) {
+		return
+	}
+	ss.revoke(clientv3.LeaseID(rec.Lease))
 }
 
 // release keeps an empty lease for the next login, or says to revoke it
 // (false) when the pool is full or the lease is too old.
-func (ss *sessions) release(id clientv3.LeaseID, renewedAt time.Time) bool {
-	if ss.reusedFor <= 0 || time.Since(renewedAt) >= ss.reusedFor {
+func (ss *sessions) release(rs roomSession) bool {
+	if ss.reusedFor <= 0 || time.Since(rs.renewedAt) >= ss.reusedFor {
 		return false
 	}
 	ss.mu.Lock()
@@ -101,18 +235,8 @@ func (ss *sessions) release(id clientv3.LeaseID, renewedAt time.Time) bool {
 	if len(ss.pool) >= maxPooled {
 		return false
 	}
-	ss.pool = append(ss.pool, pooledLease{id, renewedAt})
+	ss.pool = append(ss.pool, rs)
 	return true
-}
-
-// remember records a session this replica logged in.
-func (ss *sessions) remember(rec *keys.SessionRecord, renewedAt time.Time) {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	if len(ss.byID) >= maxRemembered {
-		clear(ss.byID)
-	}
-	ss.byID[rec.SessionID] = &liveSession{rec: *rec, renewedAt: renewedAt}
 }
 
 // recall returns a remembered session.
@@ -133,14 +257,45 @@ func (ss *sessions) forget(id string) (*liveSession, bool) {
 	defer ss.mu.Unlock()
 	l, ok := ss.byID[id]
 	delete(ss.byID, id)
+	delete(ss.known, id)
 	return l, ok
 }
 
-// renewed notes a heartbeat of a remembered session.
-func (ss *sessions) renewed(id string, at time.Time) {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	if l, ok := ss.byID[id]; ok {
-		l.renewedAt = at
+// revoke ends a session's lease, and with it every key still attached. It
+// rides through an etcd leader change (etcdclient); when etcd has no
+// quorum it keeps trying in the background until the lease would have
+// expired anyway, so a session this replica gave up on does not stay for a
+// whole heartbeat timeout once etcd is back.
+func (ss *sessions) revoke(id clientv3.LeaseID) {
+	if id == clientv3.NoLease || ss.revokeOnce(id) {
+		return
 	}
+	ss.wg.Add(1)
+	go func() {
+		defer ss.wg.Done()
+		until := time.Now().Add(ss.ttl)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for time.Now().Before(until) {
+			select {
+			case <-ss.ctx.Done():
+				return
+			case <-t.C:
+			}
+			if ss.revokeOnce(id) {
+				return
+			}
+		}
+	}()
+}
+
+func (ss *sessions) revokeOnce(id clientv3.LeaseID) bool {
+	ctx, cancel := context.WithTimeout(ss.ctx, 5*time.Second)
+	defer cancel()
+	_, err := ss.etcd.Revoke(ctx, id)
+	if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		ss.log.Warn("revoke session lease", "err", err)
+		return false
+	}
+	return true
 }

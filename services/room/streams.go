@@ -12,7 +12,7 @@ import (
 // registry is internal; this is the client's way to read streams, so it
 // gives only those of its own room and only their public fields.
 func (s *Server) ListStreams(ctx context.Context, req *roomv1.ListStreamsRequest) (*roomv1.ListStreamsResponse, error) {
-	rec, err := s.session(ctx, req.GetSessionId())
+	rec, err := s.cachedSession(ctx, req.GetSessionId())
 	if err != nil {
 		return nil, err
 	}
@@ -27,7 +27,7 @@ func (s *Server) ListStreams(ctx context.Context, req *roomv1.ListStreamsRequest
 // user publishes in the session's room. The registry trusts its internal
 // callers, so the ownership check is here.
 func (s *Server) SetStreamExtraInfo(ctx context.Context, req *roomv1.SetStreamExtraInfoRequest) (*roomv1.SetStreamExtraInfoResponse, error) {
-	rec, err := s.session(ctx, req.GetSessionId())
+	rec, err := s.cachedSession(ctx, req.GetSessionId())
 	if err != nil {
 		return nil, err
 	}

@@ -63,15 +63,16 @@ func (s *subscriber) wants(it *item) bool {
 	return true
 }
 
-// push queues an item; called by the hub with its lock held.
-func (s *subscriber) push(it *item) {
+// push queues an item if the session wants it, and reports whether it
+// did (the one check of wants); called by the hub with its lock held.
+func (s *subscriber) push(it *item) bool {
 	if !s.wants(it) {
-		return
+		return false
 	}
 	s.mu.Lock()
 	if s.overflow {
 		s.mu.Unlock()
-		return
+		return true // a resync follows, which covers it
 	}
 	if len(s.queue) >= maxQueue {
 		s.queue, s.overflow = nil, true
@@ -80,6 +81,7 @@ func (s *subscriber) push(it *item) {
 	}
 	s.mu.Unlock()
 	s.signal()
+	return true
 }
 
 func (s *subscriber) fail(err error) {
@@ -109,7 +111,9 @@ func (s *subscriber) take() ([]*item, bool, error, int64) {
 // contract; events carry revisions and a client resumes on any replica.
 func (s *Server) SubscribeRoomEvents(req *roomv1.SubscribeRoomEventsRequest, srv roomv1.RoomService_SubscribeRoomEventsServer) error {
 	ctx := srv.Context()
-	rec, err := s.session(ctx, req.GetSessionId())
+	// A client subscribes right after its login, mostly on the replica
+	// that logged it in: the watch cache knows the session (cache.go).
+	rec, err := s.cachedSession(ctx, req.GetSessionId())
 	if err != nil {
 		return err
 	}

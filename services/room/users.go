@@ -15,9 +15,18 @@ import (
 
 // ListUsers pages through the session's room.
 func (s *Server) ListUsers(ctx context.Context, req *roomv1.ListUsersRequest) (*roomv1.ListUsersResponse, error) {
-	rec, err := s.session(ctx, req.GetSessionId())
+	rec, err := s.cachedSession(ctx, req.GetSessionId())
 	if err != nil {
 		return nil, err
+	}
+	size := req.GetPageSize()
+	if size == 0 || size > 500 {
+		size = 100
+	}
+	// From the replica's watch cache when it holds the room (cache.go).
+	if h := s.currentHub(ctx, roomKey{rec.AppID, rec.RoomID}); h != nil {
+		users, next, count := h.listUsers(size, req.GetPageToken())
+		return &roomv1.ListUsersResponse{Users: users, NextPageToken: next, OnlineCount: count}, nil
 	}
 	users, next, count, err := s.listUsers(ctx, rec.AppID, rec.RoomID, req.GetPageSize(), req.GetPageToken())
 	if err != nil {
