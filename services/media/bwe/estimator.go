@@ -341,6 +341,10 @@ func (e *Estimator) maybeProbe(now int64) {
 	if want < est*probeMinStep {
 		return
 	}
+	// Aim a little above what is wanted, so that a success leaves the
+	// sender headroom there, but at least probeMinGain above the estimate
+	// (a smaller step is lost in the measurement's noise) and at most
+	// probeFactor times it (the overshoot a full link must queue).
 	p.base = e.rc.rate
-	p.begin(min(est*probeFactor, want), now)
+	p.begin(min(est*probeFactor, max(want*probeAbove, est*probeMinGain)), now)
 }

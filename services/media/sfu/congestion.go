@@ -69,7 +69,8 @@ func (s *Player) feedback(fb *rtcpFeedback, reports bool) {
 
 // allocate chooses each video downtrack's layer for the current estimate.
 func (s *Player) allocate(now int64) {
-	budget := s.est.Estimate() - audioReserve
+	audio := s.audioReserve()
+	budget := s.est.Estimate() - audio
 	var desired int64
 	for _, d := range s.tracks {
 		if d.kind == webrtc.RTPCodecTypeVideo {
@@ -77,7 +78,29 @@ func (s *Player) allocate(now int64) {
 		}
 	}
 	// Probing stops once the estimate would carry the best layer wanted.
-	s.est.SetDesired(desired + audioReserve)
+	s.est.SetDesired(desired + audio)
+}
+
+// audioReserve is what the estimate keeps for the player's audio: the
+// measured rate of the audio it plays, with the estimator's per-packet
+// overhead; minAudioReserve before it is measured, 0 without audio.
+func (s *Player) audioReserve() int64 {
+	var r int64
+	for _, d := range s.tracks {
+		if d.kind != webrtc.RTPCodecTypeAudio {
+			continue
+		}
+		u := d.want.Load()
+		if u == nil {
+			continue
+		}
+		if m := u.rate.Load(); m > 0 {
+			r += m + audioOverhead
+		} else {
+			r += minAudioReserve
+		}
+	}
+	return r
 }
 
 // probeTick is how often a probing player's turn comes back to send
@@ -269,7 +292,7 @@ func (d *downTrack) setLayers(ls []*UpTrack) {
 		d.chooser.reset()
 		if d.pref != LayerAuto {
 			next = pinned(sorted, d.pref)
-		} else if next = d.chooser.choose(sorted, nil, d.sub.est.Estimate()-audioReserve, time.Now().UnixNano(), false); next == nil {
+		} else if next = d.chooser.choose(sorted, nil, d.sub.est.Estimate()-d.sub.audioReserve(), time.Now().UnixNano(), false); next == nil {
 			next = sorted[0]
 		}
 	}
