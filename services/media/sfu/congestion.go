@@ -146,10 +146,20 @@ func (d *downTrack) probePacket(now int64) int {
 	if d.rtxPT == 0 || d.rtxSSRC == 0 || d.kind != webrtc.RTPCodecTypeVideo || !d.rw.started {
 		return 0
 	}
-	if d.src != nil && d.rw.highest >= d.rw.segStart {
-		if p, ok := d.src.cache.get(d.rw.highest, d.buf[2:], now, true); ok && d.write(p, now, true, true) {
+	// The newest packet is often a frame's last, short fragment: a probe
+	// of 50-byte copies sends thousands of packets a second whose IP and
+	// UDP headers the link carries but the estimator does not count, and
+	// measures the link at half its rate. So copy the newest full-sized
+	// packet among the last few.
+	for i := uint64(0); d.src != nil && i < probeLookBack && d.rw.highest >= d.rw.segStart+i; i++ {
+		p, ok := d.src.cache.get(d.rw.highest-i, d.buf[2:], now, true)
+		if !ok || p.n < probeMinCopy {
+			continue
+		}
+		if d.write(p, now, true, true) {
 			return p.n + 2 + 12 + 8
 		}
+		break
 	}
 	const n = paddingProbeSize
 	clear(d.buf[:n-1])
@@ -163,6 +173,13 @@ func (d *downTrack) probePacket(now int64) int {
 	}
 	return n + 12 + 8
 }
+
+// probeLookBack is how many of the newest packets a probe looks at for one
+// of at least probeMinCopy bytes to copy (else it sends padding).
+const (
+	probeLookBack = 8
+	probeMinCopy  = 2 * paddingProbeSize
+)
 
 // paddingProbeSize is a padding probe's payload: all padding, whose size
 // one byte must hold.

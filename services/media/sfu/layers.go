@@ -147,14 +147,18 @@ type layerChooser struct {
 	upSince int64 // when a higher layer started to fit, 0: it does not
 	upTo    *UpTrack
 	// overSince is when the current layer started to exceed downHeadroom
-	// of the budget (0: it does not).
-	overSince int64
+	// of the budget (0: it does not), fitSince when it last started to fit
+	// again: an estimate hovering around the layer's rate (a link that
+	// barely carries it, queueing and dropping) must not restart the
+	// clock each time it touches the threshold, so overSince is cleared
+	// only after the layer has fitted for downHold/2.
+	overSince, fitSince int64
 }
 
 // reset forgets pending decisions (the publisher's tracks changed).
 func (c *layerChooser) reset() {
 	c.mu.Lock()
-	c.upSince, c.upTo, c.overSince = 0, nil, 0
+	c.upSince, c.upTo, c.overSince, c.fitSince = 0, nil, 0, 0
 	c.mu.Unlock()
 }
 
@@ -189,8 +193,14 @@ func (c *layerChooser) pick(sorted []*UpTrack, cur *UpTrack, budget int64, now i
 	if cur != nil && curIdx >= 0 {
 		r := float64(layerRate(sorted, cur))
 		fits := r <= downHeadroom*float64(budget)
-		if fits {
-			c.overSince = 0
+		switch {
+		case !fits:
+			c.fitSince = 0
+		case c.overSince == 0:
+		case c.fitSince == 0:
+			c.fitSince = now
+		case now-c.fitSince >= int64(downHold/2):
+			c.overSince, c.fitSince = 0, 0
 		}
 		if fits && bestIdx <= curIdx {
 			c.upSince, c.upTo = 0, nil
@@ -206,7 +216,7 @@ func (c *layerChooser) pick(sorted []*UpTrack, cur *UpTrack, budget int64, now i
 			if !severe && now-c.overSince < int64(downHold) {
 				return cur
 			}
-			c.overSince = 0
+			c.overSince, c.fitSince = 0, 0
 			if bestIdx < curIdx {
 				return best // down (nil: pause)
 			}
