@@ -289,11 +289,16 @@ func (e *Estimator) endFeedback(now int64) {
 		e.lastOveruse = now
 	}
 	if e.rc.update(u, acked, now) {
-		e.rc.rate = max(e.rc.rate, e.probe.floor(now))
-		// After a cut, look for the way back up once congestion is clear.
-		e.probe.gap = probeBaseGap
-		if !e.probe.active && !e.probe.pending {
-			e.probe.nextAt = now + probeAfterDrop
+		floor := e.probe.floor(now)
+		e.rc.rate = max(e.rc.rate, floor)
+		// After a cut, look for the way back up once congestion is clear;
+		// but a cut of a probe's own queue (floor > 0) keeps the backoff,
+		// or a full link is probed, queued and frozen every 2 s.
+		if floor == 0 {
+			e.probe.gap = probeBaseGap
+			if !e.probe.active && !e.probe.pending {
+				e.probe.nextAt = now + probeAfterDrop
+			}
 		}
 	}
 	e.reported += uint64(e.fbReported)
