@@ -19,7 +19,8 @@
 //   - probing: when congestion is clear and the estimate is below what the
 //     sender wants ([Estimator.SetDesired], by default Config.Max),
 //     [Estimator.ProbeRate] asks the sender for extra padding/RTX for a 100 ms
-//     cluster (longer at low rates, for ~15 packets) at twice the estimate; the
+//     cluster (longer at low rates, for ~15 packets) at 10 % above what is
+//     wanted, at least 1.2 and at most 2 times the estimate; the
 //     cluster's acknowledged rate raises the estimate, and a successful cluster
 //     is followed by the next one at once. Probes start with the first
 //     feedback, 1.5 s after a cut, and every 3-5 s while below what is wanted.

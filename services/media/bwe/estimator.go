@@ -289,11 +289,16 @@ func (e *Estimator) endFeedback(now int64) {
 		e.lastOveruse = now
 	}
 	if e.rc.update(u, acked, now) {
-		e.rc.rate = max(e.rc.rate, e.probe.floor(now))
-		// After a cut, look for the way back up once congestion is clear.
-		e.probe.gap = probeBaseGap
-		if !e.probe.active && !e.probe.pending {
-			e.probe.nextAt = now + probeAfterDrop
+		floor := e.probe.floor(now)
+		e.rc.rate = max(e.rc.rate, floor)
+		// After a cut, look for the way back up once congestion is clear;
+		// but a cut of a probe's own queue (floor > 0) keeps the backoff,
+		// or a full link is probed, queued and frozen every 2 s.
+		if floor == 0 {
+			e.probe.gap = probeBaseGap
+			if !e.probe.active && !e.probe.pending {
+				e.probe.nextAt = now + probeAfterDrop
+			}
 		}
 	}
 	e.reported += uint64(e.fbReported)
@@ -341,6 +346,10 @@ func (e *Estimator) maybeProbe(now int64) {
 	if want < est*probeMinStep {
 		return
 	}
+	// Aim a little above what is wanted, so that a success leaves the
+	// sender headroom there, but at least probeMinGain above the estimate
+	// (a smaller step is lost in the measurement's noise) and at most
+	// probeFactor times it (the overshoot a full link must queue).
 	p.base = e.rc.rate
-	p.begin(min(est*probeFactor, want), now)
+	p.begin(min(est*probeFactor, max(want*probeAbove, est*probeMinGain)), now)
 }

@@ -30,8 +30,10 @@ const (
 	probeMaxGap    = 5e9
 	probeAfterDrop = 1500e6 // first probe after a decrease, once clear
 	probeClearTime = 1e9    // no overuse for this long before probing
-	probeMinStep   = 1.2    // not worth probing for less than +20 %
-	probeGuard     = 500e6  // after a cluster is measured, its queue drains
+	probeMinStep   = 1.02   // probe while the estimate is 2 % short of what is wanted
+	probeAbove     = 1.1    // aiming 10 % above it
+	probeMinGain   = 1.2    // and at least 20 % above the estimate
+	probeGuard     = 1e9    // after a cluster is measured, its queue drains and the trend settles
 )
 
 // prober is the probe controller and the cluster being measured.

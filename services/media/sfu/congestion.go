@@ -69,7 +69,8 @@ func (s *Player) feedback(fb *rtcpFeedback, reports bool) {
 
 // allocate chooses each video downtrack's layer for the current estimate.
 func (s *Player) allocate(now int64) {
-	budget := s.est.Estimate() - audioReserve
+	audio := s.audioReserve()
+	budget := s.est.Estimate() - audio
 	var desired int64
 	for _, d := range s.tracks {
 		if d.kind == webrtc.RTPCodecTypeVideo {
@@ -77,7 +78,29 @@ func (s *Player) allocate(now int64) {
 		}
 	}
 	// Probing stops once the estimate would carry the best layer wanted.
-	s.est.SetDesired(desired + audioReserve)
+	s.est.SetDesired(desired + audio)
+}
+
+// audioReserve is what the estimate keeps for the player's audio: the
+// measured rate of the audio it plays, with the estimator's per-packet
+// overhead; minAudioReserve before it is measured, 0 without audio.
+func (s *Player) audioReserve() int64 {
+	var r int64
+	for _, d := range s.tracks {
+		if d.kind != webrtc.RTPCodecTypeAudio {
+			continue
+		}
+		u := d.want.Load()
+		if u == nil {
+			continue
+		}
+		if m := u.rate.Load(); m > 0 {
+			r += m + audioOverhead
+		} else {
+			r += minAudioReserve
+		}
+	}
+	return r
 }
 
 // probeTick is how often a probing player's turn comes back to send
@@ -124,10 +147,20 @@ func (d *downTrack) probePacket(now int64) int {
 	if d.rtxPT == 0 || d.kind != webrtc.RTPCodecTypeVideo || !d.bound.Load() {
 		return 0
 	}
-	if d.src != nil && d.rw.started && d.rw.highest >= d.rw.segStart {
-		if p, ok := d.src.cache.get(d.rw.highest, d.buf[2:], now, true); ok && d.write(p, now, true, true) {
+	// The newest packet is often a frame's last, short fragment: a probe
+	// of 50-byte copies sends thousands of packets a second whose IP and
+	// UDP headers the link carries but the estimator does not count, and
+	// measures the link at half its rate. So copy the newest full-sized
+	// packet among the last few.
+	for i := uint64(0); d.src != nil && d.rw.started && i < probeLookBack && d.rw.highest >= d.rw.segStart+i; i++ {
+		p, ok := d.src.cache.get(d.rw.highest-i, d.buf[2:], now, true)
+		if !ok || p.n < probeMinCopy {
+			continue
+		}
+		if d.write(p, now, true, true) {
 			return p.n + 2 + 12 + 8
 		}
+		break
 	}
 	return d.writePadding(now)
 }
@@ -149,6 +182,13 @@ func (d *downTrack) writePadding(now int64) int {
 	}
 	return paddingProbe + 12 + 8
 }
+
+// probeLookBack is how many of the newest packets a probe looks at for one
+// of at least probeMinCopy bytes to copy (else it sends padding).
+const (
+	probeLookBack = 8
+	probeMinCopy  = 2 * paddingProbe
+)
 
 // choose sets the layer d forwards: the pinned one, or in auto mode what
 // the chooser picks for budget. A change subscribes the player to the new
@@ -275,7 +315,7 @@ func (d *downTrack) setLayers(ls []*UpTrack) {
 		d.chooser.reset()
 		if d.pref != LayerAuto {
 			next = pinned(sorted, d.pref)
-		} else if next = d.chooser.choose(sorted, nil, d.sub.est.Estimate()-audioReserve, time.Now().UnixNano(), false); next == nil {
+		} else if next = d.chooser.choose(sorted, nil, d.sub.est.Estimate()-d.sub.audioReserve(), time.Now().UnixNano(), false); next == nil {
 			next = sorted[0]
 		}
 	}

@@ -39,20 +39,32 @@ const (
 
 // Selection bounds. A layer is taken when its bitrate is at most
 // upHeadroom of the estimate left for video, held for upHold (a probe's
-// short peak does not move a player up); it is left at once when its
-// bitrate exceeds downHeadroom of that estimate, since every moment on a
-// layer the link cannot carry is a growing queue and then a freeze. The
-// asymmetry is the hysteresis: between the two thresholds nothing changes.
+// short peak does not move a player up). The current layer is left at once
+// when its bitrate exceeds downSevere of that estimate (a link far slower
+// than the layer: every moment on it is a growing queue and then a
+// freeze), and after downHold when it exceeds downHeadroom by less: a
+// delay-based cut after a keyframe's burst or a probe's overshoot takes
+// the estimate 15 % below what the player receives, and the estimator's
+// next probe (1.5 s after the cut) shows within downHold whether the link
+// really got slower. Between the thresholds nothing changes. upHeadroom
+// is near 1 so the top layer (2.5 Mbit/s of media, ~2.6 with headers and
+// keyframes) is reachable on a 3 Mbit/s link.
 const (
-	upHeadroom   = 0.90
+	upHeadroom   = 0.97
 	downHeadroom = 1.05
+	downSevere   = 1.35
 	upHold       = 1500 * time.Millisecond
+	downHold     = 2500 * time.Millisecond
 	// freshKeyframe: a switch may start at the new layer's cached keyframe
 	// when it arrived this recently (a short replay); otherwise the
 	// downtrack asks for one and forwards the old layer until it comes.
 	freshKeyframe = 150 * time.Millisecond
-	// audioReserve is what the estimate keeps for audio and RTCP.
-	audioReserve = 64_000
+	// audioOverhead is added to the audio tracks' measured rate for what
+	// the estimator counts on top of it (the transport-wide sequence
+	// number extension, ~50 packets a second), and minAudioReserve is
+	// what audio is assumed to take before it is measured.
+	audioOverhead   = 8_000
+	minAudioReserve = 24_000
 	// minLayerRate stands in for a layer's bitrate before it is measured.
 	minLayerRate = 100_000
 	// probeMargin: probing aims this far beyond what the best layer wanted
@@ -141,13 +153,20 @@ type layerChooser struct {
 	started bool  // the first choice was made (later ones wait upHold to go up)
 	upSince int64 // when upTo started to fit
 	upTo    *UpTrack
+	// overSince is when the current layer started to exceed downHeadroom
+	// of the budget (0: it does not), fitSince when it last started to fit
+	// again: an estimate hovering around the layer's rate (a link that
+	// barely carries it, queueing and dropping) must not restart the
+	// clock each time it touches the threshold, so overSince is cleared
+	// only after the layer has fitted for downHold/2.
+	overSince, fitSince int64
 }
 
 // reset forgets pending decisions (the publisher's tracks changed): the
 // next choice is a first one again.
 func (c *layerChooser) reset() {
 	c.mu.Lock()
-	c.started, c.upSince, c.upTo = false, 0, nil
+	c.started, c.upSince, c.upTo, c.overSince, c.fitSince = false, 0, nil, 0, 0
 	c.mu.Unlock()
 }
 
@@ -183,18 +202,43 @@ func (c *layerChooser) pick(sorted []*UpTrack, cur *UpTrack, budget int64, now i
 	c.started = true
 	if (cur == nil && first) || (cur != nil && curIdx < 0) {
 		// The first choice, or the layer forwarded is gone: at once.
-		c.upSince, c.upTo = 0, nil
+		c.upSince, c.upTo, c.overSince, c.fitSince = 0, nil, 0, 0
 		return best
 	}
 	if cur != nil {
-		// Stay while the current layer still fits within down-headroom.
-		if float64(layerRate(sorted, cur)) <= downHeadroom*float64(budget) && bestIdx <= curIdx {
+		r := float64(layerRate(sorted, cur))
+		fits := r <= downHeadroom*float64(budget)
+		switch {
+		case !fits:
+			c.fitSince = 0
+		case c.overSince == 0:
+		case c.fitSince == 0:
+			c.fitSince = now
+		case now-c.fitSince >= int64(downHold/2):
+			c.overSince, c.fitSince = 0, 0
+		}
+		if fits && bestIdx <= curIdx {
 			c.upSince, c.upTo = 0, nil
 			return cur
 		}
-		if bestIdx < curIdx {
+		if !fits {
+			// Over: down at once when far over, else once it has lasted.
+			severe := budget <= 0 || r > downSevere*float64(budget)
+			if c.overSince == 0 {
+				c.overSince = now
+			}
 			c.upSince, c.upTo = 0, nil
-			return best // down at once (nil: pause)
+			if !severe && now-c.overSince < int64(downHold) {
+				return cur
+			}
+			c.overSince, c.fitSince = 0, 0
+			if bestIdx < curIdx {
+				return best // down (nil: pause)
+			}
+			if curIdx > 0 {
+				return sorted[curIdx-1]
+			}
+			return nil
 		}
 		if bestIdx == curIdx {
 			return cur
@@ -241,16 +285,23 @@ func LayersOf(tracks []*UpTrack, k webrtc.RTPCodecType) []*UpTrack {
 	return out
 }
 
-// rateMeter measures a bitrate over rateWindow windows.
+// rateMeter measures a bitrate over rateWindow windows, smoothed over
+// about four of them: a keyframe (three frames' worth, every two seconds)
+// must not make a layer look 15 % dearer for half a second, which would
+// move a player down on a link that carries the layer.
 type rateMeter struct {
-	start int64
-	bytes int64
+	start  int64
+	bytes  int64
+	smooth int64
 }
 
 const rateWindow = int64(500 * time.Millisecond)
 
-// add counts n bytes at now; when a window closes it returns its rate
-// (the caller smooths it with the previous ones).
+// rateSmoothing is the weight of a new window in the smoothed rate.
+const rateSmoothing = 0.3
+
+// add counts n bytes at now; when a window closes it returns the smoothed
+// rate.
 func (m *rateMeter) add(now int64, n int) (int64, bool) {
 	if m.start == 0 {
 		m.start = now
@@ -259,7 +310,12 @@ func (m *rateMeter) add(now int64, n int) (int64, bool) {
 	if el := now - m.start; el >= rateWindow {
 		r := m.bytes * 8 * int64(time.Second) / el
 		m.start, m.bytes = now, 0
-		return r, true
+		if m.smooth == 0 {
+			m.smooth = r
+		} else {
+			m.smooth = int64(rateSmoothing*float64(r) + (1-rateSmoothing)*float64(m.smooth))
+		}
+		return m.smooth, true
 	}
 	return 0, false
 }

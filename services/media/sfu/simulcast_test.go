@@ -81,9 +81,10 @@ type chooserStep struct {
 
 func TestLayerChooser(t *testing.T) {
 	// q 150 kbit/s, h 600 kbit/s, f 2.5 Mbit/s. A layer is taken at
-	// upHeadroom (0.9) of the budget (f: 2.78 Mbit/s, h: 667 kbit/s,
-	// q: 167 kbit/s) and left above downHeadroom (1.05: f below 2.38
-	// Mbit/s, h below 571 kbit/s, q below 143 kbit/s).
+	// upHeadroom (0.97) of the budget (f: 2.58 Mbit/s, h: 619 kbit/s,
+	// q: 155 kbit/s) and left above downHeadroom (1.05: f below 2.38
+	// Mbit/s, h below 571 kbit/s, q below 143 kbit/s) after downHold, at
+	// once above downSevere (1.35: f below 1.85 Mbit/s).
 	const ms = time.Millisecond
 	for _, tc := range []struct {
 		name  string
@@ -94,7 +95,11 @@ func TestLayerChooser(t *testing.T) {
 		{"first choice: the best that fits", "", []chooserStep{{0, 1_000_000, "h"}}},
 		{"first choice below the lowest: paused", "", []chooserStep{{0, 100_000, ""}}},
 		{"stays while it fits with down-headroom", "f", []chooserStep{{0, 2_450_000, "f"}, {time.Second, 2_400_000, "f"}}},
-		{"down at once when it does not fit", "f", []chooserStep{{0, 2_300_000, "h"}}},
+		{"down after downHold when a little over", "f", []chooserStep{
+			{0, 2_300_000, "f"}, {downHold - 100*ms, 2_300_000, "f"}, {100 * ms, 2_300_000, "h"}}},
+		{"a short dip does not go down", "f", []chooserStep{
+			{0, 2_300_000, "f"}, {time.Second, 2_300_000, "f"}, {100 * ms, 2_600_000, "f"}, {downHold, 2_600_000, "f"}}},
+		{"down at once when far over", "f", []chooserStep{{0, 1_500_000, "h"}}},
 		{"down more than one layer", "f", []chooserStep{{0, 300_000, "q"}}},
 		{"up only after upHold", "h", []chooserStep{
 			{0, 2_800_000, "h"}, {500 * ms, 2_800_000, "h"}, {900 * ms, 2_800_000, "h"}, {100 * ms, 2_800_000, "f"}}},
@@ -103,7 +108,7 @@ func TestLayerChooser(t *testing.T) {
 		{"no flapping between the thresholds (top)", "f", []chooserStep{
 			{0, 2_450_000, "f"}, {100 * ms, 2_700_000, "f"}, {100 * ms, 2_400_000, "f"}, {100 * ms, 2_750_000, "f"}, {100 * ms, 2_400_000, "f"}}},
 		{"no flapping: an estimate that keeps dipping never goes up", "h", []chooserStep{
-			{0, 2_800_000, "h"}, {time.Second, 2_700_000, "h"}, {400 * ms, 2_800_000, "h"}, {time.Second, 2_700_000, "h"},
+			{0, 2_800_000, "h"}, {time.Second, 2_550_000, "h"}, {400 * ms, 2_800_000, "h"}, {time.Second, 2_550_000, "h"},
 			{400 * ms, 2_800_000, "h"}, {time.Second, 2_800_000, "h"}, {600 * ms, 2_800_000, "f"}}},
 		{"a candidate flipping between two higher layers: up to the one that fitted throughout", "q", []chooserStep{
 			{0, 3_000_000, "q"}, {500 * ms, 1_000_000, "q"}, {500 * ms, 3_000_000, "q"}, {500 * ms, 1_000_000, "h"},

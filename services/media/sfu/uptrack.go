@@ -189,13 +189,6 @@ func (u *UpTrack) Ingest(ext uint64, now int64, ts uint32, pt uint8, marker bool
 	u.cache.insert(ext, now, ts, pt, marker, payload)
 	u.packets.Add(1)
 	if r, ok := u.meter.add(now, len(payload)+12); ok {
-		// Smoothed with the previous windows, as layers.go's thresholds
-		// need: a window with a keyframe and one without differ by a
-		// tenth or more, and a layer judged by single windows fits the
-		// same estimate now and not half a second later.
-		if old := u.rate.Load(); old > 0 {
-			r = (old + r) / 2
-		}
 		u.rate.Store(r)
 	}
 	if u.kind == webrtc.RTPCodecTypeVideo {
