@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/onair-dev/onair/internal/testcluster"
+	"github.com/onair-dev/onair/internal/testkit"
 
 	"github.com/pion/interceptor"
 	"github.com/pion/rtp/codecs"
@@ -96,16 +97,7 @@ func peer(t *testing.T) *webrtc.PeerConnection {
 
 func offerOf(t *testing.T, pc *webrtc.PeerConnection) string {
 	t.Helper()
-	o, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(o); err != nil {
-		t.Fatal(err)
-	}
-	<-done
-	return pc.LocalDescription().SDP
+	return testkit.Offer(t, pc)
 }
 
 func post(t *testing.T, url, contentType, token, body string) *http.Response {

@@ -27,6 +27,7 @@ import (
 
 	"github.com/onair-dev/onair/errcode"
 	"github.com/onair-dev/onair/internal/embedetcd"
+	"github.com/onair-dev/onair/internal/testkit"
 	"github.com/onair-dev/onair/internal/testpki"
 	"github.com/onair-dev/onair/internal/testproc"
 	authv1 "github.com/onair-dev/onair/proto/onair/auth/v1"
@@ -319,13 +320,13 @@ func TestTLS(t *testing.T) {
 			}
 		}
 		for what, addr := range addrs {
-			eventually(t, what+" serves the renewed certificate", func() bool {
+			testkit.Eventually(t, what+" serves the renewed certificate", func() bool {
 				got, err := serial(addr, ca)
 				return err == nil && got.Cmp(want) == 0
 			})
 		}
 		for _, n := range natsServers {
-			eventually(t, n.name+" serves the renewed certificate", func() bool {
+			testkit.Eventually(t, n.name+" serves the renewed certificate", func() bool {
 				nc, err := natsConnect(n.clientURL, natsClientTLS(t, f, ca))
 				if err != nil {
 					return false
@@ -491,17 +492,4 @@ func serial(addr string, ca *testpki.CA) (*big.Int, error) {
 	}
 	defer c.Close()
 	return c.ConnectionState().PeerCertificates[0].SerialNumber, nil
-}
-
-// eventually polls cond for up to 30 s; a generous bound for correctness,
-// not a performance check.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
