@@ -23,7 +23,6 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/onair-dev/onair/errcode"
@@ -474,19 +473,7 @@ func waitProcReady(ctx context.Context, p *clusterProc) error {
 			}
 			return nil
 		}
-		cc, err := grpc.NewClient(p.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			return err
-		}
-		defer cc.Close()
-		resp, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
-		if err != nil {
-			return err
-		}
-		if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-			return fmt.Errorf("health: %s", resp.GetStatus())
-		}
-		return nil
+		return supervise.GRPCServing(ctx, p.GRPCAddr, insecure.NewCredentials())
 	}
 	for {
 		if !p.alive() {

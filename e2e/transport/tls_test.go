@@ -22,11 +22,11 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/onair-dev/onair/errcode"
 	"github.com/onair-dev/onair/internal/embedetcd"
+	"github.com/onair-dev/onair/internal/supervise"
 	"github.com/onair-dev/onair/internal/testkit"
 	"github.com/onair-dev/onair/internal/testpki"
 	"github.com/onair-dev/onair/internal/testproc"
@@ -389,21 +389,9 @@ func ready(p *proc, ca *testpki.CA) bool {
 
 // health checks the server at addr with creds; nil if it is SERVING.
 func health(addr string, creds credentials.TransportCredentials) error {
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
-	if err != nil {
-		return err
-	}
-	defer cc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	resp, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
-	if err != nil {
-		return err
-	}
-	if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-		return fmt.Errorf("health: %s", resp.GetStatus())
-	}
-	return nil
+	return supervise.GRPCServing(ctx, addr, creds)
 }
 
 // seedApp creates the app with live streaming on, over TLS with the admin
