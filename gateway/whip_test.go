@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -126,38 +125,25 @@ func wantStatus(t *testing.T, what string, resp *http.Response, want int) string
 	return string(b)
 }
 
+// roomWatcher writes down the users and streams a client is told of.
 type roomWatcher struct {
 	express.BaseEventHandler
-	mu  sync.Mutex
-	log []string
+	testkit.Recorder
 }
 
 func (r *roomWatcher) OnRoomUserUpdate(t express.UpdateType, users []express.User, _ string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	for _, u := range users {
-		r.log = append(r.log, "user "+t.String()+" "+u.UserID)
+		r.Add("user " + t.String() + " " + u.UserID)
 	}
 }
 
 func (r *roomWatcher) OnRoomStreamUpdate(t express.UpdateType, streams []express.Stream, _ string, _ string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	for _, s := range streams {
-		r.log = append(r.log, "stream "+t.String()+" "+s.StreamID+" "+s.User.UserID)
+		r.Add("stream " + t.String() + " " + s.StreamID + " " + s.User.UserID)
 	}
 }
 
-func (r *roomWatcher) has(s string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, l := range r.log {
-		if l == s {
-			return true
-		}
-	}
-	return false
-}
+func (r *roomWatcher) has(s string) bool { return r.Has(s) }
 
 // TestWHIPWHEP: a WHIP publisher (plain HTTP + pion) goes live in a room it
 // never logged into; a WHEP player receives decodable VP8 frames; DELETE
