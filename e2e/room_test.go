@@ -129,9 +129,19 @@ func TestRoomUsersAndStreamsAcrossReplicas(t *testing.T) {
 		return r.infos["topic"] == "news" && slices.Contains(r.msgs, "bob:hi all") && slices.Contains(r.cmds, "alice:psst")
 	}))
 	eventually(t, "bob gets info and no echo", b.has(func(r *recorder) bool { return r.infos["topic"] == "news" }))
-	time.Sleep(200 * time.Millisecond)
+	// Markers sent after what must not arrive: once bob has carol's
+	// message and alice bob's info, an echo, a misrouted command or the
+	// setter's own info would have come before them.
+	if _, err := el.SendBroadcastMessage(ctx, "room1", "marker"); err != nil {
+		t.Fatal(err)
+	}
+	if err := eb.SetRoomExtraInfo(ctx, "room1", "marker", "1"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "bob to get carol's marker", b.has(func(r *recorder) bool { return slices.Contains(r.msgs, "carol:marker") }))
+	eventually(t, "alice to get bob's marker info", a.has(func(r *recorder) bool { return r.infos["marker"] == "1" }))
 	b.mu.Lock()
-	if len(b.msgs) != 0 || len(b.cmds) != 0 {
+	if !slices.Equal(b.msgs, []string{"carol:marker"}) || len(b.cmds) != 0 {
 		t.Errorf("bob got %v %v: sender echoed or command to the wrong user", b.msgs, b.cmds)
 	}
 	b.mu.Unlock()
@@ -297,9 +307,12 @@ func TestDuplicateUserIsKickedOut(t *testing.T) {
 		i := slices.Index(r.states, express.RoomStateChangedReasonKickOut)
 		return i >= 0 && r.codes[i] == int(errcode.KickedSameUser)
 	}))
-	// The user never left the room in the others' eyes.
-	time.Sleep(300 * time.Millisecond)
-	if got := watcher.events(); !slices.Equal(got, []string{"user Add dup"}) {
+	// The user never left the room in the others' eyes: a marker user
+	// logs in after, and the watcher is told of it after anything about
+	// dup.
+	rc.login(rc.engine(rc.r2, rc.r1, newRecorder()), "k", "marker")
+	eventually(t, "watcher sees the marker user", watcher.has(func(r *recorder) bool { return r.users["marker"] }))
+	if got := watcher.events("marker"); !slices.Equal(got, []string{"user Add dup"}) {
 		t.Errorf("watcher saw %v", got)
 	}
 }

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -15,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onair-dev/onair/internal/supervise"
 	"github.com/onair-dev/onair/internal/testcluster"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -409,7 +409,7 @@ func TestServerStream(t *testing.T) {
 	e := newEnv(t)
 	// A Debug logger puts the access log's response writer in the path, which
 	// must still flush each message.
-	logs := &syncBuffer{}
+	logs := &supervise.Log{}
 	_, hs := e.serve(t, Config{Telemetry: e.tel, Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
@@ -473,24 +473,6 @@ func TestServerStream(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-// syncBuffer is a bytes.Buffer that the server and the test may use at once.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func TestWithoutTelemetryAndMountedRoutes(t *testing.T) {

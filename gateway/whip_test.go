@@ -6,12 +6,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/onair-dev/onair/internal/testcluster"
+	"github.com/onair-dev/onair/internal/testkit"
 
 	"github.com/pion/interceptor"
 	"github.com/pion/rtp/codecs"
@@ -96,16 +96,7 @@ func peer(t *testing.T) *webrtc.PeerConnection {
 
 func offerOf(t *testing.T, pc *webrtc.PeerConnection) string {
 	t.Helper()
-	o, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(o); err != nil {
-		t.Fatal(err)
-	}
-	<-done
-	return pc.LocalDescription().SDP
+	return testkit.Offer(t, pc)
 }
 
 func post(t *testing.T, url, contentType, token, body string) *http.Response {
@@ -134,38 +125,25 @@ func wantStatus(t *testing.T, what string, resp *http.Response, want int) string
 	return string(b)
 }
 
+// roomWatcher writes down the users and streams a client is told of.
 type roomWatcher struct {
 	express.BaseEventHandler
-	mu  sync.Mutex
-	log []string
+	testkit.Recorder
 }
 
 func (r *roomWatcher) OnRoomUserUpdate(t express.UpdateType, users []express.User, _ string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	for _, u := range users {
-		r.log = append(r.log, "user "+t.String()+" "+u.UserID)
+		r.Add("user " + t.String() + " " + u.UserID)
 	}
 }
 
 func (r *roomWatcher) OnRoomStreamUpdate(t express.UpdateType, streams []express.Stream, _ string, _ string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	for _, s := range streams {
-		r.log = append(r.log, "stream "+t.String()+" "+s.StreamID+" "+s.User.UserID)
+		r.Add("stream " + t.String() + " " + s.StreamID + " " + s.User.UserID)
 	}
 }
 
-func (r *roomWatcher) has(s string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, l := range r.log {
-		if l == s {
-			return true
-		}
-	}
-	return false
-}
+func (r *roomWatcher) has(s string) bool { return r.Has(s) }
 
 // TestWHIPWHEP: a WHIP publisher (plain HTTP + pion) goes live in a room it
 // never logged into; a WHEP player receives decodable VP8 frames; DELETE

@@ -8,11 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,6 +25,7 @@ import (
 	"github.com/onair-dev/onair/internal/iceloopback"
 	"github.com/onair-dev/onair/internal/procstat"
 	"github.com/onair-dev/onair/internal/udpgro"
+	"github.com/onair-dev/onair/internal/whipclient"
 	"github.com/onair-dev/onair/services/media/vp8"
 )
 
@@ -294,58 +293,6 @@ func benchAPI(target string, player bool, n transport.Net, twcc bool) (*webrtc.A
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
 }
 
-// negotiate posts pc's complete offer and applies the answer; it returns
-// the session URL.
-func negotiate(ctx context.Context, pc *webrtc.PeerConnection, target, token string) (string, error) {
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		return "", err
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		return "", err
-	}
-	select {
-	case <-gathered:
-	case <-ctx.Done():
-		return "", ctx.Err()
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(pc.LocalDescription().SDP))
-	if err != nil {
-		return "", err
-	}
-	req.Header.Set("Content-Type", "application/sdp")
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("cannot reach the server at %s: %w", target, err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != http.StatusCreated {
-		return "", fmt.Errorf("%s answered %s: %s", target, resp.Status, strings.TrimSpace(string(body)))
-	}
-	loc := resp.Header.Get("Location")
-	if base, err := url.Parse(target); err == nil {
-		if l, err := base.Parse(loc); err == nil {
-			loc = l.String()
-		}
-	}
-	return loc, pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(body)})
-}
-
-func deleteSession(loc string) {
-	if loc == "" {
-		return
-	}
-	req, err := http.NewRequest(http.MethodDelete, loc, nil)
-	if err == nil {
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-		}
-	}
-}
-
 func waitConnected(ctx context.Context, pc *webrtc.PeerConnection) error {
 	up := make(chan struct{})
 	var once sync.Once
@@ -488,7 +435,7 @@ func fanout(ctx context.Context, c fanoutConfig) (*fanoutResult, error) {
 				p.mu.Unlock()
 			}
 		})
-		loc, err := negotiate(ctx, pc, withLayer(c.whep, c.layer), c.token)
+		loc, err := whipclient.Post(ctx, pc, withLayer(c.whep, c.layer), c.token)
 		if err == nil {
 			err = waitConnected(ctx, pc)
 			p.up.Store(time.Now().UnixNano())
@@ -497,7 +444,7 @@ func fanout(ctx context.Context, c fanoutConfig) (*fanoutResult, error) {
 			}
 		}
 		mu.Lock()
-		closers = append(closers, func() { _ = pc.Close(); deleteSession(loc) })
+		closers = append(closers, func() { _ = pc.Close(); whipclient.Delete(loc) })
 		mu.Unlock()
 		if err != nil {
 			return nil, err

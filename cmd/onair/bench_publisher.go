@@ -16,6 +16,7 @@ import (
 	"github.com/pion/webrtc/v4"
 	pmedia "github.com/pion/webrtc/v4/pkg/media"
 
+	"github.com/onair-dev/onair/internal/whipclient"
 	"github.com/onair-dev/onair/sdk/express"
 )
 
@@ -140,14 +141,14 @@ func publish(ctx context.Context, c fanoutConfig) (*benchPublisher, error) {
 		}
 	}()
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	p.loc, err = negotiate(cctx, p.pc, c.whip, c.token)
+	p.loc, err = whipclient.Post(cctx, p.pc, c.whip, c.token)
 	if err == nil {
 		err = waitConnected(cctx, p.pc)
 	}
 	cancel()
 	if err != nil {
 		_ = p.pc.Close()
-		deleteSession(p.loc)
+		whipclient.Delete(p.loc)
 		return nil, fmt.Errorf("publish: %w", err)
 	}
 	if c.simulcast {
@@ -234,7 +235,7 @@ func (p *benchPublisher) Close() {
 	close(p.stop)
 	p.wg.Wait() // returns at once if run never started
 	_ = p.pc.Close()
-	deleteSession(p.loc)
+	whipclient.Delete(p.loc)
 }
 
 // benchFrame is a VP8 frame whose filler carries its send time.

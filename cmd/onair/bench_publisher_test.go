@@ -14,6 +14,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/onair-dev/onair/internal/iceloopback"
+	"github.com/onair-dev/onair/internal/whipclient"
 	"github.com/onair-dev/onair/sdk/express"
 	"github.com/onair-dev/onair/services/media/vp8"
 )
@@ -73,24 +74,14 @@ func (s *simulcastReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	})
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: string(offer)}); err != nil {
+	answer, err := whipclient.Answer(r.Context(), pc, string(offer))
+	if err != nil {
 		http.Error(w, err.Error(), 400)
 		return
 	}
-	answer, err := pc.CreateAnswer(nil)
-	if err != nil {
-		http.Error(w, err.Error(), 500)
-		return
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(answer); err != nil {
-		http.Error(w, err.Error(), 500)
-		return
-	}
-	<-gathered
 	w.Header().Set("Location", "/whip/session")
 	w.WriteHeader(http.StatusCreated)
-	_, _ = io.WriteString(w, pc.LocalDescription().SDP)
+	_, _ = io.WriteString(w, answer)
 }
 
 func (s *simulcastReceiver) snapshot() (map[string]int, map[string][2]int) {

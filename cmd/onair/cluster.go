@@ -17,17 +17,16 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/onair-dev/onair/errcode"
+	"github.com/onair-dev/onair/internal/supervise"
 	authv1 "github.com/onair-dev/onair/proto/onair/auth/v1"
 	"github.com/onair-dev/onair/services/auth"
 	"github.com/onair-dev/onair/token04"
@@ -60,27 +59,15 @@ type clusterProc struct {
 	args []string
 	// env is added to the inherited environment: the keys go here, not
 	// in args, which every user of the machine can read (ps).
-	env      []string
-	cmd      *exec.Cmd
-	exited   chan struct{}
-	mu       sync.Mutex
-	stopping bool
-	waitErr  error
+	env []string
+	// proc is the running process, once started.
+	proc *supervise.Proc
 }
 
-func (p *clusterProc) alive() bool {
-	select {
-	case <-p.exited:
-		return false
-	default:
-		return true
-	}
-}
+func (p *clusterProc) alive() bool { return p.proc != nil && p.proc.Alive() }
 
 func (p *clusterProc) startFailed() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return fmt.Errorf("%s exited while starting (%s); see its log above", p.Name, exitStatus(p.waitErr))
+	return fmt.Errorf("%s exited while starting (%s); see its log above", p.Name, p.proc.Status())
 }
 
 // clusterSummary is printed as one JSON line after "CLUSTER " for scripts
@@ -105,10 +92,12 @@ type clusterRunner struct {
 	procs    []*clusterProc
 	groups   [][]*clusterProc // start order; stopped in reverse
 	stopWait time.Duration
-	// exitedEarly, set while the cluster starts, is told of a process that
-	// exited on its own, so the start fails at once instead of waiting out
-	// --start-timeout for processes that may need the one that is gone.
-	exitedEarly func(*clusterProc)
+	// members supervises the processes: the first to exit on its own
+	// fails the start, and afterwards stops the cluster unless keepGoing.
+	members supervise.Group
+	// keepGoing keeps the cluster running when a member exits after the
+	// start (--keep-going, for failover drills).
+	keepGoing bool
 	// pprofBase, when set, gives each etcd member and service replica a
 	// loopback /debug/pprof/ port from it, in start order (profiling).
 	pprofBase, profiled int
@@ -129,6 +118,7 @@ func runCluster(ctx context.Context, args []string) error {
 	drain := fs.Duration("drain-timeout", 5*time.Second, "how long each process gets to drain on shutdown before it is killed (plus 5s)")
 	pprofBase := fs.Int("pprof-base-port", 0, "when set, etcd members and service replicas serve /debug/pprof/ on 127.0.0.1 ports from this one, in start order (etcd n1-n3, then the roles); 0: off")
 	startTimeout := fs.Duration("start-timeout", 90*time.Second, "how long the cluster may take to come up")
+	keepGoing := fs.Bool("keep-going", false, "keep the cluster running when one of its processes exits after the start (for failover drills); by default the cluster stops and fails, naming the process")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -138,8 +128,11 @@ func runCluster(ctx context.Context, args []string) error {
 	}
 	out := &lockedWriter{w: os.Stderr}
 	slog.SetDefault(slog.New(slog.NewTextHandler(&prefixWriter{out: out, prefix: "cluster | "}, &slog.HandlerOptions{Level: level})))
-	if *basePort <= 0 || *basePort+clusterPortSpan > 65535 {
-		return fmt.Errorf("--base-port %d out of range", *basePort)
+	r := &clusterRunner{stopWait: *drain + 5*time.Second, keepGoing: *keepGoing}
+	// The flags are checked against the port plan before anything is
+	// started or written: a clash found later costs a member.
+	if err := checkClusterFlags(*basePort, *httpAddr); err != nil {
+		return err
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -159,7 +152,7 @@ func runCluster(ctx context.Context, args []string) error {
 		return err
 	}
 
-	r := &clusterRunner{exe: exe, out: out, stopWait: *drain + 5*time.Second, pprofBase: *pprofBase}
+	r.exe, r.out, r.pprofBase = exe, out, *pprofBase
 	r.plan(*basePort, *httpAddr, *dataDir, state, *logLevel, *leaseTTL, *drain)
 	startCtx, cancel := context.WithTimeout(ctx, *startTimeout)
 	defer cancel()
@@ -178,11 +171,23 @@ func runCluster(ctx context.Context, args []string) error {
 	fmt.Fprintf(os.Stdout, "CLUSTER %s\n", b)
 	slog.Info("onair cluster is up; Ctrl-C stops it", "processes", len(summary.Processes))
 
-	<-ctx.Done()
-	slog.Info("stopping the cluster")
-	r.stopAll()
-	slog.Info("cluster stopped")
-	return nil
+	failed := r.members.Failed()
+	if r.keepGoing {
+		failed = nil // a member's exit is logged, and the rest runs on
+	}
+	select {
+	case <-ctx.Done():
+		slog.Info("stopping the cluster")
+		r.stopAll()
+		slog.Info("cluster stopped")
+		return nil
+	case <-failed:
+		err := r.members.Err()
+		slog.Error("stopping the cluster: one of its processes exited", "err", err)
+		r.stopAll()
+		slog.Info("cluster stopped")
+		return fmt.Errorf("%w; the cluster was stopped (see its log above)", err)
+	}
 }
 
 // plan lays out the processes and their flags. Every process is needed: one
@@ -284,7 +289,15 @@ func (r *clusterRunner) add(group ...*clusterProc) {
 func (r *clusterRunner) start(ctx context.Context, st *localApp) (_ *clusterSummary, err error) {
 	ctx, fail := context.WithCancelCause(ctx)
 	defer fail(nil)
-	r.exitedEarly = func(p *clusterProc) { fail(p.startFailed()) }
+	// A member that exits on its own fails the start at once, instead of
+	// leaving the others to wait out --start-timeout for it.
+	go func() {
+		select {
+		case <-r.members.Failed():
+			fail(fmt.Errorf("%w while the cluster started; see its log above", r.members.Err()))
+		case <-ctx.Done():
+		}
+	}()
 	defer func() {
 		// A process that exited is the reason, not the waits it cut short.
 		if cause := context.Cause(ctx); err != nil && cause != nil && cause != ctx.Err() {
@@ -361,27 +374,21 @@ func (r *clusterRunner) spawn(p *clusterProc) error {
 	w := &prefixWriter{out: r.out, prefix: fmt.Sprintf("%-*s | ", r.nameW, p.Name)}
 	cmd.Stdout, cmd.Stderr = w, w
 	cmd.SysProcAttr = childSysProcAttr()
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", p.Name, err)
+	then := "stopping the cluster"
+	if r.keepGoing {
+		then = "the rest of the cluster keeps running"
 	}
-	p.cmd, p.PID, p.exited = cmd, cmd.Process.Pid, make(chan struct{})
-	slog.Info("started", "name", p.Name, "pid", p.PID)
-	exitedEarly := r.exitedEarly
-	go func() {
-		err := cmd.Wait()
+	proc, err := r.members.Start(p.Name, cmd, func(sp *supervise.Proc, unexpected bool) {
 		w.flush()
-		p.mu.Lock()
-		p.waitErr = err
-		stopping := p.stopping
-		p.mu.Unlock()
-		close(p.exited)
-		if !stopping {
-			slog.Error("process exited unexpectedly; the rest of the cluster keeps running", "name", p.Name, "pid", p.PID, "status", exitStatus(err))
-			if exitedEarly != nil {
-				exitedEarly(p)
-			}
+		if unexpected {
+			slog.Error("process exited unexpectedly; "+then, "name", sp.Name, "pid", sp.PID(), "status", sp.Status())
 		}
-	}()
+	})
+	if err != nil {
+		return err
+	}
+	p.proc, p.PID = proc, proc.PID()
+	slog.Info("started", "name", p.Name, "pid", p.PID)
 	return nil
 }
 
@@ -395,7 +402,7 @@ func (r *clusterRunner) stopAll() {
 		group := r.groups[i]
 		for j := range group {
 			p := group[len(group)-1-j]
-			if p.cmd == nil {
+			if p.proc == nil {
 				continue
 			}
 			if p.Role == "etcd" {
@@ -413,33 +420,13 @@ func (r *clusterRunner) stopAll() {
 }
 
 func (r *clusterRunner) stop(p *clusterProc) {
-	p.mu.Lock()
-	p.stopping = true
-	p.mu.Unlock()
 	if !p.alive() {
 		return
 	}
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		_ = p.cmd.Process.Kill()
+	if p.proc.Stop(r.stopWait) {
+		slog.Warn("process did not stop in time; killed it", "name", p.Name, "pid", p.PID)
 	}
-	select {
-	case <-p.exited:
-	case <-time.After(r.stopWait):
-		slog.Warn("process did not stop in time; killing it", "name", p.Name, "pid", p.PID)
-		_ = p.cmd.Process.Kill()
-		<-p.exited
-	}
-	p.mu.Lock()
-	err := p.waitErr
-	p.mu.Unlock()
-	slog.Info("stopped", "name", p.Name, "pid", p.PID, "status", exitStatus(err))
-}
-
-func exitStatus(err error) string {
-	if err == nil {
-		return "exit 0"
-	}
-	return err.Error()
+	slog.Info("stopped", "name", p.Name, "pid", p.PID, "status", p.proc.Status())
 }
 
 // waitEtcd waits until every member answers a status request, which needs
@@ -498,19 +485,7 @@ func waitProcReady(ctx context.Context, p *clusterProc) error {
 			}
 			return nil
 		}
-		cc, err := grpc.NewClient(p.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			return err
-		}
-		defer cc.Close()
-		resp, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
-		if err != nil {
-			return err
-		}
-		if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-			return fmt.Errorf("health: %s", resp.GetStatus())
-		}
-		return nil
+		return supervise.GRPCServing(ctx, p.GRPCAddr, insecure.NewCredentials())
 	}
 	for {
 		if !p.alive() {
@@ -589,24 +564,6 @@ func seedAppAt(ctx context.Context, addr string, st *localApp) (*authv1.App, err
 		return nil, err
 	}
 	return resp.GetApp(), nil
-}
-
-// checkPortsFree fails early, with a useful message, if a port of the
-// layout is taken.
-func checkPortsFree(base int, httpAddr string) error {
-	addrs := []string{httpAddr}
-	for i := range clusterPortSpan {
-		addrs = append(addrs, "127.0.0.1:"+strconv.Itoa(base+i))
-	}
-	for _, a := range addrs {
-		l, err := net.Listen("tcp", a)
-		if err != nil {
-			return fmt.Errorf("%s is not free (the cluster uses 127.0.0.1 ports %d-%d and %s; pick others with --base-port and --http-addr): %w",
-				a, base, base+clusterPortSpan-1, httpAddr, err)
-		}
-		l.Close()
-	}
-	return nil
 }
 
 func printClusterBanner(w io.Writer, s *clusterSummary) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"os/exec"
 	"slices"
@@ -145,7 +146,11 @@ func TestClusterPlanParsesWithTheRealFlags(t *testing.T) {
 // runAsOnair runs this test binary as the onair command with args.
 func runAsOnair(t *testing.T, args, env []string) (string, error) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], args...)
+	// A command that should have stopped at once but runs on is ended
+	// rather than left to hang the test.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], args...)
 	cmd.Env = append([]string{runAsOnairEnv + "=1", "PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, env...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
@@ -161,15 +166,6 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
-}
-
-func argAfter(args []string, flag string) string {
-	for i, a := range args {
-		if a == flag && i+1 < len(args) {
-			return args[i+1]
-		}
-	}
-	return ""
 }
 
 func TestPrefixWriter(t *testing.T) {

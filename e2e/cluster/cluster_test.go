@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onair-dev/onair/internal/testkit"
 	"github.com/onair-dev/onair/internal/testproc"
 	"github.com/onair-dev/onair/sdk/express"
 	"github.com/onair-dev/onair/token04"
@@ -85,8 +86,8 @@ func freeBase(t *testing.T, n int) int {
 // Its ports are picked free by the test (freeBase, FreeAddr) and may be
 // taken before the cluster's processes listen on them; the cluster then
 // stops and exits with "address already in use" in its log, and is started
-// again on new ones.
-func startCluster(t *testing.T) (*testproc.Proc, *summary) {
+// again on new ones. extra are more flags for `onair cluster`.
+func startCluster(t *testing.T, extra ...string) (*testproc.Proc, *summary) {
 	t.Helper()
 	bin := testproc.BuildOnair(t)
 	var (
@@ -97,6 +98,7 @@ func startCluster(t *testing.T) (*testproc.Proc, *summary) {
 	start := func() []*testproc.Proc {
 		cmd := exec.Command(bin, "cluster", "--data-dir", t.TempDir(), "--base-port", strconv.Itoa(freeBase(t, portSpan)),
 			"--http-addr", testproc.FreeAddr(t), "--lease-ttl", "2s", "--drain-timeout", "2s", "--start-timeout", "90s")
+		cmd.Args = append(cmd.Args, extra...)
 		for _, kv := range os.Environ() {
 			if !strings.HasPrefix(kv, "ONAIR_") {
 				cmd.Env = append(cmd.Env, kv)
@@ -191,19 +193,6 @@ func (r *recorder) reconnected() bool {
 	return i >= 0 && slices.Contains(r.states[i:], express.RoomStateChangedReasonReconnected)
 }
 
-// eventually polls cond; the deadline is a generous bound for correctness,
-// not a performance assertion.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 type client struct {
 	user string
 	e    *express.Engine
@@ -226,7 +215,7 @@ func login(t *testing.T, s *summary, servers []string, room, user string) *clien
 		t.Fatal(err)
 	}
 	var lastErr error
-	eventually(t, user+" to log in", func() bool {
+	testkit.Eventually(t, user+" to log in", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		lastErr = e.LoginRoom(ctx, room, express.User{UserID: user, UserName: user},
@@ -247,7 +236,8 @@ func TestLocalClusterSurvivesKilledRoomReplicaAndEtcdMember(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a multi-process cluster")
 	}
-	cluster, s := startCluster(t)
+	// --keep-going: this drill kills members and wants the rest to run on.
+	cluster, s := startCluster(t, "--keep-going")
 	roomAPID, roomA := s.proc(t, "room-1")
 	_, roomB := s.proc(t, "room-2")
 	etcdPID, _ := s.proc(t, "etcd-1")
@@ -255,8 +245,8 @@ func TestLocalClusterSurvivesKilledRoomReplicaAndEtcdMember(t *testing.T) {
 
 	alice := login(t, s, []string{roomA, roomB}, room, "alice")
 	bob := login(t, s, []string{roomB, roomA}, room, "bob")
-	eventually(t, "alice to see bob", alice.rec.present("bob"))
-	eventually(t, "bob to see alice", bob.rec.present("alice"))
+	testkit.Eventually(t, "alice to see bob", alice.rec.present("bob"))
+	testkit.Eventually(t, "bob to see alice", bob.rec.present("alice"))
 
 	// Alice's room replica and an etcd member die hard.
 	for _, pid := range []int{roomAPID, etcdPID} {
@@ -264,25 +254,25 @@ func TestLocalClusterSurvivesKilledRoomReplicaAndEtcdMember(t *testing.T) {
 			t.Fatalf("kill %d: %v", pid, err)
 		}
 	}
-	eventually(t, "the cluster to notice room-1 died", func() bool {
+	testkit.Eventually(t, "the cluster to notice room-1 died", func() bool {
 		return strings.Contains(cluster.Log.String(), fmt.Sprintf("name=room-1 pid=%d status=\"signal: killed\"", roomAPID))
 	})
 
 	carol := login(t, s, []string{roomB, roomA}, room, "carol")
-	eventually(t, "alice to see carol", alice.rec.present("carol"))
-	eventually(t, "bob to see carol", bob.rec.present("carol"))
+	testkit.Eventually(t, "alice to see carol", alice.rec.present("carol"))
+	testkit.Eventually(t, "bob to see carol", bob.rec.present("carol"))
 	// Carol's first snapshot must hold bob before he leaves, or she is
 	// rightly never told about him at all.
-	eventually(t, "carol to see bob", carol.rec.present("bob"))
-	eventually(t, "alice to reconnect (Reconnecting, then Reconnected)", alice.rec.reconnected)
+	testkit.Eventually(t, "carol to see bob", carol.rec.present("bob"))
+	testkit.Eventually(t, "alice to reconnect (Reconnecting, then Reconnected)", alice.rec.reconnected)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := bob.e.LogoutRoom(ctx, room); err != nil {
 		t.Fatalf("bob logout: %v", err)
 	}
-	eventually(t, "alice to see bob leave", alice.rec.gone("bob"))
-	eventually(t, "carol to see bob leave", carol.rec.gone("bob"))
+	testkit.Eventually(t, "alice to see bob leave", alice.rec.gone("bob"))
+	testkit.Eventually(t, "carol to see bob leave", carol.rec.gone("bob"))
 
 	// Clean stop: the clients leave, SIGTERM, every process exits.
 	for _, c := range []*client{alice, bob, carol} {
@@ -300,7 +290,7 @@ func TestLocalClusterSurvivesKilledRoomReplicaAndEtcdMember(t *testing.T) {
 		t.Errorf("onair cluster exited with %v", cluster.Cmd.ProcessState)
 	}
 	for _, p := range s.Processes {
-		eventually(t, p.Name+" to be gone", func() bool { return processGone(p.PID) })
+		testkit.Eventually(t, p.Name+" to be gone", func() bool { return processGone(p.PID) })
 	}
 	if !strings.Contains(cluster.Log.String(), `msg="cluster stopped"`) {
 		t.Error(`no "cluster stopped" in the cluster's log`)
@@ -312,4 +302,32 @@ func TestLocalClusterSurvivesKilledRoomReplicaAndEtcdMember(t *testing.T) {
 func processGone(pid int) bool {
 	err := syscall.Kill(pid, 0)
 	return errors.Is(err, syscall.ESRCH)
+}
+
+// A member of the cluster that dies after the start stops the cluster:
+// `onair cluster` exits non-zero, naming the member and how it ended, and
+// takes the other processes with it, instead of running on without it.
+func TestLocalClusterStopsWhenAMemberDies(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a multi-process cluster")
+	}
+	cluster, s := startCluster(t)
+	natsPID, _ := s.proc(t, "nats-2")
+	if err := syscall.Kill(natsPID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-cluster.Exited():
+	case <-time.After(2 * time.Minute): // a bound for correctness, not a performance check
+		t.Fatal("onair cluster runs on after nats-2 died")
+	}
+	if cluster.Cmd.ProcessState.Success() {
+		t.Fatalf("onair cluster exited with %v after nats-2 died", cluster.Cmd.ProcessState)
+	}
+	if want := "nats-2 exited unexpectedly (signal: killed)"; !strings.Contains(cluster.Log.String(), want) {
+		t.Errorf("no %q in the cluster's output", want)
+	}
+	for _, p := range s.Processes {
+		testkit.Eventually(t, p.Name+" to be gone", func() bool { return processGone(p.PID) })
+	}
 }

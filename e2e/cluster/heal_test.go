@@ -18,6 +18,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/onair-dev/onair/internal/testkit"
 	"github.com/onair-dev/onair/sdk/express"
 	"github.com/onair-dev/onair/token04"
 )
@@ -145,8 +146,8 @@ func TestLocalClusterHealsAfterEtcdLosesQuorum(t *testing.T) {
 	const room = "outage-room"
 	alice := login(t, s, []string{roomA, roomB}, room, "alice")
 	bob := login(t, s, []string{roomB, roomA}, room, "bob")
-	eventually(t, "alice to see bob", alice.rec.present("bob"))
-	eventually(t, "bob to see alice", bob.rec.present("alice"))
+	testkit.Eventually(t, "alice to see bob", alice.rec.present("bob"))
+	testkit.Eventually(t, "bob to see alice", bob.rec.present("alice"))
 	if st, _, body, _ := restLogin(t, s, room, "rest-before"); st != http.StatusOK {
 		t.Fatalf("REST login before the outage: %d %s", st, body)
 	}
@@ -237,7 +238,7 @@ func TestLocalClusterHealsAfterEtcdLosesQuorum(t *testing.T) {
 		t.Errorf("healing took longer than 10 s (login %v, registration %v)", loggedIn, allBack)
 	}
 	for _, p := range serviceProcs(s) {
-		eventually(t, p.Name+" ready again", func() bool { return ready(p.HTTPAddr) == http.StatusOK })
+		testkit.Eventually(t, p.Name+" ready again", func() bool { return ready(p.HTTPAddr) == http.StatusOK })
 		if processGone(p.PID) {
 			t.Errorf("%s (pid %d) is gone: nothing may restart", p.Name, p.PID)
 		}
@@ -249,10 +250,10 @@ func TestLocalClusterHealsAfterEtcdLosesQuorum(t *testing.T) {
 	// The people in the room never saw each other leave, and the room goes
 	// on: a newcomer sees them, they see the newcomer.
 	carol := login(t, s, []string{roomA, roomB}, room, "carol")
-	eventually(t, "carol to see alice", carol.rec.present("alice"))
-	eventually(t, "carol to see bob", carol.rec.present("bob"))
-	eventually(t, "alice to see carol", alice.rec.present("carol"))
-	eventually(t, "bob to see carol", bob.rec.present("carol"))
+	testkit.Eventually(t, "carol to see alice", carol.rec.present("alice"))
+	testkit.Eventually(t, "carol to see bob", carol.rec.present("bob"))
+	testkit.Eventually(t, "alice to see carol", alice.rec.present("carol"))
+	testkit.Eventually(t, "bob to see carol", bob.rec.present("carol"))
 	if alice.rec.everLeft("bob") || bob.rec.everLeft("alice") {
 		t.Error("a user was told that another left because etcd was away")
 	}
@@ -270,7 +271,7 @@ func TestLocalClusterStalledRoomReplicaComesBack(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a multi-process cluster")
 	}
-	_, s := startCluster(t)
+	_, s := startCluster(t, "--keep-going")
 	pid1, addr1 := s.proc(t, "room-1")
 	pid2, _ := s.proc(t, "room-2")
 	var http1 string
@@ -283,22 +284,22 @@ func TestLocalClusterStalledRoomReplicaComesBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = syscall.Kill(pid1, syscall.SIGCONT) })
-	eventually(t, "room-1 to drop out of discovery while stopped", func() bool {
+	testkit.Eventually(t, "room-1 to drop out of discovery while stopped", func() bool {
 		return !slices.Contains(registered(t, s), "room/"+addr1)
 	})
 	time.Sleep(4 * time.Second) // twice the cluster's 2 s lease TTL
 	if err := syscall.Kill(pid1, syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "room-1 registered again", func() bool { return slices.Contains(registered(t, s), "room/"+addr1) })
-	eventually(t, "room-1 ready again", func() bool { return ready(http1) == http.StatusOK })
+	testkit.Eventually(t, "room-1 registered again", func() bool { return slices.Contains(registered(t, s), "room/"+addr1) })
+	testkit.Eventually(t, "room-1 ready again", func() bool { return ready(http1) == http.StatusOK })
 
 	if err := syscall.Kill(pid2, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	// room-2's lease runs out within its TTL; logins must work throughout
 	// once the gateway stops picking the dead replica.
-	eventually(t, "room-2 out of discovery", func() bool {
+	testkit.Eventually(t, "room-2 out of discovery", func() bool {
 		return !slices.ContainsFunc(registered(t, s), func(k string) bool { return strings.HasPrefix(k, "room/") && k != "room/"+addr1 })
 	})
 	for i := range 5 {

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/onair-dev/onair/internal/keys"
+	"github.com/onair-dev/onair/internal/testkit"
 	"github.com/onair-dev/onair/sdk/express"
 	"github.com/onair-dev/onair/token04"
 )
@@ -151,7 +152,7 @@ func (p *phaseClock) now() (time.Duration, string) {
 func etcdLeader(t *testing.T, cli *clientv3.Client, endpoints []string) string {
 	t.Helper()
 	var leader string
-	eventually(t, "an etcd leader", func() bool {
+	testkit.Eventually(t, "an etcd leader", func() bool {
 		for _, ep := range endpoints {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			st, err := cli.Status(ctx, ep)
@@ -237,7 +238,7 @@ func TestEtcdLeaderChangeLeavesNoGhostUsers(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, m.user+" to log in", func() bool { return loginOnce(m) == nil })
+		testkit.Eventually(t, m.user+" to log in", func() bool { return loginOnce(m) == nil })
 		stay = append(stay, m)
 	}
 	var allMu sync.Mutex
@@ -321,7 +322,7 @@ func TestEtcdLeaderChangeLeavesNoGhostUsers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the observer to log in", func() bool { return loginOnce(obs) == nil })
+	testkit.Eventually(t, "the observer to log in", func() bool { return loginOnce(obs) == nil })
 	lists := func() map[string][]string {
 		out := map[string][]string{obs.user: obs.list.list()}
 		for _, m := range all {

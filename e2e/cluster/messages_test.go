@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/onair-dev/onair/errcode"
+	"github.com/onair-dev/onair/internal/testkit"
 	"github.com/onair-dev/onair/sdk/express"
 	"github.com/onair-dev/onair/token04"
 )
@@ -55,7 +56,7 @@ func msgLogin(t *testing.T, s *summary, servers []string, room, user string) (*e
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, user+" to log in", func() bool {
+	testkit.Eventually(t, user+" to log in", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		err := e.LoginRoom(ctx, room, express.User{UserID: user, UserName: user}, express.RoomConfig{IsUserStatusNotify: true, Token: tok})
@@ -78,7 +79,7 @@ func TestLocalClusterRoomMessages(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a multi-process cluster")
 	}
-	cluster, s := startCluster(t)
+	cluster, s := startCluster(t, "--keep-going")
 	logs := cluster.Log
 	roomAPID, roomA := s.proc(t, "room-1")
 	_, roomB := s.proc(t, "room-2")
@@ -89,8 +90,8 @@ func TestLocalClusterRoomMessages(t *testing.T) {
 	carol, _ := msgLogin(t, s, []string{roomB, roomA}, room, "carol")
 	// Every receiver's event stream must be open before the first send:
 	// messages reach only receivers connected when they are accepted.
-	eventually(t, "alice to see carol", alice.present("carol"))
-	eventually(t, "bob to see carol", bob.present("carol"))
+	testkit.Eventually(t, "alice to see carol", alice.present("carol"))
+	testkit.Eventually(t, "bob to see carol", bob.present("carol"))
 
 	ctx := context.Background()
 	// send keeps to the room's rate limit (10 per second on a replica).
@@ -114,7 +115,7 @@ func TestLocalClusterRoomMessages(t *testing.T) {
 		want = append(want, msg)
 	}
 	for name, r := range map[string]*msgRecorder{"alice": alice, "bob": bob} {
-		eventually(t, name+" to get the first 50", func() bool { return len(r.messages()) >= 50 })
+		testkit.Eventually(t, name+" to get the first 50", func() bool { return len(r.messages()) >= 50 })
 		if got := r.messages(); !slices.Equal(got, want) {
 			t.Errorf("%s got %v, want %v", name, got, want)
 		}
@@ -130,7 +131,7 @@ func TestLocalClusterRoomMessages(t *testing.T) {
 	// Messages sent while a replica reconnects to NATS may be missed (as
 	// while a client reconnects); soon every one arrives again.
 	k := 0
-	eventually(t, "messages to flow again after the NATS server died", func() bool {
+	testkit.Eventually(t, "messages to flow again after the NATS server died", func() bool {
 		k++
 		msg := fmt.Sprintf("k%02d", k)
 		if err := send(msg); err != nil {
@@ -148,7 +149,7 @@ func TestLocalClusterRoomMessages(t *testing.T) {
 		}
 	}
 	for name, r := range map[string]*msgRecorder{"alice": alice, "bob": bob} {
-		eventually(t, name+" to get all 20 sent with a NATS server down", r.got("b19"))
+		testkit.Eventually(t, name+" to get all 20 sent with a NATS server down", r.got("b19"))
 		var bs []string
 		for _, m := range r.messages() {
 			if strings.HasPrefix(m, "b") {
@@ -165,12 +166,12 @@ func TestLocalClusterRoomMessages(t *testing.T) {
 	if err := syscall.Kill(roomAPID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the cluster to notice room-1 died", func() bool {
+	testkit.Eventually(t, "the cluster to notice room-1 died", func() bool {
 		return strings.Contains(logs.String(), fmt.Sprintf("name=room-1 pid=%d status=\"signal: killed\"", roomAPID))
 	})
-	eventually(t, "alice to reconnect", alice.reconnected)
+	testkit.Eventually(t, "alice to reconnect", alice.reconnected)
 	i := 0
-	eventually(t, "messages to reach alice after her reconnect", func() bool {
+	testkit.Eventually(t, "messages to reach alice after her reconnect", func() bool {
 		i++
 		msg := fmt.Sprintf("c%02d", i)
 		if err := send(msg); err != nil {

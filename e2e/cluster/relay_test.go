@@ -15,6 +15,7 @@ import (
 	"github.com/pion/webrtc/v4"
 	pmedia "github.com/pion/webrtc/v4/pkg/media"
 
+	"github.com/onair-dev/onair/internal/testkit"
 	"github.com/onair-dev/onair/sdk/express"
 	"github.com/onair-dev/onair/token04"
 )
@@ -39,18 +40,10 @@ func relayPeer(t *testing.T) *webrtc.PeerConnection {
 // whipPost sends pc's offer to url and applies the answer (201 expected).
 func whipPost(t *testing.T, url, token string, pc *webrtc.PeerConnection) {
 	t.Helper()
-	o, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(o); err != nil {
-		t.Fatal(err)
-	}
-	<-done
+	offer := testkit.Offer(t, pc)
 	var answer string
-	eventually(t, "a 201 from "+url, func() bool {
-		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(pc.LocalDescription().SDP))
+	testkit.Eventually(t, "a 201 from "+url, func() bool {
+		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(offer))
 		req.Header.Set("Content-Type", "application/sdp")
 		req.Header.Set("Authorization", "Bearer "+token)
 		resp, err := http.DefaultClient.Do(req)
@@ -149,7 +142,7 @@ func TestLocalClusterRelaysToBothEdges(t *testing.T) {
 	whipPost(t, fmt.Sprintf("%s/whip/%d/relay-room/s1", gw, s.AppID), tok("host"), pub)
 
 	var origin string
-	eventually(t, "the stream published on a media edge", func() bool {
+	testkit.Eventually(t, "the stream published on a media edge", func() bool {
 		for name, addr := range httpOf {
 			if mediaMetrics(addr)["onair_media_publishers"] == 1 {
 				origin = name
@@ -177,7 +170,7 @@ func TestLocalClusterRelaysToBothEdges(t *testing.T) {
 		whipPost(t, fmt.Sprintf("%s/whep/%d/s1", gw, s.AppID), tok(fmt.Sprintf("viewer%d", i)), pc)
 	}
 	for i := range players {
-		eventually(t, fmt.Sprintf("video at player %d", i), func() bool { return got[i].Load() > 100 })
+		testkit.Eventually(t, fmt.Sprintf("video at player %d", i), func() bool { return got[i].Load() > 100 })
 	}
 	total := 0.0
 	for name, addr := range httpOf {

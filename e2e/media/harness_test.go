@@ -5,12 +5,12 @@ package media
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/onair-dev/onair/internal/testcluster"
+	"github.com/onair-dev/onair/internal/testkit"
 
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -67,8 +67,8 @@ func (c *cluster) login(server, roomID, userID string) *client {
 // recorder writes down the callbacks the tests look at.
 type recorder struct {
 	express.BaseEventHandler
-	mu         sync.Mutex
-	log        []string
+	testkit.Recorder
+	mu         sync.Mutex // guards the maps
 	firstFrame map[string]time.Time
 	frames     map[string]int
 	keyframes  map[string]int
@@ -78,29 +78,12 @@ func newRecorder() *recorder {
 	return &recorder{firstFrame: map[string]time.Time{}, frames: map[string]int{}, keyframes: map[string]int{}}
 }
 
-func (r *recorder) add(s string) {
-	r.mu.Lock()
-	r.log = append(r.log, s)
-	r.mu.Unlock()
-}
+func (r *recorder) add(s string) { r.Add(s) }
 
 // has reports whether a logged line starts with prefix.
-func (r *recorder) has(prefix string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, l := range r.log {
-		if strings.HasPrefix(l, prefix) {
-			return true
-		}
-	}
-	return false
-}
+func (r *recorder) has(prefix string) bool { return r.HasPrefix(prefix) }
 
-func (r *recorder) lines() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]string(nil), r.log...)
-}
+func (r *recorder) lines() []string { return r.Lines() }
 
 func (r *recorder) OnRoomStreamUpdate(t express.UpdateType, streams []express.Stream, ext string, _ string) {
 	for _, s := range streams {

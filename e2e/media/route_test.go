@@ -18,6 +18,7 @@ import (
 
 	"github.com/onair-dev/onair/gateway"
 	"github.com/onair-dev/onair/internal/testcluster"
+	"github.com/onair-dev/onair/internal/testkit"
 	mediav1 "github.com/onair-dev/onair/proto/onair/media/v1"
 	"github.com/onair-dev/onair/sdk/express"
 )
@@ -46,16 +47,7 @@ func offer(t *testing.T, tp *express.TestPattern) string {
 			}
 		}
 	}
-	o, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(o); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
-	return pc.LocalDescription().SDP
+	return testkit.Offer(t, pc)
 }
 
 // publishAt starts a publish session directly on the edge at addr (the

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/onair-dev/onair/internal/testkit"
 	"github.com/onair-dev/onair/internal/testpki"
 	"github.com/onair-dev/onair/internal/testproc"
 	roomv1 "github.com/onair-dev/onair/proto/onair/room/v1"
@@ -148,7 +149,7 @@ func roomMessagesFlow(t *testing.T, addrA, addrB string, creds credentials.Trans
 	// NATS): messages accepted before then are not his. Send until one
 	// arrives.
 	i := 0
-	eventually(t, "a room message from replica A to replica B", func() bool {
+	testkit.Eventually(t, "a room message from replica A to replica B", func() bool {
 		i++
 		msg := fmt.Sprintf("first-%d", i)
 		if err := send(msg); err != nil {

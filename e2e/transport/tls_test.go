@@ -22,11 +22,12 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/onair-dev/onair/errcode"
 	"github.com/onair-dev/onair/internal/embedetcd"
+	"github.com/onair-dev/onair/internal/supervise"
+	"github.com/onair-dev/onair/internal/testkit"
 	"github.com/onair-dev/onair/internal/testpki"
 	"github.com/onair-dev/onair/internal/testproc"
 	authv1 "github.com/onair-dev/onair/proto/onair/auth/v1"
@@ -319,13 +320,13 @@ func TestTLS(t *testing.T) {
 			}
 		}
 		for what, addr := range addrs {
-			eventually(t, what+" serves the renewed certificate", func() bool {
+			testkit.Eventually(t, what+" serves the renewed certificate", func() bool {
 				got, err := serial(addr, ca)
 				return err == nil && got.Cmp(want) == 0
 			})
 		}
 		for _, n := range natsServers {
-			eventually(t, n.name+" serves the renewed certificate", func() bool {
+			testkit.Eventually(t, n.name+" serves the renewed certificate", func() bool {
 				nc, err := natsConnect(n.clientURL, natsClientTLS(t, f, ca))
 				if err != nil {
 					return false
@@ -388,21 +389,9 @@ func ready(p *proc, ca *testpki.CA) bool {
 
 // health checks the server at addr with creds; nil if it is SERVING.
 func health(addr string, creds credentials.TransportCredentials) error {
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
-	if err != nil {
-		return err
-	}
-	defer cc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	resp, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
-	if err != nil {
-		return err
-	}
-	if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-		return fmt.Errorf("health: %s", resp.GetStatus())
-	}
-	return nil
+	return supervise.GRPCServing(ctx, addr, creds)
 }
 
 // seedApp creates the app with live streaming on, over TLS with the admin
@@ -491,17 +480,4 @@ func serial(addr string, ca *testpki.CA) (*big.Int, error) {
 	}
 	defer c.Close()
 	return c.ConnectionState().PeerCertificates[0].SerialNumber, nil
-}
-
-// eventually polls cond for up to 30 s; a generous bound for correctness,
-// not a performance check.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/onair-dev/onair/gateway"
 	"github.com/onair-dev/onair/internal/node"
 	"github.com/onair-dev/onair/internal/testcluster"
+	"github.com/onair-dev/onair/internal/testkit"
 	"github.com/onair-dev/onair/sdk/express"
 )
 
@@ -295,29 +296,16 @@ func (s *server) goLogin(t *testing.T, roomID, userID string) *goClient {
 // plays from the first keyframe on.
 type recorder struct {
 	express.BaseEventHandler
-	mu       sync.Mutex
-	log      []string
+	testkit.Recorder
+	mu       sync.Mutex // guards frames and kept
 	frames   map[string]int
 	kept     []media.Sample
 	keptDone bool
 }
 
-func (r *recorder) add(s string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.log = append(r.log, s)
-}
+func (r *recorder) add(s string) { r.Add(s) }
 
-func (r *recorder) has(s string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, l := range r.log {
-		if l == s {
-			return true
-		}
-	}
-	return false
-}
+func (r *recorder) has(s string) bool { return r.Has(s) }
 
 func (r *recorder) OnRoomStreamUpdate(t express.UpdateType, streams []express.Stream, _ string, _ string) {
 	for _, s := range streams {

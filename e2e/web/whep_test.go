@@ -2,12 +2,8 @@ package web
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -19,6 +15,7 @@ import (
 	"github.com/onair-dev/onair/bench/viewer"
 	"github.com/onair-dev/onair/internal/iceloopback"
 	"github.com/onair-dev/onair/internal/testcluster"
+	"github.com/onair-dev/onair/internal/whipclient"
 )
 
 // whepPlayer is a Go WHEP player as a browser is one: pion with NACK,
@@ -64,7 +61,7 @@ func (s *server) playWHEP(t *testing.T, name, streamID, layer string, n *netshap
 	}
 	p := &whepPlayer{name: name, pc: pc, meter: viewer.NewMeter()}
 	t.Cleanup(func() {
-		deleteSession(p.loc)
+		whipclient.Delete(p.loc)
 		_ = pc.Close()
 	})
 	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
@@ -92,7 +89,7 @@ func (s *server) playWHEP(t *testing.T, name, streamID, layer string, n *netshap
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if p.loc, err = whepNegotiate(ctx, pc, target, s.Token(name, nil)); err != nil {
+	if p.loc, err = whipclient.Post(ctx, pc, target, s.Token(name, nil)); err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
 	return p
@@ -106,60 +103,6 @@ func (p *whepPlayer) size() string {
 		return ""
 	}
 	return fmt.Sprintf("%dx%d", r.Width, r.Height)
-}
-
-// whepNegotiate posts pc's complete offer (the edge takes no trickle) and
-// applies the answer; it returns the session URL.
-func whepNegotiate(ctx context.Context, pc *webrtc.PeerConnection, target, token string) (string, error) {
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		return "", err
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		return "", err
-	}
-	select {
-	case <-gathered:
-	case <-ctx.Done():
-		return "", ctx.Err()
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(pc.LocalDescription().SDP))
-	if err != nil {
-		return "", err
-	}
-	req.Header.Set("Content-Type", "application/sdp")
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != http.StatusCreated {
-		return "", fmt.Errorf("WHEP %s: %s: %s", target, resp.Status, strings.TrimSpace(string(body)))
-	}
-	loc := resp.Header.Get("Location")
-	if loc == "" {
-		return "", errors.New("WHEP answer without a Location")
-	}
-	if strings.HasPrefix(loc, "/") {
-		loc = strings.TrimSuffix(target[:strings.Index(target, "/whep/")], "/") + loc
-	}
-	return loc, pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(body)})
-}
-
-func deleteSession(loc string) {
-	if loc == "" {
-		return
-	}
-	req, err := http.NewRequest(http.MethodDelete, loc, nil)
-	if err != nil {
-		return
-	}
-	if resp, err := http.DefaultClient.Do(req); err == nil {
-		resp.Body.Close()
-	}
 }
 
 // freeUDPPort is a UDP port on 127.0.0.1 nothing holds now, for a player

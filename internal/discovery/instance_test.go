@@ -11,6 +11,7 @@ import (
 
 	"github.com/onair-dev/onair/internal/discovery"
 	"github.com/onair-dev/onair/internal/embedetcd"
+	"github.com/onair-dev/onair/internal/testkit"
 	"github.com/onair-dev/onair/internal/testproc"
 )
 
@@ -43,17 +44,6 @@ func registered(t *testing.T, cli *clientv3.Client, service string) map[string]a
 		return nil
 	}
 	return got
-}
-
-func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", within, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 func TestInstanceHeals(t *testing.T) {
@@ -126,7 +116,7 @@ func TestInstanceHeals(t *testing.T) {
 		if _, err := probe.Revoke(context.Background(), first); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "a fresh lease with the endpoint, its last metadata and the attached key", 10*time.Second, healed(first))
+		testkit.Eventually(t, "a fresh lease with the endpoint, its last metadata and the attached key", healed(first))
 		states := log.get()
 		if len(states) < 2 || states[0] != false || states[len(states)-1] != true {
 			t.Fatalf("serving changes %v, want not serving, then serving", states)
@@ -137,7 +127,7 @@ func TestInstanceHeals(t *testing.T) {
 		before := len(log.get())
 		lease := inst.Lease()
 		e.Close()
-		waitFor(t, "not serving while etcd is away", 10*time.Second, func() bool { return !inst.Serving() })
+		testkit.Eventually(t, "not serving while etcd is away", func() bool { return !inst.Serving() })
 		time.Sleep(3 * time.Second) // longer than the TTL
 		restarted, err := start()
 		if err != nil {
@@ -147,7 +137,7 @@ func TestInstanceHeals(t *testing.T) {
 		// The restarted member extends its leases, so the instance may
 		// take its old lease back; either way it serves with everything
 		// attached.
-		waitFor(t, "serving again with the endpoint and the attached key", 15*time.Second, func() bool {
+		testkit.Eventually(t, "serving again with the endpoint and the attached key", func() bool {
 			got := registered(t, probe, "probe")
 			return inst.Serving() && got["127.0.0.1:1"] != nil && attachedThere()
 		})

@@ -13,7 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/onair-dev/onair/internal/embednats"
-	"github.com/onair-dev/onair/internal/testcluster"
+	"github.com/onair-dev/onair/internal/testkit"
 	"github.com/onair-dev/onair/internal/testpki"
 )
 
@@ -161,7 +161,7 @@ func TestClusterTLS(t *testing.T) {
 	t.Run("members of one CA", func(t *testing.T) {
 		a := member(t, "a", ca.Issue(t, "127.0.0.1"))
 		b := member(t, "b", ca.Issue(t, "127.0.0.1"), route(a))
-		testcluster.Eventually(t, "the route", func() bool { return a.NumRoutes() > 0 && b.NumRoutes() > 0 })
+		testkit.Eventually(t, "the route", func() bool { return a.NumRoutes() > 0 && b.NumRoutes() > 0 })
 		sub, err := connect(b.URL(), clientTLS)
 		if err != nil {
 			t.Fatal(err)

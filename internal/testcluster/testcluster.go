@@ -21,6 +21,7 @@ import (
 	"github.com/onair-dev/onair/internal/grpcserver"
 	"github.com/onair-dev/onair/internal/natsconn"
 	"github.com/onair-dev/onair/internal/node"
+	"github.com/onair-dev/onair/internal/testkit"
 	"github.com/onair-dev/onair/token04"
 )
 
@@ -163,15 +164,9 @@ func (c *Cluster) Token(userID string, priv *token04.Privilege) string {
 	return tok
 }
 
-// Eventually polls cond until it holds, failing the test after 30 s. The
-// deadline is a generous bound for correctness, not a performance check.
+// Eventually is testkit.Eventually, here for the tests that already hold
+// a cluster.
 func Eventually(tb testing.TB, what string, cond func() bool) {
 	tb.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.Eventually(tb, what, cond)
 }

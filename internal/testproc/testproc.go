@@ -6,17 +6,16 @@
 package testproc
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/onair-dev/onair/internal/supervise"
 )
 
 // BuildOnair builds ./cmd/onair of this module into the test's temporary
@@ -59,13 +58,13 @@ func FreeAddr(t *testing.T) string {
 }
 
 // Proc is a process a test started with Start: its output goes to Log, and
-// it is stopped when the test ends.
+// it is stopped when the test ends. It is supervised as `onair cluster`
+// supervises its members (internal/supervise).
 type Proc struct {
-	Cmd *exec.Cmd
+	*supervise.Proc
 	// Log is what the process writes to its stdout and stderr, those of
 	// them the caller left unset.
-	Log    *Log
-	exited chan struct{}
+	Log *Log
 }
 
 // Start starts cmd, with its stdout and stderr (those the caller did not
@@ -74,19 +73,18 @@ type Proc struct {
 // point shows what the process said.
 func Start(t *testing.T, cmd *exec.Cmd) *Proc {
 	t.Helper()
-	p := &Proc{Cmd: cmd, Log: &Log{}, exited: make(chan struct{})}
+	p := &Proc{Log: &Log{}}
 	if cmd.Stdout == nil {
 		cmd.Stdout = p.Log
 	}
 	if cmd.Stderr == nil {
 		cmd.Stderr = p.Log
 	}
-	if err := cmd.Start(); err != nil {
+	sp, err := supervise.Start(procName(cmd), cmd, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
-	// Wait returns once the process has exited, which Stop makes sure of
-	// at the latest when the test ends.
-	go func() { _ = cmd.Wait(); close(p.exited) }()
+	p.Proc = sp
 	t.Cleanup(func() {
 		p.Stop()
 		if t.Failed() {
@@ -96,27 +94,17 @@ func Start(t *testing.T, cmd *exec.Cmd) *Proc {
 	return p
 }
 
-// String names the process as a person would: "onair media".
-func (p *Proc) String() string {
-	name := filepath.Base(p.Cmd.Path)
-	if len(p.Cmd.Args) > 1 {
-		name += " " + p.Cmd.Args[1]
+// procName names a process as a person would: "onair media".
+func procName(cmd *exec.Cmd) string {
+	name := filepath.Base(cmd.Path)
+	if len(cmd.Args) > 1 {
+		name += " " + cmd.Args[1]
 	}
 	return name
 }
 
-// Exited is closed once the process has exited.
-func (p *Proc) Exited() <-chan struct{} { return p.exited }
-
-// Alive reports whether the process has not exited yet.
-func (p *Proc) Alive() bool {
-	select {
-	case <-p.exited:
-		return false
-	default:
-		return true
-	}
-}
+// String names the process as a person would: "onair media".
+func (p *Proc) String() string { return p.Name }
 
 // stopGrace is how long Stop lets a process shut down on SIGTERM before it
 // kills it.
@@ -126,18 +114,7 @@ const stopGrace = 10 * time.Second
 // (and lets children of its own go), SIGKILL if it is still there after
 // stopGrace, and returns once it has exited. Stopping a process that has
 // exited does nothing.
-func (p *Proc) Stop() {
-	if !p.Alive() {
-		return
-	}
-	_ = p.Cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(stopGrace):
-		_ = p.Cmd.Process.Kill()
-		<-p.exited
-	}
-}
+func (p *Proc) Stop() { p.Proc.Stop(stopGrace) }
 
 // AddrInUse reports whether s, a process's log or an error's text, tells of
 // a listen that failed because another process had the address.
@@ -214,21 +191,4 @@ func waitReady(procs []*Proc, ready func() bool) (lost *Proc, err error) {
 }
 
 // Log collects output that processes write while the test reads it.
-type Log struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-// Write appends p.
-func (l *Log) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-// String returns everything written so far.
-func (l *Log) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type Log = supervise.Log

@@ -13,6 +13,7 @@ import (
 	"github.com/pion/webrtc/v4/pkg/media/samplebuilder"
 
 	"github.com/onair-dev/onair/errcode"
+	"github.com/onair-dev/onair/internal/whipclient"
 	mediav1 "github.com/onair-dev/onair/proto/onair/media/v1"
 )
 
@@ -219,7 +220,7 @@ func (p *player) attempt(ctx context.Context, user, token string) (<-chan sessio
 		}
 	})
 	pc.OnTrack(func(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) { p.read(t) })
-	offer, err := localOffer(ctx, pc)
+	offer, err := whipclient.Offer(ctx, pc)
 	if err != nil {
 		_ = pc.Close()
 		return nil, err

@@ -15,6 +15,7 @@ import (
 
 	"github.com/onair-dev/onair/errcode"
 	"github.com/onair-dev/onair/internal/iceloopback"
+	"github.com/onair-dev/onair/internal/whipclient"
 	mediav1 "github.com/onair-dev/onair/proto/onair/media/v1"
 )
 
@@ -341,7 +342,7 @@ func (p *publisher) attempt(ctx context.Context, token string) (<-chan struct{},
 			bonce.Do(func() { close(broken) })
 		}
 	})
-	offer, err := localOffer(ctx, pc)
+	offer, err := whipclient.Offer(ctx, pc)
 	if err != nil {
 		_ = pc.Close()
 		return nil, err
@@ -498,24 +499,6 @@ func (p *publisher) quality(ctx context.Context) {
 		}
 		p.e.emit(func(h EventHandler) { h.OnPublisherQualityUpdate(q, p.streamID) })
 	}
-}
-
-// localOffer makes a complete (non-trickle) offer.
-func localOffer(ctx context.Context, pc *webrtc.PeerConnection) (string, error) {
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		return "", err
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		return "", err
-	}
-	select {
-	case <-gathered:
-	case <-ctx.Done():
-		return "", ctx.Err()
-	}
-	return pc.LocalDescription().SDP, nil
 }
 
 // counters count the RTP that flows through a peer connection.

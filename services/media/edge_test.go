@@ -17,6 +17,7 @@ import (
 	"github.com/onair-dev/onair/internal/iceloopback"
 	"github.com/onair-dev/onair/internal/node"
 	"github.com/onair-dev/onair/internal/testcluster"
+	"github.com/onair-dev/onair/internal/testkit"
 	mediav1 "github.com/onair-dev/onair/proto/onair/media/v1"
 	"github.com/onair-dev/onair/sdk/express"
 	"github.com/onair-dev/onair/services/media"
@@ -147,19 +148,11 @@ func (e *edge) publish(user, stream string, src *vp8Source) *publisher {
 			once.Do(func() { close(connected) })
 		}
 	})
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		e.tb.Fatal(err)
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		e.tb.Fatal(err)
-	}
-	<-gathered
+	offer := testkit.Offer(e.tb, pc)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	resp, err := e.mc.Publish(ctx, &mediav1.PublishRequest{AppId: testcluster.AppID, RoomId: "room", StreamId: stream,
-		UserId: user, UserName: user, Token: e.c.Token(user, nil), SdpOffer: pc.LocalDescription().SDP})
+		UserId: user, UserName: user, Token: e.c.Token(user, nil), SdpOffer: offer})
 	if err != nil {
 		e.tb.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/onair-dev/onair/internal/iceloopback"
 	"github.com/onair-dev/onair/internal/testcluster"
+	"github.com/onair-dev/onair/internal/testkit"
 	mediav1 "github.com/onair-dev/onair/proto/onair/media/v1"
 	"github.com/onair-dev/onair/sdk/express"
 	"github.com/onair-dev/onair/services/media"
@@ -131,20 +132,12 @@ func playAt(tb testing.TB, e *edge, src *stampedSource, user string, mode mediav
 			}
 		}
 	})
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		tb.Fatal(err)
-	}
-	<-gathered
+	offer := testkit.Offer(tb, pc)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	start := time.Now()
 	resp, err := e.mc.Play(ctx, &mediav1.PlayRequest{AppId: testcluster.AppID, StreamId: "hop", UserId: user,
-		Token: e.c.Token(user, nil), SdpOffer: pc.LocalDescription().SDP, ResourceMode: mode, Placed: true})
+		Token: e.c.Token(user, nil), SdpOffer: offer, ResourceMode: mode, Placed: true})
 	if err != nil {
 		tb.Fatal(err)
 	}

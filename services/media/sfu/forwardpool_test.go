@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onair-dev/onair/internal/testkit"
+
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
@@ -94,7 +96,7 @@ func TestForwardPoolDeliversInOrder(t *testing.T) {
 		insert(false)
 		u.Wake()
 		if i%100 == 99 { // stay within a player's queue (maxLag)
-			eventually(t, "the players catching up", func() bool {
+			testkit.Eventually(t, "the players catching up", func() bool {
 				for _, w := range ws {
 					if n, _ := w.count(); n < i+2 {
 						return false
@@ -113,22 +115,11 @@ func TestForwardPoolDeliversInOrder(t *testing.T) {
 	subs[0].stop()
 	insert(false)
 	u.Wake()
-	eventually(t, "the others getting the last packet", func() bool {
+	testkit.Eventually(t, "the others getting the last packet", func() bool {
 		n, _ := ws[1].count()
 		return n == packets+2
 	})
 	if n, _ := ws[0].count(); n != packets+1 {
 		t.Fatalf("a stopped player got %d packets, want %d", n, packets+1)
-	}
-}
-
-// eventually polls cond for up to 30 s (a bound for correctness, not a
-// performance check).
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
 	}
 }
