@@ -220,7 +220,7 @@ func (w *WHIP) play(rw http.ResponseWriter, r *http.Request) {
 	if r.URL.Query().Get("mode") == "rtc" {
 		mode = mediav1.ResourceMode_RESOURCE_MODE_ONLY_RTC
 	}
-	layer, ok := videoLayers[r.URL.Query().Get("layer")]
+	layer, ok := videoLayer(r.URL.Query().Get("layer"))
 	if !ok {
 		w.fail(rw, errcode.Newf(errcode.InvalidParameter, "layer %q: want auto, high, medium or low", r.URL.Query().Get("layer")), true)
 		return
@@ -346,8 +346,18 @@ func httpError(rw http.ResponseWriter, status int, msg string) {
 	_, _ = io.WriteString(rw, msg+"\n")
 }
 
-// videoLayers are the values of WHEP's ?layer= (absent: auto).
-var videoLayers = map[string]mediav1.VideoLayer{
-	"": mediav1.VideoLayer_VIDEO_LAYER_UNSPECIFIED, "auto": mediav1.VideoLayer_VIDEO_LAYER_UNSPECIFIED,
-	"low": mediav1.VideoLayer_VIDEO_LAYER_LOW, "medium": mediav1.VideoLayer_VIDEO_LAYER_MEDIUM, "high": mediav1.VideoLayer_VIDEO_LAYER_HIGH,
+// videoLayer is the layer WHEP's ?layer= asks for (absent: auto); ok is
+// false for a value it does not take.
+func videoLayer(q string) (mediav1.VideoLayer, bool) {
+	switch q {
+	case "", "auto":
+		return mediav1.VideoLayer_VIDEO_LAYER_UNSPECIFIED, true
+	case "low":
+		return mediav1.VideoLayer_VIDEO_LAYER_LOW, true
+	case "medium":
+		return mediav1.VideoLayer_VIDEO_LAYER_MEDIUM, true
+	case "high":
+		return mediav1.VideoLayer_VIDEO_LAYER_HIGH, true
+	}
+	return 0, false
 }

@@ -110,9 +110,9 @@ func ridRank(rid string) int {
 	switch rid {
 	case "q", "l", "low", "0":
 		return 0
-	case "h":
-		return 1 // "h" is half next to q/f; high next to l/m: sizes settle it
-	case "m", "mid", "medium", "1":
+	case "h", "m", "mid", "medium", "1":
+		// "h" is half next to q/f but high next to l/m: picture sizes
+		// settle it once keyframes arrive.
 		return 1
 	case "f", "high", "2":
 		return 2
