@@ -53,6 +53,7 @@
 package viewer
 
 import (
+	"context"
 	"encoding/binary"
 	"sync"
 	"time"
@@ -567,4 +568,30 @@ func keyframeSize(vp []byte) (width, height int, key bool) {
 		return 0, 0, false
 	}
 	return int(binary.LittleEndian.Uint16(vp[6:]) & 0x3fff), int(binary.LittleEndian.Uint16(vp[8:]) & 0x3fff), true
+}
+
+// KeyframeRepeat is how often a player whose picture stays stuck asks for a
+// keyframe again (AskKeyframes).
+const KeyframeRepeat = 500 * time.Millisecond
+
+// AskKeyframes calls pli whenever the picture is stuck (KeyframeNeeded), at
+// most every KeyframeRepeat, as a browser's receiver asks when it cannot
+// decode, until ctx is done. Without it a player that lost a frame for good
+// waits for the publisher's next keyframe, which a WebRTC encoder sends only
+// when asked.
+func (m *Meter) AskKeyframes(ctx context.Context, pli func()) {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	var last time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			if now.Sub(last) >= KeyframeRepeat && m.KeyframeNeeded(now) {
+				last = now
+				pli()
+			}
+		}
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/transport/v5"
 	"github.com/pion/webrtc/v4"
@@ -378,9 +379,11 @@ func fanout(ctx context.Context, c fanoutConfig) (*fanoutResult, error) {
 		pc.OnTrack(func(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 			video := t.Kind() == webrtc.RTPCodecTypeVideo
 			if video {
-				done := make(chan struct{})
-				defer close(done)
-				go askKeyframes(pc, t, p.meter, done)
+				ctx, stop := context.WithCancel(context.Background())
+				defer stop()
+				go p.meter.AskKeyframes(ctx, func() {
+					_ = pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(t.SSRC())}})
+				})
 			}
 			buf := make([]byte, 1600)
 			var pkt rtp.Packet

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/onair-dev/onair/bench/netshape"
@@ -50,29 +49,6 @@ func shapedPlayer(ctx context.Context, c fanoutConfig, s *netshape.Shaper, i int
 	}
 	api, err := benchAPI(c.whep, true, n, true)
 	return l, n, api, err
-}
-
-// keyframeRepeat is how often a player whose picture is stuck asks again.
-const keyframeRepeat = 500 * time.Millisecond
-
-// askKeyframes sends a PLI for t whenever the player's picture is stuck
-// (viewer.Meter.KeyframeNeeded), at most every keyframeRepeat, as a
-// browser's receiver asks when it cannot decode; until done.
-func askKeyframes(pc *webrtc.PeerConnection, t *webrtc.TrackRemote, m *viewer.Meter, done <-chan struct{}) {
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	var last time.Time
-	for {
-		select {
-		case <-done:
-			return
-		case now := <-tick.C:
-			if now.Sub(last) >= keyframeRepeat && m.KeyframeNeeded(now) {
-				last = now
-				_ = pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(t.SSRC())}})
-			}
-		}
-	}
 }
 
 // withLayer adds the WHEP layer request to target.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
@@ -70,6 +71,15 @@ func (s *server) playWHEP(t *testing.T, name, streamID, layer string, n *netshap
 		}
 	}
 	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		if tr.Kind() == webrtc.RTPCodecTypeVideo {
+			// Ask for a keyframe when the picture is stuck, as a browser
+			// does: a frame lost for good is otherwise never replaced.
+			ctx, stop := context.WithCancel(context.Background())
+			defer stop()
+			go p.meter.AskKeyframes(ctx, func() {
+				_ = pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(tr.SSRC())}})
+			})
+		}
 		var pkt rtp.Packet
 		buf := make([]byte, 1500)
 		for {
