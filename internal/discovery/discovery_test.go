@@ -14,7 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/onair-dev/onair/internal/discovery"
-	"github.com/onair-dev/onair/internal/embedetcd"
+	"github.com/onair-dev/onair/internal/testkit"
 )
 
 func serveHealth(t *testing.T) string {
@@ -34,16 +34,7 @@ func serveHealth(t *testing.T) string {
 // a closed registration drops out.
 func TestDialFollowsRegistrations(t *testing.T) {
 	ctx := context.Background()
-	e, err := embedetcd.Start(ctx, embedetcd.Config{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	cli, err := e.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+	cli := testkit.Etcd(t)
 	cc, err := discovery.Dial(cli, "probe")
 	if err != nil {
 		t.Fatal(err)

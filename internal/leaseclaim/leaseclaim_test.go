@@ -7,22 +7,13 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/onair-dev/onair/internal/embedetcd"
 	"github.com/onair-dev/onair/internal/leaseclaim"
+	"github.com/onair-dev/onair/internal/testkit"
 )
 
 func TestClaim(t *testing.T) {
 	ctx := context.Background()
-	e, err := embedetcd.Start(ctx, embedetcd.Config{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	cli, err := e.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cli.Close() })
+	cli := testkit.Etcd(t)
 	grant := func() clientv3.LeaseID {
 		l, err := cli.Grant(ctx, 60)
 		if err != nil {

@@ -7,23 +7,14 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/onair-dev/onair/internal/embedetcd"
 	"github.com/onair-dev/onair/internal/sharedlease"
+	"github.com/onair-dev/onair/internal/testkit"
 )
 
 // A lease that etcd lost before its rotation was due (a stall, an outage)
 // is replaced on the next write instead of failing writes until rotation.
 func TestDoReplacesALostLease(t *testing.T) {
-	e, err := embedetcd.Start(context.Background(), embedetcd.Config{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	cli, err := e.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+	cli := testkit.Etcd(t)
 	ctx := context.Background()
 	pool := sharedlease.New(cli, time.Minute, time.Hour)
 	put := func(key string) (used clientv3.LeaseID, err error) {

@@ -10,8 +10,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/onair-dev/onair/internal/callback"
-	"github.com/onair-dev/onair/internal/embedetcd"
 	"github.com/onair-dev/onair/internal/keys"
+	"github.com/onair-dev/onair/internal/testkit"
 	roomv1 "github.com/onair-dev/onair/proto/onair/room/v1"
 )
 
@@ -21,16 +21,7 @@ import (
 // room_close delivered before its life's room_create).
 func TestLifecycleCloseOrder(t *testing.T) {
 	ctx := context.Background()
-	e, err := embedetcd.Start(ctx, embedetcd.Config{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	cli, err := e.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cli.Close() })
+	cli := testkit.Etcd(t)
 	s := &Server{cfg: Config{Etcd: cli, Now: time.Now}}
 	const app = 7
 	always := clientv3.Compare(clientv3.CreateRevision("/test/none"), "=", 0)
