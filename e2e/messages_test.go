@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,66 +18,10 @@ import (
 	"github.com/onair-dev/onair/sdk/express"
 )
 
-// msgRecorder keeps every message and command a client gets, in order.
-type msgRecorder struct {
-	express.BaseEventHandler
-	mu    sync.Mutex
-	msgs  []string
-	cmds  []string
-	infos map[string]string
-	users map[string]bool
-}
-
-func newMsgRecorder() *msgRecorder {
-	return &msgRecorder{infos: map[string]string{}, users: map[string]bool{}}
-}
-
-func (r *msgRecorder) OnIMRecvBroadcastMessage(msgs []express.BroadcastMessageInfo, _ string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, m := range msgs {
-		r.msgs = append(r.msgs, m.FromUser.UserID+":"+m.Message)
-	}
-}
-
-func (r *msgRecorder) OnIMRecvCustomCommand(cmd string, from express.User, _ string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.cmds = append(r.cmds, from.UserID+":"+cmd)
-}
-
-func (r *msgRecorder) OnRoomExtraInfoUpdate(infos []express.RoomExtraInfo, _ string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, i := range infos {
-		r.infos[i.Key] = i.Value
-	}
-}
-
-func (r *msgRecorder) OnRoomUserUpdate(t express.UpdateType, users []express.User, _ string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, u := range users {
-		r.users[u.UserID] = t == express.UpdateTypeAdd
-	}
-}
-
-func (r *msgRecorder) count() (int, int) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.msgs), len(r.cmds)
-}
-
-func (r *msgRecorder) messages() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.msgs)
-}
-
 // msgClient is a logged-in SDK engine with its recorder.
 type msgClient struct {
 	e   *express.Engine
-	rec *msgRecorder
+	rec *recorder
 }
 
 func msgLogin(t *testing.T, c *testcluster.Cluster, servers []*node.Node, room, user string) *msgClient {
@@ -87,7 +30,7 @@ func msgLogin(t *testing.T, c *testcluster.Cluster, servers []*node.Node, room, 
 	for _, n := range servers {
 		addrs = append(addrs, n.Addr())
 	}
-	rec := newMsgRecorder()
+	rec := newRecorder()
 	e, err := express.CreateEngine(express.EngineProfile{AppID: testcluster.AppID, Server: strings.Join(addrs, ","),
 		ReconnectTimeout: 30 * time.Second}, rec)
 	if err != nil {
@@ -182,8 +125,6 @@ func TestRoomMessagesWriteNothingToEtcd(t *testing.T) {
 	recv := msgLogin(t, c, []*node.Node{r1}, room, "recv")
 	send := msgLogin(t, c, []*node.Node{r2}, room, "send")
 	ctx := context.Background()
-	// Let the logins' own writes settle (stream of the room, counts).
-	time.Sleep(300 * time.Millisecond)
 	revision := func() int64 {
 		resp, err := c.Etcd.Get(ctx, "/onair/revision-probe")
 		if err != nil {
@@ -191,6 +132,17 @@ func TestRoomMessagesWriteNothingToEtcd(t *testing.T) {
 		}
 		return resp.Header.Revision
 	}
+	// The logins' own writes (the room's life, counts) settle first: the
+	// revision holds still for ten reads, 20 ms apart.
+	last, still := revision(), 0
+	eventually(t, "the logins' writes settle", func() bool {
+		if r := revision(); r != last {
+			last, still = r, 0
+			return false
+		}
+		still++
+		return still >= 10 // 200 ms without a write
+	})
 	before := revision()
 	const n = 1000
 	for i := range n {

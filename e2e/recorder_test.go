@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -143,4 +144,18 @@ func (r *recorder) events(except ...string) []string {
 		}
 	}
 	return out
+}
+
+// count is how many broadcast messages and custom commands r got.
+func (r *recorder) count() (int, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.msgs), len(r.cmds)
+}
+
+// messages is the broadcast messages r got, as "from:message", in order.
+func (r *recorder) messages() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.msgs)
 }

@@ -204,8 +204,14 @@ type client struct {
 func login(t *testing.T, s *summary, servers []string, room, user string) *client {
 	t.Helper()
 	rec := newRecorder()
+	return &client{user: user, e: loginWith(t, s, servers, room, user, rec), rec: rec}
+}
+
+// loginWith is login with the engine's event handler h.
+func loginWith(t *testing.T, s *summary, servers []string, room, user string, h express.EventHandler) *express.Engine {
+	t.Helper()
 	e, err := express.CreateEngine(express.EngineProfile{AppID: s.AppID, Server: strings.Join(servers, ","),
-		ReconnectTimeout: time.Minute}, rec)
+		ReconnectTimeout: time.Minute}, h)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,19 +220,18 @@ func login(t *testing.T, s *summary, servers []string, room, user string) *clien
 	if err != nil {
 		t.Fatal(err)
 	}
-	var lastErr error
 	testkit.Eventually(t, user+" to log in", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		lastErr = e.LoginRoom(ctx, room, express.User{UserID: user, UserName: user},
+		err := e.LoginRoom(ctx, room, express.User{UserID: user, UserName: user},
 			express.RoomConfig{IsUserStatusNotify: true, Token: tok})
-		if lastErr != nil {
-			t.Logf("login %s: %v (retrying)", user, lastErr)
+		if err != nil {
+			t.Logf("login %s: %v (retrying)", user, err)
 			time.Sleep(500 * time.Millisecond)
 		}
-		return lastErr == nil
+		return err == nil
 	})
-	return &client{user: user, e: e, rec: rec}
+	return e
 }
 
 // The local cluster as real processes: clients on different room replicas

@@ -15,7 +15,6 @@ import (
 	"github.com/onair-dev/onair/errcode"
 	"github.com/onair-dev/onair/internal/testkit"
 	"github.com/onair-dev/onair/sdk/express"
-	"github.com/onair-dev/onair/token04"
 )
 
 // msgRecorder is a recorder that also keeps the broadcast messages.
@@ -46,27 +45,7 @@ func (r *msgRecorder) got(msg string) func() bool {
 func msgLogin(t *testing.T, s *summary, servers []string, room, user string) (*express.Engine, *msgRecorder) {
 	t.Helper()
 	rec := &msgRecorder{recorder: newRecorder()}
-	e, err := express.CreateEngine(express.EngineProfile{AppID: s.AppID, Server: strings.Join(servers, ","),
-		ReconnectTimeout: time.Minute}, rec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.DestroyEngine(nil) })
-	tok, err := token04.Mint(s.AppID, user, s.ServerSecret, time.Hour, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	testkit.Eventually(t, user+" to log in", func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		err := e.LoginRoom(ctx, room, express.User{UserID: user, UserName: user}, express.RoomConfig{IsUserStatusNotify: true, Token: tok})
-		if err != nil {
-			t.Logf("login %s: %v (retrying)", user, err)
-			time.Sleep(500 * time.Millisecond)
-		}
-		return err == nil
-	})
-	return e, rec
+	return loginWith(t, s, servers, room, user, rec), rec
 }
 
 // Room messages on the local cluster as real processes: the sender and a

@@ -55,6 +55,12 @@ func offer(t *testing.T, tp *express.TestPattern) string {
 // connect timeout) and returns its ID.
 func publishAt(t *testing.T, c *cluster, addr, stream string, tp *express.TestPattern) string {
 	t.Helper()
+	return publishRPC(t, c, addr, "route", stream, offer(t, tp)).GetSessionId()
+}
+
+// publishRPC calls the edge at addr's Publish with sdp as user "u-"+stream.
+func publishRPC(t *testing.T, c *cluster, addr, room, stream, sdp string) *mediav1.PublishResponse {
+	t.Helper()
 	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -64,11 +70,11 @@ func publishAt(t *testing.T, c *cluster, addr, stream string, tp *express.TestPa
 	defer cancel()
 	user := "u-" + stream
 	resp, err := mediav1.NewMediaServiceClient(cc).Publish(ctx, &mediav1.PublishRequest{AppId: testcluster.AppID,
-		RoomId: "route", StreamId: stream, UserId: user, Token: c.Token(user, nil), SdpOffer: offer(t, tp)})
+		RoomId: room, StreamId: stream, UserId: user, Token: c.Token(user, nil), SdpOffer: sdp})
 	if err != nil {
 		t.Fatalf("publish %s at %s: %v", stream, addr, err)
 	}
-	return resp.GetSessionId()
+	return resp
 }
 
 // stop stops a media session over REST.
