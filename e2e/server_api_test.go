@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"net/http"
 	"slices"
 	"strings"
@@ -186,14 +187,39 @@ func TestRoomEventsOverREST(t *testing.T) {
 	if first := next(); !strings.Contains(first, `"snapshot"`) {
 		t.Fatalf("first event = %s, want the snapshot", first)
 	}
-	login("ben")
-	for {
-		l := next()
-		if strings.Contains(l, `"user_update"`) {
-			if !strings.Contains(l, `"user_id":"ben"`) || !strings.Contains(l, `"UPDATE_TYPE_ADD"`) {
-				t.Errorf("user update = %s", l)
+	// A REST client reads enum names: a join is an Add whose leave reason
+	// is unset (not a logout), a logout a Delete with the reason.
+	userUpdate := func() (string, map[string]any) {
+		for {
+			l := next()
+			var ev struct {
+				Result struct {
+					UserUpdate map[string]any `json:"user_update"`
+				} `json:"result"`
 			}
-			break
+			if err := json.Unmarshal([]byte(l), &ev); err != nil {
+				t.Fatalf("event %s: %v", l, err)
+			}
+			if ev.Result.UserUpdate != nil {
+				return l, ev.Result.UserUpdate
+			}
 		}
+	}
+	ben := login("ben")
+	l, u := userUpdate()
+	if !strings.Contains(l, `"user_id":"ben"`) || u["update_type"] != "UPDATE_TYPE_ADD" || u["reason"] != "USER_LEAVE_REASON_UNSPECIFIED" {
+		t.Errorf("user update of a join = %s", l)
+	}
+	out, err := http.Post(web.URL+"/v1/sessions/"+ben+":logout", "application/json", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out.Body.Close()
+	if out.StatusCode != 200 {
+		t.Fatalf("REST logout: %d", out.StatusCode)
+	}
+	l, u = userUpdate()
+	if !strings.Contains(l, `"user_id":"ben"`) || u["update_type"] != "UPDATE_TYPE_DELETE" || u["reason"] != "USER_LEAVE_REASON_LOGOUT" {
+		t.Errorf("user update of a logout = %s", l)
 	}
 }

@@ -83,7 +83,7 @@ func (f *fakeRooms) SubscribeRoomEvents(req *roomv1.SubscribeRoomEventsRequest, 
 	}
 	ev := func(rev int64, id string) *roomv1.RoomEvent {
 		return &roomv1.RoomEvent{Revision: rev, Event: &roomv1.RoomEvent_StreamUpdate{StreamUpdate: &roomv1.StreamUpdate{
-			Streams: []*streamv1.Stream{{AppId: 123, RoomId: "r1", StreamId: id}},
+			UpdateType: streamv1.UpdateType_UPDATE_TYPE_ADD, Streams: []*streamv1.Stream{{AppId: 123, RoomId: "r1", StreamId: id}},
 		}}}
 	}
 	if err := srv.Send(ev(7, "s1")); err != nil {

@@ -21,6 +21,6 @@ gw=grpc_api_configuration=gateway.yaml
     --go_out=. --go_opt=paths=source_relative \
     --go-grpc_out=. --go-grpc_opt=paths=source_relative \
     --grpc-gateway_out=. --grpc-gateway_opt=paths=source_relative,$gw,generate_unbound_methods=false \
-    --openapiv2_out=../gateway/openapi --openapiv2_opt=$gw,allow_merge=true,merge_file_name=onair \
+    --openapiv2_out=../gateway/openapi --openapiv2_opt=$gw,allow_merge=true,merge_file_name=onair,remove_internal_comments=true \
     $protos
 )

@@ -32,6 +32,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/onair-dev/onair/internal/keys"
+	roomv1 "github.com/onair-dev/onair/proto/onair/room/v1"
 )
 
 // Callback event names, the vendor's.
@@ -44,7 +45,8 @@ const (
 	StreamClose  = "stream_close"
 )
 
-// room_logout reasons (the vendor's; equal to roomv1.UserLeaveReason).
+// room_logout reasons (the vendor's). roomv1.UserLeaveReason numbers them
+// one higher, 0 being "not set" there; LogoutReason and LeaveReason convert.
 const (
 	LogoutNormal           = 0
 	LogoutHeartbeatTimeout = 1
@@ -60,6 +62,38 @@ const (
 	CloseOffline          = 2
 	CloseKicked           = 3
 )
+
+// LogoutReason is the vendor's room_logout reason of a leave reason: what a
+// callback carries. An unset reason is a logout.
+func LogoutReason(r roomv1.UserLeaveReason) int {
+	switch r {
+	case roomv1.UserLeaveReason_USER_LEAVE_REASON_HEARTBEAT_TIMEOUT:
+		return LogoutHeartbeatTimeout
+	case roomv1.UserLeaveReason_USER_LEAVE_REASON_DISCONNECT:
+		return LogoutDisconnect
+	case roomv1.UserLeaveReason_USER_LEAVE_REASON_KICKED:
+		return LogoutKicked
+	case roomv1.UserLeaveReason_USER_LEAVE_REASON_TOKEN_EXPIRED:
+		return LogoutTokenExpired
+	}
+	return LogoutNormal
+}
+
+// LeaveReason is the leave reason of a vendor room_logout reason: what a
+// room event carries. An unknown one is a logout.
+func LeaveReason(logout int) roomv1.UserLeaveReason {
+	switch logout {
+	case LogoutHeartbeatTimeout:
+		return roomv1.UserLeaveReason_USER_LEAVE_REASON_HEARTBEAT_TIMEOUT
+	case LogoutDisconnect:
+		return roomv1.UserLeaveReason_USER_LEAVE_REASON_DISCONNECT
+	case LogoutKicked:
+		return roomv1.UserLeaveReason_USER_LEAVE_REASON_KICKED
+	case LogoutTokenExpired:
+		return roomv1.UserLeaveReason_USER_LEAVE_REASON_TOKEN_EXPIRED
+	}
+	return roomv1.UserLeaveReason_USER_LEAVE_REASON_LOGOUT
+}
 
 // CloseReason is the room_close reason for a room whose last user left with
 // the room_logout reason logout.

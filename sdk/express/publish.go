@@ -42,6 +42,7 @@ const (
 // ResourceMode has the vendor's values. Default and OnlyL3 play at the
 // least loaded edge, which relays the stream; OnlyRTC and the CDN and
 // custom modes (no such tier in OnAir) play from the stream's origin edge.
+// The numbers are mediav1.ResourceMode's too (Default is its UNSPECIFIED).
 type ResourceMode int
 
 // Resource modes.

@@ -252,17 +252,22 @@ func (rs *roomSession) handle(ev *roomv1.RoomEvent) bool {
 	switch x := ev.Event.(type) {
 	case *roomv1.RoomEvent_Snapshot:
 		rs.reconcile(x.Snapshot)
+	// The proto's update types are not the vendor's numbers; the handler
+	// gets UpdateTypeAdd or UpdateTypeDelete (the vendor's) from
+	// addUsers/deleteUsers and the like. An unset type tells nothing.
 	case *roomv1.RoomEvent_UserUpdate:
-		if x.UserUpdate.GetUpdateType() == streamv1.UpdateType_UPDATE_TYPE_ADD {
+		switch x.UserUpdate.GetUpdateType() {
+		case streamv1.UpdateType_UPDATE_TYPE_ADD:
 			rs.addUsers(fromUsers(x.UserUpdate.GetUsers()))
-		} else {
+		case streamv1.UpdateType_UPDATE_TYPE_DELETE:
 			rs.deleteUsers(fromUsers(x.UserUpdate.GetUsers()))
 		}
 	case *roomv1.RoomEvent_StreamUpdate:
 		u := x.StreamUpdate
-		if u.GetUpdateType() == streamv1.UpdateType_UPDATE_TYPE_ADD {
+		switch u.GetUpdateType() {
+		case streamv1.UpdateType_UPDATE_TYPE_ADD:
 			rs.addStreams(fromStreams(u.GetStreams()))
-		} else {
+		case streamv1.UpdateType_UPDATE_TYPE_DELETE:
 			rs.deleteStreams(fromStreams(u.GetStreams()), u.GetExtendedData())
 		}
 	case *roomv1.RoomEvent_StreamExtraInfoUpdate:

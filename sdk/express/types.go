@@ -76,7 +76,8 @@ func (r RoomStateChangedReason) String() string {
 	return "RoomStateChangedReason(" + strconv.Itoa(int(r)) + ")"
 }
 
-// UpdateType has the vendor's values.
+// UpdateType has the vendor's values (Add=0, Delete=1), not the wire's:
+// streamv1.UpdateType keeps 0 for "not set", and the SDK maps.
 type UpdateType int
 
 // Update types.

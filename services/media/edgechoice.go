@@ -37,7 +37,7 @@ type egressMeter struct {
 
 // l3 reports whether mode plays at a chosen edge.
 func l3(mode mediav1.ResourceMode) bool {
-	return mode == mediav1.ResourceMode_RESOURCE_MODE_DEFAULT || mode == mediav1.ResourceMode_RESOURCE_MODE_ONLY_L3
+	return mode == mediav1.ResourceMode_RESOURCE_MODE_UNSPECIFIED || mode == mediav1.ResourceMode_RESOURCE_MODE_ONLY_L3
 }
 
 // placeFirst is the edge a play that is not placed belongs on, when it is

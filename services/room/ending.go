@@ -23,7 +23,7 @@ import (
 // leftJSON is the member value of a session on its way out, with why.
 func leftJSON(rec *keys.SessionRecord, reason roomv1.UserLeaveReason, code errcode.Code) string {
 	m := memberOf(rec)
-	m.TokenExpire, m.Left, m.Reason, m.Code = 0, true, reason, code
+	m.TokenExpire, m.Left, m.Reason, m.Code = 0, true, callback.LogoutReason(reason), code
 	b, _ := json.Marshal(m)
 	return string(b)
 }
@@ -31,7 +31,7 @@ func leftJSON(rec *keys.SessionRecord, reason roomv1.UserLeaveReason, code errco
 // logoutEvent is the room_logout callback of a session that ends.
 func logoutEvent(rec *keys.SessionRecord, reason roomv1.UserLeaveReason) callback.Event {
 	return callback.Event{Event: callback.RoomLogout, AppID: rec.AppID, RoomID: rec.RoomID, RoomSessionID: rec.RoomSessionID,
-		UserID: rec.UserID, UserName: rec.UserName, Reason: int(reason)}
+		UserID: rec.UserID, UserName: rec.UserName, Reason: callback.LogoutReason(reason)}
 }
 
 // endSession removes a live session with a reason: the member is marked

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/onair-dev/onair/errcode"
+	"github.com/onair-dev/onair/internal/callback"
 	"github.com/onair-dev/onair/internal/keys"
 	roomv1 "github.com/onair-dev/onair/proto/onair/room/v1"
 	streamv1 "github.com/onair-dev/onair/proto/onair/stream/v1"
@@ -457,7 +458,7 @@ func (h *hub) userChange(ev *clientv3.Event, userID string) []*item {
 		if prev != nil && prev.Left {
 			return nil
 		}
-		out := leave(cur, cur.Reason)
+		out := leave(cur, callback.LeaveReason(cur.Reason))
 		if cur.Code != 0 {
 			out = append(out, kick(cur, cur.Code, leaveMessage(cur.Code)))
 		}

@@ -39,7 +39,6 @@ import (
 	"github.com/onair-dev/onair/internal/keys"
 	"github.com/onair-dev/onair/internal/leaseclaim"
 	authv1 "github.com/onair-dev/onair/proto/onair/auth/v1"
-	roomv1 "github.com/onair-dev/onair/proto/onair/room/v1"
 	streamv1 "github.com/onair-dev/onair/proto/onair/stream/v1"
 )
 
@@ -357,11 +356,11 @@ func (s *Server) commitLifecycle(ctx context.Context, leading clientv3.Cmp, cur,
 			}
 			if m.Left {
 				// Reported when it was marked.
-				t.lastLeft = int(m.Reason)
+				t.lastLeft = m.Reason
 				continue
 			}
 			// No mark: the session's lease expired.
-			t.lastLeft = int(roomv1.UserLeaveReason_USER_LEAVE_REASON_HEARTBEAT_TIMEOUT)
+			t.lastLeft = callback.LogoutHeartbeatTimeout
 			ops = append(ops, callback.Put(now, callback.Event{Event: callback.RoomLogout, AppID: app, RoomID: room,
 				RoomSessionID: m.RoomSessionID, UserID: m.UserID, UserName: m.UserName, Reason: t.lastLeft}, rev, seq))
 			continue

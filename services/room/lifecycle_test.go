@@ -12,7 +12,6 @@ import (
 	"github.com/onair-dev/onair/internal/callback"
 	"github.com/onair-dev/onair/internal/keys"
 	"github.com/onair-dev/onair/internal/testkit"
-	roomv1 "github.com/onair-dev/onair/proto/onair/room/v1"
 )
 
 // The lifecycle watcher closes an emptied room with room_close ordered
@@ -49,7 +48,7 @@ func TestLifecycleCloseOrder(t *testing.T) {
 			// later life, already empty again.
 			putMeta(roomMeta{RoomSessionID: "life1"})
 			left, _ := json.Marshal(member{UserID: "alice", SessionID: "s1", RoomSessionID: "life1", Left: true,
-				Reason: roomv1.UserLeaveReason_USER_LEAVE_REASON_KICKED})
+				Reason: callback.LogoutKicked})
 			put, err := cli.Put(ctx, keys.RoomUser(app, room, "alice"), string(left))
 			if err != nil {
 				t.Fatal(err)
@@ -67,7 +66,7 @@ func TestLifecycleCloseOrder(t *testing.T) {
 					t.Fatal(err)
 				}
 				life = "life2"
-				lifeCreated = putMeta(roomMeta{RoomSessionID: life, LastLeave: int(roomv1.UserLeaveReason_USER_LEAVE_REASON_DISCONNECT)})
+				lifeCreated = putMeta(roomMeta{RoomSessionID: life, LastLeave: callback.LogoutDisconnect})
 			}
 			cur := callback.Cursor{Rev: del.Header.Revision}
 			if _, err := cli.Put(ctx, keys.LifecycleCursor, cur.String()); err != nil {

@@ -131,10 +131,12 @@ type member struct {
 	LoginTimeMs   int64  `json:"login_time_ms"`
 	TokenExpire   int64  `json:"token_expire"`
 	// Left marks a member on its way out, with why; the key is deleted
-	// right after. It is how watchers learn the reason.
-	Left   bool                   `json:"left,omitempty"`
-	Reason roomv1.UserLeaveReason `json:"reason,omitempty"`
-	Code   errcode.Code           `json:"code,omitempty"`
+	// right after. It is how watchers learn the reason. Reason is the
+	// vendor's room_logout reason (callback.Logout*), what the callback
+	// carries; room events carry its callback.LeaveReason.
+	Left   bool         `json:"left,omitempty"`
+	Reason int          `json:"reason,omitempty"`
+	Code   errcode.Code `json:"code,omitempty"`
 	// Lease is the key's lease as the watch saw it (not stored in the
 	// value): a cache read checks it against the session's.
 	Lease int64 `json:"-"`

@@ -45,12 +45,12 @@ func TestSubscriberWants(t *testing.T) {
 
 func TestBatchMergesUserRunsAndSkipsSeen(t *testing.T) {
 	add, del := streamv1.UpdateType_UPDATE_TYPE_ADD, streamv1.UpdateType_UPDATE_TYPE_DELETE
-	timeout := roomv1.UserLeaveReason_USER_LEAVE_REASON_HEARTBEAT_TIMEOUT
+	logout, timeout := roomv1.UserLeaveReason_USER_LEAVE_REASON_LOGOUT, roomv1.UserLeaveReason_USER_LEAVE_REASON_HEARTBEAT_TIMEOUT
 	items := []*item{
 		userItem(5, add, 0, "a"),
 		userItem(6, add, 0, "b"),
 		userItem(7, add, 0, "c"),
-		userItem(8, del, 0, "a"),
+		userItem(8, del, logout, "a"),
 		userItem(9, del, timeout, "b"),
 		{ev: &roomv1.RoomEvent{Revision: 10, Event: &roomv1.RoomEvent_StreamUpdate{}}},
 		userItem(11, add, 0, "d"),
@@ -72,11 +72,11 @@ func TestBatchMergesUserRunsAndSkipsSeen(t *testing.T) {
 		got = append(got, s+"@"+itoa(it.ev.Revision))
 	}
 	want := []string{
-		"UPDATE_TYPE_ADD:USER_LEAVE_REASON_LOGOUT:bc@7",
+		"UPDATE_TYPE_ADD:USER_LEAVE_REASON_UNSPECIFIED:bc@7",
 		"UPDATE_TYPE_DELETE:USER_LEAVE_REASON_LOGOUT:a@8",
 		"UPDATE_TYPE_DELETE:USER_LEAVE_REASON_HEARTBEAT_TIMEOUT:b@9",
 		"stream@10",
-		"UPDATE_TYPE_ADD:USER_LEAVE_REASON_LOGOUT:d@11",
+		"UPDATE_TYPE_ADD:USER_LEAVE_REASON_UNSPECIFIED:d@11",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("batch =\n %v\nwant\n %v", got, want)

@@ -23,22 +23,25 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// ResourceMode has the vendor's values.
+// ResourceMode has the vendor's values. The vendor's Default (0) is named
+// UNSPECIFIED here: not set, the server picks (as OnlyL3). A REST client
+// that still sends "RESOURCE_MODE_DEFAULT" gets the same, since the gateway
+// drops enum names it does not know, leaving 0.
 type ResourceMode int32
 
 const (
-	ResourceMode_RESOURCE_MODE_DEFAULT  ResourceMode = 0
-	ResourceMode_RESOURCE_MODE_ONLY_CDN ResourceMode = 1
-	ResourceMode_RESOURCE_MODE_ONLY_L3  ResourceMode = 2
-	ResourceMode_RESOURCE_MODE_ONLY_RTC ResourceMode = 3
-	ResourceMode_RESOURCE_MODE_CDN_PLUS ResourceMode = 4
-	ResourceMode_RESOURCE_MODE_CUSTOM   ResourceMode = 5
+	ResourceMode_RESOURCE_MODE_UNSPECIFIED ResourceMode = 0
+	ResourceMode_RESOURCE_MODE_ONLY_CDN    ResourceMode = 1
+	ResourceMode_RESOURCE_MODE_ONLY_L3     ResourceMode = 2
+	ResourceMode_RESOURCE_MODE_ONLY_RTC    ResourceMode = 3
+	ResourceMode_RESOURCE_MODE_CDN_PLUS    ResourceMode = 4
+	ResourceMode_RESOURCE_MODE_CUSTOM      ResourceMode = 5
 )
 
 // Enum value maps for ResourceMode.
 var (
 	ResourceMode_name = map[int32]string{
-		0: "RESOURCE_MODE_DEFAULT",
+		0: "RESOURCE_MODE_UNSPECIFIED",
 		1: "RESOURCE_MODE_ONLY_CDN",
 		2: "RESOURCE_MODE_ONLY_L3",
 		3: "RESOURCE_MODE_ONLY_RTC",
@@ -46,12 +49,12 @@ var (
 		5: "RESOURCE_MODE_CUSTOM",
 	}
 	ResourceMode_value = map[string]int32{
-		"RESOURCE_MODE_DEFAULT":  0,
-		"RESOURCE_MODE_ONLY_CDN": 1,
-		"RESOURCE_MODE_ONLY_L3":  2,
-		"RESOURCE_MODE_ONLY_RTC": 3,
-		"RESOURCE_MODE_CDN_PLUS": 4,
-		"RESOURCE_MODE_CUSTOM":   5,
+		"RESOURCE_MODE_UNSPECIFIED": 0,
+		"RESOURCE_MODE_ONLY_CDN":    1,
+		"RESOURCE_MODE_ONLY_L3":     2,
+		"RESOURCE_MODE_ONLY_RTC":    3,
+		"RESOURCE_MODE_CDN_PLUS":    4,
+		"RESOURCE_MODE_CUSTOM":      5,
 	}
 )
 
@@ -444,7 +447,7 @@ func (x *PlayRequest) GetResourceMode() ResourceMode {
 	if x != nil {
 		return x.ResourceMode
 	}
-	return ResourceMode_RESOURCE_MODE_DEFAULT
+	return ResourceMode_RESOURCE_MODE_UNSPECIFIED
 }
 
 func (x *PlayRequest) GetPlaced() bool {
@@ -1215,9 +1218,9 @@ const file_onair_media_v1_media_proto_rawDesc = "" +
 	"\rredirect_addr\x18\x01 \x01(\tR\fredirectAddr\x122\n" +
 	"\x06tracks\x18\x02 \x03(\v2\x1a.onair.media.v1.RelayTrackR\x06tracks\x125\n" +
 	"\apackets\x18\x03 \x03(\v2\x1b.onair.media.v1.RelayPacketR\apackets\x12\x14\n" +
-	"\x05ended\x18\x04 \x01(\bR\x05ended*\xb2\x01\n" +
-	"\fResourceMode\x12\x19\n" +
-	"\x15RESOURCE_MODE_DEFAULT\x10\x00\x12\x1a\n" +
+	"\x05ended\x18\x04 \x01(\bR\x05ended*\xb6\x01\n" +
+	"\fResourceMode\x12\x1d\n" +
+	"\x19RESOURCE_MODE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16RESOURCE_MODE_ONLY_CDN\x10\x01\x12\x19\n" +
 	"\x15RESOURCE_MODE_ONLY_L3\x10\x02\x12\x1a\n" +
 	"\x16RESOURCE_MODE_ONLY_RTC\x10\x03\x12\x1a\n" +

@@ -45,6 +45,9 @@ type MediaServiceClient interface {
 	// Stop ends a publish or play session.
 	Stop(ctx context.Context, in *StopRequest, opts ...grpc.CallOption) (*StopResponse, error)
 	// WatchSession streams a session's state until it ends.
+	// (-- Streamed messages keep their names: see buf.yaml.
+	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+	// --)
 	WatchSession(ctx context.Context, in *WatchSessionRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SessionEvent], error)
 }
 
@@ -123,6 +126,9 @@ type MediaServiceServer interface {
 	// Stop ends a publish or play session.
 	Stop(context.Context, *StopRequest) (*StopResponse, error)
 	// WatchSession streams a session's state until it ends.
+	// (-- Streamed messages keep their names: see buf.yaml.
+	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+	// --)
 	WatchSession(*WatchSessionRequest, grpc.ServerStreamingServer[SessionEvent]) error
 	mustEmbedUnimplementedMediaServiceServer()
 }
@@ -279,6 +285,10 @@ type MediaRelayServiceClient interface {
 	// from its latest keyframe group) until the stream ends on this edge or
 	// the caller goes. An edge that already feeds its relay fan-out of edges
 	// answers with redirect_addr, one of those edges, instead.
+	// (-- Streamed messages keep their names: see buf.yaml.
+	// buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+	// --)
 	Relay(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[RelayUpstream, RelayDownstream], error)
 }
 
@@ -316,6 +326,10 @@ type MediaRelayServiceServer interface {
 	// from its latest keyframe group) until the stream ends on this edge or
 	// the caller goes. An edge that already feeds its relay fan-out of edges
 	// answers with redirect_addr, one of those edges, instead.
+	// (-- Streamed messages keep their names: see buf.yaml.
+	// buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+	// --)
 	Relay(grpc.BidiStreamingServer[RelayUpstream, RelayDownstream]) error
 	mustEmbedUnimplementedMediaRelayServiceServer()
 }

@@ -26,32 +26,38 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// UserLeaveReason has the values of the vendor's room_logout callback.
+// UserLeaveReason says why users left. Each number is the vendor's
+// room_logout callback reason plus one (internal/callback converts):
+// 0 is "not set", what a user update that adds users carries, so it never
+// reads as a logout. Callbacks carry the vendor's numbers.
 type UserLeaveReason int32
 
 const (
-	UserLeaveReason_USER_LEAVE_REASON_LOGOUT            UserLeaveReason = 0
-	UserLeaveReason_USER_LEAVE_REASON_HEARTBEAT_TIMEOUT UserLeaveReason = 1
-	UserLeaveReason_USER_LEAVE_REASON_DISCONNECT        UserLeaveReason = 2
-	UserLeaveReason_USER_LEAVE_REASON_KICKED            UserLeaveReason = 3
-	UserLeaveReason_USER_LEAVE_REASON_TOKEN_EXPIRED     UserLeaveReason = 4
+	UserLeaveReason_USER_LEAVE_REASON_UNSPECIFIED       UserLeaveReason = 0
+	UserLeaveReason_USER_LEAVE_REASON_LOGOUT            UserLeaveReason = 1
+	UserLeaveReason_USER_LEAVE_REASON_HEARTBEAT_TIMEOUT UserLeaveReason = 2
+	UserLeaveReason_USER_LEAVE_REASON_DISCONNECT        UserLeaveReason = 3
+	UserLeaveReason_USER_LEAVE_REASON_KICKED            UserLeaveReason = 4
+	UserLeaveReason_USER_LEAVE_REASON_TOKEN_EXPIRED     UserLeaveReason = 5
 )
 
 // Enum value maps for UserLeaveReason.
 var (
 	UserLeaveReason_name = map[int32]string{
-		0: "USER_LEAVE_REASON_LOGOUT",
-		1: "USER_LEAVE_REASON_HEARTBEAT_TIMEOUT",
-		2: "USER_LEAVE_REASON_DISCONNECT",
-		3: "USER_LEAVE_REASON_KICKED",
-		4: "USER_LEAVE_REASON_TOKEN_EXPIRED",
+		0: "USER_LEAVE_REASON_UNSPECIFIED",
+		1: "USER_LEAVE_REASON_LOGOUT",
+		2: "USER_LEAVE_REASON_HEARTBEAT_TIMEOUT",
+		3: "USER_LEAVE_REASON_DISCONNECT",
+		4: "USER_LEAVE_REASON_KICKED",
+		5: "USER_LEAVE_REASON_TOKEN_EXPIRED",
 	}
 	UserLeaveReason_value = map[string]int32{
-		"USER_LEAVE_REASON_LOGOUT":            0,
-		"USER_LEAVE_REASON_HEARTBEAT_TIMEOUT": 1,
-		"USER_LEAVE_REASON_DISCONNECT":        2,
-		"USER_LEAVE_REASON_KICKED":            3,
-		"USER_LEAVE_REASON_TOKEN_EXPIRED":     4,
+		"USER_LEAVE_REASON_UNSPECIFIED":       0,
+		"USER_LEAVE_REASON_LOGOUT":            1,
+		"USER_LEAVE_REASON_HEARTBEAT_TIMEOUT": 2,
+		"USER_LEAVE_REASON_DISCONNECT":        3,
+		"USER_LEAVE_REASON_KICKED":            4,
+		"USER_LEAVE_REASON_TOKEN_EXPIRED":     5,
 	}
 )
 
@@ -937,10 +943,11 @@ func (x *Snapshot) GetResync() bool {
 
 // UserUpdate is users joining or leaving, batched.
 type UserUpdate struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	UpdateType    v1.UpdateType          `protobuf:"varint,1,opt,name=update_type,json=updateType,proto3,enum=onair.stream.v1.UpdateType" json:"update_type,omitempty"`
-	Users         []*User                `protobuf:"bytes,2,rep,name=users,proto3" json:"users,omitempty"`
-	Reason        UserLeaveReason        `protobuf:"varint,3,opt,name=reason,proto3,enum=onair.room.v1.UserLeaveReason" json:"reason,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	UpdateType v1.UpdateType          `protobuf:"varint,1,opt,name=update_type,json=updateType,proto3,enum=onair.stream.v1.UpdateType" json:"update_type,omitempty"`
+	Users      []*User                `protobuf:"bytes,2,rep,name=users,proto3" json:"users,omitempty"`
+	// reason is set for a Delete only.
+	Reason        UserLeaveReason `protobuf:"varint,3,opt,name=reason,proto3,enum=onair.room.v1.UserLeaveReason" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -993,7 +1000,7 @@ func (x *UserUpdate) GetReason() UserLeaveReason {
 	if x != nil {
 		return x.Reason
 	}
-	return UserLeaveReason_USER_LEAVE_REASON_LOGOUT
+	return UserLeaveReason_USER_LEAVE_REASON_UNSPECIFIED
 }
 
 // StreamUpdate is streams starting or ending.
@@ -3099,13 +3106,14 @@ const file_onair_room_v1_room_proto_rawDesc = "" +
 	"\x0efailed_time_ms\x18\t \x01(\x03R\ffailedTimeMs\"\x82\x01\n" +
 	"\x1bListFailedCallbacksResponse\x12;\n" +
 	"\tcallbacks\x18\x01 \x03(\v2\x1d.onair.room.v1.FailedCallbackR\tcallbacks\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\xbd\x01\n" +
-	"\x0fUserLeaveReason\x12\x1c\n" +
-	"\x18USER_LEAVE_REASON_LOGOUT\x10\x00\x12'\n" +
-	"#USER_LEAVE_REASON_HEARTBEAT_TIMEOUT\x10\x01\x12 \n" +
-	"\x1cUSER_LEAVE_REASON_DISCONNECT\x10\x02\x12\x1c\n" +
-	"\x18USER_LEAVE_REASON_KICKED\x10\x03\x12#\n" +
-	"\x1fUSER_LEAVE_REASON_TOKEN_EXPIRED\x10\x04*\x82\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\xe0\x01\n" +
+	"\x0fUserLeaveReason\x12!\n" +
+	"\x1dUSER_LEAVE_REASON_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18USER_LEAVE_REASON_LOGOUT\x10\x01\x12'\n" +
+	"#USER_LEAVE_REASON_HEARTBEAT_TIMEOUT\x10\x02\x12 \n" +
+	"\x1cUSER_LEAVE_REASON_DISCONNECT\x10\x03\x12\x1c\n" +
+	"\x18USER_LEAVE_REASON_KICKED\x10\x04\x12#\n" +
+	"\x1fUSER_LEAVE_REASON_TOKEN_EXPIRED\x10\x05*\x82\x01\n" +
 	"\vMessageKind\x12\x1c\n" +
 	"\x18MESSAGE_KIND_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16MESSAGE_KIND_BROADCAST\x10\x01\x12\x18\n" +

@@ -53,6 +53,9 @@ type RoomServiceClient interface {
 	RenewToken(ctx context.Context, in *RenewTokenRequest, opts ...grpc.CallOption) (*RenewTokenResponse, error)
 	// SubscribeRoomEvents sends a snapshot (or, when resuming, the events after
 	// from_revision) and then every change in the room, in revision order.
+	// (-- Streamed messages keep their names: see buf.yaml.
+	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+	// --)
 	SubscribeRoomEvents(ctx context.Context, in *SubscribeRoomEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[RoomEvent], error)
 	// SetRoomExtraInfo sets one key of the room's extra info.
 	SetRoomExtraInfo(ctx context.Context, in *SetRoomExtraInfoRequest, opts ...grpc.CallOption) (*SetRoomExtraInfoResponse, error)
@@ -205,6 +208,9 @@ type RoomServiceServer interface {
 	RenewToken(context.Context, *RenewTokenRequest) (*RenewTokenResponse, error)
 	// SubscribeRoomEvents sends a snapshot (or, when resuming, the events after
 	// from_revision) and then every change in the room, in revision order.
+	// (-- Streamed messages keep their names: see buf.yaml.
+	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+	// --)
 	SubscribeRoomEvents(*SubscribeRoomEventsRequest, grpc.ServerStreamingServer[RoomEvent]) error
 	// SetRoomExtraInfo sets one key of the room's extra info.
 	SetRoomExtraInfo(context.Context, *SetRoomExtraInfoRequest) (*SetRoomExtraInfoResponse, error)

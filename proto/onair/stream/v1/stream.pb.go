@@ -24,23 +24,29 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// UpdateType has the vendor's values: Add=0, Delete=1.
+// UpdateType says whether a user or stream update adds or removes. Its
+// numbers are not the vendor's (Add=0, Delete=1): 0 is "not set", so an
+// unset field never reads as Add. The SDKs give their users the vendor's
+// values; REST shows the names.
 type UpdateType int32
 
 const (
-	UpdateType_UPDATE_TYPE_ADD    UpdateType = 0
-	UpdateType_UPDATE_TYPE_DELETE UpdateType = 1
+	UpdateType_UPDATE_TYPE_UNSPECIFIED UpdateType = 0
+	UpdateType_UPDATE_TYPE_ADD         UpdateType = 1
+	UpdateType_UPDATE_TYPE_DELETE      UpdateType = 2
 )
 
 // Enum value maps for UpdateType.
 var (
 	UpdateType_name = map[int32]string{
-		0: "UPDATE_TYPE_ADD",
-		1: "UPDATE_TYPE_DELETE",
+		0: "UPDATE_TYPE_UNSPECIFIED",
+		1: "UPDATE_TYPE_ADD",
+		2: "UPDATE_TYPE_DELETE",
 	}
 	UpdateType_value = map[string]int32{
-		"UPDATE_TYPE_ADD":    0,
-		"UPDATE_TYPE_DELETE": 1,
+		"UPDATE_TYPE_UNSPECIFIED": 0,
+		"UPDATE_TYPE_ADD":         1,
+		"UPDATE_TYPE_DELETE":      2,
 	}
 )
 
@@ -1343,11 +1349,12 @@ const file_onair_stream_v1_stream_proto_rawDesc = "" +
 	"\bKIND_ADD\x10\x01\x12\x0f\n" +
 	"\vKIND_DELETE\x10\x02\x12\x13\n" +
 	"\x0fKIND_EXTRA_INFO\x10\x03\x12\x11\n" +
-	"\rKIND_PROGRESS\x10\x04*9\n" +
+	"\rKIND_PROGRESS\x10\x04*V\n" +
 	"\n" +
-	"UpdateType\x12\x13\n" +
-	"\x0fUPDATE_TYPE_ADD\x10\x00\x12\x16\n" +
-	"\x12UPDATE_TYPE_DELETE\x10\x01*\xee\x01\n" +
+	"UpdateType\x12\x1b\n" +
+	"\x17UPDATE_TYPE_UNSPECIFIED\x10\x00\x12\x13\n" +
+	"\x0fUPDATE_TYPE_ADD\x10\x01\x12\x16\n" +
+	"\x12UPDATE_TYPE_DELETE\x10\x02*\xee\x01\n" +
 	"\fDeleteReason\x12\x1d\n" +
 	"\x19DELETE_REASON_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15DELETE_REASON_STOPPED\x10\x01\x12#\n" +

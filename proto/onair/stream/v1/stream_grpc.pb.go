@@ -56,6 +56,9 @@ type StreamServiceClient interface {
 	// WatchStreams streams a room's stream changes in etcd revision order,
 	// starting after from_revision. It also sends progress events so a
 	// consumer can merge it with other revision-ordered sources.
+	// (-- Streamed messages keep their names: see buf.yaml.
+	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+	// --)
 	WatchStreams(ctx context.Context, in *WatchStreamsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StreamEvent], error)
 }
 
@@ -162,6 +165,9 @@ type StreamServiceServer interface {
 	// WatchStreams streams a room's stream changes in etcd revision order,
 	// starting after from_revision. It also sends progress events so a
 	// consumer can merge it with other revision-ordered sources.
+	// (-- Streamed messages keep their names: see buf.yaml.
+	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+	// --)
 	WatchStreams(*WatchStreamsRequest, grpc.ServerStreamingServer[StreamEvent]) error
 	mustEmbedUnimplementedStreamServiceServer()
 }
