@@ -66,16 +66,16 @@ type downTrack struct {
 	// before it, newest first: a NACK for a packet sent just before a
 	// layer switch (or a skip) names the old segment's sequence numbers,
 	// and the old layer's cache still holds the packet.
-	seg  *UpTrack
-	past [pastSegments]pastSegment
-	initSeq   uint16
-	initTS    uint32
-	rtxSeq    uint16
-	hdr       rtp.Header
-	buf       [MaxPayload + 2]byte
-	nackWork  []uint16
-	ext       [1]rtp.Extension
-	twcc      [2]byte
+	seg      *UpTrack
+	past     [pastSegments]pastSegment
+	initSeq  uint16
+	initTS   uint32
+	rtxSeq   uint16
+	hdr      rtp.Header
+	buf      [MaxPayload + 2]byte
+	nackWork []uint16
+	ext      [1]rtp.Extension
+	twcc     [2]byte
 	// group is the layer group last forwarded: a source of the same group
 	// is switched to at a fresh keyframe, not replayed.
 	group *LayerGroup
