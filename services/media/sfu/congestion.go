@@ -213,7 +213,7 @@ func (d *downTrack) choose(budget int64, now int64) (want int64) {
 	if d.pref != LayerAuto {
 		next = pinned(sorted, d.pref)
 	} else {
-		next = d.chooser.choose(sorted, cur, budget, now, d.sub.est.Limited())
+		next = d.chooser.choose(sorted, cur, budget, now, d.sub.est.Limited(), d.sub.est.Congested())
 	}
 	top := sorted[len(sorted)-1]
 	if d.pref != LayerAuto {
@@ -315,7 +315,7 @@ func (d *downTrack) setLayers(ls []*UpTrack) {
 		d.chooser.reset()
 		if d.pref != LayerAuto {
 			next = pinned(sorted, d.pref)
-		} else if next = d.chooser.choose(sorted, nil, d.sub.est.Estimate()-d.sub.audioReserve(), time.Now().UnixNano(), false); next == nil {
+		} else if next = d.chooser.choose(sorted, nil, d.sub.est.Estimate()-d.sub.audioReserve(), time.Now().UnixNano(), false, false); next == nil {
 			next = sorted[0]
 		}
 	}
