@@ -40,10 +40,11 @@ const (
 // Selection bounds. A layer is taken when its bitrate is at most
 // upHeadroom of the estimate left for video, held for upHold (a probe's
 // short peak does not move a player up); a layer left for congestion
-// again and again is taken only after a hold that doubles each time
-// (upHold << strikes, at most maxUpHold; a strike is forgotten after
-// strikeMemory), so a link that barely carries a layer does not flap
-// between it and the next one down. The current layer is left at once
+// again and again at the margin (not for a link that got much slower,
+// which says nothing about the link once it recovers) is taken only after
+// a hold that doubles each time (upHold << (strikes-1), at most maxUpHold;
+// a strike is forgotten after strikeMemory), so a link that barely carries
+// a layer does not flap between it and the next one down. The current layer is left at once
 // when its bitrate exceeds downSevere of that estimate and the link shows
 // congestion (the estimator's Congested: high loss, or far less arriving
 // than is sent; a link far slower than the layer: every moment on it is a
@@ -64,7 +65,7 @@ const (
 	upHold       = 1500 * time.Millisecond
 	downHold     = 2500 * time.Millisecond
 	maxUpHold    = 8 * time.Second
-	strikeMemory = 20 * time.Second
+	strikeMemory = 10 * time.Second
 	// freshKeyframe: a switch may start at the new layer's cached keyframe
 	// when it arrived this recently (a short replay); otherwise the
 	// downtrack asks for one and forwards the old layer until it comes.
@@ -273,7 +274,10 @@ func (c *layerChooser) pick(sorted []*UpTrack, cur *UpTrack, budget int64, now i
 				return cur
 			}
 			c.overSince, c.fitSince = 0, 0
-			c.left(curIdx, now)
+			if !severe {
+				// Left at the margin, not for a link that changed: a strike.
+				c.left(curIdx, now)
+			}
 			if bestIdx < curIdx {
 				return best // down (nil: pause)
 			}

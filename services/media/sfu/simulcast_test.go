@@ -128,12 +128,17 @@ func TestLayerChooser(t *testing.T) {
 			{0, 1_500_000, "f", true}, {downHold - 100*ms, 1_500_000, "f", true}, {100 * ms, 1_500_000, "h", true}}},
 		{"a severe cut goes down as soon as congestion shows", "f", []chooserStep{
 			{0, 1_500_000, "f", true}, {300 * ms, 1_500_000, "h", false}}},
-		{"a layer left twice waits twice upHold to come back", "h", []chooserStep{
-			{0, 3_000_000, "h", false}, {upHold, 3_000_000, "f", false}, {100 * ms, 1_500_000, "h", false},
-			{0, 3_000_000, "h", false}, {upHold, 3_000_000, "f", false}, {100 * ms, 1_500_000, "h", false},
+		{"a layer left twice at the margin waits twice upHold to come back", "h", []chooserStep{
+			{0, 3_000_000, "h", false}, {upHold, 3_000_000, "f", false}, {0, 2_300_000, "f", false}, {downHold, 2_300_000, "h", false},
+			{0, 3_000_000, "h", false}, {upHold, 3_000_000, "f", false}, {0, 2_300_000, "f", false}, {downHold, 2_300_000, "h", false},
 			{0, 3_000_000, "h", false}, {upHold, 3_000_000, "h", false}, {upHold, 3_000_000, "f", false}}},
-		{"a strike is forgotten after strikeMemory", "h", []chooserStep{
+		{"a layer left for a severe drop comes back after upHold", "h", []chooserStep{
 			{0, 3_000_000, "h", false}, {upHold, 3_000_000, "f", false}, {100 * ms, 1_500_000, "h", false},
+			{0, 3_000_000, "h", false}, {upHold, 3_000_000, "f", false}, {100 * ms, 1_500_000, "h", false},
+			{0, 3_000_000, "h", false}, {upHold, 3_000_000, "f", false}}},
+		{"a strike is forgotten after strikeMemory", "h", []chooserStep{
+			{0, 3_000_000, "h", false}, {upHold, 3_000_000, "f", false}, {0, 2_300_000, "f", false}, {downHold, 2_300_000, "h", false},
+			{0, 3_000_000, "h", false}, {upHold, 3_000_000, "f", false}, {0, 2_300_000, "f", false}, {downHold, 2_300_000, "h", false},
 			{strikeMemory, 1_000_000, "h", false}, {0, 3_000_000, "h", false}, {upHold, 3_000_000, "f", false}}},
 		{"resume goes straight to what fits", "q", []chooserStep{
 			{0, 100_000, "", false}, {100 * ms, 3_000_000, "", false}, {upHold, 3_000_000, "f", false}}},
