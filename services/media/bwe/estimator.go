@@ -38,8 +38,9 @@ type Estimator struct {
 
 	// estimate is the published estimate, written under mu by every update;
 	// limited, likewise, whether it is a limit the link has shown.
-	estimate atomic.Int64
-	limited  atomic.Bool
+	estimate  atomic.Int64
+	limited   atomic.Bool
+	congested atomic.Bool
 
 	// mu guards everything below: the send history Sent writes and feedback
 	// reads, the probe cluster both sides touch, and the controllers.
@@ -228,6 +229,22 @@ func (e *Estimator) publish(now int64) {
 	e.limited.Store(e.rc.lastDecrease != 0 || !math.IsInf(e.loss.limit, 1) || e.haveREMB)
 }
 
+// Congested reports whether the latest feedback shows the link not
+// carrying what is sent: the last loss window lost more than lossHigh, or
+// the receiver got less than congestedDelivery of the media sent over the
+// rate window. A delay-based cut alone is not congestion: a queue blip or
+// a receiver's scheduling jitter cuts the estimate as well, and a sender
+// that drops its video layer at once on such a cut (a keyframe to go down,
+// another to come back after the next probe) freezes the picture for
+// nothing.
+func (e *Estimator) Congested() bool { return e.congested.Load() }
+
+// congestedDelivery: below this share of the media sent arriving, the link
+// is congested. Random loss of a few percent and bursty video (a keyframe
+// sent but not yet acknowledged) stay well above it; a link that got
+// slower than the sender (3 Mbit/s of video into 700 kbit/s) is far below.
+const congestedDelivery = 0.6
+
 // Limited reports whether the estimate is a limit the link has shown: the
 // delay- or loss-based controller has cut it, or the player sends REMB.
 // Before that it is only where a ramp started, and a sender should not
@@ -323,6 +340,8 @@ func (e *Estimator) endFeedback(now int64) {
 	}
 	e.maybeProbe(now)
 	e.publish(now)
+	media := e.media.rate(now)
+	e.congested.Store(e.loss.lastRatio > lossHigh || (media > 0 && acked < congestedDelivery*media))
 }
 
 // maybeProbe starts a probe cluster when one is due, congestion is clear

@@ -185,3 +185,44 @@ func TestDesiredStopsProbing(t *testing.T) {
 		t.Errorf("still probing at %v with the estimate above what is desired", at)
 	}
 }
+
+// TestCongested: Congested tells a link that does not carry what is sent
+// (a cap that drops below the sender's rate) from one that merely loses or
+// delays some packets: random loss of 5 % with a long round trip never
+// reads as congestion, a drop from 3 Mbit/s to 700 kbit/s under a 2.5
+// Mbit/s sender does within a second.
+func TestCongested(t *testing.T) {
+	const drop = 10 * time.Second
+	for _, tc := range []struct {
+		name       string
+		sc         simConfig
+		wantWithin time.Duration // congested within this after drop; 0: never congested after warm-up
+	}{
+		{"clean", simConfig{app: 2_500_000, duration: 20 * time.Second, prop: 20 * time.Millisecond}, 0},
+		{"5% loss, 100 ms RTT", simConfig{app: 2_500_000, loss: 0.05, duration: 20 * time.Second, prop: 50 * time.Millisecond, seed: 7}, 0},
+		{"3 Mbit/s to 700 kbit/s", simConfig{app: 2_500_000, duration: 20 * time.Second, prop: 20 * time.Millisecond,
+			phases: []phase{{0, 3_000_000}, {drop, 700_000}}}, time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.sc.cfg = Config{Initial: 3_000_000}
+			_, samples := simulate(t, tc.sc)
+			if tc.wantWithin == 0 {
+				for _, s := range between(samples, 3*time.Second, tc.sc.duration) {
+					if s.congested {
+						t.Fatalf("congested at %v (estimate %d, loss %.3f): %s", s.at, s.estimate, s.stats.LossRatio, trace(samples))
+					}
+				}
+				return
+			}
+			for _, s := range between(samples, 3*time.Second, drop) {
+				if s.congested {
+					t.Fatalf("congested at %v before the drop: %s", s.at, trace(samples))
+				}
+			}
+			at, ok := firstAt(samples, drop, func(s sample) bool { return s.congested })
+			if !ok || at-drop > tc.wantWithin {
+				t.Fatalf("congested %v after the drop (found %v), want within %v: %s", at-drop, ok, tc.wantWithin, trace(samples))
+			}
+		})
+	}
+}

@@ -40,10 +40,11 @@ type simConfig struct {
 
 // sample is the state at one point of a run.
 type sample struct {
-	at       time.Duration
-	estimate int64
-	sent     int64 // bits/s sent over the last 100 ms
-	stats    Stats
+	at        time.Duration
+	estimate  int64
+	sent      int64 // bits/s sent over the last 100 ms
+	stats     Stats
+	congested bool // Congested
 }
 
 type arrival struct {
@@ -156,7 +157,7 @@ func simulate(tb testing.TB, sc simConfig) (*Estimator, []sample) {
 			deliveries = append(deliveries, delivery{at: now + int64(sc.prop), fb: fb})
 		}
 		if rel%(100*time.Millisecond) == 0 {
-			samples = append(samples, sample{at: rel, estimate: e.Estimate(), sent: sentBits * 10, stats: e.Stats()})
+			samples = append(samples, sample{at: rel, estimate: e.Estimate(), sent: sentBits * 10, stats: e.Stats(), congested: e.Congested()})
 			sentBits = 0
 		}
 	}

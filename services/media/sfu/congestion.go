@@ -152,12 +152,12 @@ func (d *downTrack) probePacket(now int64) int {
 	// UDP headers the link carries but the estimator does not count, and
 	// measures the link at half its rate. So copy the newest full-sized
 	// packet among the last few.
-	for i := uint64(0); d.src != nil && d.rw.started && i < probeLookBack && d.rw.highest >= d.rw.segStart+i; i++ {
-		p, ok := d.src.cache.get(d.rw.highest-i, d.buf[2:], now, true)
+	for i := uint64(0); d.src != nil && d.seg != nil && d.rw.started && i < probeLookBack && d.rw.highest >= d.rw.segStart+i; i++ {
+		p, ok := d.seg.cache.get(d.rw.highest-i, d.buf[2:], now, true)
 		if !ok || p.n < probeMinCopy {
 			continue
 		}
-		if d.write(p, now, true, true) {
+		if d.write(p, &d.rw, now, true, true) {
 			return p.n + 2 + 12 + 8
 		}
 		break
@@ -213,7 +213,7 @@ func (d *downTrack) choose(budget int64, now int64) (want int64) {
 	if d.pref != LayerAuto {
 		next = pinned(sorted, d.pref)
 	} else {
-		next = d.chooser.choose(sorted, cur, budget, now, d.sub.est.Limited())
+		next = d.chooser.choose(sorted, cur, budget, now, d.sub.est.Limited(), d.sub.est.Congested())
 	}
 	top := sorted[len(sorted)-1]
 	if d.pref != LayerAuto {
@@ -315,7 +315,7 @@ func (d *downTrack) setLayers(ls []*UpTrack) {
 		d.chooser.reset()
 		if d.pref != LayerAuto {
 			next = pinned(sorted, d.pref)
-		} else if next = d.chooser.choose(sorted, nil, d.sub.est.Estimate()-d.sub.audioReserve(), time.Now().UnixNano(), false); next == nil {
+		} else if next = d.chooser.choose(sorted, nil, d.sub.est.Estimate()-d.sub.audioReserve(), time.Now().UnixNano(), false, false); next == nil {
 			next = sorted[0]
 		}
 	}

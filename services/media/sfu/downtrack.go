@@ -61,14 +61,21 @@ type downTrack struct {
 	replayTo  uint64 // packets before it are a replay, sent paced
 	restart   bool   // the next packet sent starts a segment
 	rw        rewriter
-	initSeq   uint16
-	initTS    uint32
-	rtxSeq    uint16
-	hdr       rtp.Header
-	buf       [MaxPayload + 2]byte
-	nackWork  []uint16
-	ext       [1]rtp.Extension
-	twcc      [2]byte
+	// seg is the source the rewriter's segment maps (d.src may already be
+	// the next one, waiting for its first packet), past the segments
+	// before it, newest first: a NACK for a packet sent just before a
+	// layer switch (or a skip) names the old segment's sequence numbers,
+	// and the old layer's cache still holds the packet.
+	seg      *UpTrack
+	past     [pastSegments]pastSegment
+	initSeq  uint16
+	initTS   uint32
+	rtxSeq   uint16
+	hdr      rtp.Header
+	buf      [MaxPayload + 2]byte
+	nackWork []uint16
+	ext      [1]rtp.Extension
+	twcc     [2]byte
 	// group is the layer group last forwarded: a source of the same group
 	// is switched to at a fresh keyframe, not replayed.
 	group *LayerGroup
@@ -92,6 +99,17 @@ type downTrack struct {
 	// dropOut (tests only) drops outgoing live packets, as a lossy path
 	// would; retransmissions are not dropped.
 	dropOut atomic.Pointer[func(seq uint16) bool]
+}
+
+// pastSegments is how many segments before the current one NACKs are
+// still answered for: a switch and a skip right after it, say.
+const pastSegments = 2
+
+// pastSegment is a segment a downtrack sent before its current one: its
+// source and its rewriter as it was when the segment ended.
+type pastSegment struct {
+	src *UpTrack
+	rw  rewriter
 }
 
 func newDownTrack(sub *Player, src *UpTrack, streamID string) *downTrack {
@@ -236,7 +254,7 @@ func (d *downTrack) pump(now int64) (more bool, sent int) {
 			continue // lost on the way in: the player will NACK it in vain
 		}
 		n++
-		if d.write(p, now, false, false) {
+		if d.write(p, &d.rw, now, false, false) {
 			sent++
 		}
 	}
@@ -315,17 +333,23 @@ func (d *downTrack) skip(head uint64) {
 	d.cursor, d.replayTo, d.restart = target, head, true
 }
 
-// write sends cached packet p (its payload in d.buf[2:]).
-func (d *downTrack) write(p cachedPacket, now int64, rtx, probe bool) bool {
+// write sends cached packet p (its payload in d.buf[2:]), numbered by rw:
+// d.rw, or for a retransmission the past segment it was sent in.
+func (d *downTrack) write(p cachedPacket, rw *rewriter, now int64, rtx, probe bool) bool {
 	if d.restart && !rtx {
 		d.restart = false
 		headTS, ok := d.src.cache.tsOf(d.replayTo - 1)
 		if !ok {
 			headTS = p.ts
 		}
+		if d.seg != nil && d.rw.started && d.rw.highest+1 != d.rw.segStart {
+			copy(d.past[1:], d.past[:len(d.past)-1])
+			d.past[0] = pastSegment{src: d.seg, rw: d.rw}
+		}
 		d.rw.start(p.ext, p.ts, now, d.src.clockRate.Load(), d.replayTo-1, headTS, d.initSeq, d.initTS)
+		d.seg = d.src
 	}
-	seq, ts, ok := d.rw.mapPacket(p.ext, p.ts)
+	seq, ts, ok := rw.mapPacket(p.ext, p.ts)
 	if !ok {
 		return false
 	}
@@ -361,17 +385,23 @@ func (d *downTrack) write(p cachedPacket, now int64, rtx, probe bool) bool {
 	return true
 }
 
-// retransmit answers one NACKed sequence number from the shared cache.
+// retransmit answers one NACKed sequence number from the shared cache of
+// the source it was sent from: the current segment's, or a past one's.
 func (d *downTrack) retransmit(seq uint16, now int64) bool {
-	if d.src == nil {
+	src, rw := d.seg, &d.rw
+	if src == nil {
 		return false
 	}
-	ext, ok := d.rw.nackExt(seq)
+	ext, ok := rw.nackExt(seq)
+	for i := 0; !ok && i < len(d.past) && d.past[i].src != nil; i++ {
+		src, rw = d.past[i].src, &d.past[i].rw
+		ext, ok = rw.nackExt(seq)
+	}
 	if !ok {
 		d.nackMisses.Add(1)
 		return false
 	}
-	p, ok := d.src.cache.get(ext, d.buf[2:], now, true)
+	p, ok := src.cache.get(ext, d.buf[2:], now, true)
 	if !ok {
 		d.nackMisses.Add(1)
 		return false
@@ -384,7 +414,7 @@ func (d *downTrack) retransmit(seq uint16, now int64) bool {
 		d.rtxDenied.Add(1)
 		return false
 	}
-	if !d.write(p, now, true, false) {
+	if !d.write(p, rw, now, true, false) {
 		return false
 	}
 	d.retransmits.Add(1)

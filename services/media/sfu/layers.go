@@ -39,10 +39,19 @@ const (
 
 // Selection bounds. A layer is taken when its bitrate is at most
 // upHeadroom of the estimate left for video, held for upHold (a probe's
-// short peak does not move a player up). The current layer is left at once
-// when its bitrate exceeds downSevere of that estimate (a link far slower
-// than the layer: every moment on it is a growing queue and then a
-// freeze), and after downHold when it exceeds downHeadroom by less: a
+// short peak does not move a player up); a layer left for congestion
+// again and again at the margin (not for a link that got much slower,
+// which says nothing about the link once it recovers) is taken only after
+// a hold that doubles each time (upHold << (strikes-1), at most maxUpHold;
+// a strike is forgotten after strikeMemory), so a link that barely carries
+// a layer does not flap between it and the next one down. The current layer is left at once
+// when its bitrate exceeds downSevere of that estimate and the link shows
+// congestion (the estimator's Congested: high loss, or far less arriving
+// than is sent; a link far slower than the layer: every moment on it is a
+// growing queue and then a freeze), and after downHold when it exceeds
+// downHeadroom by less or without that evidence (a delay-based cut on a
+// lossy or jittery link that carries the layer well is undone by the
+// probe 1.5 s after it): a
 // delay-based cut after a keyframe's burst or a probe's overshoot takes
 // the estimate 15 % below what the player receives, and the estimator's
 // next probe (1.5 s after the cut) shows within downHold whether the link
@@ -55,6 +64,8 @@ const (
 	downSevere   = 1.35
 	upHold       = 1500 * time.Millisecond
 	downHold     = 2500 * time.Millisecond
+	maxUpHold    = 8 * time.Second
+	strikeMemory = 10 * time.Second
 	// freshKeyframe: a switch may start at the new layer's cached keyframe
 	// when it arrived this recently (a short replay); otherwise the
 	// downtrack asks for one and forwards the old layer until it comes.
@@ -160,6 +171,34 @@ type layerChooser struct {
 	// clock each time it touches the threshold, so overSince is cleared
 	// only after the layer has fitted for downHold/2.
 	overSince, fitSince int64
+	// strikes counts, per layer (index in the sorted layers), how many
+	// times in a row it was left going down, and leftAt when it last was.
+	strikes [MaxLayers]uint8
+	leftAt  [MaxLayers]int64
+}
+
+// upHoldFor is how long layer i must fit before the player moves up to it.
+func (c *layerChooser) upHoldFor(i int, now int64) time.Duration {
+	if i < 0 || i >= MaxLayers || c.strikes[i] == 0 {
+		return upHold
+	}
+	if now-c.leftAt[i] > int64(strikeMemory) {
+		c.strikes[i] = 0
+		return upHold
+	}
+	return min(upHold<<min(c.strikes[i]-1, 4), maxUpHold)
+}
+
+// left records that layer i was left going down.
+func (c *layerChooser) left(i int, now int64) {
+	if i < 0 || i >= MaxLayers {
+		return
+	}
+	if c.strikes[i] > 0 && now-c.leftAt[i] > int64(strikeMemory) {
+		c.strikes[i] = 0
+	}
+	c.strikes[i] = min(c.strikes[i]+1, 8)
+	c.leftAt[i] = now
 }
 
 // reset forgets pending decisions (the publisher's tracks changed): the
@@ -167,6 +206,7 @@ type layerChooser struct {
 func (c *layerChooser) reset() {
 	c.mu.Lock()
 	c.started, c.upSince, c.upTo, c.overSince, c.fitSince = false, 0, nil, 0, 0
+	c.strikes, c.leftAt = [MaxLayers]uint8{}, [MaxLayers]int64{}
 	c.mu.Unlock()
 }
 
@@ -174,16 +214,18 @@ func (c *layerChooser) reset() {
 // forwarded now (nil: paused or not started) and the bits per second the
 // estimate leaves for video. nil means pause, which only a limit the link
 // has shown (mayPause) can cause: below the lowest layer on a mere
-// starting estimate, the lowest layer plays.
-func (c *layerChooser) choose(sorted []*UpTrack, cur *UpTrack, budget int64, now int64, mayPause bool) *UpTrack {
-	next := c.pick(sorted, cur, budget, now)
+// starting estimate, the lowest layer plays. congested is the estimator's
+// evidence that the link does not carry what is sent, which a severe
+// overshoot needs to go down at once.
+func (c *layerChooser) choose(sorted []*UpTrack, cur *UpTrack, budget int64, now int64, mayPause, congested bool) *UpTrack {
+	next := c.pick(sorted, cur, budget, now, congested)
 	if next == nil && !mayPause && len(sorted) > 0 {
 		return sorted[0]
 	}
 	return next
 }
 
-func (c *layerChooser) pick(sorted []*UpTrack, cur *UpTrack, budget int64, now int64) *UpTrack {
+func (c *layerChooser) pick(sorted []*UpTrack, cur *UpTrack, budget int64, now int64, congested bool) *UpTrack {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(sorted) == 0 {
@@ -223,7 +265,7 @@ func (c *layerChooser) pick(sorted []*UpTrack, cur *UpTrack, budget int64, now i
 		}
 		if !fits {
 			// Over: down at once when far over, else once it has lasted.
-			severe := budget <= 0 || r > downSevere*float64(budget)
+			severe := budget <= 0 || (congested && r > downSevere*float64(budget))
 			if c.overSince == 0 {
 				c.overSince = now
 			}
@@ -232,6 +274,10 @@ func (c *layerChooser) pick(sorted []*UpTrack, cur *UpTrack, budget int64, now i
 				return cur
 			}
 			c.overSince, c.fitSince = 0, 0
+			if !severe {
+				// Left at the margin, not for a link that changed: a strike.
+				c.left(curIdx, now)
+			}
 			if bestIdx < curIdx {
 				return best // down (nil: pause)
 			}
@@ -258,7 +304,7 @@ func (c *layerChooser) pick(sorted []*UpTrack, cur *UpTrack, budget int64, now i
 	if bestIdx < slices.Index(sorted, c.upTo) {
 		c.upTo = best
 	}
-	if now-c.upSince >= int64(upHold) {
+	if now-c.upSince >= int64(c.upHoldFor(slices.Index(sorted, c.upTo), now)) {
 		next := c.upTo
 		c.upSince, c.upTo = 0, nil
 		return next

@@ -77,6 +77,9 @@ type chooserStep struct {
 	dt     time.Duration
 	budget int64
 	want   string
+	// calm: the estimator shows no congestion (the budget is a
+	// delay-based cut alone); steps are congested otherwise.
+	calm bool
 }
 
 func TestLayerChooser(t *testing.T) {
@@ -91,36 +94,54 @@ func TestLayerChooser(t *testing.T) {
 		start string // the layer forwarded before the first step ("": none)
 		steps []chooserStep
 	}{
-		{"first choice fits the top at once", "", []chooserStep{{0, 3_000_000, "f"}}},
-		{"first choice: the best that fits", "", []chooserStep{{0, 1_000_000, "h"}}},
-		{"first choice below the lowest: paused", "", []chooserStep{{0, 100_000, ""}}},
-		{"stays while it fits with down-headroom", "f", []chooserStep{{0, 2_450_000, "f"}, {time.Second, 2_400_000, "f"}}},
+		{"first choice fits the top at once", "", []chooserStep{{0, 3_000_000, "f", false}}},
+		{"first choice: the best that fits", "", []chooserStep{{0, 1_000_000, "h", false}}},
+		{"first choice below the lowest: paused", "", []chooserStep{{0, 100_000, "", false}}},
+		{"stays while it fits with down-headroom", "f", []chooserStep{{0, 2_450_000, "f", false}, {time.Second, 2_400_000, "f", false}}},
 		{"down after downHold when a little over", "f", []chooserStep{
-			{0, 2_300_000, "f"}, {downHold - 100*ms, 2_300_000, "f"}, {100 * ms, 2_300_000, "h"}}},
+			{0, 2_300_000, "f", false}, {downHold - 100*ms, 2_300_000, "f", false}, {100 * ms, 2_300_000, "h", false}}},
 		{"a short dip does not go down", "f", []chooserStep{
-			{0, 2_300_000, "f"}, {time.Second, 2_300_000, "f"}, {100 * ms, 2_600_000, "f"}, {downHold, 2_600_000, "f"}}},
-		{"down at once when far over", "f", []chooserStep{{0, 1_500_000, "h"}}},
-		{"down more than one layer", "f", []chooserStep{{0, 300_000, "q"}}},
+			{0, 2_300_000, "f", false}, {time.Second, 2_300_000, "f", false}, {100 * ms, 2_600_000, "f", false}, {downHold, 2_600_000, "f", false}}},
+		{"down at once when far over", "f", []chooserStep{{0, 1_500_000, "h", false}}},
+		{"down more than one layer", "f", []chooserStep{{0, 300_000, "q", false}}},
 		{"up only after upHold", "h", []chooserStep{
-			{0, 2_800_000, "h"}, {500 * ms, 2_800_000, "h"}, {900 * ms, 2_800_000, "h"}, {100 * ms, 2_800_000, "f"}}},
+			{0, 2_800_000, "h", false}, {500 * ms, 2_800_000, "h", false}, {900 * ms, 2_800_000, "h", false}, {100 * ms, 2_800_000, "f", false}}},
 		{"up to the middle, then the top, each after upHold", "q", []chooserStep{
-			{0, 1_000_000, "q"}, {upHold, 1_000_000, "h"}, {0, 3_000_000, "h"}, {upHold, 3_000_000, "f"}}},
+			{0, 1_000_000, "q", false}, {upHold, 1_000_000, "h", false}, {0, 3_000_000, "h", false}, {upHold, 3_000_000, "f", false}}},
 		{"no flapping between the thresholds (top)", "f", []chooserStep{
-			{0, 2_450_000, "f"}, {100 * ms, 2_700_000, "f"}, {100 * ms, 2_400_000, "f"}, {100 * ms, 2_750_000, "f"}, {100 * ms, 2_400_000, "f"}}},
+			{0, 2_450_000, "f", false}, {100 * ms, 2_700_000, "f", false}, {100 * ms, 2_400_000, "f", false}, {100 * ms, 2_750_000, "f", false}, {100 * ms, 2_400_000, "f", false}}},
 		{"no flapping: an estimate that keeps dipping never goes up", "h", []chooserStep{
-			{0, 2_800_000, "h"}, {time.Second, 2_550_000, "h"}, {400 * ms, 2_800_000, "h"}, {time.Second, 2_550_000, "h"},
-			{400 * ms, 2_800_000, "h"}, {time.Second, 2_800_000, "h"}, {600 * ms, 2_800_000, "f"}}},
+			{0, 2_800_000, "h", false}, {time.Second, 2_550_000, "h", false}, {400 * ms, 2_800_000, "h", false}, {time.Second, 2_550_000, "h", false},
+			{400 * ms, 2_800_000, "h", false}, {time.Second, 2_800_000, "h", false}, {600 * ms, 2_800_000, "f", false}}},
 		{"a candidate flipping between two higher layers: up to the one that fitted throughout", "q", []chooserStep{
-			{0, 3_000_000, "q"}, {500 * ms, 1_000_000, "q"}, {500 * ms, 3_000_000, "q"}, {500 * ms, 1_000_000, "h"},
-			{0, 3_000_000, "h"}, {upHold, 3_000_000, "f"}}},
-		{"pause below the lowest", "q", []chooserStep{{0, 145_000, "q"}, {100 * ms, 100_000, ""}, {time.Second, 120_000, ""}}},
+			{0, 3_000_000, "q", false}, {500 * ms, 1_000_000, "q", false}, {500 * ms, 3_000_000, "q", false}, {500 * ms, 1_000_000, "h", false},
+			{0, 3_000_000, "h", false}, {upHold, 3_000_000, "f", false}}},
+		{"pause below the lowest", "q", []chooserStep{{0, 145_000, "q", false}, {100 * ms, 100_000, "", false}, {time.Second, 120_000, "", false}}},
 		{"resume after upHold once the lowest fits", "q", []chooserStep{
-			{0, 100_000, ""}, {100 * ms, 200_000, ""}, {upHold - 100*ms, 200_000, ""}, {100 * ms, 200_000, "q"}}},
+			{0, 100_000, "", false}, {100 * ms, 200_000, "", false}, {upHold - 100*ms, 200_000, "", false}, {100 * ms, 200_000, "q", false}}},
 		{"no flapping around pause", "q", []chooserStep{
-			{0, 100_000, ""}, {100 * ms, 170_000, ""}, {100 * ms, 140_000, ""}, {100 * ms, 170_000, ""}, {100 * ms, 140_000, ""},
-			{upHold, 170_000, ""}}},
+			{0, 100_000, "", false}, {100 * ms, 170_000, "", false}, {100 * ms, 140_000, "", false}, {100 * ms, 170_000, "", false}, {100 * ms, 140_000, "", false},
+			{upHold, 170_000, "", false}}},
+		{"a severe cut without congestion waits downHold (the next probe undoes it)", "f", []chooserStep{
+			{0, 1_500_000, "f", true}, {time.Second, 1_500_000, "f", true}, {500 * ms, 3_000_000, "f", true}, {downHold, 3_000_000, "f", true}}},
+		{"a severe cut without congestion that lasts goes down after downHold", "f", []chooserStep{
+			{0, 1_500_000, "f", true}, {downHold - 100*ms, 1_500_000, "f", true}, {100 * ms, 1_500_000, "h", true}}},
+		{"a severe cut goes down as soon as congestion shows", "f", []chooserStep{
+			{0, 1_500_000, "f", true}, {300 * ms, 1_500_000, "h", false}}},
+		{"a layer left twice at the margin waits twice upHold to come back", "h", []chooserStep{
+			{0, 3_000_000, "h", false}, {upHold, 3_000_000, "f", false}, {0, 2_300_000, "f", false}, {downHold, 2_300_000, "h", false},
+			{0, 3_000_000, "h", false}, {upHold, 3_000_000, "f", false}, {0, 2_300_000, "f", false}, {downHold, 2_300_000, "h", false},
+			{0, 3_000_000, "h", false}, {upHold, 3_000_000, "h", false}, {upHold, 3_000_000, "f", false}}},
+		{"a layer left for a severe drop comes back after upHold", "h", []chooserStep{
+			{0, 3_000_000, "h", false}, {upHold, 3_000_000, "f", false}, {100 * ms, 1_500_000, "h", false},
+			{0, 3_000_000, "h", false}, {upHold, 3_000_000, "f", false}, {100 * ms, 1_500_000, "h", false},
+			{0, 3_000_000, "h", false}, {upHold, 3_000_000, "f", false}}},
+		{"a strike is forgotten after strikeMemory", "h", []chooserStep{
+			{0, 3_000_000, "h", false}, {upHold, 3_000_000, "f", false}, {0, 2_300_000, "f", false}, {downHold, 2_300_000, "h", false},
+			{0, 3_000_000, "h", false}, {upHold, 3_000_000, "f", false}, {0, 2_300_000, "f", false}, {downHold, 2_300_000, "h", false},
+			{strikeMemory, 1_000_000, "h", false}, {0, 3_000_000, "h", false}, {upHold, 3_000_000, "f", false}}},
 		{"resume goes straight to what fits", "q", []chooserStep{
-			{0, 100_000, ""}, {100 * ms, 3_000_000, ""}, {upHold, 3_000_000, "f"}}},
+			{0, 100_000, "", false}, {100 * ms, 3_000_000, "", false}, {upHold, 3_000_000, "f", false}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ls := []*UpTrack{testLayer("q", 320, 180, 150_000), testLayer("h", 640, 360, 600_000), testLayer("f", 1280, 720, 2_500_000)}
@@ -133,12 +154,12 @@ func TestLayerChooser(t *testing.T) {
 			cur := byRID[tc.start]
 			if cur != nil {
 				// The player has been forwarding cur.
-				c.choose(sorted, nil, 10_000_000, 1, true)
+				c.choose(sorted, nil, 10_000_000, 1, true, false)
 			}
 			now := int64(time.Hour)
 			for i, st := range tc.steps {
 				now += int64(st.dt)
-				cur = c.choose(sorted, cur, st.budget, now, true)
+				cur = c.choose(sorted, cur, st.budget, now, true, !st.calm)
 				got := ""
 				if cur != nil {
 					got = cur.rid
@@ -160,7 +181,7 @@ func TestLayerRateUnmeasured(t *testing.T) {
 		t.Fatalf("unmeasured lowest layer: %d, want %d", r, minLayerRate)
 	}
 	var c layerChooser
-	if got := c.choose(sorted, nil, 10_000_000, 1, true); got != q {
+	if got := c.choose(sorted, nil, 10_000_000, 1, true, false); got != q {
 		t.Fatalf("with the top layer unmeasured the first choice is %v, want the lowest", got)
 	}
 }
