@@ -248,6 +248,7 @@ func (n *Node) startRole(ctx context.Context, role string) error {
 	case discovery.Auth:
 		n.AuthServer = auth.New(auth.Config{Etcd: n.cfg.Etcd, AdminKey: n.cfg.Auth.AdminKey, DebugTokens: n.cfg.Auth.DebugTokens,
 			DevMode: n.cfg.Auth.DevMode})
+		n.stops = append(n.stops, n.AuthServer.Close)
 		authv1.RegisterAuthServiceServer(n.srv.Server, n.AuthServer)
 		n.serve(authv1.AuthService_ServiceDesc.ServiceName)
 	case discovery.Stream:

@@ -58,14 +58,28 @@ type Server struct {
 	// the skew window, so a nonce is remembered as long as its timestamp
 	// would be accepted.
 	nonces *sharedlease.Pool
+	// apps is the copy of the apps token verification reads (appcache.go).
+	apps *appCache
+	stop context.CancelFunc
+	done chan struct{}
 }
 
-// New returns an auth service on cfg.Etcd.
+// New returns an auth service on cfg.Etcd; Close stops it.
 func New(cfg Config) *Server {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Server{cfg: cfg, nonces: sharedlease.New(cfg.Etcd, 2*MaxClockSkew+5*time.Minute, 5*time.Minute)}
+	ctx, stop := context.WithCancel(context.Background())
+	s := &Server{cfg: cfg, nonces: sharedlease.New(cfg.Etcd, 2*MaxClockSkew+5*time.Minute, 5*time.Minute),
+		apps: &appCache{etcd: cfg.Etcd}, stop: stop, done: make(chan struct{})}
+	go func() { defer close(s.done); s.apps.run(ctx) }()
+	return s
+}
+
+// Close stops the watch of the apps.
+func (s *Server) Close() {
+	s.stop()
+	<-s.done
 }
 
 func appKey(appID uint32) string { return "/onair/apps/" + strconv.FormatUint(uint64(appID), 10) }
@@ -317,6 +331,13 @@ func (s *Server) verify(ctx context.Context, req *authv1.VerifyTokenRequest) (*a
 	if req.GetToken() == "" {
 		return nil, errcode.New(errcode.NoToken, "no token given")
 	}
+	// The app as this replica last saw it; what that copy refuses is
+	// checked again with etcd's own (appcache.go).
+	if app, ok := s.apps.get(req.GetAppId()); ok && app != nil {
+		if resp, err := s.verifyWith(app, req); err == nil {
+			return resp, nil
+		}
+	}
 	app, err := s.app(ctx, req.GetAppId())
 	if errcode.Of(err) == errcode.AppNotFound {
 		return nil, errcode.Newf(errcode.LoginAuthFailed, "app %d does not exist", req.GetAppId())
@@ -324,6 +345,12 @@ func (s *Server) verify(ctx context.Context, req *authv1.VerifyTokenRequest) (*a
 	if err != nil {
 		return nil, err
 	}
+	return s.verifyWith(app, req)
+}
+
+// verifyWith verifies req's token against app.
+func (s *Server) verifyWith(app *authv1.App, req *authv1.VerifyTokenRequest) (*authv1.VerifyTokenResponse, error) {
+	var err error
 	if !slices.Contains(app.EnabledServices, authv1.Service_SERVICE_LIVE_STREAMING) {
 		return nil, errcode.Newf(errcode.LoginAuthFailed, "live streaming is not enabled for app %d", app.AppId)
 	}
