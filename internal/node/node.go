@@ -95,6 +95,9 @@ type RoomConfig struct {
 	OnlineCountInterval time.Duration
 	// LoginRate: logins per room per second on each replica.
 	LoginRate float64
+	// EmptyRoomLinger: how long an emptied room stays open before it
+	// closes (room.DefaultEmptyRoomLinger if zero, at once if negative).
+	EmptyRoomLinger time.Duration
 	// CallbackRetryBase makes the callback retry schedule 2, 4, 8, 16, 32
 	// times it (the vendor's: 1 s); tests shorten it.
 	CallbackRetryBase time.Duration
@@ -271,7 +274,7 @@ func (n *Node) startRole(ctx context.Context, role string) error {
 		rc := n.cfg.Room
 		n.RoomServer = room.New(room.Config{Etcd: n.cfg.Etcd, NATS: rc.NATS, MessageRate: rc.MessageRate, Auth: authv1.NewAuthServiceClient(authConn),
 			Streams: streamv1.NewStreamServiceClient(streamConn), SessionTimeout: rc.SessionTimeout,
-			OnlineCountInterval: rc.OnlineCountInterval, LoginRate: rc.LoginRate, Logger: n.cfg.Logger,
+			OnlineCountInterval: rc.OnlineCountInterval, LoginRate: rc.LoginRate, EmptyRoomLinger: rc.EmptyRoomLinger, Logger: n.cfg.Logger,
 			Lease: n.inst.Lease, CallbackRetryBase: rc.CallbackRetryBase, CallbackTimeout: rc.CallbackTimeout, Meter: n.meter()})
 		n.stops = append(n.stops, n.RoomServer.Close)
 		roomv1.RegisterRoomServiceServer(n.srv.Server, n.RoomServer)

@@ -68,6 +68,10 @@ type Config struct {
 	// UserBatchWindow is how long user updates are collected into one
 	// message in rooms of more than a hundred users.
 	UserBatchWindow time.Duration
+	// EmptyRoomLinger keeps a room that has emptied open this long before
+	// it closes (closing.go); DefaultEmptyRoomLinger if zero, at once if
+	// negative.
+	EmptyRoomLinger time.Duration
 	// HubLinger keeps an idle room hub (and its resume history) this long
 	// after its last subscriber left.
 	HubLinger time.Duration
@@ -162,6 +166,12 @@ func New(cfg Config) *Server {
 	}
 	if cfg.UserBatchWindow <= 0 {
 		cfg.UserBatchWindow = DefaultUserBatchWindow
+	}
+	switch {
+	case cfg.EmptyRoomLinger == 0:
+		cfg.EmptyRoomLinger = DefaultEmptyRoomLinger
+	case cfg.EmptyRoomLinger < 0:
+		cfg.EmptyRoomLinger = 0
 	}
 	if cfg.HubLinger <= 0 {
 		cfg.HubLinger = 30 * time.Second
