@@ -523,6 +523,21 @@ func (s *Server) moveCursor(ctx context.Context, leading clientv3.Cmp, cur, next
 	}
 }
 
+// callbacksFor reports whether a change in appID's rooms writes its
+// callback: not when the app is known to take none (no callback_url, as
+// of the targets cache, a few seconds). Its deliverer would drop it
+// anyway, after an outbox put, a read, a delete and their watch events: a
+// login and logout of an app without callbacks cost twice the etcd work.
+// An app whose callback URL was just set gets the callbacks of changes
+// from the cache's TTL later at most, as delivery's own lookup has it.
+func (s *Server) callbacksFor(ctx context.Context, appID uint32) bool {
+	if s.targets == nil {
+		return true
+	}
+	_, err := s.targets.lookup(ctx, appID)
+	return !errors.Is(err, callback.ErrNoTarget)
+}
+
 // targets caches the apps' callback settings for a few seconds.
 type targets struct {
 	auth authv1.AuthServiceClient

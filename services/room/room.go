@@ -112,6 +112,9 @@ type Server struct {
 	commit *committer
 	sess   *sessions
 	metas  metaCache
+	// targets caches the apps' callback settings (lifecycle.go); nil
+	// without a lease (no deliverer here).
+	targets *targets
 	// writes is the revision of this replica's last write to each room:
 	// where a cache read must have caught up to (cache.go).
 	writes roomWrites
@@ -191,6 +194,7 @@ func New(cfg Config) *Server {
 	go func() { defer s.wg.Done(); s.commit.run(ctx) }()
 	if cfg.Lease != nil {
 		tg := &targets{auth: cfg.Auth, ttl: 5 * time.Second, m: map[uint32]targetEntry{}}
+		s.targets = tg
 		d := callback.New(callback.Config{Etcd: cfg.Etcd, Lease: cfg.Lease, Target: tg.lookup,
 			RetryBase: cfg.CallbackRetryBase, Timeout: cfg.CallbackTimeout, Meter: cfg.Meter, Logger: cfg.Logger, Now: cfg.Now})
 		s.wg.Add(2)
