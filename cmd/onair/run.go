@@ -47,6 +47,7 @@ type roleFlags struct {
 
 func (r *roleFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&r.adminKey, "admin-key", "", "auth: key that opens the admin RPCs (CreateApp, GetApp, EnableService)")
+	fs.BoolVar(&r.devMode, "allow-local-callbacks", false, "auth: let apps send callbacks to loopback and link-local addresses (as onair dev does); never in production")
 	fs.BoolVar(&r.debugTokens, "debug-tokens", false, "auth: enable IssueDebugToken (development only)")
 	fs.DurationVar(&r.sessionTimeout, "session-timeout", room.DefaultSessionTimeout, "room: remove a session after this long without a heartbeat")
 	fs.DurationVar(&r.onlineCount, "online-count-interval", room.DefaultOnlineCountInterval, "room: how often the online user count is pushed")
