@@ -272,7 +272,12 @@ func (n *Node) startRole(ctx context.Context, role string) error {
 			return err
 		}
 		rc := n.cfg.Room
-		n.RoomServer = room.New(room.Config{Etcd: n.cfg.Etcd, NATS: rc.NATS, MessageRate: rc.MessageRate, Auth: authv1.NewAuthServiceClient(authConn),
+		// Logins and token renewals verify tokens in process, from a
+		// watched copy of the apps (auth.Verifier), not by a call to the
+		// auth service per login.
+		verifier := auth.NewVerifier(n.cfg.Etcd, nil)
+		n.stops = append(n.stops, verifier.Close)
+		n.RoomServer = room.New(room.Config{Etcd: n.cfg.Etcd, NATS: rc.NATS, MessageRate: rc.MessageRate, Auth: verifier.Client(authv1.NewAuthServiceClient(authConn)),
 			Streams: streamv1.NewStreamServiceClient(streamConn), SessionTimeout: rc.SessionTimeout,
 			OnlineCountInterval: rc.OnlineCountInterval, LoginRate: rc.LoginRate, EmptyRoomLinger: rc.EmptyRoomLinger, Logger: n.cfg.Logger,
 			Lease: n.inst.Lease, CallbackRetryBase: rc.CallbackRetryBase, CallbackTimeout: rc.CallbackTimeout, Meter: n.meter()})
