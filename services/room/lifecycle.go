@@ -530,12 +530,21 @@ func (s *Server) moveCursor(ctx context.Context, leading clientv3.Cmp, cur, next
 // login and logout of an app without callbacks cost twice the etcd work.
 // An app whose callback URL was just set gets the callbacks of changes
 // from the cache's TTL later at most, as delivery's own lookup has it.
-func (s *Server) callbacksFor(ctx context.Context, appID uint32) bool {
+//
+// It never waits: an app not in the cache, or whose entry is older than the
+// TTL, is looked up in the background (a login must not wait on the auth
+// service, least of all while etcd is away), and meanwhile the callbacks
+// are written (the deliverer drops them if the app takes none).
+func (s *Server) callbacksFor(_ context.Context, appID uint32) bool {
 	if s.targets == nil {
 		return true
 	}
-	_, err := s.targets.lookup(ctx, appID)
-	return !errors.Is(err, callback.ErrNoTarget)
+	e, _, fresh := s.targets.peek(appID)
+	if !fresh {
+		s.targets.refresh(s.ctx, &s.wg, appID)
+		return true
+	}
+	return !errors.Is(e.err, callback.ErrNoTarget)
 }
 
 // targets caches the apps' callback settings for a few seconds.
@@ -544,6 +553,41 @@ type targets struct {
 	ttl  time.Duration
 	mu   sync.Mutex
 	m    map[uint32]targetEntry
+	// refreshing holds the apps looked up in the background now.
+	refreshing map[uint32]bool
+}
+
+// peek returns app's entry without a lookup: ok if there is one, fresh if
+// it is within the TTL.
+func (t *targets) peek(appID uint32) (e targetEntry, ok, fresh bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok = t.m[appID]
+	return e, ok, ok && time.Since(e.at) < t.ttl
+}
+
+// refresh looks app up in the background, one lookup per app at a time.
+func (t *targets) refresh(ctx context.Context, wg *sync.WaitGroup, appID uint32) {
+	t.mu.Lock()
+	if t.refreshing == nil {
+		t.refreshing = map[uint32]bool{}
+	}
+	if t.refreshing[appID] || ctx.Err() != nil {
+		t.mu.Unlock()
+		return
+	}
+	t.refreshing[appID] = true
+	t.mu.Unlock()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_, _ = t.lookup(lctx, appID)
+		t.mu.Lock()
+		delete(t.refreshing, appID)
+		t.mu.Unlock()
+	}()
 }
 
 type targetEntry struct {
