@@ -82,6 +82,7 @@ func parseLogins(args []string, output io.Writer) (loginbench.Config, error) {
 	appID := fs.Uint("app-id", 0, "AppID")
 	fs.StringVar(&c.Secret, "app-secret", "", "the app's ServerSecret, to mint the users' tokens (ONAIR_APP_SECRET)")
 	fs.IntVar(&c.Workers, "workers", 32, "engines logging in at the same time, each with its own connection")
+	fs.Float64Var(&c.Rate, "rate", 0, "cycles started per second, all workers together (0: as fast as the workers go); measure latency at a rate below the maximum")
 	fs.IntVar(&c.Rooms, "rooms", 100, "rooms the cycles go to, round robin (1: a single room)")
 	fs.DurationVar(&c.Duration, "duration", 15*time.Second, "how long to run")
 	fs.BoolVar(&c.Stay, "stay", false, "users stay logged in (rooms fill up): a cycle is a login with a new engine; they log out after the run")
@@ -123,6 +124,8 @@ func parseLogins(args []string, output io.Writer) (loginbench.Config, error) {
 		return c, errors.New("--server is required")
 	case c.Workers <= 0 || c.Rooms <= 0 || c.Duration <= 0 || c.CallTimeout <= 0:
 		return c, errors.New("--workers, --rooms, --duration and --call-timeout must be positive")
+	case c.Rate < 0:
+		return c, errors.New("--rate must not be negative")
 	}
 	if *cbListen != "" {
 		cb := &loginbench.CallbackConfig{Listen: *cbListen, AuthServer: *authServer, AdminKey: *adminKey}

@@ -35,6 +35,11 @@ func TestParseLogins(t *testing.T) {
 					t.Errorf("%+v", c)
 				}
 			}},
+		{name: "paced", args: with("--rate", "150"), check: func(t *testing.T, c loginbench.Config) {
+			if c.Rate != 150 {
+				t.Errorf("rate %v", c.Rate)
+			}
+		}},
 		{name: "a single room filling up", args: with("--rooms", "1", "--stay", "--user-updates"), check: func(t *testing.T, c loginbench.Config) {
 			if c.Rooms != 1 || !c.Stay || !c.UserUpdates {
 				t.Errorf("%+v", c)
@@ -61,6 +66,7 @@ func TestParseLogins(t *testing.T) {
 		{name: "no app", args: nil, wantErr: "--app-id and --app-secret are required"},
 		{name: "no workers", args: with("--workers", "0"), wantErr: "must be positive"},
 		{name: "no duration", args: with("--duration", "0s"), wantErr: "must be positive"},
+		{name: "negative rate", args: with("--rate", "-1"), wantErr: "--rate must not be negative"},
 		{name: "no server", args: with("--server", " , "), wantErr: "--server is required"},
 		{name: "bad pid", args: with("--server-pid", "12,x"), wantErr: `"x" is not a process ID`},
 		{name: "callbacks without the admin key", args: with("--callback-listen", "127.0.0.1:0"), wantErr: "--admin-key"},

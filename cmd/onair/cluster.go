@@ -98,6 +98,9 @@ type clusterRunner struct {
 	// keepGoing keeps the cluster running when a member exits after the
 	// start (--keep-going, for failover drills).
 	keepGoing bool
+	// localCallbacks lets apps send callbacks to loopback addresses
+	// (--allow-local-callbacks: a callback receiver on this machine).
+	localCallbacks bool
 	// pprofBase, when set, gives each etcd member and service replica a
 	// loopback /debug/pprof/ port from it, in start order (profiling).
 	pprofBase, profiled int
@@ -118,6 +121,7 @@ func runCluster(ctx context.Context, args []string) error {
 	drain := fs.Duration("drain-timeout", 5*time.Second, "how long each process gets to drain on shutdown before it is killed (plus 5s)")
 	pprofBase := fs.Int("pprof-base-port", 0, "when set, etcd members and service replicas serve /debug/pprof/ on 127.0.0.1 ports from this one, in start order (etcd n1-n3, then the roles); 0: off")
 	startTimeout := fs.Duration("start-timeout", 90*time.Second, "how long the cluster may take to come up")
+	localCallbacks := fs.Bool("allow-local-callbacks", false, "let apps send callbacks to loopback addresses (a receiver on this machine, e.g. bench logins --callback-listen); never in production")
 	keepGoing := fs.Bool("keep-going", false, "keep the cluster running when one of its processes exits after the start (for failover drills); by default the cluster stops and fails, naming the process")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -128,7 +132,7 @@ func runCluster(ctx context.Context, args []string) error {
 	}
 	out := &lockedWriter{w: os.Stderr}
 	slog.SetDefault(slog.New(slog.NewTextHandler(&prefixWriter{out: out, prefix: "cluster | "}, &slog.HandlerOptions{Level: level})))
-	r := &clusterRunner{stopWait: *drain + 5*time.Second, keepGoing: *keepGoing}
+	r := &clusterRunner{stopWait: *drain + 5*time.Second, keepGoing: *keepGoing, localCallbacks: *localCallbacks}
 	// The flags are checked against the port plan before anything is
 	// started or written: a clash found later costs a member.
 	if err := checkClusterFlags(*basePort, *httpAddr); err != nil {
@@ -251,6 +255,9 @@ func (r *clusterRunner) plan(base int, httpAddr, dataDir string, st *localApp, l
 			p.env = []string{internalKey}
 			if role == "auth" {
 				p.env = append(p.env, envName("admin-key")+"="+st.AdminKey)
+				if r.localCallbacks {
+					p.args = append(p.args, "--allow-local-callbacks")
+				}
 			}
 			if role == "room" {
 				p.args = append(p.args, "--nats-url", strings.Join(natsURLs, ","), "--nats-user", clusterNATSUser)

@@ -36,6 +36,7 @@ type roleFlags struct {
 	sessionTimeout time.Duration
 	onlineCount    time.Duration
 	loginRate      float64
+	roomLinger     time.Duration
 	messageRate    float64
 	mediaUDPPort   int
 	publicIP       string
@@ -46,9 +47,11 @@ type roleFlags struct {
 
 func (r *roleFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&r.adminKey, "admin-key", "", "auth: key that opens the admin RPCs (CreateApp, GetApp, EnableService)")
+	fs.BoolVar(&r.devMode, "allow-local-callbacks", false, "auth: let apps send callbacks to loopback and link-local addresses (as onair dev does); never in production")
 	fs.BoolVar(&r.debugTokens, "debug-tokens", false, "auth: enable IssueDebugToken (development only)")
 	fs.DurationVar(&r.sessionTimeout, "session-timeout", room.DefaultSessionTimeout, "room: remove a session after this long without a heartbeat")
 	fs.DurationVar(&r.onlineCount, "online-count-interval", room.DefaultOnlineCountInterval, "room: how often the online user count is pushed")
+	fs.DurationVar(&r.roomLinger, "empty-room-linger", room.DefaultEmptyRoomLinger, "room: how long a room that has emptied stays open before it closes (room_close); a room that fills again meanwhile keeps its life. Negative: close at once")
 	fs.Float64Var(&r.loginRate, "login-rate", room.DefaultLoginRate, "room: logins per second per room on each replica")
 	fs.Float64Var(&r.messageRate, "message-rate", room.DefaultMessageRate, "room: broadcast messages per second per room on each replica")
 	fs.IntVar(&r.mediaUDPPort, "media-udp-port", 0, "media: the one UDP port of every WebRTC session (0 picks one)")
@@ -61,7 +64,7 @@ func (r *roleFlags) register(fs *flag.FlagSet) {
 func (r *roleFlags) nodeConfig(c *node.Config) {
 	c.Auth = node.AuthConfig{AdminKey: r.adminKey, DebugTokens: r.debugTokens, DevMode: r.devMode}
 	c.Room = node.RoomConfig{SessionTimeout: r.sessionTimeout, OnlineCountInterval: r.onlineCount, LoginRate: r.loginRate,
-		MessageRate: r.messageRate}
+		MessageRate: r.messageRate, EmptyRoomLinger: r.roomLinger}
 	c.Media = node.MediaConfig{UDPPort: r.mediaUDPPort, PublicIP: r.publicIP, RelayFanout: r.relayFanout, RelayLinger: r.relayLinger, OriginRoom: r.originRoom}
 }
 

@@ -150,12 +150,21 @@ func newFixture(t *testing.T, retryBase, sessionTimeout time.Duration) *fixture 
 }
 
 func newFixtureTB(tb testing.TB, sessionTimeout time.Duration, retryBase ...time.Duration) *fixture {
+	var rb time.Duration
+	if len(retryBase) > 0 {
+		rb = retryBase[0]
+	}
+	return newFixtureConfig(tb, sessionTimeout, rb, 0)
+}
+
+// newFixtureConfig is newFixtureTB with the rooms' empty-room linger (0:
+// the default).
+func newFixtureConfig(tb testing.TB, sessionTimeout, retryBase, linger time.Duration) *fixture {
 	c := testcluster.New(tb)
 	c.DevMode = true
 	c.Room.SessionTimeout = sessionTimeout
-	if len(retryBase) > 0 {
-		c.Room.CallbackRetryBase = retryBase[0]
-	}
+	c.Room.CallbackRetryBase = retryBase
+	c.Room.EmptyRoomLinger = linger
 	c.Room.CallbackTimeout = 2 * time.Second
 	c.Start(discovery.Auth, discovery.Stream)
 	f := &fixture{Cluster: c, r1: c.Start(discovery.Room), r2: c.Start(discovery.Room), recv: newReceiver(tb)}
@@ -285,6 +294,32 @@ func TestRoomLife(t *testing.T) {
 		"room_create carol 0", "room_login carol 0"})
 	if carol.RoomSessionId == bob.RoomSessionId || again[8].RoomSessionID != carol.RoomSessionId {
 		t.Errorf("the room opened again has room session %q (before: %q, callback: %q)", carol.RoomSessionId, bob.RoomSessionId, again[8].RoomSessionID)
+	}
+}
+
+// A room that empties and fills again within the linger keeps its life:
+// the next user gets its room session, and the business server hears no
+// room_close and room_create in between; left empty, it closes after the
+// linger, its keys gone.
+func TestRoomLinger(t *testing.T) {
+	f := newFixtureConfig(t, time.Minute, 0, 10*time.Second)
+	f.t = t
+	ctx := context.Background()
+	alice := f.login("churn", "alice")
+	if _, err := f.rooms.LogoutRoom(ctx, &roomv1.LogoutRoomRequest{SessionId: alice.SessionId}); err != nil {
+		t.Fatal(err)
+	}
+	bob := f.login("churn", "bob")
+	if bob.RoomSessionId != alice.RoomSessionId {
+		t.Errorf("the room filled again within the linger has room session %q, was %q", bob.RoomSessionId, alice.RoomSessionId)
+	}
+	if _, err := f.rooms.LogoutRoom(ctx, &roomv1.LogoutRoomRequest{SessionId: bob.SessionId}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, f.recv, []string{"room_create alice 0", "room_login alice 0", "room_logout alice 0",
+		"room_login bob 0", "room_logout bob 0", "room_close 0"})
+	if n := f.roomKeys("churn"); n != 0 {
+		t.Errorf("the closed room still has %d keys", n)
 	}
 }
 

@@ -153,17 +153,21 @@ func (d *Deliverer) Run(ctx context.Context) {
 	defer d.wg.Wait()
 	d.wg.Add(3)
 	go func() { defer d.wg.Done(); d.acks.run(ctx) }()
-	go func() { defer d.wg.Done(); d.follow(ctx, keys.LifecycleCursor, false, d.onCursor) }()
-	go func() { defer d.wg.Done(); d.follow(ctx, keys.CallbackClaims, true, d.onClaim) }()
+	go func() { defer d.wg.Done(); d.follow(ctx, keys.LifecycleCursor, false, d.onCursor, nil) }()
+	go func() { defer d.wg.Done(); d.follow(ctx, keys.CallbackClaims, true, d.onClaim, nil) }()
 	// The outbox: every room with callbacks gets a worker somewhere. Its
-	// keys are enough to find the rooms.
-	d.follow(ctx, keys.CallbackOutbox, true, d.onOutbox, clientv3.WithKeysOnly())
+	// keys are enough to find the rooms, and only new ones matter: etcd
+	// leaves the deletes (one per callback delivered, as many as the puts)
+	// out of the watch instead of sending them to every replica.
+	d.follow(ctx, keys.CallbackOutbox, true, d.onOutbox, []clientv3.OpOption{clientv3.WithFilterDelete()}, clientv3.WithKeysOnly())
 }
 
 // follow reads prefix (or key) and then watches it, calling on for every
 // key read and every change; it starts over after a broken watch and every
-// Rescan, so nothing is missed for long.
-func (d *Deliverer) follow(ctx context.Context, key string, prefix bool, on func(ctx context.Context, kv *mvccpb.KeyValue, deleted bool), getOpts ...clientv3.OpOption) {
+// Rescan, so nothing is missed for long. watchOpts apply to the watch only,
+// getOpts to the read only.
+func (d *Deliverer) follow(ctx context.Context, key string, prefix bool, on func(ctx context.Context, kv *mvccpb.KeyValue, deleted bool),
+	watchOpts []clientv3.OpOption, getOpts ...clientv3.OpOption) {
 	opts := []clientv3.OpOption{}
 	if prefix {
 		opts = append(opts, clientv3.WithPrefix())
@@ -181,7 +185,7 @@ func (d *Deliverer) follow(ctx context.Context, key string, prefix bool, on func
 			on(ctx, kv, false)
 		}
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-		watch := d.cfg.Etcd.Watch(wctx, key, append(opts, clientv3.WithRev(resp.Header.Revision+1))...)
+		watch := d.cfg.Etcd.Watch(wctx, key, append(append(opts, watchOpts...), clientv3.WithRev(resp.Header.Revision+1))...)
 		rescan := time.After(d.cfg.Rescan + rand.N(d.cfg.Rescan/4+1))
 	events:
 		for {

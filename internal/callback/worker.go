@@ -90,24 +90,32 @@ func (d *Deliverer) work(ctx context.Context, k roomKey, kick chan struct{}) {
 	// each read needs to fetch only those created since the last one.
 	var queue []*Record
 	var readRev int64
+	var cur Cursor
+	// read is false when every record read has been delivered: a callback
+	// written since the last read kicks this worker (the outbox watch), so
+	// it waits for that kick instead of reading again to find nothing.
+	read := true
 	for ctx.Err() == nil {
-		// The cursor first: the records read after it include every one
-		// that reports a change before it.
-		d.mu.Lock()
-		cur := d.cursor
-		d.mu.Unlock()
-		recs, rev, err := d.pending(ctx, claim, outbox, readRev)
-		if err != nil {
-			if !d.sleep(ctx, time.Second) {
-				return
+		if read {
+			// The cursor first: the records read after it include every
+			// one that reports a change before it.
+			d.mu.Lock()
+			cur = d.cursor
+			d.mu.Unlock()
+			recs, rev, err := d.pending(ctx, claim, outbox, readRev)
+			if err != nil {
+				if !d.sleep(ctx, time.Second) {
+					return
+				}
+				continue
 			}
-			continue
+			readRev = rev
+			if len(recs) > 0 {
+				queue = append(queue, recs...)
+				sortRecords(queue)
+			}
 		}
-		readRev = rev
-		if len(recs) > 0 {
-			queue = append(queue, recs...)
-			sortRecords(queue)
-		}
+		read = true
 		if len(queue) == 0 {
 			// Keep the claim a while: a busy room's next callback then
 			// costs no claim and release (two etcd writes).
@@ -132,6 +140,7 @@ func (d *Deliverer) work(ctx context.Context, k roomKey, kick chan struct{}) {
 			return
 		}
 		queue = queue[n:]
+		read = len(queue) > 0
 	}
 }
 

@@ -106,8 +106,21 @@ func startReceiver(ctx context.Context, appID uint32, c CallbackConfig) (*receiv
 		_ = r.srv.Close()
 		return nil, err
 	}
+	// The room replicas cache an app's callback settings (a few seconds):
+	// the run starts once they know of the receiver, so every login's
+	// callbacks are written and counted.
+	t := time.NewTimer(settingsCacheTTL)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
 	return r, nil
 }
+
+// settingsCacheTTL is longer than the room replicas keep an app's callback
+// settings (services/room: targets).
+const settingsCacheTTL = 6 * time.Second
 
 // pointApp sets the app's callback URL to the receiver, learns the secret
 // that signs its callbacks, and keeps how to put the old URL back.

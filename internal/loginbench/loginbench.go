@@ -24,6 +24,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"golang.org/x/time/rate"
 
 	"github.com/onair-dev/onair/internal/procstat"
 	"github.com/onair-dev/onair/sdk/express"
@@ -40,6 +41,10 @@ type Config struct {
 	Secret string
 	// Workers log in at the same time, each with an engine of its own.
 	Workers int
+	// Rate, if positive, bounds the cycles started per second, all workers
+	// together: latency at a given load rather than at the most the
+	// workers can do.
+	Rate float64
 	// Rooms the cycles are spread over, round robin (1: a single room).
 	Rooms    int
 	Duration time.Duration
@@ -79,6 +84,8 @@ func (c *Config) check() error {
 		return errors.New("the AppID and the app's ServerSecret are required")
 	case c.Workers <= 0 || c.Rooms <= 0 || c.Duration <= 0:
 		return errors.New("workers, rooms and duration must be positive")
+	case c.Rate < 0:
+		return errors.New("the rate must not be negative")
 	case c.CallTimeout <= 0:
 		return errors.New("the call timeout must be positive")
 	}
@@ -156,6 +163,10 @@ type worker struct {
 	logout  []time.Duration
 	errs    map[ErrorKey]int64
 	firstEr error
+	// limit paces the cycles (Config.Rate; nil: no pacing); paced ends
+	// with the run.
+	limit *rate.Limiter
+	paced context.Context
 }
 
 // Run runs the benchmark; progress gets a line a second. It stops early,
@@ -190,11 +201,26 @@ func Run(ctx context.Context, c Config, progress io.Writer) (*Result, error) {
 	var live counters
 	var roomNext atomic.Int64
 	stop := make(chan struct{})
+	// paced ends when the run's duration does: a worker waiting for its
+	// turn (Rate) stops waiting then.
+	paced, endPaced := context.WithCancel(ctx)
+	defer endPaced()
+	go func() {
+		select {
+		case <-stop:
+		case <-paced.Done():
+		}
+		endPaced()
+	}()
+	var limit *rate.Limiter
+	if c.Rate > 0 {
+		limit = rate.NewLimiter(rate.Limit(c.Rate), 1)
+	}
 	workers := make([]*worker, c.Workers)
 	var wg sync.WaitGroup
 	start := time.Now()
 	for i := range workers {
-		w := &worker{id: i, c: &c, tokens: map[string]string{}, errs: map[ErrorKey]int64{}}
+		w := &worker{id: i, c: &c, tokens: map[string]string{}, errs: map[ErrorKey]int64{}, limit: limit, paced: paced}
 		workers[i] = w
 		wg.Go(func() { w.run(ctx, stop, &roomNext, &live) })
 	}
@@ -312,6 +338,9 @@ func (w *worker) run(ctx context.Context, stop <-chan struct{}, roomNext *atomic
 		case <-ctx.Done():
 			return
 		default:
+		}
+		if w.limit != nil && w.limit.Wait(w.paced) != nil {
+			return // the run is over
 		}
 		user := fmt.Sprintf("%s-u%d", w.c.RoomPrefix, w.id)
 		if w.c.Stay {

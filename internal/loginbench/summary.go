@@ -64,7 +64,11 @@ func (r *Result) Print(w io.Writer) {
 	if c.Stay {
 		what = "login, staying"
 	}
-	fmt.Fprintf(w, "\nonair bench logins: %d workers, %d rooms, %s cycles, %s\n\n", c.Workers, c.Rooms, what, c.Duration)
+	pace := ""
+	if c.Rate > 0 {
+		pace = fmt.Sprintf(" at most %g/s,", c.Rate)
+	}
+	fmt.Fprintf(w, "\nonair bench logins: %d workers, %d rooms,%s %s cycles, %s\n\n", c.Workers, c.Rooms, pace, what, c.Duration)
 	row := func(k, v string) { fmt.Fprintf(w, "  %-30s %s\n", k, v) }
 	row("cycles", fmt.Sprintf("%d in %.1f s (%.1f/s)", r.Cycles, r.Elapsed.Seconds(), r.Rate()))
 	row("logins / logouts", fmt.Sprintf("%d / %d", r.Logins, r.Logouts))

@@ -95,6 +95,9 @@ type RoomConfig struct {
 	OnlineCountInterval time.Duration
 	// LoginRate: logins per room per second on each replica.
 	LoginRate float64
+	// EmptyRoomLinger: how long an emptied room stays open before it
+	// closes (room.DefaultEmptyRoomLinger if zero, at once if negative).
+	EmptyRoomLinger time.Duration
 	// CallbackRetryBase makes the callback retry schedule 2, 4, 8, 16, 32
 	// times it (the vendor's: 1 s); tests shorten it.
 	CallbackRetryBase time.Duration
@@ -248,6 +251,7 @@ func (n *Node) startRole(ctx context.Context, role string) error {
 	case discovery.Auth:
 		n.AuthServer = auth.New(auth.Config{Etcd: n.cfg.Etcd, AdminKey: n.cfg.Auth.AdminKey, DebugTokens: n.cfg.Auth.DebugTokens,
 			DevMode: n.cfg.Auth.DevMode})
+		n.stops = append(n.stops, n.AuthServer.Close)
 		authv1.RegisterAuthServiceServer(n.srv.Server, n.AuthServer)
 		n.serve(authv1.AuthService_ServiceDesc.ServiceName)
 	case discovery.Stream:
@@ -268,9 +272,14 @@ func (n *Node) startRole(ctx context.Context, role string) error {
 			return err
 		}
 		rc := n.cfg.Room
-		n.RoomServer = room.New(room.Config{Etcd: n.cfg.Etcd, NATS: rc.NATS, MessageRate: rc.MessageRate, Auth: authv1.NewAuthServiceClient(authConn),
+		// Logins and token renewals verify tokens in process, from a
+		// watched copy of the apps (auth.Verifier), not by a call to the
+		// auth service per login.
+		verifier := auth.NewVerifier(n.cfg.Etcd, nil)
+		n.stops = append(n.stops, verifier.Close)
+		n.RoomServer = room.New(room.Config{Etcd: n.cfg.Etcd, NATS: rc.NATS, MessageRate: rc.MessageRate, Auth: verifier.Client(authv1.NewAuthServiceClient(authConn)),
 			Streams: streamv1.NewStreamServiceClient(streamConn), SessionTimeout: rc.SessionTimeout,
-			OnlineCountInterval: rc.OnlineCountInterval, LoginRate: rc.LoginRate, Logger: n.cfg.Logger,
+			OnlineCountInterval: rc.OnlineCountInterval, LoginRate: rc.LoginRate, EmptyRoomLinger: rc.EmptyRoomLinger, Logger: n.cfg.Logger,
 			Lease: n.inst.Lease, CallbackRetryBase: rc.CallbackRetryBase, CallbackTimeout: rc.CallbackTimeout, Meter: n.meter()})
 		n.stops = append(n.stops, n.RoomServer.Close)
 		roomv1.RegisterRoomServiceServer(n.srv.Server, n.RoomServer)

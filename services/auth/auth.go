@@ -58,14 +58,26 @@ type Server struct {
 	// the skew window, so a nonce is remembered as long as its timestamp
 	// would be accepted.
 	nonces *sharedlease.Pool
+	// verifier verifies tokens (verify.go).
+	verifier *Verifier
 }
 
-// New returns an auth service on cfg.Etcd.
+// New returns an auth service on cfg.Etcd; Close stops it.
 func New(cfg Config) *Server {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Server{cfg: cfg, nonces: sharedlease.New(cfg.Etcd, 2*MaxClockSkew+5*time.Minute, 5*time.Minute)}
+	return &Server{cfg: cfg, nonces: sharedlease.New(cfg.Etcd, 2*MaxClockSkew+5*time.Minute, 5*time.Minute),
+		verifier: NewVerifier(cfg.Etcd, cfg.Now)}
+}
+
+// Close stops the watch of the apps.
+func (s *Server) Close() { s.verifier.Close() }
+
+// VerifyToken verifies a token and the privilege for the requested action
+// (Verifier.VerifyToken).
+func (s *Server) VerifyToken(ctx context.Context, req *authv1.VerifyTokenRequest) (*authv1.VerifyTokenResponse, error) {
+	return s.verifier.VerifyToken(ctx, req)
 }
 
 func appKey(appID uint32) string { return "/onair/apps/" + strconv.FormatUint(uint64(appID), 10) }
@@ -168,7 +180,12 @@ func (s *Server) EnsureApp(ctx context.Context, appID uint32, secret string) (*a
 }
 
 func (s *Server) app(ctx context.Context, appID uint32) (*authv1.App, error) {
-	resp, err := s.cfg.Etcd.Get(ctx, appKey(appID))
+	return getApp(ctx, s.cfg.Etcd, appID)
+}
+
+// getApp reads an app from etcd (linearizable).
+func getApp(ctx context.Context, etcd *clientv3.Client, appID uint32) (*authv1.App, error) {
+	resp, err := etcd.Get(ctx, appKey(appID))
 	if err != nil {
 		return nil, errcode.Unavailable(err)
 	}
@@ -288,77 +305,6 @@ func (s *Server) updateApp(ctx context.Context, appID uint32, change func(*authv
 			return app, nil
 		}
 	}
-}
-
-// VerifyToken verifies a token and the privilege for the requested action.
-// Publish and play failures carry the publish/play auth codes (1003072,
-// 1004003) with the token's own reason in the message.
-func (s *Server) VerifyToken(ctx context.Context, req *authv1.VerifyTokenRequest) (*authv1.VerifyTokenResponse, error) {
-	resp, err := s.verify(ctx, req)
-	if err == nil {
-		return resp, nil
-	}
-	var code errcode.Code
-	switch req.GetAction() {
-	case authv1.Action_ACTION_PUBLISH:
-		code = errcode.PublishAuthError
-	case authv1.Action_ACTION_PLAY:
-		code = errcode.PlayAuthError
-	default:
-		return nil, err
-	}
-	if errcode.Of(err) == code {
-		return nil, err
-	}
-	return nil, errcode.Newf(code, "%s", errcode.Message(err))
-}
-
-func (s *Server) verify(ctx context.Context, req *authv1.VerifyTokenRequest) (*authv1.VerifyTokenResponse, error) {
-	if req.GetToken() == "" {
-		return nil, errcode.New(errcode.NoToken, "no token given")
-	}
-	app, err := s.app(ctx, req.GetAppId())
-	if errcode.Of(err) == errcode.AppNotFound {
-		return nil, errcode.Newf(errcode.LoginAuthFailed, "app %d does not exist", req.GetAppId())
-	}
-	if err != nil {
-		return nil, err
-	}
-	if !slices.Contains(app.EnabledServices, authv1.Service_SERVICE_LIVE_STREAMING) {
-		return nil, errcode.Newf(errcode.LoginAuthFailed, "live streaming is not enabled for app %d", app.AppId)
-	}
-	var claims *token04.Claims
-	if req.GetUserId() == "" && (req.GetAction() == authv1.Action_ACTION_PUBLISH || req.GetAction() == authv1.Action_ACTION_PLAY) {
-		// WHIP/WHEP name no user: the token's own user is the caller, and
-		// the response tells who that is.
-		claims, err = token04.VerifyAnyUser(req.GetToken(), req.GetAppId(), app.ServerSecret, s.cfg.Now())
-	} else {
-		claims, err = token04.Verify(req.GetToken(), req.GetAppId(), req.GetUserId(), app.ServerSecret, s.cfg.Now())
-	}
-	if err != nil {
-		return nil, err
-	}
-	switch req.GetAction() {
-	case authv1.Action_ACTION_LOGIN:
-		if !claims.AllowsLogin(req.GetRoomId()) {
-			return nil, errcode.Newf(errcode.LoginAuthFailed, "token does not allow logging into room %q", req.GetRoomId())
-		}
-	case authv1.Action_ACTION_PUBLISH:
-		if !claims.AllowsPublish(req.GetRoomId(), req.GetStreamId()) {
-			return nil, errcode.Newf(errcode.PublishAuthError, "token does not allow publishing stream %q in room %q", req.GetStreamId(), req.GetRoomId())
-		}
-	}
-	out := &authv1.VerifyTokenResponse{
-		AppId: claims.AppID, UserId: claims.UserID, ExpireUnix: claims.ExpireTime.Unix(),
-		Privilege: &authv1.Privilege{AnyStreamId: true, Login: true, Publish: true},
-	}
-	if p := claims.Privilege; p != nil {
-		out.Privilege = &authv1.Privilege{
-			Restricted: true, RoomId: p.RoomID, Login: p.Login, Publish: p.Publish,
-			StreamIds: p.StreamIDs, AnyStreamId: p.StreamIDs == nil,
-		}
-	}
-	return out, nil
 }
 
 // IssueDebugToken mints a basic token for development. It is an admin call

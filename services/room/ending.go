@@ -39,7 +39,10 @@ func logoutEvent(rec *keys.SessionRecord, reason roomv1.UserLeaveReason) callbac
 // callback, in one transaction; then finishSession.
 func (s *Server) endSession(ctx context.Context, rec *keys.SessionRecord, reason roomv1.UserLeaveReason, code errcode.Code, streamReason streamv1.DeleteReason) error {
 	userKey := keys.RoomUser(rec.AppID, rec.RoomID, rec.UserID)
-	ops := append(leavingOps(rec, reason, code), callback.Ops(s.cfg.Now(), logoutEvent(rec, reason))...)
+	ops := leavingOps(rec, reason, code)
+	if s.callbacksFor(ctx, rec.AppID) {
+		ops = append(ops, callback.Ops(s.cfg.Now(), logoutEvent(rec, reason))...)
+	}
 	// The room's streams, read in the same transaction: the ones the
 	// session published end next, and none can be added under its lease
 	// after it (a publish checks the session key this deletes).

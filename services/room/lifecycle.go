@@ -118,6 +118,17 @@ func (s *Server) followRooms(ctx context.Context, lead *leaseclaim.Claim) error 
 		return err
 	}
 	leading := lead.IsOwner()
+	// closing holds the emptied rooms whose close waits out the linger
+	// (nil: rooms close at once); a new leader finds those its predecessor
+	// left open.
+	var closing *closer
+	if s.cfg.EmptyRoomLinger > 0 {
+		closing = newCloser(s.cfg.EmptyRoomLinger)
+		defer closing.stop()
+		if err := s.findEmptyRooms(ctx, closing); err != nil {
+			return err
+		}
+	}
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
 	skip := cur.N
@@ -139,14 +150,14 @@ func (s *Server) followRooms(ctx context.Context, lead *leaseclaim.Claim) error 
 	// time, so a non-blocking drain of it finds at most one or two.
 	queue := newWatchQueue(watch)
 	for {
-		resps, open := queue.take(ctx)
+		resps, open := queue.take(ctx, closing.wake())
 		if len(resps) == 0 && !open {
 			break
 		}
 		for _, w := range resps {
 			if w.CompactRevision != 0 || w.Err() != nil {
 				if done != cur {
-					if cur, err = s.commitLifecycle(ctx, leading, cur, done, batch); err != nil {
+					if cur, err = s.commitLifecycle(ctx, leading, closing, cur, done, batch); err != nil {
 						return err
 					}
 				}
@@ -155,7 +166,7 @@ func (s *Server) followRooms(ctx context.Context, lead *leaseclaim.Claim) error 
 				s.log.Error("lifecycle: room history compacted before the watcher read it; lease expiries in between are not reported",
 					"from", cur.Rev, "to", w.CompactRevision)
 				next := callback.Cursor{Rev: w.CompactRevision}
-				if _, err := s.commitLifecycle(ctx, leading, cur, next, nil); err != nil {
+				if _, err := s.commitLifecycle(ctx, leading, closing, cur, next, nil); err != nil {
 					return err
 				}
 				return errors.New("lifecycle: compacted")
@@ -188,7 +199,7 @@ func (s *Server) followRooms(ctx context.Context, lead *leaseclaim.Claim) error 
 				// Keep the transaction inside etcd's limit of 128
 				// operations at one level (the cursor's put is one more).
 				if ops >= maxLifecycleOps {
-					if cur, err = s.commitLifecycle(ctx, leading, cur, pos, batch); err != nil {
+					if cur, err = s.commitLifecycle(ctx, leading, closing, cur, pos, batch); err != nil {
 						return err
 					}
 					batch, ops = batch[:0], 0
@@ -200,11 +211,14 @@ func (s *Server) followRooms(ctx context.Context, lead *leaseclaim.Claim) error 
 			}
 		}
 		if done != cur {
-			if cur, err = s.commitLifecycle(ctx, leading, cur, done, batch); err != nil {
+			if cur, err = s.commitLifecycle(ctx, leading, closing, cur, done, batch); err != nil {
 				return err
 			}
 			batch, ops = batch[:0], 0
 			clear(touched)
+		}
+		if err := s.closeDue(ctx, leading, closing); err != nil {
+			return err
 		}
 	}
 	return ctx.Err()
@@ -242,9 +256,9 @@ func newWatchQueue(watch clientv3.WatchChan) *watchQueue {
 	return q
 }
 
-// take waits for responses and returns all queued; open is false once the
-// watch has ended and nothing is left.
-func (q *watchQueue) take(ctx context.Context) (resps []clientv3.WatchResponse, open bool) {
+// take waits for responses (or wake) and returns all queued; open is false
+// once the watch has ended and nothing is left.
+func (q *watchQueue) take(ctx context.Context, wake <-chan time.Time) (resps []clientv3.WatchResponse, open bool) {
 	for {
 		q.mu.Lock()
 		resps, q.resps = q.resps, nil
@@ -255,6 +269,8 @@ func (q *watchQueue) take(ctx context.Context) (resps []clientv3.WatchResponse, 
 		}
 		select {
 		case <-q.more:
+		case <-wake:
+			return nil, true
 		case <-ctx.Done():
 			return nil, false
 		}
@@ -318,8 +334,9 @@ func reportsDeparture(ev *clientv3.Event) bool {
 const closeSeq = 1 << 20
 
 // commitLifecycle writes the callbacks of departures, closes the rooms they
-// emptied, and moves the cursor from cur to next, in one transaction.
-func (s *Server) commitLifecycle(ctx context.Context, leading clientv3.Cmp, cur, next callback.Cursor, departures []*clientv3.Event) (callback.Cursor, error) {
+// emptied (with closing: schedules their close), and moves the cursor from
+// cur to next, in one transaction.
+func (s *Server) commitLifecycle(ctx context.Context, leading clientv3.Cmp, closing *closer, cur, next callback.Cursor, departures []*clientv3.Event) (callback.Cursor, error) {
 	now := s.cfg.Now()
 	type touched struct {
 		app      uint32
@@ -407,37 +424,60 @@ func (s *Server) commitLifecycle(ctx context.Context, leading clientv3.Cmp, cur,
 			// reason, not this one.
 			t.lastLeft = -1
 		}
-		prefix := keys.Room(t.app, t.room)
-		empty := []clientv3.Cmp{
-			clientv3.Compare(clientv3.CreateRevision(keys.RoomUsers(t.app, t.room)), "=", 0).WithPrefix(),
-			clientv3.Compare(clientv3.CreateRevision(keys.RoomStreams(t.app, t.room)), "=", 0).WithPrefix(),
-			clientv3.Compare(clientv3.ModRevision(keys.RoomMeta(t.app, t.room)), "=", mod),
+		if closing != nil {
+			// The room closes after the linger (closing.go), if it is
+			// still empty then; what the close will need to know of this
+			// departure goes into the meta now.
+			if meta != nil && t.lastLeft >= 0 && t.lastLeft != meta.LastLeave {
+				ops = append(ops, lastLeaveOp(t.app, t.room, meta, mod, t.lastLeft))
+			}
+			closing.schedule(roomKey{t.app, t.room}, now)
+			continue
 		}
-		closeOps := []clientv3.Op{clientv3.OpDelete(prefix, clientv3.WithPrefix())}
+		empty, closeOps := closeRoomOps(now, t.app, t.room, meta, mod, t.lastLeft)
 		var keepOps []clientv3.Op
-		if meta != nil {
-			last := meta.LastLeave
-			if t.lastLeft >= 0 {
-				last = t.lastLeft
-			}
-			// room_close is ordered at this transaction's own revision (rev
-			// 0), not the departure's: the close happens now, after every
-			// change of the life it closes, and the life read now may have
-			// begun after the departure (its room_create would otherwise be
-			// delivered after its room_close).
-			closeOps = append(closeOps, callback.Put(now, callback.Event{Event: callback.RoomClose, AppID: t.app, RoomID: t.room,
-				RoomSessionID: meta.RoomSessionID, Reason: callback.CloseReason(last)}, 0, closeSeq))
-			if t.lastLeft >= 0 && t.lastLeft != meta.LastLeave {
-				meta.LastLeave = t.lastLeft
-				b, _ := json.Marshal(meta)
-				keepOps = append(keepOps, clientv3.OpTxn(
-					[]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(keys.RoomMeta(t.app, t.room)), "=", mod)},
-					[]clientv3.Op{clientv3.OpPut(keys.RoomMeta(t.app, t.room), string(b))}, nil))
-			}
+		if meta != nil && t.lastLeft >= 0 && t.lastLeft != meta.LastLeave {
+			keepOps = append(keepOps, lastLeaveOp(t.app, t.room, meta, mod, t.lastLeft))
 		}
 		ops = append(ops, clientv3.OpTxn(empty, closeOps, keepOps))
 	}
 	return next, s.moveCursor(ctx, leading, cur, next, ops)
+}
+
+// closeRoomOps are a room's close, if it is empty and its meta still at
+// revision mod: the comparisons, and the deletion of its keys with
+// room_close (its reason from lastLeft, or the meta's when -1).
+func closeRoomOps(now time.Time, app uint32, room string, meta *roomMeta, mod int64, lastLeft int) ([]clientv3.Cmp, []clientv3.Op) {
+	empty := []clientv3.Cmp{
+		clientv3.Compare(clientv3.CreateRevision(keys.RoomUsers(app, room)), "=", 0).WithPrefix(),
+		clientv3.Compare(clientv3.CreateRevision(keys.RoomStreams(app, room)), "=", 0).WithPrefix(),
+		clientv3.Compare(clientv3.ModRevision(keys.RoomMeta(app, room)), "=", mod),
+	}
+	closeOps := []clientv3.Op{clientv3.OpDelete(keys.Room(app, room), clientv3.WithPrefix())}
+	if meta != nil {
+		last := meta.LastLeave
+		if lastLeft >= 0 {
+			last = lastLeft
+		}
+		// room_close is ordered at this transaction's own revision (rev
+		// 0), not the departure's: the close happens now, after every
+		// change of the life it closes, and the life read now may have
+		// begun after the departure (its room_create would otherwise be
+		// delivered after its room_close).
+		closeOps = append(closeOps, callback.Put(now, callback.Event{Event: callback.RoomClose, AppID: app, RoomID: room,
+			RoomSessionID: meta.RoomSessionID, Reason: callback.CloseReason(last)}, 0, closeSeq))
+	}
+	return empty, closeOps
+}
+
+// lastLeaveOp records in a room's meta (if still at revision mod) the
+// room_logout reason of the user who left last, for its room_close.
+func lastLeaveOp(app uint32, room string, meta *roomMeta, mod int64, lastLeft int) clientv3.Op {
+	m := *meta
+	m.LastLeave = lastLeft
+	b, _ := json.Marshal(&m)
+	return clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(keys.RoomMeta(app, room)), "=", mod)},
+		[]clientv3.Op{clientv3.OpPut(keys.RoomMeta(app, room), string(b))}, nil)
 }
 
 // closeIfEmpty closes a room now if it has no user and no stream, its last
@@ -482,12 +522,71 @@ func (s *Server) moveCursor(ctx context.Context, leading clientv3.Cmp, cur, next
 	}
 }
 
+// callbacksFor reports whether a change in appID's rooms writes its
+// callback: not when the app is known to take none (no callback_url, as
+// of the targets cache, a few seconds). Its deliverer would drop it
+// anyway, after an outbox put, a read, a delete and their watch events: a
+// login and logout of an app without callbacks cost twice the etcd work.
+// An app whose callback URL was just set gets the callbacks of changes
+// from the cache's TTL later at most, as delivery's own lookup has it.
+//
+// It never waits: an app not in the cache, or whose entry is older than the
+// TTL, is looked up in the background (a login must not wait on the auth
+// service, least of all while etcd is away), and meanwhile the callbacks
+// are written (the deliverer drops them if the app takes none).
+func (s *Server) callbacksFor(_ context.Context, appID uint32) bool {
+	if s.targets == nil {
+		return true
+	}
+	e, _, fresh := s.targets.peek(appID)
+	if !fresh {
+		s.targets.refresh(s.ctx, &s.wg, appID)
+		return true
+	}
+	return !errors.Is(e.err, callback.ErrNoTarget)
+}
+
 // targets caches the apps' callback settings for a few seconds.
 type targets struct {
 	auth authv1.AuthServiceClient
 	ttl  time.Duration
 	mu   sync.Mutex
 	m    map[uint32]targetEntry
+	// refreshing holds the apps looked up in the background now.
+	refreshing map[uint32]bool
+}
+
+// peek returns app's entry without a lookup: ok if there is one, fresh if
+// it is within the TTL.
+func (t *targets) peek(appID uint32) (e targetEntry, ok, fresh bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok = t.m[appID]
+	return e, ok, ok && time.Since(e.at) < t.ttl
+}
+
+// refresh looks app up in the background, one lookup per app at a time.
+func (t *targets) refresh(ctx context.Context, wg *sync.WaitGroup, appID uint32) {
+	t.mu.Lock()
+	if t.refreshing == nil {
+		t.refreshing = map[uint32]bool{}
+	}
+	if t.refreshing[appID] || ctx.Err() != nil {
+		t.mu.Unlock()
+		return
+	}
+	t.refreshing[appID] = true
+	t.mu.Unlock()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_, _ = t.lookup(lctx, appID)
+		t.mu.Lock()
+		delete(t.refreshing, appID)
+		t.mu.Unlock()
+	}()
 }
 
 type targetEntry struct {

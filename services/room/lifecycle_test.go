@@ -72,7 +72,7 @@ func TestLifecycleCloseOrder(t *testing.T) {
 			if _, err := cli.Put(ctx, keys.LifecycleCursor, cur.String()); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := s.commitLifecycle(ctx, always, cur, callback.Cursor{Rev: del.Header.Revision + 1},
+			if _, err := s.commitLifecycle(ctx, always, nil, cur, callback.Cursor{Rev: del.Header.Revision + 1},
 				[]*clientv3.Event{departure}); err != nil {
 				t.Fatal(err)
 			}

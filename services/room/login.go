@@ -81,6 +81,7 @@ func (s *Server) LoginRoom(ctx context.Context, req *roomv1.LoginRoomRequest) (*
 	var old *keys.SessionRecord
 	var oldRev int64
 	meta, metaCreated := s.metas.get(roomKey{rec.AppID, rec.RoomID})
+	callbacks := s.callbacksFor(ctx, rec.AppID)
 	for {
 		if sameAttempt(old, attempt, rec.RoomID) {
 			rs.abandon() // empty: nothing of this try was written
@@ -137,7 +138,9 @@ func (s *Server) LoginRoom(ctx context.Context, req *roomv1.LoginRoomRequest) (*
 		}
 		events = append(events, callback.Event{Event: callback.RoomLogin, AppID: rec.AppID, RoomID: rec.RoomID,
 			RoomSessionID: rec.RoomSessionID, UserID: rec.UserID, UserName: rec.UserName})
-		ops = append(ops, callback.Ops(now, events...)...)
+		if callbacks {
+			ops = append(ops, callback.Ops(now, events...)...)
+		}
 		// Committed with other logins and logouts (commit.go); it may be
 		// committed again after a try whose reply was lost in an etcd
 		// leader change: its comparisons then fail, and the Else finds

@@ -179,6 +179,13 @@ type relay struct {
 	id        string
 	originTag []byte
 
+	// linger keeps a room's subscription this long after its last local
+	// subscriber left (the hub's linger): a user alone in a room, in and
+	// out under churn, then costs NATS no subscribe, flush round trip and
+	// unsubscribe per login (each also sent along every route of the
+	// cluster).
+	linger time.Duration
+
 	mu    sync.Mutex
 	rooms map[roomKey]*interest
 
@@ -191,10 +198,13 @@ type interest struct {
 	n     int // local subscribers
 	sub   *nats.Subscription
 	ready chan struct{} // closed once the server has the subscription
+	// idle counts the times n fell to zero: a lingering unsubscribe goes
+	// ahead only if no subscriber came and left since it was scheduled.
+	idle int
 }
 
 func newRelay(cfg Config) *relay {
-	r := &relay{nc: cfg.NATS, log: cfg.Logger, id: newID(), rooms: map[roomKey]*interest{}}
+	r := &relay{nc: cfg.NATS, log: cfg.Logger, id: newID(), rooms: map[roomKey]*interest{}, linger: cfg.HubLinger}
 	r.originTag = protowire.AppendString(protowire.AppendTag(nil, envOrigin, protowire.BytesType), r.id)
 	mp := cfg.Meter
 	if mp == nil {
@@ -279,6 +289,23 @@ func (r *relay) leave(k roomKey, in *interest) {
 	if in.n > 0 {
 		return
 	}
+	in.idle++
+	if r.linger <= 0 {
+		r.drop(k, in)
+		return
+	}
+	idle := in.idle
+	time.AfterFunc(r.linger, func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if in.n == 0 && in.idle == idle {
+			r.drop(k, in)
+		}
+	})
+}
+
+// drop ends a room's subscription. Called with r.mu held.
+func (r *relay) drop(k roomKey, in *interest) {
 	if r.rooms[k] == in {
 		delete(r.rooms, k)
 	}

@@ -68,6 +68,10 @@ type Config struct {
 	// UserBatchWindow is how long user updates are collected into one
 	// message in rooms of more than a hundred users.
 	UserBatchWindow time.Duration
+	// EmptyRoomLinger keeps a room that has emptied open this long before
+	// it closes (closing.go); DefaultEmptyRoomLinger if zero, at once if
+	// negative.
+	EmptyRoomLinger time.Duration
 	// HubLinger keeps an idle room hub (and its resume history) this long
 	// after its last subscriber left.
 	HubLinger time.Duration
@@ -108,6 +112,9 @@ type Server struct {
 	commit *committer
 	sess   *sessions
 	metas  metaCache
+	// targets caches the apps' callback settings (lifecycle.go); nil
+	// without a lease (no deliverer here).
+	targets *targets
 	// writes is the revision of this replica's last write to each room:
 	// where a cache read must have caught up to (cache.go).
 	writes roomWrites
@@ -165,6 +172,12 @@ func New(cfg Config) *Server {
 	if cfg.UserBatchWindow <= 0 {
 		cfg.UserBatchWindow = DefaultUserBatchWindow
 	}
+	switch {
+	case cfg.EmptyRoomLinger == 0:
+		cfg.EmptyRoomLinger = DefaultEmptyRoomLinger
+	case cfg.EmptyRoomLinger < 0:
+		cfg.EmptyRoomLinger = 0
+	}
 	if cfg.HubLinger <= 0 {
 		cfg.HubLinger = 30 * time.Second
 	}
@@ -183,6 +196,7 @@ func New(cfg Config) *Server {
 	go func() { defer s.wg.Done(); s.commit.run(ctx) }()
 	if cfg.Lease != nil {
 		tg := &targets{auth: cfg.Auth, ttl: 5 * time.Second, m: map[uint32]targetEntry{}}
+		s.targets = tg
 		d := callback.New(callback.Config{Etcd: cfg.Etcd, Lease: cfg.Lease, Target: tg.lookup,
 			RetryBase: cfg.CallbackRetryBase, Timeout: cfg.CallbackTimeout, Meter: cfg.Meter, Logger: cfg.Logger, Now: cfg.Now})
 		s.wg.Add(2)
