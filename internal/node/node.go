@@ -272,12 +272,10 @@ func (n *Node) startRole(ctx context.Context, role string) error {
 			return err
 		}
 		rc := n.cfg.Room
-		// Logins and token renewals verify tokens in process, from a
-		// watched copy of the apps (auth.Verifier), not by a call to the
-		// auth service per login.
-		verifier := auth.NewVerifier(n.cfg.Etcd, nil)
-		n.stops = append(n.stops, verifier.Close)
-		n.RoomServer = room.New(room.Config{Etcd: n.cfg.Etcd, NATS: rc.NATS, MessageRate: rc.MessageRate, Auth: verifier.Client(authv1.NewAuthServiceClient(authConn)),
+		// Tokens are verified by the auth service, which owns the apps
+		// and their secrets (DESIGN.md: services talk only over gRPC); it
+		// answers from a watched copy of the apps (auth.Verifier).
+		n.RoomServer = room.New(room.Config{Etcd: n.cfg.Etcd, NATS: rc.NATS, MessageRate: rc.MessageRate, Auth: authv1.NewAuthServiceClient(authConn),
 			Streams: streamv1.NewStreamServiceClient(streamConn), SessionTimeout: rc.SessionTimeout,
 			OnlineCountInterval: rc.OnlineCountInterval, LoginRate: rc.LoginRate, EmptyRoomLinger: rc.EmptyRoomLinger, Logger: n.cfg.Logger,
 			Lease: n.inst.Lease, CallbackRetryBase: rc.CallbackRetryBase, CallbackTimeout: rc.CallbackTimeout, Meter: n.meter()})

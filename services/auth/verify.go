@@ -1,15 +1,12 @@
 package auth
 
-// Token verification, in the auth service and in process.
+// Token verification.
 //
-// Every login verifies a token. Through the auth service that is a gRPC
-// round trip per login (both ends' CPU, and the auth replica's), for what
-// is a decryption with the app's secret. A Verifier is that verification
-// on its own, over the watched copy of the apps (appcache.go): the auth
-// service verifies with one, and a service that verifies on its hot path
-// (the room service's logins and token renewals) runs its own in process
-// (Client) instead of calling the auth service. It reads only the apps;
-// every other call still goes to the auth service.
+// Every login verifies a token: a decryption with the app's secret. A
+// Verifier does it over the watched copy of the apps (appcache.go), not a
+// linearizable etcd read per login. Only the auth service runs one: the
+// apps and their secrets are its own (DESIGN.md), and other services ask it
+// over gRPC.
 
 import (
 	"context"
@@ -17,7 +14,6 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"google.golang.org/grpc"
 
 	"github.com/onair-dev/onair/errcode"
 	authv1 "github.com/onair-dev/onair/proto/onair/auth/v1"
@@ -49,21 +45,6 @@ func NewVerifier(etcd *clientv3.Client, now func() time.Time) *Verifier {
 func (v *Verifier) Close() {
 	v.stop()
 	<-v.done
-}
-
-// Client returns an auth client whose VerifyToken runs in process, with v,
-// and whose other calls go to remote.
-func (v *Verifier) Client(remote authv1.AuthServiceClient) authv1.AuthServiceClient {
-	return localClient{AuthServiceClient: remote, v: v}
-}
-
-type localClient struct {
-	authv1.AuthServiceClient
-	v *Verifier
-}
-
-func (c localClient) VerifyToken(ctx context.Context, req *authv1.VerifyTokenRequest, _ ...grpc.CallOption) (*authv1.VerifyTokenResponse, error) {
-	return c.v.VerifyToken(ctx, req)
 }
 
 // VerifyToken verifies a token and the privilege for the requested action.
