@@ -25,6 +25,10 @@ import (
 //     onair.media.relay.moves: of those, because the stream's publisher
 //     moved to another edge [onair_media_relay_repulls_total,
 //     onair_media_relay_moves_total];
+//   - onair.media.relay.layers: simulcast layers of the streams this edge
+//     pulls, attribute state = pulled (a player or downstream edge here
+//     forwards it, or did within seconds) or skipped (not received)
+//     [onair_media_relay_layers];
 //   - onair.media.udp.packets, onair.media.udp.messages,
 //     onair.media.udp.writes: packets the edge's socket sent, the messages
 //     they went in (fewer where the kernel segments: GSO) and the system
@@ -83,6 +87,15 @@ func (s *Server) RegisterMetrics(mp metric.MeterProvider) error {
 			})); err != nil {
 			return err
 		}
+	}
+	if _, err := m.Int64ObservableGauge("onair.media.relay.layers", metric.WithDescription("simulcast layers of pulled streams, pulled or skipped"),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			pulled, skipped := s.relay.LayerCounts()
+			o.Observe(int64(pulled), metric.WithAttributes(attribute.String("state", "pulled")))
+			o.Observe(int64(skipped), metric.WithAttributes(attribute.String("state", "skipped")))
+			return nil
+		})); err != nil {
+		return err
 	}
 	return s.registerVideoMetrics(m)
 }
