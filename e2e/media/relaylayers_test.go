@@ -3,6 +3,7 @@ package media
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net/http/httptest"
 	"strconv"
 	"strings"
@@ -139,5 +140,50 @@ func TestRelayCarriesNeededLayers(t *testing.T) {
 	v := scrapeLabeled(t, p, "onair_media_players_video")
 	if v[`onair_media_players_video{layer="low"}`] != 1 || v[`onair_media_players_video{layer="high"}`] != 1 {
 		t.Errorf("onair_media_players_video: %v, want one low and one high", v)
+	}
+}
+
+// TestRelayChainCarriesNeededLayers: with a fan-out of one the third edge
+// pulls from the second; with only low-pinned players on both, neither
+// receives any other layer: what an edge forwards to the edge below it
+// counts as forwarded, so the middle edge asks the origin for the union
+// of its players' and the end edge's layers.
+func TestRelayChainCarriesNeededLayers(t *testing.T) {
+	c := newCluster(t)
+	c.Media.OriginRoom = 1
+	c.Media.RelayFanout = 1
+	origin := c.Start(allRoles...)
+	edges := []*node.Node{c.Start(allRoles...), c.Start(allRoles...)}
+	c.publishSimulcast(t, origin.Addr(), simulcastPattern(t))
+	// A high player at the origin (OnlyRTC) fills its room: the low
+	// players go to the relay edges.
+	c.playLayer(t, origin.Addr(), "at-origin", express.ResourceModeOnlyRTC, express.VideoLayerHigh)
+	var sinks []*layerSink
+	for i := range 4 {
+		sinks = append(sinks, c.playLayer(t, origin.Addr(), fmt.Sprintf("low%d", i), express.ResourceModeOnlyL3, express.VideoLayerLow))
+	}
+	for i, s := range sinks {
+		wantOnly(t, fmt.Sprintf("low player %d", i), s, "320x180")
+	}
+	ups := map[string]bool{}
+	for i, n := range edges {
+		if playersOn(n) == 0 {
+			t.Fatalf("relay edge %d has no player", i)
+		}
+		up, _ := n.MediaServer.Upstream(testcluster.AppID, "s1")
+		ups[up] = true
+		on, all := pulled(n)
+		t.Logf("relay edge %d (upstream %s): %+v", i, up, all)
+		if on != "q" {
+			t.Errorf("relay edge %d pulls %q, want only q", i, on)
+		}
+		for _, l := range all {
+			if l.RID != "q" && l.Packets != 0 {
+				t.Errorf("relay edge %d: layer %s not pulled, yet %d of its packets arrived", i, l.RID, l.Packets)
+			}
+		}
+	}
+	if !ups[edges[0].Addr()] && !ups[edges[1].Addr()] {
+		t.Errorf("no relay edge pulls from the other (upstreams %v): not a chain", ups)
 	}
 }
