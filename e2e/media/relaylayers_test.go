@@ -87,9 +87,9 @@ func TestRelayCarriesNeededLayers(t *testing.T) {
 	}
 	c.publishSimulcast(t, origin.Addr(), simulcastPattern(t))
 
-	// The first L3 player fills the origin's room; the next plays at the
-	// relay edge, pinned low.
-	c.playLayer(t, origin.Addr(), "at-origin", express.ResourceModeOnlyL3, express.VideoLayerHigh)
+	// A high player at the origin (OnlyRTC) fills its room; the next plays
+	// at the relay edge, pinned low.
+	c.playLayer(t, origin.Addr(), "at-origin", express.ResourceModeOnlyRTC, express.VideoLayerHigh)
 	low := c.playLayer(t, origin.Addr(), "low", express.ResourceModeOnlyL3, express.VideoLayerLow)
 	if playersOn(edge) != 1 {
 		t.Fatalf("players: origin %d, relay edge %d; want the low player at the relay edge", playersOn(origin), playersOn(edge))
