@@ -136,17 +136,18 @@ type pullLayers struct {
 
 	mu sync.Mutex
 	// ids are the current tracks' simulcast layers, by upstream track ID;
-	// lastUsed when each last had a subscriber; pulled what was last asked
-	// for (sent: whether anything was, on this upstream connection).
-	ids      map[*sfu.UpTrack]uint32
-	lastUsed map[*sfu.UpTrack]time.Time
-	pulled   map[*sfu.UpTrack]bool
-	sent     bool
+	// lastUsed when each last had a subscriber, busy whether it had one
+	// when last looked at; pulled what was last asked for (sent: whether
+	// anything was, on this upstream connection).
+	ids          map[*sfu.UpTrack]uint32
+	lastUsed     map[*sfu.UpTrack]time.Time
+	busy, pulled map[*sfu.UpTrack]bool
+	sent         bool
 }
 
 func newPullLayers() pullLayers {
 	return pullLayers{changed: make(chan struct{}, 1), ids: map[*sfu.UpTrack]uint32{},
-		lastUsed: map[*sfu.UpTrack]time.Time{}, pulled: map[*sfu.UpTrack]bool{}}
+		lastUsed: map[*sfu.UpTrack]time.Time{}, busy: map[*sfu.UpTrack]bool{}, pulled: map[*sfu.UpTrack]bool{}}
 }
 
 func (l *pullLayers) poke() {
@@ -164,6 +165,7 @@ func (l *pullLayers) setTracks(tracks []*sfu.UpTrack, ids []uint32) {
 	l.mu.Lock()
 	clear(l.ids)
 	clear(l.lastUsed)
+	clear(l.busy)
 	clear(l.pulled)
 	l.sent = false
 	for i, u := range tracks {
@@ -197,9 +199,14 @@ func (l *pullLayers) next(now time.Time) *mediav1.RelayLayers {
 	changed := !l.sent
 	var want []uint32
 	for u, id := range l.ids {
-		if u.Subscribers() > 0 {
+		// A layer forwarded when last looked at was left since: now
+		// (the poke of its last unsubscribe brings next here at once)
+		// is when the linger starts.
+		busy := u.Subscribers() > 0
+		if busy || l.busy[u] {
 			l.lastUsed[u] = now
 		}
+		l.busy[u] = busy
 		at, used := l.lastUsed[u]
 		w := used && now.Sub(at) < layerLinger
 		if w != l.pulled[u] {
