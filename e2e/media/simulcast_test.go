@@ -267,3 +267,26 @@ func TestSimulcastThroughRelay(t *testing.T) {
 		return last == "1280x720"
 	})
 }
+
+// TestPlayerBadVideoLayer: the Go SDK refuses a PlayerConfig.VideoLayer
+// that names no layer with InvalidParameter (1000002), and the player is
+// not left half-started: the same stream then plays.
+func TestPlayerBadVideoLayer(t *testing.T) {
+	c := newCluster(t)
+	n := c.Start(allRoles...)
+	c.publishSimulcast(t, n.Addr(), simulcastPattern(t))
+	v := c.login(n.Addr(), "room1", "viewer")
+	for _, l := range []express.VideoLayer{-1, express.VideoLayerHigh + 1, 42} {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		err := v.e.StartPlayingStream(ctx, "s1", frameSink{v.recorder, "s1"}, express.PlayerConfig{VideoLayer: l})
+		cancel()
+		if errcode.Code(express.ErrorCode(err)) != errcode.InvalidParameter {
+			t.Errorf("VideoLayer %d: %v, want %d", l, err, errcode.InvalidParameter)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := v.e.StartPlayingStream(ctx, "s1", frameSink{v.recorder, "s1"}, express.PlayerConfig{VideoLayer: express.VideoLayerLow}); err != nil {
+		t.Fatalf("playing with a valid layer after the refusals: %v", err)
+	}
+}

@@ -26,6 +26,7 @@ type PlayerConfig struct {
 	// VideoLayer picks the simulcast layer to play when the publisher sends
 	// several: VideoLayerAuto (the default) follows the player's bandwidth,
 	// the others pin a layer. OnPlayerQualityUpdate reports the layer played.
+	// Any other value is refused with 1000002 (InvalidParameter).
 	VideoLayer VideoLayer
 }
 
@@ -93,6 +94,9 @@ type player struct {
 // size), or any later complete frame. Other codecs are passed to the sink
 // without that check.
 func (e *Engine) StartPlayingStream(ctx context.Context, streamID string, sink MediaSink, config PlayerConfig) error {
+	if config.VideoLayer < VideoLayerAuto || config.VideoLayer > VideoLayerHigh {
+		return errcode.Newf(errcode.InvalidParameter, "video layer %d: want VideoLayerAuto, Low, Medium or High", config.VideoLayer)
+	}
 	rs, err := e.session("")
 	if err != nil {
 		return err

@@ -25,6 +25,10 @@ import (
 //     onair.media.relay.moves: of those, because the stream's publisher
 //     moved to another edge [onair_media_relay_repulls_total,
 //     onair_media_relay_moves_total];
+//   - onair.media.relay.layers: simulcast layers of the streams this edge
+//     pulls, attribute state = pulled (a player or downstream edge here
+//     forwards it, or did within seconds) or skipped (not received)
+//     [onair_media_relay_layers];
 //   - onair.media.udp.packets, onair.media.udp.messages,
 //     onair.media.udp.writes: packets the edge's socket sent, the messages
 //     they went in (fewer where the kernel segments: GSO) and the system
@@ -60,27 +64,6 @@ func (s *Server) RegisterMetrics(mp metric.MeterProvider) error {
 			return err
 		}
 	}
-	if _, err := m.Int64ObservableGauge("onair.media.players.video", metric.WithDescription("players by the video layer they get"),
-		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
-			v := s.videoStats()
-			for name, n := range v.layers {
-				o.Observe(n, metric.WithAttributes(attribute.String("layer", name)))
-			}
-			return nil
-		})); err != nil {
-		return err
-	}
-	if _, err := m.Int64ObservableGauge("onair.media.bwe.estimate", metric.WithDescription("players' bandwidth estimates, bits per second"),
-		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
-			v := s.videoStats()
-			if v.players > 0 {
-				o.Observe(v.estSum/v.players, metric.WithAttributes(attribute.String("stat", "mean")))
-				o.Observe(v.estMin, metric.WithAttributes(attribute.String("stat", "min")))
-			}
-			return nil
-		})); err != nil {
-		return err
-	}
 	counters := []struct {
 		name, desc string
 		f          func() int64
@@ -95,8 +78,6 @@ func (s *Server) RegisterMetrics(mp metric.MeterProvider) error {
 		{"onair.media.relay.received_bytes", "RTP payload bytes received from upstream edges", s.relay.Counters.InOctets.Load},
 		{"onair.media.relay.repulls", "upstreams lost or dropped and pulled again", s.relay.Counters.Repulls.Load},
 		{"onair.media.relay.moves", "upstreams dropped because the stream's publisher moved to another edge", s.relay.Counters.Moves.Load},
-		{"onair.media.layer.switches", "simulcast layer switches of players", func() int64 { return s.videoStats().switches }},
-		{"onair.media.rtx.denied", "retransmissions over the player's share of its estimate", func() int64 { return s.videoStats().rtxDenied }},
 	}
 	for _, c := range counters {
 		if _, err := m.Int64ObservableCounter(c.name, metric.WithDescription(c.desc),
@@ -107,7 +88,52 @@ func (s *Server) RegisterMetrics(mp metric.MeterProvider) error {
 			return err
 		}
 	}
-	return nil
+	if _, err := m.Int64ObservableGauge("onair.media.relay.layers", metric.WithDescription("simulcast layers of pulled streams, pulled or skipped"),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			pulled, skipped := s.relay.LayerCounts()
+			o.Observe(int64(pulled), metric.WithAttributes(attribute.String("state", "pulled")))
+			o.Observe(int64(skipped), metric.WithAttributes(attribute.String("state", "skipped")))
+			return nil
+		})); err != nil {
+		return err
+	}
+	return s.registerVideoMetrics(m)
+}
+
+// registerVideoMetrics exports the players' video figures with one
+// callback: a scrape walks the players once (videoStats) for all of them.
+func (s *Server) registerVideoMetrics(m metric.Meter) error {
+	layers, err := m.Int64ObservableGauge("onair.media.players.video", metric.WithDescription("players by the video layer they get"))
+	if err != nil {
+		return err
+	}
+	est, err := m.Int64ObservableGauge("onair.media.bwe.estimate", metric.WithDescription("players' bandwidth estimates, bits per second"))
+	if err != nil {
+		return err
+	}
+	switches, err := m.Int64ObservableCounter("onair.media.layer.switches", metric.WithDescription("simulcast layer switches of players"))
+	if err != nil {
+		return err
+	}
+	denied, err := m.Int64ObservableCounter("onair.media.rtx.denied",
+		metric.WithDescription("retransmissions over the player's share of its estimate"))
+	if err != nil {
+		return err
+	}
+	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		v := s.videoStats()
+		for _, name := range [...]string{"low", "medium", "high", "paused", "single"} {
+			o.ObserveInt64(layers, v.layers[name], metric.WithAttributes(attribute.String("layer", name)))
+		}
+		if v.players > 0 {
+			o.ObserveInt64(est, v.estSum/v.players, metric.WithAttributes(attribute.String("stat", "mean")))
+			o.ObserveInt64(est, v.estMin, metric.WithAttributes(attribute.String("stat", "min")))
+		}
+		o.ObserveInt64(switches, v.switches)
+		o.ObserveInt64(denied, v.rtxDenied)
+		return nil
+	}, layers, est, switches, denied)
+	return err
 }
 
 // videoStats are the players' video figures, summed at scrape time.

@@ -23,6 +23,9 @@ func (s *Server) Play(ctx context.Context, req *mediav1.PlayRequest) (*mediav1.P
 	if err := ValidOffer(req.GetSdpOffer()); err != nil {
 		return nil, errcode.Newf(errcode.InvalidParameter, "bad SDP offer: %v", err)
 	}
+	if l := req.GetVideoLayer(); l < mediav1.VideoLayer_VIDEO_LAYER_UNSPECIFIED || l > mediav1.VideoLayer_VIDEO_LAYER_HIGH {
+		return nil, errcode.Newf(errcode.InvalidParameter, "video layer %d: want unspecified (auto), low, medium or high", l)
+	}
 	// A play that is not placed yet (an SDK's) goes to the edge placement
 	// chooses, before anything is looked up: that edge looks up the token
 	// and the stream, once (edgechoice.go).

@@ -67,3 +67,9 @@ func (s *Server) Downstreams(appID uint32, streamID string) int {
 	_, d := rs.Counts()
 	return d
 }
+
+// RelayLayers are the simulcast layers of a stream this edge pulls, with
+// whether each is pulled now (nil if it pulls none).
+func (s *Server) RelayLayers(appID uint32, streamID string) []relay.LayerState {
+	return s.relay.Layers(relay.StreamKey{App: appID, Stream: streamID})
+}

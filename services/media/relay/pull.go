@@ -29,6 +29,8 @@ type Pull struct {
 
 	readyOnce, doneOnce sync.Once
 	pli                 chan uint32
+	// layers: which simulcast layers to ask the upstream for (layers.go).
+	layers pullLayers
 	// moved: the registry named another origin while pulling.
 	moved atomic.Bool
 
@@ -59,7 +61,7 @@ func (r *Relay) Pull(ctx context.Context, st *streamv1.StreamRecord) (Stream, er
 	p := r.pulls[key]
 	if p == nil {
 		p = &Pull{r: r, key: key, roomID: st.GetRoomId(), ready: make(chan struct{}), done: make(chan struct{}),
-			pli: make(chan uint32, 16), tracks: map[uint32]*sfu.UpTrack{}, first: st}
+			pli: make(chan uint32, 16), tracks: map[uint32]*sfu.UpTrack{}, first: st, layers: newPullLayers()}
 		p.o = r.edge.NewStream(key, st.GetRoomId(), st.GetUserId(), p)
 		p.ctx, p.cancel = context.WithCancel(context.Background())
 		r.pulls[key] = p
@@ -227,7 +229,7 @@ func (p *Pull) pullOnce() (got, ended bool, err error) {
 		stream, err := mediav1.NewMediaRelayServiceClient(cc).Relay(sctx)
 		if err == nil {
 			err = stream.Send(&mediav1.RelayUpstream{Open: &mediav1.RelayOpen{AppId: p.key.App, StreamId: p.key.Stream,
-				EdgeId: p.r.cfg.EdgeID, EdgeAddr: p.r.cfg.EdgeAddr}})
+				EdgeId: p.r.cfg.EdgeID, EdgeAddr: p.r.cfg.EdgeAddr, SelectLayers: true}})
 		}
 		var m *mediav1.RelayDownstream
 		if err == nil {
@@ -247,32 +249,27 @@ func (p *Pull) pullOnce() (got, ended bool, err error) {
 		p.pulls++
 		originEdge := p.originEdge
 		p.mu.Unlock()
-		// The publisher moving to another edge: pull from there at once
-		// (move.go).
-		go p.watchMove(sctx, originEdge, func() {
-			p.moved.Store(true)
-			p.r.Counters.Moves.Add(1)
-			scancel()
-		})
-		go func() {
-			for {
-				select {
-				case <-sctx.Done():
-					return
-				case id := <-p.pli:
-					if stream.Send(&mediav1.RelayUpstream{Keyframe: []uint32{id}}) != nil {
-						return
-					}
-				}
-			}
-		}()
 		defer scancel()
-		for {
+		for started := false; ; {
 			if len(m.GetTracks()) > 0 {
 				p.setTracks(m.GetTracks())
 				got = true
 			}
+			p.layerStats(m.GetLayers())
 			p.ingest(m.GetPackets())
+			if !started {
+				// The first message named the tracks: wants
+				// sent from now on are about them.
+				started = true
+				// The publisher moving to another edge: pull
+				// from there at once (move.go).
+				go p.watchMove(sctx, originEdge, func() {
+					p.moved.Store(true)
+					p.r.Counters.Moves.Add(1)
+					scancel()
+				})
+				go p.send(sctx, stream)
+			}
 			if m.GetEnded() {
 				return got, true, nil
 			}
@@ -284,10 +281,56 @@ func (p *Pull) pullOnce() (got, ended bool, err error) {
 	return false, false, errcode.New(errcode.ServiceUnavailable, "too many relay redirects")
 }
 
+// send sends the upstream what this edge asks of it: keyframe requests,
+// and the simulcast layers it wants whenever they change (layers.go). It
+// is the stream's one sender after open.
+func (p *Pull) send(ctx context.Context, stream mediav1.MediaRelayService_RelayClient) {
+	t := time.NewTicker(layerLinger / 4)
+	defer t.Stop()
+	p.layers.reconnected()
+	for {
+		var m *mediav1.RelayUpstream
+		select {
+		case <-ctx.Done():
+			return
+		case id := <-p.pli:
+			m = &mediav1.RelayUpstream{Keyframe: []uint32{id}}
+		case <-p.layers.changed:
+		case <-t.C:
+		}
+		if m == nil {
+			l := p.layers.next(time.Now())
+			if l == nil {
+				continue
+			}
+			m = &mediav1.RelayUpstream{Layers: l}
+		}
+		if stream.Send(m) != nil {
+			return
+		}
+	}
+}
+
+// layerStats files the upstream's figures of the simulcast layers.
+func (p *Pull) layerStats(ls []*mediav1.RelayLayerStats) {
+	if len(ls) == 0 {
+		return
+	}
+	p.mu.Lock()
+	tracks := p.tracks
+	p.mu.Unlock()
+	for _, l := range ls {
+		if u := tracks[l.GetTrack()]; u != nil {
+			u.SetLayerStats(l.GetBitrate(), int(l.GetWidth()), int(l.GetHeight()))
+		}
+	}
+}
+
 // setTracks makes the upstream's (new) tracks the local stream's source:
 // players splice them in at their first keyframe.
 func (p *Pull) setTracks(ts []*mediav1.RelayTrack) {
 	var list []*sfu.UpTrack
+	var ids []uint32
 	in := map[uint32]*sfu.UpTrack{}
 	groups := map[uint32]*sfu.LayerGroup{}
 	for _, t := range ts {
@@ -310,8 +353,10 @@ func (p *Pull) setTracks(ts []*mediav1.RelayTrack) {
 			}
 		})
 		list = append(list, u)
+		ids = append(ids, id)
 		in[id] = u
 	}
+	p.layers.setTracks(list, ids)
 	p.mu.Lock()
 	p.tracks = in
 	p.mu.Unlock()
@@ -337,7 +382,10 @@ func (p *Pull) ingest(pkts []*mediav1.RelayPacket) {
 			continue
 		}
 		payload := pk.GetPayload()
-		u.Ingest(pk.GetSeq(), now, pk.GetTimestamp(), uint8(pk.GetPayloadType()), pk.GetMarker(), payload)
+		// A packet sent again (a keyframe group) arrived here when it
+		// arrived upstream, as far as freshness goes.
+		at := now - int64(pk.GetAgeUs())*1000
+		u.Ingest(pk.GetSeq(), at, pk.GetTimestamp(), uint8(pk.GetPayloadType()), pk.GetMarker(), payload)
 		p.r.Counters.InPackets.Add(1)
 		p.r.Counters.InOctets.Add(int64(len(payload)))
 		touched[u] = struct{}{}

@@ -48,6 +48,8 @@
 // serving side (the MediaRelayService RPC, Feed: one downstream edge);
 // downstreams.go a stream's downstream edges and the fan-out; pull.go the
 // pulling side (Pull: its lifecycle, the upstream connection, ingest);
+// layers.go which simulcast layers a pulling edge receives (those its
+// players and downstream edges forward);
 // move.go following a publisher that moved; pool.go the connections to
 // other edges. Edge choice (which edge a player plays at) is the edge's
 // (package media); the SFU work (caching, forwarding) is package sfu's.

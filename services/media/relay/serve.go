@@ -42,7 +42,8 @@ func (sv service) Relay(st mediav1.MediaRelayService_RelayServer) error {
 		return err
 	}
 	out := &Feed{o: o, edgeID: open.GetEdgeId(), edgeAddr: open.GetEdgeAddr(), kick: make(chan struct{}, 1),
-		ids: map[*sfu.UpTrack]uint32{}, byID: map[uint32]*sfu.UpTrack{}}
+		ids: map[*sfu.UpTrack]uint32{}, byID: map[uint32]*sfu.UpTrack{}, selects: open.GetSelectLayers(),
+		wanted: map[*sfu.UpTrack]bool{}}
 	out.sub = sfu.NewDownstream()
 	if next, ok := o.AddDown(out, rl.cfg.Fanout); !ok {
 		if next == "" {
@@ -70,6 +71,9 @@ func (sv service) Relay(st mediav1.MediaRelayService_RelayServer) error {
 					u.RequestKeyframe(false)
 				}
 			}
+			if l := m.GetLayers(); l != nil {
+				out.want(l.GetTracks())
+			}
 		}
 	}()
 	return out.run(ctx, st, rl)
@@ -90,19 +94,24 @@ func (rl *Relay) source(ctx context.Context, key StreamKey) (Stream, error) {
 
 // Feed feeds one downstream edge: its own cursor in each track's shared
 // cache, like a player's downtrack, but the packets go out as they are
-// cached.
+// cached. A downstream edge that selects layers (layers.go) gets only the
+// simulcast layers it wants, each from its latest keyframe group when it
+// starts wanting it, and every layer's figures.
 type Feed struct {
 	o                Stream
 	edgeID, edgeAddr string
 	sub              *sfu.Player // wakeups only
 	kick             chan struct{}
-	picked           int // times handed out as a redirect (the Stream's lock)
+	picked           int  // times handed out as a redirect (the Stream's lock)
+	selects          bool // RelayOpen.select_layers
 
 	mu   sync.Mutex
 	ids  map[*sfu.UpTrack]uint32
 	byID map[uint32]*sfu.UpTrack
 	next uint32
 	cur  []*sfu.UpTrack
+	// wanted are the layers the downstream edge wants (selects).
+	wanted map[*sfu.UpTrack]bool
 }
 
 func (r *Feed) track(id uint32) *sfu.UpTrack {
@@ -136,7 +145,13 @@ func sameTracks(a, b []*sfu.UpTrack) bool {
 func (r *Feed) run(ctx context.Context, st mediav1.MediaRelayService_RelayServer, rl *Relay) error {
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
-	var cursors []uint64
+	// Per track: the next packet to send (0: not started), the end of the
+	// keyframe group being sent again (packets before it carry their age),
+	// whether the feed is subscribed to it, and whether it is a simulcast
+	// layer.
+	var cursors, replayTo []uint64
+	var subscribed, layer []bool
+	var stats layerStats
 	buf := make([]byte, sfu.MaxPayload+100)
 	for {
 		if r.o.Ended() {
@@ -156,6 +171,7 @@ func (r *Feed) run(ctx context.Context, st mediav1.MediaRelayService_RelayServer
 			old, r.cur = r.cur, tracks
 			clear(r.ids)
 			clear(r.byID)
+			clear(r.wanted)
 			msg = &mediav1.RelayDownstream{}
 			for _, u := range tracks {
 				r.next++
@@ -167,24 +183,32 @@ func (r *Feed) run(ctx context.Context, st mediav1.MediaRelayService_RelayServer
 			}
 		}
 		ids := make([]uint32, len(tracks))
+		wanted := make([]bool, len(tracks))
 		for i, u := range tracks {
 			ids[i] = r.ids[u]
+			wanted[i] = r.wanted[u]
 		}
 		r.mu.Unlock()
 		if changed {
 			for _, u := range old {
 				u.Unsubscribe(r.sub)
 			}
-			for _, u := range tracks {
-				u.Subscribe(r.sub)
-			}
-			cursors = make([]uint64, len(tracks))
+			cursors, replayTo = make([]uint64, len(tracks)), make([]uint64, len(tracks))
+			subscribed, layer = make([]bool, len(tracks)), simulcastLayers(tracks)
+			stats = layerStats{}
 			if err := st.Send(msg); err != nil {
 				return err
 			}
 		}
-		// Everything new in every track, in batches.
 		now := time.Now().UnixNano()
+		if r.selects {
+			if m := stats.due(tracks, ids, layer, now); m != nil {
+				if err := st.Send(m); err != nil {
+					return err
+				}
+			}
+		}
+		// Everything new in every track sent, in batches.
 		var batch []*mediav1.RelayPacket
 		octets := 0
 		flush := func() error {
@@ -198,6 +222,21 @@ func (r *Feed) run(ctx context.Context, st mediav1.MediaRelayService_RelayServer
 			return err
 		}
 		for i, u := range tracks {
+			if r.selects && layer[i] && !wanted[i] {
+				// A layer the downstream edge does not want: not
+				// sent, nor woken for; started again from a
+				// keyframe group when wanted.
+				if subscribed[i] {
+					u.Unsubscribe(r.sub)
+					subscribed[i] = false
+				}
+				cursors[i] = 0
+				continue
+			}
+			if !subscribed[i] {
+				u.Subscribe(r.sub)
+				subscribed[i] = true
+			}
 			head := u.Head()
 			if head == 0 {
 				continue
@@ -206,8 +245,8 @@ func (r *Feed) run(ctx context.Context, st mediav1.MediaRelayService_RelayServer
 			if cursors[i] == 0 {
 				if !video {
 					cursors[i] = head - 1
-				} else if ks, _, ok := u.KeyframeGroup(); ok {
-					cursors[i] = ks
+				} else if ks, h, ok := u.KeyframeGroup(); ok {
+					cursors[i], replayTo[i] = ks, h
 				} else {
 					u.RequestKeyframe(true)
 					continue
@@ -215,8 +254,8 @@ func (r *Feed) run(ctx context.Context, st mediav1.MediaRelayService_RelayServer
 			}
 			if head > cursors[i]+maxLag {
 				target := head - 1
-				if ks, _, ok := u.KeyframeGroup(); video && ok && ks > cursors[i] {
-					target = ks
+				if ks, h, ok := u.KeyframeGroup(); video && ok && ks > cursors[i] {
+					target, replayTo[i] = ks, h
 				} else if video {
 					u.RequestKeyframe(false)
 				}
@@ -229,8 +268,12 @@ func (r *Feed) run(ctx context.Context, st mediav1.MediaRelayService_RelayServer
 				if !ok {
 					continue
 				}
-				batch = append(batch, &mediav1.RelayPacket{Track: ids[i], Seq: ext, Timestamp: p.TS, PayloadType: uint32(p.PT),
-					Marker: p.Marker, Payload: append([]byte(nil), buf[:p.N]...)})
+				pk := &mediav1.RelayPacket{Track: ids[i], Seq: ext, Timestamp: p.TS, PayloadType: uint32(p.PT),
+					Marker: p.Marker, Payload: append([]byte(nil), buf[:p.N]...)}
+				if ext < replayTo[i] {
+					pk.AgeUs = ageMicros(now - p.At)
+				}
+				batch = append(batch, pk)
 				octets += p.N
 				if len(batch) >= batchPackets {
 					if err := flush(); err != nil {

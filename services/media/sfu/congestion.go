@@ -52,13 +52,15 @@ func (d *downTrack) stampTWCC(payloadLen int, now int64, probe bool) {
 // feedback takes the congestion feedback found in one RTCP packet from the
 // player and chooses its layers again.
 func (s *Player) feedback(fb *rtcpFeedback, reports bool) {
-	if s.est == nil || (fb.twcc == nil && fb.remb == 0 && !(reports && fb.report)) {
+	if s.est == nil || (fb.numTWCC == 0 && fb.remb == 0 && !(reports && fb.report)) {
 		return
 	}
 	now := time.Now().UnixNano()
 	switch {
-	case fb.twcc != nil:
-		s.est.FeedbackRTCP(fb.twcc, now)
+	case fb.numTWCC > 0:
+		for _, b := range fb.twcc[:fb.numTWCC] {
+			s.est.FeedbackRTCP(b, now)
+		}
 	case fb.remb > 0:
 		s.est.REMB(fb.remb, now)
 	default:

@@ -4,6 +4,7 @@ import (
 	"math"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/webrtc/v4"
@@ -19,7 +20,10 @@ import (
 // publisher when the layer has none fresh.
 
 // LayerGroup ties the layers of one publisher track together.
-type LayerGroup struct{}
+type LayerGroup struct {
+	// order caches the layers' order (sortLayers, layerorder.go).
+	order atomic.Pointer[layerOrder]
+}
 
 // MaxLayers is how many simulcast layers a track may have.
 const MaxLayers = 3
@@ -86,10 +90,11 @@ const (
 	probeMargin = 1.25
 )
 
-// sortLayers orders a track's layers from lowest to highest: by the
+// orderLayers orders a track's layers from lowest to highest: by the
 // picture size their keyframes announce, then by measured bitrate, then by
 // RID name as browsers use them (q < h < f, l < m < h, 0 < 1 < 2).
-func sortLayers(ls []*UpTrack) []*UpTrack {
+// sortLayers caches its answer.
+func orderLayers(ls []*UpTrack) []*UpTrack {
 	out := slices.Clone(ls)
 	slices.SortStableFunc(out, func(a, b *UpTrack) int {
 		sa, sb := a.size.Load(), b.size.Load()

@@ -17,7 +17,10 @@ const (
 	rtcpPSFB  = 206
 
 	maxNacksPerRead = 256
-	rtpfbTWCC       = 15 // transport-wide congestion control feedback
+	// maxTWCCPerRead bounds the transport-cc feedback packets taken from
+	// one compound packet.
+	maxTWCCPerRead = 8
+	rtpfbTWCC      = 15 // transport-wide congestion control feedback
 )
 
 // rtcpFeedback is what one compound RTCP packet says about one of the
@@ -33,16 +36,20 @@ type rtcpFeedback struct {
 	highestSeq   uint32
 	jitter       uint32
 	lsr, dlsr    uint32
-	// twcc is the transport-wide congestion control feedback found (RTPFB
-	// FMT 15, a slice of the packet read, padding included), nil if none;
-	// remb a REMB estimate in bits per second, 0 if none. Both are about
-	// the player's whole connection, not one SSRC.
-	twcc []byte
-	remb int64
+	// twcc[:numTWCC] are the transport-wide congestion control feedback
+	// packets found (RTPFB FMT 15, slices of the packet read, padding
+	// included), in order: a compound packet may carry several (pion's
+	// interceptor sends what it built since its last tick together), each
+	// about other packets, and the estimator needs every one. remb is a
+	// REMB estimate in bits per second, 0 if none. Both are about the
+	// player's whole connection, not one SSRC.
+	twcc    [maxTWCCPerRead][]byte
+	numTWCC int
+	remb    int64
 }
 
 func (f *rtcpFeedback) reset() {
-	f.numNacks, f.keyframe, f.report, f.twcc, f.remb = 0, false, false, nil, 0
+	f.numNacks, f.keyframe, f.report, f.numTWCC, f.remb = 0, false, false, 0, 0
 }
 
 func (f *rtcpFeedback) addNack(seq uint16) {
@@ -101,8 +108,9 @@ func parseRTCP(b []byte, ssrc uint32, f *rtcpFeedback) bool {
 			}
 		case rtcpRTPFB:
 			if count == rtpfbTWCC && len(p) >= 20 {
-				if m := binary.BigEndian.Uint32(p[8:]); m == ssrc || ssrc == 0 {
-					f.twcc = whole
+				if m := binary.BigEndian.Uint32(p[8:]); (m == ssrc || ssrc == 0) && f.numTWCC < len(f.twcc) {
+					f.twcc[f.numTWCC] = whole
+					f.numTWCC++
 				}
 				continue
 			}

@@ -136,39 +136,46 @@ func TestParseRTCPCongestionFeedback(t *testing.T) {
 	for i, seq := range []uint16{7, 8, 10} {
 		rec.Record(me, seq, int64(1000+i*250))
 	}
-	twcc := rec.BuildFeedbackPacket()[0]
+	first := rec.BuildFeedbackPacket()[0]
+	// A second feedback, about later packets, in the same compound packet.
+	rec2 := twcc.NewRecorder(1)
+	for i, seq := range []uint16{11, 12} {
+		rec2.Record(me, seq, int64(2000+i*250))
+	}
+	twcc2 := rec2.BuildFeedbackPacket()[0]
 	remb := &rtcp.ReceiverEstimatedMaximumBitrate{SenderSSRC: 1, Bitrate: 750_000, SSRCs: []uint32{me}}
 	tests := []struct {
 		name     string
 		ssrc     uint32
 		pkts     []rtcp.Packet
-		twcc     bool
+		bases    []uint16 // the feedback packets found, by base sequence number
 		wantREMB bool
 	}{
-		{"transport-cc for me", me, []rtcp.Packet{twcc}, true, false},
-		{"transport-cc for another SSRC", other, []rtcp.Packet{twcc}, false, false},
-		{"transport-cc, any SSRC", 0, []rtcp.Packet{twcc}, true, false},
-		{"REMB naming me", me, []rtcp.Packet{remb}, false, true},
-		{"REMB not naming me", other, []rtcp.Packet{remb}, false, false},
-		{"compound: RR, transport-cc, REMB", me, []rtcp.Packet{&rtcp.ReceiverReport{SSRC: 1}, twcc, remb}, true, true},
+		{"transport-cc for me", me, []rtcp.Packet{first}, []uint16{7}, false},
+		{"transport-cc for another SSRC", other, []rtcp.Packet{first}, nil, false},
+		{"transport-cc, any SSRC", 0, []rtcp.Packet{first}, []uint16{7}, false},
+		{"REMB naming me", me, []rtcp.Packet{remb}, nil, true},
+		{"REMB not naming me", other, []rtcp.Packet{remb}, nil, false},
+		{"compound: RR, transport-cc, REMB", me, []rtcp.Packet{&rtcp.ReceiverReport{SSRC: 1}, first, remb}, []uint16{7}, true},
+		{"compound: two transport-cc, every one kept", me, []rtcp.Packet{first, &rtcp.ReceiverReport{SSRC: 1}, twcc2}, []uint16{7, 11}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := marshalRTCP(t, tt.pkts...)
 			var fb rtcpFeedback
 			parseRTCP(b, tt.ssrc, &fb)
-			if got := fb.twcc != nil; got != tt.twcc {
-				t.Fatalf("transport-cc found: %v, want %v", got, tt.twcc)
+			if fb.numTWCC != len(tt.bases) {
+				t.Fatalf("transport-cc found: %d, want %d", fb.numTWCC, len(tt.bases))
 			}
-			if fb.twcc != nil {
-				if fb.twcc[0]&0x20 != 0 {
-					if want := 4 * (int(fb.twcc[2])<<8 | int(fb.twcc[3]) + 1); len(fb.twcc) != want {
-						t.Fatalf("padded feedback handed on as %d bytes, its header says %d", len(fb.twcc), want)
+			for i, got := range fb.twcc[:fb.numTWCC] {
+				if got[0]&0x20 != 0 {
+					if want := 4 * (int(got[2])<<8 | int(got[3]) + 1); len(got) != want {
+						t.Fatalf("padded feedback handed on as %d bytes, its header says %d", len(got), want)
 					}
 				}
 				var p rtcp.TransportLayerCC
-				if err := p.Unmarshal(fb.twcc); err != nil || p.BaseSequenceNumber != 7 {
-					t.Fatalf("feedback handed on does not parse again: %v (base %d)", err, p.BaseSequenceNumber)
+				if err := p.Unmarshal(got); err != nil || p.BaseSequenceNumber != tt.bases[i] {
+					t.Fatalf("feedback %d handed on does not parse again: %v (base %d, want %d)", i, err, p.BaseSequenceNumber, tt.bases[i])
 				}
 			}
 			if got := fb.remb == 750_000; got != tt.wantREMB {

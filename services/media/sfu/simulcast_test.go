@@ -207,11 +207,11 @@ func TestTWCCFeedbackWithPadding(t *testing.T) {
 		}
 		for _, ssrc := range []uint32{me, 0} {
 			var f rtcpFeedback
-			if !parseRTCP(b, ssrc, &f) || f.twcc == nil {
+			if !parseRTCP(b, ssrc, &f) || f.numTWCC == 0 {
 				t.Fatalf("%d packets, ssrc %x: no transport-cc found", n, ssrc)
 			}
 			est := bwe.New(bwe.Config{})
-			if !est.FeedbackRTCP(f.twcc, time.Now().UnixNano()) {
+			if !est.FeedbackRTCP(f.twcc[0], time.Now().UnixNano()) {
 				t.Fatalf("%d packets (padding %v), ssrc %x: the estimator refused the feedback found", n, b[0]&0x20 != 0, ssrc)
 			}
 		}

@@ -54,9 +54,16 @@ type UpTrack struct {
 	size  atomic.Uint32
 	// rate is the layer's bitrate (bits/s) over the last rateWindow, kept
 	// by the ingesting goroutine, its only writer.
-	rate      atomic.Int64
-	done      chan struct{}
-	closeOnce sync.Once
+	rate atomic.Int64
+	// A relayed layer (upstream.go): rate and size come from the upstream
+	// edge's figures once upstreamStats is set (the layer may not be
+	// received here at all); kfReset asks the ingesting goroutine to forget
+	// the keyframe it tracks; onSubs is told when subscribers come or go.
+	upstreamStats atomic.Bool
+	kfReset       atomic.Bool
+	onSubs        func()
+	done          chan struct{}
+	closeOnce     sync.Once
 }
 
 // Cache bounds: about a second of video at a few Mbit/s, growing to keep
@@ -115,6 +122,9 @@ func (u *UpTrack) Subscribe(s *Player) {
 	}
 	next := append(append(make([]*Player, 0, len(old)+1), old...), s)
 	u.subs.Store(&next)
+	if u.onSubs != nil {
+		u.onSubs()
+	}
 }
 
 // Unsubscribe stops waking s.
@@ -129,6 +139,9 @@ func (u *UpTrack) Unsubscribe(s *Player) {
 		}
 	}
 	u.subs.Store(&next)
+	if u.onSubs != nil && len(next) != len(old) {
+		u.onSubs()
+	}
 }
 
 // Subscribers is how many players the track wakes.
@@ -188,10 +201,13 @@ func (u *UpTrack) run(remote *webrtc.TrackRemote) {
 func (u *UpTrack) Ingest(ext uint64, now int64, ts uint32, pt uint8, marker bool, payload []byte) {
 	u.cache.insert(ext, now, ts, pt, marker, payload)
 	u.packets.Add(1)
-	if r, ok := u.meter.add(now, len(payload)+12); ok {
+	if r, ok := u.meter.add(now, len(payload)+12); ok && !u.upstreamStats.Load() {
 		u.rate.Store(r)
 	}
 	if u.kind == webrtc.RTPCodecTypeVideo {
+		if u.kfReset.Load() && u.kfReset.CompareAndSwap(true, false) {
+			u.kf = keyframeTracker{}
+		}
 		c := codec(u.vcodec.Load())
 		if start, ok := u.kf.observe(c, ext, ts, payload); ok {
 			u.cache.setKeyframe(start)

@@ -734,12 +734,15 @@ func (x *SessionEvent) GetVideoPaused() bool {
 }
 
 // RelayUpstream is what the pulling edge sends: open first, then keyframe
-// requests.
+// requests and the simulcast layers it wants.
 type RelayUpstream struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Open  *RelayOpen             `protobuf:"bytes,1,opt,name=open,proto3" json:"open,omitempty"`
 	// keyframe asks for a keyframe on these tracks (RelayTrack.id).
-	Keyframe      []uint32 `protobuf:"varint,2,rep,packed,name=keyframe,proto3" json:"keyframe,omitempty"`
+	Keyframe []uint32 `protobuf:"varint,2,rep,packed,name=keyframe,proto3" json:"keyframe,omitempty"`
+	// layers, when set, are the simulcast layers the pulling edge wants
+	// from now on (RelayOpen.select_layers).
+	Layers        *RelayLayers `protobuf:"bytes,3,opt,name=layers,proto3" json:"layers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -788,21 +791,80 @@ func (x *RelayUpstream) GetKeyframe() []uint32 {
 	return nil
 }
 
+func (x *RelayUpstream) GetLayers() *RelayLayers {
+	if x != nil {
+		return x.Layers
+	}
+	return nil
+}
+
+// RelayLayers names the simulcast layers (RelayTrack.id of the video
+// tracks whose group has more than one layer) a pulling edge wants sent.
+// A layer not named is not sent; tracks that are no simulcast layer are
+// always sent. A layer named again is sent from its latest keyframe group.
+type RelayLayers struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tracks        []uint32               `protobuf:"varint,1,rep,packed,name=tracks,proto3" json:"tracks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RelayLayers) Reset() {
+	*x = RelayLayers{}
+	mi := &file_onair_media_v1_media_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RelayLayers) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RelayLayers) ProtoMessage() {}
+
+func (x *RelayLayers) ProtoReflect() protoreflect.Message {
+	mi := &file_onair_media_v1_media_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RelayLayers.ProtoReflect.Descriptor instead.
+func (*RelayLayers) Descriptor() ([]byte, []int) {
+	return file_onair_media_v1_media_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *RelayLayers) GetTracks() []uint32 {
+	if x != nil {
+		return x.Tracks
+	}
+	return nil
+}
+
 type RelayOpen struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	AppId    uint32                 `protobuf:"varint,1,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
 	StreamId string                 `protobuf:"bytes,2,opt,name=stream_id,json=streamId,proto3" json:"stream_id,omitempty"`
 	// The pulling edge: its ID and gRPC address (where edges further down
 	// the tree are redirected to).
-	EdgeId        string `protobuf:"bytes,3,opt,name=edge_id,json=edgeId,proto3" json:"edge_id,omitempty"`
-	EdgeAddr      string `protobuf:"bytes,4,opt,name=edge_addr,json=edgeAddr,proto3" json:"edge_addr,omitempty"`
+	EdgeId   string `protobuf:"bytes,3,opt,name=edge_id,json=edgeId,proto3" json:"edge_id,omitempty"`
+	EdgeAddr string `protobuf:"bytes,4,opt,name=edge_addr,json=edgeAddr,proto3" json:"edge_addr,omitempty"`
+	// select_layers: the pulling edge says which simulcast layers it wants
+	// (RelayUpstream.layers); none is sent before it does. Without it every
+	// layer is sent.
+	SelectLayers  bool `protobuf:"varint,5,opt,name=select_layers,json=selectLayers,proto3" json:"select_layers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RelayOpen) Reset() {
 	*x = RelayOpen{}
-	mi := &file_onair_media_v1_media_proto_msgTypes[9]
+	mi := &file_onair_media_v1_media_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -814,7 +876,7 @@ func (x *RelayOpen) String() string {
 func (*RelayOpen) ProtoMessage() {}
 
 func (x *RelayOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_media_v1_media_proto_msgTypes[9]
+	mi := &file_onair_media_v1_media_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -827,7 +889,7 @@ func (x *RelayOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RelayOpen.ProtoReflect.Descriptor instead.
 func (*RelayOpen) Descriptor() ([]byte, []int) {
-	return file_onair_media_v1_media_proto_rawDescGZIP(), []int{9}
+	return file_onair_media_v1_media_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RelayOpen) GetAppId() uint32 {
@@ -858,6 +920,13 @@ func (x *RelayOpen) GetEdgeAddr() string {
 	return ""
 }
 
+func (x *RelayOpen) GetSelectLayers() bool {
+	if x != nil {
+		return x.SelectLayers
+	}
+	return false
+}
+
 // RelayTrack describes a track of the stream's current source.
 type RelayTrack struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -879,7 +948,7 @@ type RelayTrack struct {
 
 func (x *RelayTrack) Reset() {
 	*x = RelayTrack{}
-	mi := &file_onair_media_v1_media_proto_msgTypes[10]
+	mi := &file_onair_media_v1_media_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -891,7 +960,7 @@ func (x *RelayTrack) String() string {
 func (*RelayTrack) ProtoMessage() {}
 
 func (x *RelayTrack) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_media_v1_media_proto_msgTypes[10]
+	mi := &file_onair_media_v1_media_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -904,7 +973,7 @@ func (x *RelayTrack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RelayTrack.ProtoReflect.Descriptor instead.
 func (*RelayTrack) Descriptor() ([]byte, []int) {
-	return file_onair_media_v1_media_proto_rawDescGZIP(), []int{10}
+	return file_onair_media_v1_media_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RelayTrack) GetId() uint32 {
@@ -975,18 +1044,24 @@ type RelayPacket struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Track uint32                 `protobuf:"varint,1,opt,name=track,proto3" json:"track,omitempty"`
 	// seq is the sending edge's extended sequence number.
-	Seq           uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
-	Timestamp     uint32 `protobuf:"varint,3,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
-	PayloadType   uint32 `protobuf:"varint,4,opt,name=payload_type,json=payloadType,proto3" json:"payload_type,omitempty"`
-	Marker        bool   `protobuf:"varint,5,opt,name=marker,proto3" json:"marker,omitempty"`
-	Payload       []byte `protobuf:"bytes,6,opt,name=payload,proto3" json:"payload,omitempty"`
+	Seq         uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	Timestamp   uint32 `protobuf:"varint,3,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	PayloadType uint32 `protobuf:"varint,4,opt,name=payload_type,json=payloadType,proto3" json:"payload_type,omitempty"`
+	Marker      bool   `protobuf:"varint,5,opt,name=marker,proto3" json:"marker,omitempty"`
+	Payload     []byte `protobuf:"bytes,6,opt,name=payload,proto3" json:"payload,omitempty"`
+	// age_us: how long before it was sent the sending edge received the
+	// packet, in microseconds, for packets of a keyframe group sent again (a
+	// layer newly wanted); 0 for live ones. The pulling edge files the packet
+	// as received that long ago, so a keyframe's freshness means the same on
+	// every edge.
+	AgeUs         uint32 `protobuf:"varint,7,opt,name=age_us,json=ageUs,proto3" json:"age_us,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RelayPacket) Reset() {
 	*x = RelayPacket{}
-	mi := &file_onair_media_v1_media_proto_msgTypes[11]
+	mi := &file_onair_media_v1_media_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -998,7 +1073,7 @@ func (x *RelayPacket) String() string {
 func (*RelayPacket) ProtoMessage() {}
 
 func (x *RelayPacket) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_media_v1_media_proto_msgTypes[11]
+	mi := &file_onair_media_v1_media_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1011,7 +1086,7 @@ func (x *RelayPacket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RelayPacket.ProtoReflect.Descriptor instead.
 func (*RelayPacket) Descriptor() ([]byte, []int) {
-	return file_onair_media_v1_media_proto_rawDescGZIP(), []int{11}
+	return file_onair_media_v1_media_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RelayPacket) GetTrack() uint32 {
@@ -1056,6 +1131,86 @@ func (x *RelayPacket) GetPayload() []byte {
 	return nil
 }
 
+func (x *RelayPacket) GetAgeUs() uint32 {
+	if x != nil {
+		return x.AgeUs
+	}
+	return 0
+}
+
+// RelayLayerStats is what the sending edge measures of one simulcast
+// layer, sent whether the layer is sent or not: a pulling edge chooses
+// players' layers by it, layers it does not receive included.
+type RelayLayerStats struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Track uint32                 `protobuf:"varint,1,opt,name=track,proto3" json:"track,omitempty"`
+	// bitrate in bits per second (0: not measured yet); width and height of
+	// its latest keyframe (0: none seen).
+	Bitrate       int64  `protobuf:"varint,2,opt,name=bitrate,proto3" json:"bitrate,omitempty"`
+	Width         uint32 `protobuf:"varint,3,opt,name=width,proto3" json:"width,omitempty"`
+	Height        uint32 `protobuf:"varint,4,opt,name=height,proto3" json:"height,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RelayLayerStats) Reset() {
+	*x = RelayLayerStats{}
+	mi := &file_onair_media_v1_media_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RelayLayerStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RelayLayerStats) ProtoMessage() {}
+
+func (x *RelayLayerStats) ProtoReflect() protoreflect.Message {
+	mi := &file_onair_media_v1_media_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RelayLayerStats.ProtoReflect.Descriptor instead.
+func (*RelayLayerStats) Descriptor() ([]byte, []int) {
+	return file_onair_media_v1_media_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *RelayLayerStats) GetTrack() uint32 {
+	if x != nil {
+		return x.Track
+	}
+	return 0
+}
+
+func (x *RelayLayerStats) GetBitrate() int64 {
+	if x != nil {
+		return x.Bitrate
+	}
+	return 0
+}
+
+func (x *RelayLayerStats) GetWidth() uint32 {
+	if x != nil {
+		return x.Width
+	}
+	return 0
+}
+
+func (x *RelayLayerStats) GetHeight() uint32 {
+	if x != nil {
+		return x.Height
+	}
+	return 0
+}
+
 type RelayDownstream struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// redirect_addr: pull from that edge instead (nothing else is sent).
@@ -1066,14 +1221,17 @@ type RelayDownstream struct {
 	Tracks  []*RelayTrack  `protobuf:"bytes,2,rep,name=tracks,proto3" json:"tracks,omitempty"`
 	Packets []*RelayPacket `protobuf:"bytes,3,rep,name=packets,proto3" json:"packets,omitempty"`
 	// ended: the stream ended on the sending edge.
-	Ended         bool `protobuf:"varint,4,opt,name=ended,proto3" json:"ended,omitempty"`
+	Ended bool `protobuf:"varint,4,opt,name=ended,proto3" json:"ended,omitempty"`
+	// layers: the simulcast layers' figures, to a pulling edge that selects
+	// layers (RelayOpen.select_layers), when they change.
+	Layers        []*RelayLayerStats `protobuf:"bytes,5,rep,name=layers,proto3" json:"layers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RelayDownstream) Reset() {
 	*x = RelayDownstream{}
-	mi := &file_onair_media_v1_media_proto_msgTypes[12]
+	mi := &file_onair_media_v1_media_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1085,7 +1243,7 @@ func (x *RelayDownstream) String() string {
 func (*RelayDownstream) ProtoMessage() {}
 
 func (x *RelayDownstream) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_media_v1_media_proto_msgTypes[12]
+	mi := &file_onair_media_v1_media_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1098,7 +1256,7 @@ func (x *RelayDownstream) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RelayDownstream.ProtoReflect.Descriptor instead.
 func (*RelayDownstream) Descriptor() ([]byte, []int) {
-	return file_onair_media_v1_media_proto_rawDescGZIP(), []int{12}
+	return file_onair_media_v1_media_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RelayDownstream) GetRedirectAddr() string {
@@ -1127,6 +1285,13 @@ func (x *RelayDownstream) GetEnded() bool {
 		return x.Ended
 	}
 	return false
+}
+
+func (x *RelayDownstream) GetLayers() []*RelayLayerStats {
+	if x != nil {
+		return x.Layers
+	}
+	return nil
 }
 
 var File_onair_media_v1_media_proto protoreflect.FileDescriptor
@@ -1186,15 +1351,19 @@ const file_onair_media_v1_media_proto_rawDesc = "" +
 	"\x10STATE_CONNECTING\x10\x01\x12\x13\n" +
 	"\x0fSTATE_CONNECTED\x10\x02\x12\x10\n" +
 	"\fSTATE_FAILED\x10\x03\x12\x10\n" +
-	"\fSTATE_CLOSED\x10\x04\"Z\n" +
+	"\fSTATE_CLOSED\x10\x04\"\x8f\x01\n" +
 	"\rRelayUpstream\x12-\n" +
 	"\x04open\x18\x01 \x01(\v2\x19.onair.media.v1.RelayOpenR\x04open\x12\x1a\n" +
-	"\bkeyframe\x18\x02 \x03(\rR\bkeyframe\"u\n" +
+	"\bkeyframe\x18\x02 \x03(\rR\bkeyframe\x123\n" +
+	"\x06layers\x18\x03 \x01(\v2\x1b.onair.media.v1.RelayLayersR\x06layers\"%\n" +
+	"\vRelayLayers\x12\x16\n" +
+	"\x06tracks\x18\x01 \x03(\rR\x06tracks\"\x9a\x01\n" +
 	"\tRelayOpen\x12\x15\n" +
 	"\x06app_id\x18\x01 \x01(\rR\x05appId\x12\x1b\n" +
 	"\tstream_id\x18\x02 \x01(\tR\bstreamId\x12\x17\n" +
 	"\aedge_id\x18\x03 \x01(\tR\x06edgeId\x12\x1b\n" +
-	"\tedge_addr\x18\x04 \x01(\tR\bedgeAddr\"\xf7\x01\n" +
+	"\tedge_addr\x18\x04 \x01(\tR\bedgeAddr\x12#\n" +
+	"\rselect_layers\x18\x05 \x01(\bR\fselectLayers\"\xf7\x01\n" +
 	"\n" +
 	"RelayTrack\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\rR\x02id\x12\x12\n" +
@@ -1206,19 +1375,26 @@ const file_onair_media_v1_media_proto_rawDesc = "" +
 	"\rsdp_fmtp_line\x18\x06 \x01(\tR\vsdpFmtpLine\x12!\n" +
 	"\fpayload_type\x18\a \x01(\rR\vpayloadType\x12\x10\n" +
 	"\x03rid\x18\b \x01(\tR\x03rid\x12\x14\n" +
-	"\x05group\x18\t \x01(\rR\x05group\"\xa8\x01\n" +
+	"\x05group\x18\t \x01(\rR\x05group\"\xbf\x01\n" +
 	"\vRelayPacket\x12\x14\n" +
 	"\x05track\x18\x01 \x01(\rR\x05track\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x1c\n" +
 	"\ttimestamp\x18\x03 \x01(\rR\ttimestamp\x12!\n" +
 	"\fpayload_type\x18\x04 \x01(\rR\vpayloadType\x12\x16\n" +
 	"\x06marker\x18\x05 \x01(\bR\x06marker\x12\x18\n" +
-	"\apayload\x18\x06 \x01(\fR\apayload\"\xb7\x01\n" +
+	"\apayload\x18\x06 \x01(\fR\apayload\x12\x15\n" +
+	"\x06age_us\x18\a \x01(\rR\x05ageUs\"o\n" +
+	"\x0fRelayLayerStats\x12\x14\n" +
+	"\x05track\x18\x01 \x01(\rR\x05track\x12\x18\n" +
+	"\abitrate\x18\x02 \x01(\x03R\abitrate\x12\x14\n" +
+	"\x05width\x18\x03 \x01(\rR\x05width\x12\x16\n" +
+	"\x06height\x18\x04 \x01(\rR\x06height\"\xf0\x01\n" +
 	"\x0fRelayDownstream\x12#\n" +
 	"\rredirect_addr\x18\x01 \x01(\tR\fredirectAddr\x122\n" +
 	"\x06tracks\x18\x02 \x03(\v2\x1a.onair.media.v1.RelayTrackR\x06tracks\x125\n" +
 	"\apackets\x18\x03 \x03(\v2\x1b.onair.media.v1.RelayPacketR\apackets\x12\x14\n" +
-	"\x05ended\x18\x04 \x01(\bR\x05ended*\xb6\x01\n" +
+	"\x05ended\x18\x04 \x01(\bR\x05ended\x127\n" +
+	"\x06layers\x18\x05 \x03(\v2\x1f.onair.media.v1.RelayLayerStatsR\x06layers*\xb6\x01\n" +
 	"\fResourceMode\x12\x1d\n" +
 	"\x19RESOURCE_MODE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16RESOURCE_MODE_ONLY_CDN\x10\x01\x12\x19\n" +
@@ -1253,7 +1429,7 @@ func file_onair_media_v1_media_proto_rawDescGZIP() []byte {
 }
 
 var file_onair_media_v1_media_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_onair_media_v1_media_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_onair_media_v1_media_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_onair_media_v1_media_proto_goTypes = []any{
 	(ResourceMode)(0),           // 0: onair.media.v1.ResourceMode
 	(VideoLayer)(0),             // 1: onair.media.v1.VideoLayer
@@ -1267,34 +1443,38 @@ var file_onair_media_v1_media_proto_goTypes = []any{
 	(*WatchSessionRequest)(nil), // 9: onair.media.v1.WatchSessionRequest
 	(*SessionEvent)(nil),        // 10: onair.media.v1.SessionEvent
 	(*RelayUpstream)(nil),       // 11: onair.media.v1.RelayUpstream
-	(*RelayOpen)(nil),           // 12: onair.media.v1.RelayOpen
-	(*RelayTrack)(nil),          // 13: onair.media.v1.RelayTrack
-	(*RelayPacket)(nil),         // 14: onair.media.v1.RelayPacket
-	(*RelayDownstream)(nil),     // 15: onair.media.v1.RelayDownstream
+	(*RelayLayers)(nil),         // 12: onair.media.v1.RelayLayers
+	(*RelayOpen)(nil),           // 13: onair.media.v1.RelayOpen
+	(*RelayTrack)(nil),          // 14: onair.media.v1.RelayTrack
+	(*RelayPacket)(nil),         // 15: onair.media.v1.RelayPacket
+	(*RelayLayerStats)(nil),     // 16: onair.media.v1.RelayLayerStats
+	(*RelayDownstream)(nil),     // 17: onair.media.v1.RelayDownstream
 }
 var file_onair_media_v1_media_proto_depIdxs = []int32{
 	0,  // 0: onair.media.v1.PlayRequest.resource_mode:type_name -> onair.media.v1.ResourceMode
 	1,  // 1: onair.media.v1.PlayRequest.video_layer:type_name -> onair.media.v1.VideoLayer
 	2,  // 2: onair.media.v1.SessionEvent.state:type_name -> onair.media.v1.SessionEvent.State
 	1,  // 3: onair.media.v1.SessionEvent.video_layer:type_name -> onair.media.v1.VideoLayer
-	12, // 4: onair.media.v1.RelayUpstream.open:type_name -> onair.media.v1.RelayOpen
-	13, // 5: onair.media.v1.RelayDownstream.tracks:type_name -> onair.media.v1.RelayTrack
-	14, // 6: onair.media.v1.RelayDownstream.packets:type_name -> onair.media.v1.RelayPacket
-	3,  // 7: onair.media.v1.MediaService.Publish:input_type -> onair.media.v1.PublishRequest
-	5,  // 8: onair.media.v1.MediaService.Play:input_type -> onair.media.v1.PlayRequest
-	7,  // 9: onair.media.v1.MediaService.Stop:input_type -> onair.media.v1.StopRequest
-	9,  // 10: onair.media.v1.MediaService.WatchSession:input_type -> onair.media.v1.WatchSessionRequest
-	11, // 11: onair.media.v1.MediaRelayService.Relay:input_type -> onair.media.v1.RelayUpstream
-	4,  // 12: onair.media.v1.MediaService.Publish:output_type -> onair.media.v1.PublishResponse
-	6,  // 13: onair.media.v1.MediaService.Play:output_type -> onair.media.v1.PlayResponse
-	8,  // 14: onair.media.v1.MediaService.Stop:output_type -> onair.media.v1.StopResponse
-	10, // 15: onair.media.v1.MediaService.WatchSession:output_type -> onair.media.v1.SessionEvent
-	15, // 16: onair.media.v1.MediaRelayService.Relay:output_type -> onair.media.v1.RelayDownstream
-	12, // [12:17] is the sub-list for method output_type
-	7,  // [7:12] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	13, // 4: onair.media.v1.RelayUpstream.open:type_name -> onair.media.v1.RelayOpen
+	12, // 5: onair.media.v1.RelayUpstream.layers:type_name -> onair.media.v1.RelayLayers
+	14, // 6: onair.media.v1.RelayDownstream.tracks:type_name -> onair.media.v1.RelayTrack
+	15, // 7: onair.media.v1.RelayDownstream.packets:type_name -> onair.media.v1.RelayPacket
+	16, // 8: onair.media.v1.RelayDownstream.layers:type_name -> onair.media.v1.RelayLayerStats
+	3,  // 9: onair.media.v1.MediaService.Publish:input_type -> onair.media.v1.PublishRequest
+	5,  // 10: onair.media.v1.MediaService.Play:input_type -> onair.media.v1.PlayRequest
+	7,  // 11: onair.media.v1.MediaService.Stop:input_type -> onair.media.v1.StopRequest
+	9,  // 12: onair.media.v1.MediaService.WatchSession:input_type -> onair.media.v1.WatchSessionRequest
+	11, // 13: onair.media.v1.MediaRelayService.Relay:input_type -> onair.media.v1.RelayUpstream
+	4,  // 14: onair.media.v1.MediaService.Publish:output_type -> onair.media.v1.PublishResponse
+	6,  // 15: onair.media.v1.MediaService.Play:output_type -> onair.media.v1.PlayResponse
+	8,  // 16: onair.media.v1.MediaService.Stop:output_type -> onair.media.v1.StopResponse
+	10, // 17: onair.media.v1.MediaService.WatchSession:output_type -> onair.media.v1.SessionEvent
+	17, // 18: onair.media.v1.MediaRelayService.Relay:output_type -> onair.media.v1.RelayDownstream
+	14, // [14:19] is the sub-list for method output_type
+	9,  // [9:14] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_onair_media_v1_media_proto_init() }
@@ -1308,7 +1488,7 @@ func file_onair_media_v1_media_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_onair_media_v1_media_proto_rawDesc), len(file_onair_media_v1_media_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
