@@ -28,22 +28,26 @@ type seer interface {
 	seen() (n, changed int64)
 	// broke reports an event stream that ended before the run did.
 	broke() bool
+	// leaves is how many users it was told left.
+	leaves() int64
 	close()
 }
 
 func (l *leanClient) seen() (int64, int64) { return l.others.Load(), l.changed.Load() }
 func (l *leanClient) broke() bool          { return l.broken.Load() }
+func (l *leanClient) leaves() int64        { return l.left.Load() }
 
 // countingHandler counts the users an SDK engine reports.
 type countingHandler struct {
 	express.BaseEventHandler
-	others, changed atomic.Int64
-	stopped         atomic.Bool
+	others, changed, left atomic.Int64
+	stopped               atomic.Bool
 }
 
 func (h *countingHandler) OnRoomUserUpdate(t express.UpdateType, users []express.User, _ string) {
 	n := int64(len(users))
 	if t != express.UpdateTypeAdd {
+		h.left.Add(n)
 		n = -n
 	}
 	h.others.Add(n)
@@ -64,6 +68,7 @@ type engineSeer struct {
 
 func (s engineSeer) seen() (int64, int64) { return s.h.others.Load(), s.h.changed.Load() }
 func (s engineSeer) broke() bool          { return s.h.stopped.Load() }
+func (s engineSeer) leaves() int64        { return s.h.left.Load() }
 func (s engineSeer) close()               { s.e.DestroyEngine(nil) }
 
 // kept is a user that stayed logged in, in room (an index).
@@ -82,6 +87,12 @@ type CrowdResult struct {
 	// Seen is how many users saw everyone before the wait's end; Broken
 	// how many event streams broke.
 	Seen, Broken int
+	// Leaves is how many user-left events the users were told of, all
+	// together (nobody leaves in a crowd run: each is a false one).
+	Leaves int64
+	// Off counts the users that did not see everyone by how far off
+	// their count was.
+	Off map[int64]int
 	// HeapBefore and HeapAfter are the replicas' live heaps (HeapAlloc
 	// after a GC) and StackBefore, StackAfter their goroutine stacks, by
 	// --heap-pprof URL; -1: not read.
@@ -122,25 +133,29 @@ func waitSeeAll(ctx context.Context, users []kept, last time.Time, timeout time.
 	lastLine := time.Now()
 	for {
 		seen, broken := 0, 0
-		var latest int64
+		var latest, leaves int64
+		off := map[int64]int{}
 		for _, k := range users {
 			n, changed := k.s.seen()
 			if n == per[k.room]-1 {
 				seen++
 				latest = max(latest, changed)
+			} else {
+				off[n-(per[k.room]-1)]++
 			}
 			if k.s.broke() {
 				broken++
 			}
+			leaves += k.s.leaves()
 		}
-		res.Seen, res.Broken = seen, broken
+		res.Seen, res.Broken, res.Off, res.Leaves = seen, broken, off, leaves
 		if seen == len(users) {
 			res.SeeAll = max(time.Duration(latest-last.UnixNano()), 0)
 			return res
 		}
 		if time.Since(lastLine) >= time.Second {
 			lastLine = time.Now()
-			progress(fmt.Sprintf("%5.1fs after the last login: %d of %d users see everyone (%d streams broke)", time.Since(last).Seconds(), seen, len(users), broken))
+			progress(fmt.Sprintf("%5.1fs after the last login: %d of %d users see everyone (%d streams broke; the others' counts off by: %v)", time.Since(last).Seconds(), seen, len(users), broken, off))
 		}
 		if time.Now().After(deadline) {
 			return res
@@ -162,6 +177,9 @@ func heapStats(ctx context.Context, bases []string) (heap, stack, goroutines []i
 	var wg sync.WaitGroup
 	for i, base := range bases {
 		wg.Go(func() {
+			// Twice: what sync.Pools held before the first GC survives it
+			// (their victim cache) and is gone after the second.
+			readMemStats(ctx, base)
 			h, s, g := readMemStats(ctx, base)
 			mu.Lock()
 			heap[i], stack[i], goroutines[i] = h, s, g
@@ -207,8 +225,13 @@ func readMemStats(ctx context.Context, base string) (heap, stack, goroutines int
 		if n, ok := field(line, "HeapAlloc"); ok {
 			heap = n
 		}
-		if n, ok := field(line, "StackInuse"); ok {
-			stack = n
+		// "# Stack = <in use> / <from the OS>"
+		if v, ok := strings.CutPrefix(line, "# Stack = "); ok {
+			if f := strings.Fields(v); len(f) > 0 {
+				if n, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+					stack = n
+				}
+			}
 		}
 	})
 	get("/debug/pprof/goroutine?debug=1", func(line string) {

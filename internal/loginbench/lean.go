@@ -37,7 +37,9 @@ type leanClient struct {
 	// others is how many other users the stream has reported present;
 	// changed is when it last moved (Unix ns).
 	others, changed atomic.Int64
-	broken          atomic.Bool
+	// left counts the users it was told left (in a crowd run nobody leaves).
+	left   atomic.Int64
+	broken atomic.Bool
 }
 
 // newLean connects a lean client to server.
@@ -118,6 +120,7 @@ func (l *leanClient) apply(ev *roomv1.RoomEvent) {
 			}
 		}
 		if x.UserUpdate.GetUpdateType() != streamv1.UpdateType_UPDATE_TYPE_ADD {
+			l.left.Add(n)
 			n = -n
 		}
 	default:

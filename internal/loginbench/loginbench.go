@@ -263,6 +263,9 @@ func Run(ctx context.Context, c Config, progress io.Writer) (*Result, error) {
 		}
 		res.Crowd = waitSeeAll(ctx, users, last, timeout, func(line string) { fmt.Fprintln(progress, line) })
 		if len(c.HeapPprof) > 0 {
+			// Idle sessions: what the last deliveries had in flight is
+			// written by now.
+			time.Sleep(2 * time.Second)
 			res.Crowd.HeapBefore, res.Crowd.StackBefore = heap0, stack0
 			res.Crowd.HeapAfter, res.Crowd.StackAfter, res.Crowd.Goroutines = heapStats(ctx, c.HeapPprof)
 		}

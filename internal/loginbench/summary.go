@@ -114,7 +114,10 @@ func (r *Result) Print(w io.Writer) {
 		see := fmt.Sprintf("%d of %d users (largest room %d), %d streams broke", cr.Seen, cr.Users, cr.LargestRoom, cr.Broken)
 		if cr.Seen == cr.Users {
 			see += fmt.Sprintf(", %s after the last login", ms(cr.SeeAll))
+		} else {
+			see += fmt.Sprintf("; the others' counts off by (offset: users) %v", cr.Off)
 		}
+		see += fmt.Sprintf("; user-left events %d (nobody left)", cr.Leaves)
 		row("everyone sees everyone", see)
 		if h, st := cr.HeapPerSession(); h >= 0 {
 			row("replica heap per session", fmt.Sprintf("%.1f KiB (+ goroutine stacks %.1f KiB)", h/1024, st/1024))
