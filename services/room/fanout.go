@@ -7,10 +7,17 @@ package room
 // join to every subscriber on its own made each of the N² a queue append, a
 // wake-up, a protobuf encoding and a stream write, and left each subscriber
 // to merge what piled up (the old per-subscriber pause). The hub instead
-// holds a large room's user updates for Config.UserBatchWindow and hands
-// them out merged, up to maxBatchUsers users a message: a subscriber gets
-// one message per window (and per kind of update) whatever the join rate,
-// and the merged message is built once for all of them.
+// holds a large room's user updates for a window and hands them out
+// merged, up to maxBatchUsers users a message: a subscriber gets one
+// message per window (and per kind of update) whatever the join rate, and
+// the merged message is built once for all of them.
+//
+// The window grows with the room (holdWindow): what the fan-out costs is
+// hand-offs per second times subscribers, so a window of
+// Config.UserBatchWindow per thousand users keeps that below about 20,000
+// stream sends a second per room (at the default 50 ms) whatever its size,
+// up to maxHoldWindow: a user of a room of 10,000 learns of a join within
+// half a second, and of 20,000 or more within a second.
 //
 // The ring and the state take every update at once; only the hand-off to
 // subscribers waits. So that a subscriber never sees an update twice or out
@@ -30,6 +37,14 @@ import (
 // merged: below it a join is told at once, as before.
 const largeRoomUsers = 100
 
+// maxHoldWindow bounds how long a user update is held (see holdWindow).
+const maxHoldWindow = time.Second
+
+// holdWindow is how long a room of n users holds its user updates.
+func holdWindow(base time.Duration, n int) time.Duration {
+	return min(base*time.Duration(max(1, n/1000)), max(base, maxHoldWindow))
+}
+
 // hold keeps a large room's user update for the next merged hand-off and
 // reports whether it did. Called with h.mu held.
 func (h *hub) hold(it *item) bool {
@@ -38,7 +53,7 @@ func (h *hub) hold(it *item) bool {
 	}
 	h.pending = append(h.pending, it)
 	if h.pendingTimer == nil {
-		h.pendingTimer = time.AfterFunc(h.s.cfg.UserBatchWindow, func() {
+		h.pendingTimer = time.AfterFunc(holdWindow(h.s.cfg.UserBatchWindow, len(h.users)), func() {
 			h.mu.Lock()
 			defer h.mu.Unlock()
 			h.flushPending()

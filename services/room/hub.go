@@ -99,6 +99,7 @@ func (s *Server) snapshotAt(ctx context.Context, k roomKey, rev int64) (*hub, er
 		m := new(member)
 		if json.Unmarshal(kv.Value, m) == nil && !m.Left {
 			m.Lease = kv.Lease
+			m.public()
 			h.users[m.UserID] = m
 		}
 	}
@@ -209,8 +210,9 @@ func (h *hub) snapshot(sub *subscriber, resync bool) *item {
 	h.flushPending()
 	snap := &roomv1.Snapshot{OnlineCount: uint32(len(h.users)), Resync: resync, ExtraInfo: map[string]*roomv1.RoomExtraInfo{}}
 	if sub.rec.UserNotify {
+		snap.Users = make([]*roomv1.User, 0, len(h.users))
 		for _, m := range h.users {
-			snap.Users = append(snap.Users, &roomv1.User{UserId: m.UserID, UserName: m.UserName})
+			snap.Users = append(snap.Users, m.public())
 		}
 	}
 	for _, st := range h.streams {
@@ -465,7 +467,7 @@ func (h *hub) userChange(ev *clientv3.Event, userID string) ([]*item, func()) {
 		change = func() { delete(h.users, m.UserID) }
 		return []*item{{userEvent: true, ev: &roomv1.RoomEvent{Event: &roomv1.RoomEvent_UserUpdate{UserUpdate: &roomv1.UserUpdate{
 			UpdateType: streamv1.UpdateType_UPDATE_TYPE_DELETE, Reason: reason,
-			Users: []*roomv1.User{{UserId: m.UserID, UserName: m.UserName}}}}}}}
+			Users: []*roomv1.User{m.public()}}}}}}
 	}
 	kick := func(m *member, code errcode.Code, reason string) *item {
 		return &item{forSession: m.SessionID, endsSession: true, ev: &roomv1.RoomEvent{Event: &roomv1.RoomEvent_SessionState{
@@ -483,6 +485,7 @@ func (h *hub) userChange(ev *clientv3.Event, userID string) ([]*item, func()) {
 		return nil, nil
 	}
 	cur.Lease = ev.Kv.Lease
+	cur.public()
 	set := func() { h.users[userID] = cur }
 	switch {
 	case cur.Left:
@@ -496,7 +499,7 @@ func (h *hub) userChange(ev *clientv3.Event, userID string) ([]*item, func()) {
 		return out, change
 	case prev == nil || prev.Left:
 		return []*item{{userEvent: true, ev: &roomv1.RoomEvent{Event: &roomv1.RoomEvent_UserUpdate{UserUpdate: &roomv1.UserUpdate{
-			UpdateType: streamv1.UpdateType_UPDATE_TYPE_ADD, Users: []*roomv1.User{{UserId: cur.UserID, UserName: cur.UserName}}}}}}}, set
+			UpdateType: streamv1.UpdateType_UPDATE_TYPE_ADD, Users: []*roomv1.User{cur.public()}}}}}}, set
 	case prev.SessionID != cur.SessionID:
 		// The user logged in again in this room: to the room it stays, the
 		// earlier session is kicked out.
