@@ -90,6 +90,9 @@ type CrowdResult struct {
 	// Leaves is how many user-left events the users were told of, all
 	// together (nobody leaves in a crowd run: each is a false one).
 	Leaves int64
+	// Extra is the most users one was told of beyond those the bench
+	// logged in: sessions of logins it saw fail.
+	Extra int64
 	// Off counts the users that did not see everyone by how far off
 	// their count was.
 	Off map[int64]int
@@ -133,13 +136,16 @@ func waitSeeAll(ctx context.Context, users []kept, last time.Time, timeout time.
 	lastLine := time.Now()
 	for {
 		seen, broken := 0, 0
-		var latest, leaves int64
+		var latest, leaves, extra int64
 		off := map[int64]int{}
 		for _, k := range users {
 			n, changed := k.s.seen()
-			if n == per[k.room]-1 {
+			if n >= per[k.room]-1 {
+				// More: sessions of logins the bench saw fail (reported
+				// as Extra).
 				seen++
 				latest = max(latest, changed)
+				extra = max(extra, n-(per[k.room]-1))
 			} else {
 				off[n-(per[k.room]-1)]++
 			}
@@ -148,7 +154,7 @@ func waitSeeAll(ctx context.Context, users []kept, last time.Time, timeout time.
 			}
 			leaves += k.s.leaves()
 		}
-		res.Seen, res.Broken, res.Off, res.Leaves = seen, broken, off, leaves
+		res.Seen, res.Broken, res.Off, res.Leaves, res.Extra = seen, broken, off, leaves, extra
 		if seen == len(users) {
 			res.SeeAll = max(time.Duration(latest-last.UnixNano()), 0)
 			return res

@@ -59,23 +59,34 @@ func newLean(server string) (*leanClient, error) {
 func (l *leanClient) login(ctx context.Context, appID uint32, room, user, token string) error {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
+	attempt := hex.EncodeToString(b[:])
 	resp, err := l.rooms.LoginRoom(ctx, &roomv1.LoginRoomRequest{AppId: appID, RoomId: room, Token: token,
-		AttemptId: hex.EncodeToString(b[:]), User: &roomv1.User{UserId: user, UserName: user},
+		AttemptId: attempt, User: &roomv1.User{UserId: user, UserName: user},
 		Config: &roomv1.RoomConfig{IsUserStatusNotify: true}})
 	if err != nil {
+		// As the SDK: a login whose answer was lost may have made the
+		// session; the logout by attempt removes it.
+		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, _ = l.rooms.LogoutRoom(cctx, &roomv1.LogoutRoomRequest{SessionId: "-", AppId: appID, UserId: user, AttemptId: attempt})
+		cancel()
 		return err
 	}
 	l.user, l.session = user, resp.GetSessionId()
 	sctx, cancel := context.WithCancel(context.Background())
+	fail := func(err error) error {
+		cancel()
+		cctx, stop := context.WithTimeout(context.Background(), 10*time.Second)
+		_, _ = l.rooms.LogoutRoom(cctx, &roomv1.LogoutRoomRequest{SessionId: l.session})
+		stop()
+		return err
+	}
 	stream, err := l.rooms.SubscribeRoomEvents(sctx, &roomv1.SubscribeRoomEventsRequest{SessionId: l.session})
 	if err != nil {
-		cancel()
-		return err
+		return fail(err)
 	}
 	first, err := stream.Recv()
 	if err != nil {
-		cancel()
-		return err
+		return fail(err)
 	}
 	l.cancel, l.done = cancel, make(chan struct{})
 	l.apply(first)

@@ -118,6 +118,9 @@ func (r *Result) Print(w io.Writer) {
 			see += fmt.Sprintf("; the others' counts off by (offset: users) %v", cr.Off)
 		}
 		see += fmt.Sprintf("; user-left events %d (nobody left)", cr.Leaves)
+		if cr.Extra > 0 {
+			see += fmt.Sprintf("; up to %d users more than logged in (logins reported failed that stayed)", cr.Extra)
+		}
 		row("everyone sees everyone", see)
 		if h, st := cr.HeapPerSession(); h >= 0 {
 			row("replica heap per session", fmt.Sprintf("%.1f KiB (+ goroutine stacks %.1f KiB)", h/1024, st/1024))
