@@ -104,6 +104,7 @@ func parseLogins(args []string, output io.Writer) (loginbench.Config, error) {
 	fs.IntVar(&c.Users, "users", 0, "with --stay: stop after this many logins (--duration still bounds the run)")
 	fs.BoolVar(&c.Lean, "lean", false, "with --stay --user-updates: lean clients (own connection, login, event stream, heartbeats; they count users, keep no list) instead of SDK engines, for crowds whose engines would not fit in the bench")
 	fs.BoolVar(&c.SeeAll, "see-all", false, "with --stay --user-updates: after the logins, wait until every user was told of every other user of its room, and report how long after the last login")
+	fs.DurationVar(&c.Hold, "hold", 0, "with --see-all: keep the users logged in this long after the measurements (to profile the replicas)")
 	fs.DurationVar(&c.SeeTimeout, "see-timeout", time.Minute, "with --see-all: how long to wait")
 	heapPprof := fs.String("heap-pprof", "", "with --see-all: the room replicas' pprof addresses (host:port, comma-separated; onair cluster --pprof-base-port): heap per session from their heaps before the logins and after")
 	fs.DurationVar(&c.Drain, "drain", 10*time.Second, "with --callback-listen: how long to wait after the run for its logins' and logouts' callbacks")

@@ -79,6 +79,9 @@ type Config struct {
 	// HeapPprof are the room replicas' pprof addresses (host:port): the
 	// run reads their heaps before the logins and after SeeAll.
 	HeapPprof []string
+	// Hold keeps a crowd run's users logged in this long after its
+	// measurements (to profile the replicas meanwhile).
+	Hold time.Duration
 	// Drain is how long the run waits after the clock stops for the
 	// callbacks of its logins and logouts.
 	Drain time.Duration
@@ -268,6 +271,13 @@ func Run(ctx context.Context, c Config, progress io.Writer) (*Result, error) {
 			time.Sleep(2 * time.Second)
 			res.Crowd.HeapBefore, res.Crowd.StackBefore = heap0, stack0
 			res.Crowd.HeapAfter, res.Crowd.StackAfter, res.Crowd.Goroutines = heapStats(ctx, c.HeapPprof)
+		}
+		if c.Hold > 0 {
+			fmt.Fprintf(progress, "holding the users logged in for %s\n", c.Hold)
+			select {
+			case <-ctx.Done():
+			case <-time.After(c.Hold):
+			}
 		}
 	}
 	if recv != nil {

@@ -135,7 +135,7 @@ type Node struct {
 }
 
 // connReadBuffer is each client connection's read buffer (see Start).
-const connReadBuffer = 2 << 10
+const connReadBuffer = 1 << 10
 
 // Start listens, builds the roles, registers them in etcd and serves.
 func Start(ctx context.Context, cfg Config) (n *Node, err error) {
@@ -161,7 +161,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	// write buffer now comes from a pool for each flush and goes back
 	// after it; the read buffer is small, still large enough that a
 	// client's request (its HEADERS and DATA frames, well under a KiB) is
-	// one read.
+	// one read (a room message of a KiB, two).
 	sopts = append(sopts, grpc.SharedWriteBuffer(true), grpc.ReadBufferSize(connReadBuffer))
 	sopts = append(sopts, cfg.ServerOptions...)
 	if cfg.ServerTLS != nil {
