@@ -34,6 +34,12 @@ callbacks, points the app's callback URL at it for the run (admin RPC on
 mode, as onair dev runs it) and reports the callbacks that arrived, their
 delay from event_time_ms and the etcd outbox's depth.
 
+A crowd: --stay --rooms 1 --users 10000 --user-updates --see-all --lean
+logs 10,000 users into one room, waits until every one was told of all
+the others, and reports how long after the last login that took; with
+--heap-pprof (the room replicas' pprof addresses) also their heap per
+idle session.
+
 `
 
 // pidList is a repeatable flag of process IDs; each value may itself be a
@@ -96,6 +102,12 @@ func parseLogins(args []string, output io.Writer) (loginbench.Config, error) {
 	cbListen := fs.String("callback-listen", "", "start a callback receiver on this loopback address (127.0.0.1:0 picks a port) and point the app's callback URL at it for the run")
 	authServer := fs.String("auth-server", "", "gRPC address of the auth service, for --callback-listen (default: the first --server)")
 	adminKey := fs.String("admin-key", "", "admin key, for --callback-listen (ONAIR_ADMIN_KEY)")
+	fs.IntVar(&c.Users, "users", 0, "with --stay: stop after this many logins (--duration still bounds the run)")
+	fs.BoolVar(&c.Lean, "lean", false, "with --stay --user-updates: lean clients (own connection, login, event stream, heartbeats; they count users, keep no list) instead of SDK engines, for crowds whose engines would not fit in the bench")
+	fs.BoolVar(&c.SeeAll, "see-all", false, "with --stay --user-updates: after the logins, wait until every user was told of every other user of its room, and report how long after the last login")
+	fs.DurationVar(&c.Hold, "hold", 0, "with --see-all: keep the users logged in this long after the measurements (to profile the replicas)")
+	fs.DurationVar(&c.SeeTimeout, "see-timeout", time.Minute, "with --see-all: how long to wait")
+	heapPprof := fs.String("heap-pprof", "", "with --see-all: the room replicas' pprof addresses (host:port, comma-separated; onair cluster --pprof-base-port): heap per session from their heaps before the logins and after")
 	fs.DurationVar(&c.Drain, "drain", 10*time.Second, "with --callback-listen: how long to wait after the run for its logins' and logouts' callbacks")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), loginsUsage)
@@ -117,6 +129,7 @@ func parseLogins(args []string, output io.Writer) (loginbench.Config, error) {
 	c.Servers = splitList(*server)
 	c.EtcdEndpoints = splitList(*etcd)
 	c.PIDs = pids
+	c.HeapPprof = splitList(*heapPprof)
 	switch {
 	case c.AppID == 0 || c.Secret == "":
 		return c, errors.New("--app-id and --app-secret are required")
@@ -126,6 +139,12 @@ func parseLogins(args []string, output io.Writer) (loginbench.Config, error) {
 		return c, errors.New("--workers, --rooms, --duration and --call-timeout must be positive")
 	case c.Rate < 0:
 		return c, errors.New("--rate must not be negative")
+	case (c.Users > 0 || c.Lean || c.SeeAll) && !c.Stay:
+		return c, errors.New("--users, --lean and --see-all need --stay")
+	case (c.Lean || c.SeeAll) && !c.UserUpdates:
+		return c, errors.New("--lean and --see-all need --user-updates")
+	case len(c.HeapPprof) > 0 && !c.SeeAll:
+		return c, errors.New("--heap-pprof needs --see-all")
 	}
 	if *cbListen != "" {
 		cb := &loginbench.CallbackConfig{Listen: *cbListen, AuthServer: *authServer, AdminKey: *adminKey}

@@ -27,6 +27,15 @@ receivers per room), sends broadcast messages at a steady rate and reports
 what arrived and how late.
 
 usage: onair bench messages --server <grpc addrs> --app-id <id> --app-secret <secret> [flags]
+       onair bench messages --centrifugo ws://127.0.0.1:8000/connection/websocket [flags]
+
+With --centrifugo the same rooms, receivers and rate run against a
+Centrifugo server instead (a peer, for comparison in one sitting): every
+receiver and sender is a centrifuge-go client with its own connection
+(protobuf protocol), a room is a channel, a receiver subscribes to it and
+the sender publishes into it without subscribing (the server needs
+client.insecure and channel.without_namespace.allow_publish_for_client and
+allow_subscribe_for_client: --centrifugo-config prints such a configuration).
 
 `
 
@@ -41,6 +50,9 @@ type messagesConfig struct {
 	settle         time.Duration
 	pids           []int
 	prefix         string
+	// centrifugo, when set, is a Centrifugo server's WebSocket endpoint:
+	// the run goes there instead of to OnAir.
+	centrifugo string
 }
 
 func runBenchMessages(ctx context.Context, args []string) error {
@@ -57,6 +69,8 @@ func runBenchMessages(ctx context.Context, args []string) error {
 	fs.DurationVar(&c.settle, "settle", 2*time.Second, "pause between the logins and the first message (the logins' own work, e.g. callbacks, settles)")
 	pids := fs.String("server-pid", "", "comma-separated PIDs of the server processes (room replicas, NATS servers, ...), for CPU per 1,000 deliveries: summed, and shown by process (from /proc)")
 	fs.StringVar(&c.prefix, "room-prefix", "bench-msg", "room ID prefix (runs side by side need different ones)")
+	printConfig := fs.Bool("centrifugo-config", false, "print the Centrifugo configuration --centrifugo expects, and exit")
+	fs.StringVar(&c.centrifugo, "centrifugo", "", "run against this Centrifugo WebSocket endpoint (ws://host:port/connection/websocket) instead of OnAir")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), messagesUsage)
 		fs.PrintDefaults()
@@ -64,11 +78,15 @@ func runBenchMessages(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if *printConfig {
+		fmt.Println(centrifugoBenchConfig)
+		return nil
+	}
 	if err := applyEnv(fs); err != nil {
 		return err
 	}
 	c.appID = uint32(*appID)
-	if c.appID == 0 || c.secret == "" {
+	if c.centrifugo == "" && (c.appID == 0 || c.secret == "") {
 		return errors.New("--app-id and --app-secret are required")
 	}
 	if c.rooms <= 0 || c.receivers <= 0 || c.rate <= 0 {
@@ -145,9 +163,9 @@ func benchMessages(ctx context.Context, c messagesConfig, progress io.Writer) (*
 		}
 	}()
 	type room struct {
-		id     string
-		sender *express.Engine
-		recv   []*msgReceiver
+		id   string
+		send func(ctx context.Context, msg string) error
+		recv []*msgReceiver
 	}
 	login := func(roomID, user string, h express.EventHandler, i int) (*express.Engine, error) {
 		// Spread engines over the servers: the first choice rotates.
@@ -167,8 +185,31 @@ func benchMessages(ctx context.Context, c messagesConfig, progress io.Writer) (*
 	}
 	fmt.Fprintf(progress, "logging in %d engines (%d rooms x (%d receivers + 1 sender))\n", c.rooms*(c.receivers+1), c.rooms, c.receivers)
 	rooms := make([]*room, c.rooms)
+	if c.centrifugo != "" {
+		cf := newCentrifugoClients(c.centrifugo)
+		defer cf.close()
+		for i := range c.rooms {
+			r := &room{id: fmt.Sprintf("%s-%d", c.prefix, i)}
+			for range c.receivers {
+				rec := &msgReceiver{seen: map[string]bool{}, got: &got}
+				if err := cf.receiver(ctx, r.id, rec); err != nil {
+					return nil, err
+				}
+				r.recv = append(r.recv, rec)
+			}
+			send, err := cf.sender(ctx, r.id)
+			if err != nil {
+				return nil, err
+			}
+			r.send = send
+			rooms[i] = r
+		}
+	}
 	n := 0
 	for i := range c.rooms {
+		if c.centrifugo != "" {
+			break
+		}
 		r := &room{id: fmt.Sprintf("%s-%d", c.prefix, i)}
 		for j := range c.receivers {
 			rec := &msgReceiver{seen: map[string]bool{}, got: &got}
@@ -184,7 +225,10 @@ func benchMessages(ctx context.Context, c messagesConfig, progress io.Writer) (*
 			return nil, fmt.Errorf("login sender of room %s: %w", r.id, err)
 		}
 		n++
-		r.sender = e
+		r.send = func(ctx context.Context, msg string) error {
+			_, err := e.SendBroadcastMessage(ctx, r.id, msg)
+			return err
+		}
 		rooms[i] = r
 	}
 	// Let every event stream, and what the logins set off, settle before
@@ -223,7 +267,7 @@ func benchMessages(ctx context.Context, c messagesConfig, progress io.Writer) (*
 				t0 := time.Now()
 				msg := fmt.Sprintf("%s/%d/%d", r.id, seq, t0.UnixNano())
 				cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				_, err := r.sender.SendBroadcastMessage(cctx, r.id, msg)
+				err := r.send(cctx, msg)
 				cancel()
 				sendMu.Lock()
 				sendTimes = append(sendTimes, time.Since(t0))

@@ -70,6 +70,23 @@ type Config struct {
 	EtcdEndpoints []string
 	// Callbacks, if set, starts a receiver for the app's callbacks.
 	Callbacks *CallbackConfig
+	// Users, with Stay, ends the run after that many logins (Duration
+	// still bounds it).
+	Users int
+	// Lean, with Stay, logs the users in as lean clients (lean.go), not
+	// SDK engines: for crowds whose engines would not fit in the bench.
+	Lean bool
+	// SeeAll, with Stay and UserUpdates, waits after the logins until
+	// every user was told of every other user of its room, at most
+	// SeeTimeout (crowd.go).
+	SeeAll     bool
+	SeeTimeout time.Duration
+	// HeapPprof are the room replicas' pprof addresses (host:port): the
+	// run reads their heaps before the logins and after SeeAll.
+	HeapPprof []string
+	// Hold keeps a crowd run's users logged in this long after its
+	// measurements (to profile the replicas meanwhile).
+	Hold time.Duration
 	// Drain is how long the run waits after the clock stops for the
 	// callbacks of its logins and logouts.
 	Drain time.Duration
@@ -88,6 +105,10 @@ func (c *Config) check() error {
 		return errors.New("the rate must not be negative")
 	case c.CallTimeout <= 0:
 		return errors.New("the call timeout must be positive")
+	case (c.Users > 0 || c.Lean || c.SeeAll) && !c.Stay:
+		return errors.New("users, lean clients and see-all need logins that stay")
+	case (c.Lean || c.SeeAll) && !c.UserUpdates:
+		return errors.New("lean clients and see-all need user updates")
 	}
 	if c.Callbacks != nil {
 		return c.Callbacks.check()
@@ -128,6 +149,8 @@ type Result struct {
 	// shares with the servers it tells whether the bench was the limit.
 	OwnCPU    time.Duration
 	Callbacks *CallbackResult
+	// Crowd is what a crowd run measured after its logins (SeeAll).
+	Crowd *CrowdResult
 }
 
 // ErrorCount is the number of failed calls.
@@ -155,10 +178,14 @@ type counters struct {
 
 // worker is one of Config.Workers: its engines and what it measured.
 type worker struct {
-	id      int
-	c       *Config
-	tokens  map[string]string
-	kept    []*express.Engine // Stay: engines still logged in
+	id     int
+	c      *Config
+	tokens map[string]string
+	kept   []kept // Stay: users still logged in
+	// lastLogin is when this worker's last successful login returned.
+	lastLogin time.Time
+	// issued counts the logins started, against Config.Users.
+	issued  *atomic.Int64
 	login   []time.Duration
 	logout  []time.Duration
 	errs    map[ErrorKey]int64
@@ -195,6 +222,11 @@ func Run(ctx context.Context, c Config, progress io.Writer) (*Result, error) {
 	}
 
 	res := &Result{Config: c, Revisions: -1, Errors: map[ErrorKey]int64{}}
+	var heap0, stack0 []int64
+	if len(c.HeapPprof) > 0 {
+		heap0, stack0, _ = heapStats(ctx, c.HeapPprof)
+	}
+	var issued atomic.Int64
 	rev0, revErr := revision(ctx, etcd)
 	cpu0 := procstat.CPU(c.PIDs)
 	own0, _ := procstat.Read(os.Getpid())
@@ -220,7 +252,7 @@ func Run(ctx context.Context, c Config, progress io.Writer) (*Result, error) {
 	var wg sync.WaitGroup
 	start := time.Now()
 	for i := range workers {
-		w := &worker{id: i, c: &c, tokens: map[string]string{}, errs: map[ErrorKey]int64{}, limit: limit, paced: paced}
+		w := &worker{id: i, c: &c, tokens: map[string]string{}, errs: map[ErrorKey]int64{}, limit: limit, paced: paced, issued: &issued}
 		workers[i] = w
 		wg.Go(func() { w.run(ctx, stop, &roomNext, &live) })
 	}
@@ -245,6 +277,35 @@ func Run(ctx context.Context, c Config, progress io.Writer) (*Result, error) {
 		}
 	}
 	res.Cycles, res.Logins, res.Logouts = live.cycles.Load(), live.logins.Load(), live.logouts.Load()
+	if c.SeeAll {
+		var users []kept
+		var last time.Time
+		for _, w := range workers {
+			users = append(users, w.kept...)
+			if w.lastLogin.After(last) {
+				last = w.lastLogin
+			}
+		}
+		timeout := c.SeeTimeout
+		if timeout <= 0 {
+			timeout = time.Minute
+		}
+		res.Crowd = waitSeeAll(ctx, users, last, timeout, func(line string) { fmt.Fprintln(progress, line) })
+		if len(c.HeapPprof) > 0 {
+			// Idle sessions: what the last deliveries had in flight is
+			// written by now.
+			time.Sleep(2 * time.Second)
+			res.Crowd.HeapBefore, res.Crowd.StackBefore = heap0, stack0
+			res.Crowd.HeapAfter, res.Crowd.StackAfter, res.Crowd.Goroutines = heapStats(ctx, c.HeapPprof)
+		}
+		if c.Hold > 0 {
+			fmt.Fprintf(progress, "holding the users logged in for %s\n", c.Hold)
+			select {
+			case <-ctx.Done():
+			case <-time.After(c.Hold):
+			}
+		}
+	}
 	if recv != nil {
 		// The callbacks of the run's own logins and logouts; the Stay
 		// engines' logouts come later and are not waited for.
@@ -346,17 +407,29 @@ func (w *worker) run(ctx context.Context, stop <-chan struct{}, roomNext *atomic
 		if w.c.Stay {
 			user = fmt.Sprintf("%s-u%d-%d", w.c.RoomPrefix, w.id, n)
 		}
+		if w.c.Users > 0 && w.issued.Add(1) > int64(w.c.Users) {
+			return
+		}
+		if w.c.Lean {
+			w.lean(ctx, user, roomNext, live)
+			continue
+		}
+		var counter *countingHandler
+		if w.c.SeeAll {
+			counter = new(countingHandler)
+		}
 		if e == nil || w.c.Stay || w.c.FreshEngines {
 			if e != nil && !w.c.Stay {
 				e.DestroyEngine(nil)
 			}
 			var err error
-			if e, err = w.engine(); err != nil {
+			if e, err = w.engine(counter); err != nil {
 				w.fail("login", err, live)
 				return
 			}
 		}
-		room := fmt.Sprintf("%s-%d", w.c.RoomPrefix, roomNext.Add(1)%int64(w.c.Rooms))
+		roomN := int(roomNext.Add(1) % int64(w.c.Rooms))
+		room := fmt.Sprintf("%s-%d", w.c.RoomPrefix, roomN)
 		tok, err := w.token(user)
 		if err != nil {
 			w.fail("login", err, live)
@@ -370,6 +443,9 @@ func (w *worker) run(ctx context.Context, stop <-chan struct{}, roomNext *atomic
 		cancel()
 		if err != nil {
 			w.fail("login", err, live)
+			if w.c.Users > 0 {
+				w.issued.Add(-1) // another try
+			}
 			if w.c.Stay {
 				e.DestroyEngine(nil)
 				e = nil
@@ -377,9 +453,14 @@ func (w *worker) run(ctx context.Context, stop <-chan struct{}, roomNext *atomic
 			continue
 		}
 		w.login = append(w.login, took)
+		w.lastLogin = time.Now()
 		live.logins.Add(1)
 		if w.c.Stay {
-			w.kept = append(w.kept, e)
+			var s seer = engineSeer{e: e, h: counter}
+			if counter == nil {
+				s = engineSeer{e: e, h: new(countingHandler)}
+			}
+			w.kept = append(w.kept, kept{s: s, room: roomN})
 			live.cycles.Add(1)
 			continue
 		}
@@ -398,11 +479,52 @@ func (w *worker) run(ctx context.Context, stop <-chan struct{}, roomNext *atomic
 	}
 }
 
-func (w *worker) engine() (*express.Engine, error) {
+func (w *worker) engine(h *countingHandler) (*express.Engine, error) {
 	s := w.c.Servers
 	i := w.id % len(s)
 	order := append(slices.Clone(s[i:]), s[:i]...)
-	return express.CreateEngine(express.EngineProfile{AppID: w.c.AppID, Server: strings.Join(order, ",")}, nil)
+	var eh express.EventHandler
+	if h != nil {
+		eh = h
+	}
+	return express.CreateEngine(express.EngineProfile{AppID: w.c.AppID, Server: strings.Join(order, ",")}, eh)
+}
+
+// lean is one login of a lean client (Config.Lean), which stays.
+func (w *worker) lean(ctx context.Context, user string, roomNext *atomic.Int64, live *counters) {
+	failed := func(err error) {
+		w.fail("login", err, live)
+		if w.c.Users > 0 {
+			w.issued.Add(-1)
+		}
+	}
+	l, err := newLean(w.c.Servers[w.id%len(w.c.Servers)])
+	if err != nil {
+		failed(err)
+		return
+	}
+	roomN := int(roomNext.Add(1) % int64(w.c.Rooms))
+	tok, err := w.token(user)
+	if err != nil {
+		l.close()
+		failed(err)
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, w.c.CallTimeout)
+	t0 := time.Now()
+	err = l.login(cctx, w.c.AppID, fmt.Sprintf("%s-%d", w.c.RoomPrefix, roomN), user, tok)
+	took := time.Since(t0)
+	cancel()
+	if err != nil {
+		l.close()
+		failed(err)
+		return
+	}
+	w.login = append(w.login, took)
+	w.lastLogin = time.Now()
+	live.logins.Add(1)
+	live.cycles.Add(1)
+	w.kept = append(w.kept, kept{s: l, room: roomN})
 }
 
 // token mints user's token once: minting is the business server's work,
@@ -434,11 +556,11 @@ func teardown(workers []*worker, n int) {
 	sem := make(chan struct{}, n)
 	var wg sync.WaitGroup
 	for _, w := range workers {
-		for _, e := range w.kept {
+		for _, k := range w.kept {
 			sem <- struct{}{}
 			wg.Go(func() {
 				defer func() { <-sem }()
-				e.DestroyEngine(nil)
+				k.s.close()
 			})
 		}
 		w.kept = nil

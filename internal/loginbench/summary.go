@@ -114,6 +114,27 @@ func (r *Result) Print(w io.Writer) {
 	if r.OwnCPU > 0 && r.Elapsed > 0 {
 		row("bench CPU", fmt.Sprintf("%.2f s (%.2f cores)", r.OwnCPU.Seconds(), r.OwnCPU.Seconds()/r.Elapsed.Seconds()))
 	}
+	if cr := r.Crowd; cr != nil {
+		see := fmt.Sprintf("%d of %d users (largest room %d), %d streams broke", cr.Seen, cr.Users, cr.LargestRoom, cr.Broken)
+		if cr.Seen == cr.Users {
+			see += fmt.Sprintf(", %s after the last login", ms(cr.SeeAll))
+		} else {
+			see += fmt.Sprintf("; the others' counts off by (offset: users) %v", cr.Off)
+		}
+		see += fmt.Sprintf("; user-left events %d (nobody left)", cr.Leaves)
+		if cr.Extra > 0 {
+			see += fmt.Sprintf("; up to %d users more than logged in (logins reported failed that stayed)", cr.Extra)
+		}
+		row("everyone sees everyone", see)
+		if h, st := cr.HeapPerSession(); h >= 0 {
+			row("replica heap per session", fmt.Sprintf("%.1f KiB (+ goroutine stacks %.1f KiB)", h/1024, st/1024))
+			for i := range cr.HeapAfter {
+				row(fmt.Sprintf("  %s", c.HeapPprof[i]), fmt.Sprintf("heap %.1f -> %.1f MiB, stacks %.1f -> %.1f MiB, %d goroutines",
+					float64(cr.HeapBefore[i])/(1<<20), float64(cr.HeapAfter[i])/(1<<20),
+					float64(cr.StackBefore[i])/(1<<20), float64(cr.StackAfter[i])/(1<<20), cr.Goroutines[i]))
+			}
+		}
+	}
 	if cb := r.Callbacks; cb != nil && c.Callbacks != nil {
 		row("callbacks received", fmt.Sprintf("%d (%d distinct, %d repeated, %d bad signatures)", cb.Received, cb.Unique, cb.Duplicates(), cb.BadSignature))
 		for _, ev := range slices.Sorted(maps.Keys(cb.ByEvent)) {

@@ -36,6 +36,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/stats"
 )
 
 // Providers holds one process's tracer and meter providers and the handler
@@ -174,9 +175,24 @@ func (p *Providers) otelgrpcOptions() []otelgrpc.Option {
 }
 
 // GRPCServerOptions instrument a gRPC server: a span per RPC that continues
-// the caller's trace, and RPC duration metrics.
+// the caller's trace, and RPC duration metrics; session-long event streams
+// are left out (sessionStream).
 func (p *Providers) GRPCServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.StatsHandler(otelgrpc.NewServerHandler(p.otelgrpcOptions()...))}
+	opts := append(p.otelgrpcOptions(), otelgrpc.WithFilter(func(info *stats.RPCTagInfo) bool { return !sessionStream(info.FullMethodName) }))
+	return []grpc.ServerOption{grpc.StatsHandler(otelgrpc.NewServerHandler(opts...))}
+}
+
+// sessionStream reports a method whose call lasts as long as a client's
+// session: its span and duration would measure the session, not the
+// call, and its instrumentation ran for every event it sends (a room
+// message's delivery paid for it once per receiver) and held its context
+// for the whole session (memory per idle user).
+func sessionStream(method string) bool {
+	switch method {
+	case "/onair.room.v1.RoomService/SubscribeRoomEvents":
+		return true
+	}
+	return false
 }
 
 // GRPCDialOptions instrument a gRPC client: a span per RPC whose context is

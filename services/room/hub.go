@@ -65,6 +65,10 @@ type hub struct {
 	// advanced is closed (and replaced) whenever rev moves on or the hub
 	// fails: cache reads wait on it (cache.go).
 	advanced chan struct{}
+	// pending are user updates of a large room applied (state, ring) but
+	// not yet handed to subscribers (fanout.go); pendingTimer hands them.
+	pending      []*item
+	pendingTimer *time.Timer
 }
 
 // snapshotAt reads the room as of rev (0 = now).
@@ -96,6 +100,7 @@ func (s *Server) snapshotAt(ctx context.Context, k roomKey, rev int64) (*hub, er
 		m := new(member)
 		if json.Unmarshal(kv.Value, m) == nil && !m.Left {
 			m.Lease = kv.Lease
+			m.public()
 			h.users[m.UserID] = m
 		}
 	}
@@ -171,6 +176,9 @@ func (h *hub) add(sub *subscriber) bool {
 	if h.failed != nil {
 		return false
 	}
+	// Whatever the subscriber starts from (a snapshot at h.rev, or the
+	// ring) covers the pending user updates: the others get them first.
+	h.flushPending()
 	h.subs[sub] = struct{}{}
 	switch {
 	case sub.after == 0 || sub.after < h.complete:
@@ -200,10 +208,12 @@ func (h *hub) remove(sub *subscriber) {
 }
 
 func (h *hub) snapshot(sub *subscriber, resync bool) *item {
+	h.flushPending()
 	snap := &roomv1.Snapshot{OnlineCount: uint32(len(h.users)), Resync: resync, ExtraInfo: map[string]*roomv1.RoomExtraInfo{}}
 	if sub.rec.UserNotify {
+		snap.Users = make([]*roomv1.User, 0, len(h.users))
 		for _, m := range h.users {
-			snap.Users = append(snap.Users, &roomv1.User{UserId: m.UserID, UserName: m.UserName})
+			snap.Users = append(snap.Users, m.public())
 		}
 	}
 	for _, st := range h.streams {
@@ -227,6 +237,10 @@ func (h *hub) close(err error) {
 		err = errcode.New(errcode.ConnectionBroken, "room hub stopped")
 	}
 	h.failed = err
+	h.pending = nil
+	if h.pendingTimer != nil {
+		h.pendingTimer.Stop()
+	}
 	close(h.advanced)
 	h.advanced = make(chan struct{})
 	for sub := range h.subs {
@@ -361,11 +375,20 @@ func (h *hub) run(ctx context.Context) error {
 	}
 }
 
-// apply turns one watch response into items, grouped by revision.
+// apply turns one watch response into items, grouped by revision. A
+// revision's state changes are made together with its items' publication
+// and the move of h.rev, under one hold of h.mu: a snapshot taken in
+// between would otherwise hold a change at the previous revision and its
+// subscriber would then be told of it again (a user added twice), and a
+// resume from that revision would miss nothing but repeat it.
 func (h *hub) apply(ctx context.Context, feed *streamFeed, events []*clientv3.Event) error {
 	var batch []*item
+	var changes []func()
 	flush := func(rev int64) {
 		h.mu.Lock()
+		for _, f := range changes {
+			f()
+		}
 		for i, it := range batch {
 			it.ev.Revision = rev
 			it.ev.More = i < len(batch)-1
@@ -375,20 +398,21 @@ func (h *hub) apply(ctx context.Context, feed *streamFeed, events []*clientv3.Ev
 		close(h.advanced)
 		h.advanced = make(chan struct{})
 		h.mu.Unlock()
-		batch = batch[:0]
+		batch, changes = batch[:0], changes[:0]
 	}
 	for i, ev := range events {
 		rev := ev.Kv.ModRevision
 		kind, name := keys.Parse(h.prefix, string(ev.Kv.Key))
 		var it []*item
+		var change func()
 		var err error
 		switch kind {
 		case keys.KindUser:
-			it = h.userChange(ev, name)
+			it, change = h.userChange(ev, name)
 		case keys.KindStream:
-			it, err = h.streamChange(ctx, feed, rev)
+			it, change, err = h.streamChange(ctx, feed, rev)
 		case keys.KindInfo:
-			it = h.infoChange(ev)
+			it, change = h.infoChange(ev)
 		case keys.KindMeta:
 			// A room that closes (lifecycle.go) keeps its hub for the
 			// linger like any idle one: rooms that empty and fill again
@@ -399,6 +423,9 @@ func (h *hub) apply(ctx context.Context, feed *streamFeed, events []*clientv3.Ev
 			return err
 		}
 		batch = append(batch, it...)
+		if change != nil {
+			changes = append(changes, change)
+		}
 		if i == len(events)-1 || events[i+1].Kv.ModRevision != rev {
 			flush(rev)
 		}
@@ -406,8 +433,9 @@ func (h *hub) apply(ctx context.Context, feed *streamFeed, events []*clientv3.Ev
 	return nil
 }
 
-// publish appends it to the ring (if durable) and hands it to subscribers.
-// Called with h.mu held.
+// publish appends it to the ring (if durable) and hands it to subscribers;
+// a large room's user updates wait a moment to go out together
+// (fanout.go). Called with h.mu held.
 func (h *hub) publish(it *item, durable bool) {
 	if durable {
 		if len(h.ring) == ringSize {
@@ -416,14 +444,18 @@ func (h *hub) publish(it *item, durable bool) {
 		}
 		h.ring = append(h.ring, it)
 	}
+	if h.hold(it) {
+		return
+	}
+	h.flushPending()
 	for sub := range h.subs {
 		sub.push(it)
 	}
 }
 
-func (h *hub) userChange(ev *clientv3.Event, userID string) []*item {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+// userChange returns the items of a change to a user's key and the change
+// to the hub's state, to be made with h.mu held (apply).
+func (h *hub) userChange(ev *clientv3.Event, userID string) ([]*item, func()) {
 	var prev *member
 	if ev.PrevKv != nil {
 		prev = new(member)
@@ -431,11 +463,12 @@ func (h *hub) userChange(ev *clientv3.Event, userID string) []*item {
 			prev = nil
 		}
 	}
+	var change func()
 	leave := func(m *member, reason roomv1.UserLeaveReason) []*item {
-		delete(h.users, m.UserID)
+		change = func() { delete(h.users, m.UserID) }
 		return []*item{{userEvent: true, ev: &roomv1.RoomEvent{Event: &roomv1.RoomEvent_UserUpdate{UserUpdate: &roomv1.UserUpdate{
 			UpdateType: streamv1.UpdateType_UPDATE_TYPE_DELETE, Reason: reason,
-			Users: []*roomv1.User{{UserId: m.UserID, UserName: m.UserName}}}}}}}
+			Users: []*roomv1.User{m.public()}}}}}}
 	}
 	kick := func(m *member, code errcode.Code, reason string) *item {
 		return &item{forSession: m.SessionID, endsSession: true, ev: &roomv1.RoomEvent{Event: &roomv1.RoomEvent_SessionState{
@@ -443,44 +476,45 @@ func (h *hub) userChange(ev *clientv3.Event, userID string) []*item {
 	}
 	if ev.Type == mvccpb.DELETE {
 		if prev == nil || prev.Left {
-			return nil
+			return nil, nil
 		}
 		// No mark: the session's lease expired.
-		return leave(prev, roomv1.UserLeaveReason_USER_LEAVE_REASON_HEARTBEAT_TIMEOUT)
+		return leave(prev, roomv1.UserLeaveReason_USER_LEAVE_REASON_HEARTBEAT_TIMEOUT), change
 	}
 	cur := new(member)
 	if json.Unmarshal(ev.Kv.Value, cur) != nil {
-		return nil
+		return nil, nil
 	}
 	cur.Lease = ev.Kv.Lease
+	cur.public()
+	set := func() { h.users[userID] = cur }
 	switch {
 	case cur.Left:
 		if prev != nil && prev.Left {
-			return nil
+			return nil, nil
 		}
 		out := leave(cur, callback.LeaveReason(cur.Reason))
 		if cur.Code != 0 {
 			out = append(out, kick(cur, cur.Code, leaveMessage(cur.Code)))
 		}
-		return out
+		return out, change
 	case prev == nil || prev.Left:
-		h.users[userID] = cur
 		return []*item{{userEvent: true, ev: &roomv1.RoomEvent{Event: &roomv1.RoomEvent_UserUpdate{UserUpdate: &roomv1.UserUpdate{
-			UpdateType: streamv1.UpdateType_UPDATE_TYPE_ADD, Users: []*roomv1.User{{UserId: cur.UserID, UserName: cur.UserName}}}}}}}
+			UpdateType: streamv1.UpdateType_UPDATE_TYPE_ADD, Users: []*roomv1.User{cur.public()}}}}}}, set
 	case prev.SessionID != cur.SessionID:
 		// The user logged in again in this room: to the room it stays, the
 		// earlier session is kicked out.
-		h.users[userID] = cur
-		return []*item{kick(prev, errcode.KickedSameUser, leaveMessage(errcode.KickedSameUser))}
+		return []*item{kick(prev, errcode.KickedSameUser, leaveMessage(errcode.KickedSameUser))}, set
 	default:
 		// Same session, new token expiry.
-		h.users[userID] = cur
-		for sub := range h.subs {
-			if sub.rec.SessionID == cur.SessionID {
-				sub.setTokenExpire(cur.TokenExpire)
+		return nil, func() {
+			set()
+			for sub := range h.subs {
+				if sub.rec.SessionID == cur.SessionID {
+					sub.setTokenExpire(cur.TokenExpire)
+				}
 			}
 		}
-		return nil
 	}
 }
 
@@ -496,54 +530,49 @@ func leaveMessage(code errcode.Code) string {
 	return "the session ended"
 }
 
-func (h *hub) streamChange(ctx context.Context, feed *streamFeed, rev int64) ([]*item, error) {
+// streamChange reads the registry's event of revision rev and returns its
+// items and the change to the hub's state, as userChange.
+func (h *hub) streamChange(ctx context.Context, feed *streamFeed, rev int64) ([]*item, func(), error) {
 	ev, err := feed.next(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if ev.Revision != rev {
-		return nil, fmt.Errorf("stream feed out of step: got revision %d, want %d", ev.Revision, rev)
+		return nil, nil, fmt.Errorf("stream feed out of step: got revision %d, want %d", ev.Revision, rev)
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
 	// Room events go to clients: only the public part of the record.
 	st := ev.GetStream().Public()
+	set := func() { h.streams[st.StreamId] = st }
 	switch ev.GetKind() {
 	case streamv1.StreamEvent_KIND_ADD:
-		h.streams[st.StreamId] = st
 		return []*item{{ev: &roomv1.RoomEvent{Event: &roomv1.RoomEvent_StreamUpdate{StreamUpdate: &roomv1.StreamUpdate{
-			UpdateType: streamv1.UpdateType_UPDATE_TYPE_ADD, Streams: []*streamv1.Stream{st}, ExtendedData: "{}"}}}}}, nil
+			UpdateType: streamv1.UpdateType_UPDATE_TYPE_ADD, Streams: []*streamv1.Stream{st}, ExtendedData: "{}"}}}}}, set, nil
 	case streamv1.StreamEvent_KIND_DELETE:
-		delete(h.streams, st.StreamId)
 		return []*item{{ev: &roomv1.RoomEvent{Event: &roomv1.RoomEvent_StreamUpdate{StreamUpdate: &roomv1.StreamUpdate{
-			UpdateType: streamv1.UpdateType_UPDATE_TYPE_DELETE, Streams: []*streamv1.Stream{st}, Reason: ev.Reason, ExtendedData: streamv1.DeleteReasonData(ev.Reason, st.StreamId)}}}}}, nil
+				UpdateType: streamv1.UpdateType_UPDATE_TYPE_DELETE, Streams: []*streamv1.Stream{st}, Reason: ev.Reason, ExtendedData: streamv1.DeleteReasonData(ev.Reason, st.StreamId)}}}}},
+			func() { delete(h.streams, st.StreamId) }, nil
 	case streamv1.StreamEvent_KIND_EXTRA_INFO:
-		h.streams[st.StreamId] = st
 		return []*item{{ev: &roomv1.RoomEvent{Event: &roomv1.RoomEvent_StreamExtraInfoUpdate{StreamExtraInfoUpdate: &roomv1.StreamExtraInfoUpdate{
-			Streams: []*streamv1.Stream{st}}}}}}, nil
+			Streams: []*streamv1.Stream{st}}}}}}, set, nil
 	}
-	return nil, nil
+	return nil, nil, nil
 }
 
-func (h *hub) infoChange(ev *clientv3.Event) []*item {
+// infoChange returns the items of a change to a room extra info key and
+// the change to the hub's state, as userChange.
+func (h *hub) infoChange(ev *clientv3.Event) ([]*item, func()) {
 	if ev.Type == mvccpb.DELETE {
 		// Only a room's close removes its extra info: forget it, so a room
 		// opened again starts without it.
 		_, key := keys.Parse(h.prefix, string(ev.Kv.Key))
-		h.mu.Lock()
-		delete(h.info, key)
-		h.mu.Unlock()
-		return nil
+		return nil, func() { delete(h.info, key) }
 	}
 	ri := new(roomv1.RoomExtraInfo)
 	if protojson.Unmarshal(ev.Kv.Value, ri) != nil {
-		return nil
+		return nil, nil
 	}
-	h.mu.Lock()
-	h.info[ri.Key] = ri
-	h.mu.Unlock()
 	return []*item{{fromUser: ri.GetUpdateUser().GetUserId(), ev: &roomv1.RoomEvent{Event: &roomv1.RoomEvent_RoomExtraInfoUpdate{
-		RoomExtraInfoUpdate: &roomv1.RoomExtraInfoUpdate{ExtraInfo: []*roomv1.RoomExtraInfo{ri}}}}}}
+		RoomExtraInfoUpdate: &roomv1.RoomExtraInfoUpdate{ExtraInfo: []*roomv1.RoomExtraInfo{ri}}}}}}, func() { h.info[ri.Key] = ri }
 }
 
 func marshal(m proto.Message) ([]byte, error) { return protojson.Marshal(m) }

@@ -214,7 +214,7 @@ func newRelay(cfg Config) *relay {
 	r.sent, _ = m.Int64Counter("onair.room.messages.sent", metric.WithDescription("room messages (broadcast and custom commands) accepted and published by this replica"))
 	r.delivered, _ = m.Int64Counter("onair.room.messages.delivered", metric.WithDescription("room messages handed to a subscriber's event stream on this replica"))
 	r.delay, _ = m.Float64Histogram("onair.room.messages.delivery_delay", metric.WithUnit("s"),
-		metric.WithDescription("from a room message's acceptance (on any replica) to its hand-off to a local subscriber"),
+		metric.WithDescription("from a room message's acceptance (on any replica) to its hand-off to this replica's subscribers of the room (one record per message and replica)"),
 		metric.WithExplicitBucketBoundaries(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
 	_, _ = m.Int64ObservableGauge("onair.room.nats.connected", metric.WithDescription("1 while the replica's NATS connection is up, 0 while it reconnects"),
 		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
@@ -382,10 +382,9 @@ func (r *relay) local(s *Server, k roomKey, msg *roomv1.RoomMessage, to []string
 	}
 	ctx := context.Background()
 	r.delivered.Add(ctx, int64(n))
-	d := max(time.Since(accepted).Seconds(), 0)
-	for range n {
-		r.delay.Record(ctx, d)
-	}
+	// Once per message and replica: its hand-offs here happen together,
+	// and a record per receiver cost as much as a tenth of the delivery.
+	r.delay.Record(ctx, max(time.Since(accepted).Seconds(), 0))
 }
 
 // deliver hands a message to the hub's subscribers that want it, in line

@@ -147,6 +147,17 @@ type member struct {
 	// Lease is the key's lease as the watch saw it (not stored in the
 	// value): a cache read checks it against the session's.
 	Lease int64 `json:"-"`
+	// pub is the member as clients see it, built once by the hub and
+	// shared by every snapshot and update that lists it (read only).
+	pub *roomv1.User
+}
+
+// public is m as clients see it.
+func (m *member) public() *roomv1.User {
+	if m.pub == nil {
+		m.pub = &roomv1.User{UserId: m.UserID, UserName: m.UserName}
+	}
+	return m.pub
 }
 
 // memberOf is the member value of a live session: the one builder of it.

@@ -98,6 +98,17 @@ func (s *subscriber) setTokenExpire(t int64) {
 	s.signal()
 }
 
+// dropSeen drops the queued room state items of revision rev or before (a
+// snapshot at rev covers them); messages and items for this session alone
+// stay. Called with the hub's lock held, so nothing is pushed meanwhile.
+func (s *subscriber) dropSeen(rev int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.queue = slices.DeleteFunc(s.queue, func(it *item) bool {
+		return it.ev.GetMessage() == nil && it.forSession == "" && it.ev.Revision <= rev
+	})
+}
+
 // take returns what is queued, whether a resync is due, and a failure.
 func (s *subscriber) take() ([]*item, bool, error, int64) {
 	s.mu.Lock()
@@ -141,21 +152,10 @@ func (s *Server) SubscribeRoomEvents(req *roomv1.SubscribeRoomEventsRequest, srv
 		if resync {
 			h.mu.Lock()
 			snap := h.snapshot(sub, true)
+			// What was queued since the overflow is in the snapshot.
+			sub.dropSeen(snap.ev.Revision)
 			h.mu.Unlock()
 			items = []*item{snap}
-		}
-		if len(items) > 0 && s.largeRoom(h) && items[0].userEvent {
-			// Let a burst of joins or leaves gather into one message.
-			time.Sleep(s.cfg.UserBatchWindow)
-			more, over, _, _ := sub.take()
-			if over {
-				sub.mu.Lock()
-				sub.overflow = true
-				sub.mu.Unlock()
-				sub.signal()
-			} else {
-				items = append(items, more...)
-			}
 		}
 		for _, ev := range batch(items, sub) {
 			if err := srv.Send(ev.ev); err != nil {
@@ -196,12 +196,6 @@ func (s *Server) SubscribeRoomEvents(req *roomv1.SubscribeRoomEventsRequest, srv
 		case <-timer.C:
 		}
 	}
-}
-
-func (s *Server) largeRoom(h *hub) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.users) > 100
 }
 
 // batch drops what the subscriber has already seen and merges runs of user
