@@ -97,6 +97,7 @@ func (s *Server) RegisterMetrics(mp metric.MeterProvider) error {
 		{"onair.media.relay.moves", "upstreams dropped because the stream's publisher moved to another edge", s.relay.Counters.Moves.Load},
 		{"onair.media.layer.switches", "simulcast layer switches of players", func() int64 { return s.videoStats().switches }},
 		{"onair.media.rtx.denied", "retransmissions over the player's share of its estimate", func() int64 { return s.videoStats().rtxDenied }},
+		{"onair.media.nack.repeats", "NACKs not answered: the packet was resent three times already, or just now", func() int64 { return s.videoStats().nackRepeats }},
 	}
 	for _, c := range counters {
 		if _, err := m.Int64ObservableCounter(c.name, metric.WithDescription(c.desc),
@@ -115,6 +116,7 @@ type videoStats struct {
 	layers                  map[string]int64
 	players, estSum, estMin int64
 	switches, rtxDenied     int64
+	nackRepeats             int64
 }
 
 func (s *Server) videoStats() videoStats {
@@ -136,6 +138,7 @@ func (s *Server) videoStats() videoStats {
 		}
 		v.switches += st.Switches
 		v.rtxDenied += st.RTXDenied
+		v.nackRepeats += st.NackRepeats
 		switch {
 		case !st.HasVideo:
 		case st.Paused:

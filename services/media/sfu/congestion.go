@@ -332,6 +332,9 @@ type VideoState struct {
 	Layer                       Layer // the layer forwarded (Simulcast)
 	Estimate                    int64 // bits per second
 	Switches, RTXDenied         int64
+	// NackRepeats are NACKs not answered for a packet resent
+	// maxResends times already or less than a resend gap ago.
+	NackRepeats int64
 }
 
 // Video reports the player's video forwarding.
@@ -340,6 +343,7 @@ func (s *Player) Video() VideoState {
 	for _, d := range s.tracks {
 		v.Switches += d.switches.Load()
 		v.RTXDenied += d.rtxDenied.Load()
+		v.NackRepeats += d.nackRepeats.Load()
 		if d.kind != webrtc.RTPCodecTypeVideo {
 			continue
 		}

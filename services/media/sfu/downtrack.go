@@ -74,8 +74,11 @@ type downTrack struct {
 	hdr      rtp.Header
 	buf      [MaxPayload + 2]byte
 	nackWork []uint16
-	ext      [1]rtp.Extension
-	twcc     [2]byte
+	// resent counts resends of recent packets (resend.go), nil before
+	// the first NACK.
+	resent *resendRing
+	ext    [1]rtp.Extension
+	twcc   [2]byte
 	// group is the layer group last forwarded: a source of the same group
 	// is switched to at a fresh keyframe, not replayed.
 	group *LayerGroup
@@ -89,12 +92,15 @@ type downTrack struct {
 	// Counters, for tests and reports.
 	sent, octets, retransmits, drops, nackMisses atomic.Int64
 	switches, rtxDenied                          atomic.Int64
-	reports                                      atomic.Int64 // receiver report blocks read
-	fractionLost, jitter                         atomic.Uint32
-	totalLost                                    atomic.Uint32
-	rtt                                          atomic.Int64
-	lastTS                                       atomic.Uint32
-	lastAt                                       atomic.Int64
+	// nackRepeats: NACKs not answered because the packet was resent
+	// maxResends times already, or last less than a resend gap ago.
+	nackRepeats          atomic.Int64
+	reports              atomic.Int64 // receiver report blocks read
+	fractionLost, jitter atomic.Uint32
+	totalLost            atomic.Uint32
+	rtt                  atomic.Int64
+	lastTS               atomic.Uint32
+	lastAt               atomic.Int64
 
 	// dropOut (tests only) drops outgoing live packets, as a lossy path
 	// would; retransmissions are not dropped.
@@ -386,10 +392,19 @@ func (d *downTrack) write(p cachedPacket, rw *rewriter, now int64, rtx, probe bo
 }
 
 // retransmit answers one NACKed sequence number from the shared cache of
-// the source it was sent from: the current segment's, or a past one's.
+// the source it was sent from: the current segment's, or a past one's;
+// not when the packet was resent often enough or just now (resend.go).
 func (d *downTrack) retransmit(seq uint16, now int64) bool {
 	src, rw := d.seg, &d.rw
 	if src == nil {
+		return false
+	}
+	if d.resent == nil {
+		d.resent = new(resendRing)
+	}
+	nowMs := uint32(now / 1e6)
+	if !d.resent.allow(seq, nowMs, resendGapFor(time.Duration(d.rtt.Load()))) {
+		d.nackRepeats.Add(1)
 		return false
 	}
 	ext, ok := rw.nackExt(seq)
@@ -417,6 +432,7 @@ func (d *downTrack) retransmit(seq uint16, now int64) bool {
 	if !d.write(p, rw, now, true, false) {
 		return false
 	}
+	d.resent.mark(seq, nowMs)
 	d.retransmits.Add(1)
 	return true
 }
