@@ -97,6 +97,7 @@ func (s *Server) RegisterMetrics(mp metric.MeterProvider) error {
 		{"onair.media.relay.moves", "upstreams dropped because the stream's publisher moved to another edge", s.relay.Counters.Moves.Load},
 		{"onair.media.layer.switches", "simulcast layer switches of players", func() int64 { return s.videoStats().switches }},
 		{"onair.media.rtx.denied", "retransmissions over the player's share of its estimate", func() int64 { return s.videoStats().rtxDenied }},
+		{"onair.media.rtx.sent", "packets resent for players' NACKs", func() int64 { return s.videoStats().retransmits }},
 		{"onair.media.nack.repeats", "NACKs not answered: the packet was resent three times already, or just now", func() int64 { return s.videoStats().nackRepeats }},
 	}
 	for _, c := range counters {
@@ -113,10 +114,10 @@ func (s *Server) RegisterMetrics(mp metric.MeterProvider) error {
 
 // videoStats are the players' video figures, summed at scrape time.
 type videoStats struct {
-	layers                  map[string]int64
-	players, estSum, estMin int64
-	switches, rtxDenied     int64
-	nackRepeats             int64
+	layers                   map[string]int64
+	players, estSum, estMin  int64
+	switches, rtxDenied      int64
+	nackRepeats, retransmits int64
 }
 
 func (s *Server) videoStats() videoStats {
@@ -139,6 +140,7 @@ func (s *Server) videoStats() videoStats {
 		v.switches += st.Switches
 		v.rtxDenied += st.RTXDenied
 		v.nackRepeats += st.NackRepeats
+		v.retransmits += st.Retransmits
 		switch {
 		case !st.HasVideo:
 		case st.Paused:

@@ -335,6 +335,8 @@ type VideoState struct {
 	// NackRepeats are NACKs not answered for a packet resent
 	// maxResends times already or less than a resend gap ago.
 	NackRepeats int64
+	// Retransmits are the packets resent for NACKs.
+	Retransmits int64
 }
 
 // Video reports the player's video forwarding.
@@ -344,6 +346,7 @@ func (s *Player) Video() VideoState {
 		v.Switches += d.switches.Load()
 		v.RTXDenied += d.rtxDenied.Load()
 		v.NackRepeats += d.nackRepeats.Load()
+		v.Retransmits += d.retransmits.Load()
 		if d.kind != webrtc.RTPCodecTypeVideo {
 			continue
 		}
