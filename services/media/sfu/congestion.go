@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"encoding/binary"
+	"slices"
 	"time"
 
 	"github.com/pion/rtp"
@@ -226,6 +227,7 @@ func (d *downTrack) choose(budget int64, now int64) (want int64) {
 	if next != nil {
 		next.Subscribe(d.sub)
 	}
+	d.cutOld.Store(next != nil && cur != nil && d.sub.est.Congested() && slices.Index(sorted, next) < slices.Index(sorted, cur))
 	d.want.Store(next)
 	d.paused.Store(next == nil)
 	if next != nil {

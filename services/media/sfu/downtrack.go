@@ -45,6 +45,11 @@ type downTrack struct {
 	selMu   sync.Mutex
 	chooser layerChooser
 	paused  atomic.Bool
+	// cutOld: the last switch was down on a congested link, so the layer
+	// left stops at once rather than play on until the new layer's
+	// keyframe: its packets only lengthen the bottleneck queue the
+	// keyframe must get through.
+	cutOld atomic.Bool
 
 	// Set by Bind (pion's goroutine) before bound is set.
 	bound   atomic.Bool
@@ -304,12 +309,18 @@ func (d *downTrack) begin(w *UpTrack) bool {
 // switchLayer moves to w, another layer of the track forwarded (or the
 // one forwarded before a pause), at a keyframe of w: its cached one when
 // that is fresh (a replay of a few packets), else the next, which it asks
-// for; the current layer (if any) plays on until then. The rewriter starts
+// for; the current layer (if any) plays on until then, unless the switch
+// was down on a congested link (cutOld). The rewriter starts
 // a new segment, so the player's sequence numbers and timestamps run on.
 func (d *downTrack) switchLayer(w *UpTrack, now int64) {
 	ks, head, ok := w.cache.keyframeGroup()
 	if !ok || now-w.keyAt.Load() > int64(freshKeyframe) {
 		w.RequestKeyframe(false)
+		if d.src != nil && d.cutOld.Load() {
+			// Nothing more of the old layer: the link drains while the
+			// keyframe is on its way. Past segments keep answering NACKs.
+			d.src = nil
+		}
 		return
 	}
 	if c, ok := pickCodec(d.codecs, w.Codec()); ok {
