@@ -40,8 +40,11 @@ import (
 //     minimum (attribute stat) [onair_media_bwe_estimate];
 //   - onair.media.layer.switches: layer switches done by players' downtracks;
 //     onair.media.rtx.denied: retransmissions not sent because they would
-//     exceed the player's share of its estimate
-//     [onair_media_layer_switches_total, onair_media_rtx_denied_total].
+//     exceed the player's share of its estimate; onair.media.rtx.sent:
+//     packets resent; onair.media.nack.repeats: NACKs not answered, the
+//     packet resent three times already or just now
+//     [onair_media_layer_switches_total, onair_media_rtx_denied_total,
+//     onair_media_rtx_sent_total, onair_media_nack_repeats_total].
 //
 // Everything is read when scraped: nothing is added to the packet path.
 func (s *Server) RegisterMetrics(mp metric.MeterProvider) error {
@@ -120,6 +123,15 @@ func (s *Server) registerVideoMetrics(m metric.Meter) error {
 	if err != nil {
 		return err
 	}
+	sent, err := m.Int64ObservableCounter("onair.media.rtx.sent", metric.WithDescription("packets resent for players' NACKs"))
+	if err != nil {
+		return err
+	}
+	repeats, err := m.Int64ObservableCounter("onair.media.nack.repeats",
+		metric.WithDescription("NACKs not answered: the packet was resent three times already, or just now"))
+	if err != nil {
+		return err
+	}
 	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		v := s.videoStats()
 		for _, name := range [...]string{"low", "medium", "high", "paused", "single"} {
@@ -131,16 +143,19 @@ func (s *Server) registerVideoMetrics(m metric.Meter) error {
 		}
 		o.ObserveInt64(switches, v.switches)
 		o.ObserveInt64(denied, v.rtxDenied)
+		o.ObserveInt64(sent, v.retransmits)
+		o.ObserveInt64(repeats, v.nackRepeats)
 		return nil
-	}, layers, est, switches, denied)
+	}, layers, est, switches, denied, sent, repeats)
 	return err
 }
 
 // videoStats are the players' video figures, summed at scrape time.
 type videoStats struct {
-	layers                  map[string]int64
-	players, estSum, estMin int64
-	switches, rtxDenied     int64
+	layers                   map[string]int64
+	players, estSum, estMin  int64
+	switches, rtxDenied      int64
+	nackRepeats, retransmits int64
 }
 
 func (s *Server) videoStats() videoStats {
@@ -162,6 +177,8 @@ func (s *Server) videoStats() videoStats {
 		}
 		v.switches += st.Switches
 		v.rtxDenied += st.RTXDenied
+		v.nackRepeats += st.NackRepeats
+		v.retransmits += st.Retransmits
 		switch {
 		case !st.HasVideo:
 		case st.Paused:

@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"encoding/binary"
+	"slices"
 	"time"
 
 	"github.com/pion/rtp"
@@ -228,6 +229,7 @@ func (d *downTrack) choose(budget int64, now int64) (want int64) {
 	if next != nil {
 		next.Subscribe(d.sub)
 	}
+	d.cutOld.Store(next != nil && cur != nil && d.sub.est.Congested() && slices.Index(sorted, next) < slices.Index(sorted, cur))
 	d.want.Store(next)
 	d.paused.Store(next == nil)
 	if next != nil {
@@ -334,6 +336,11 @@ type VideoState struct {
 	Layer                       Layer // the layer forwarded (Simulcast)
 	Estimate                    int64 // bits per second
 	Switches, RTXDenied         int64
+	// NackRepeats are NACKs not answered for a packet resent
+	// maxResends times already or less than a resend gap ago.
+	NackRepeats int64
+	// Retransmits are the packets resent for NACKs.
+	Retransmits int64
 }
 
 // Video reports the player's video forwarding.
@@ -342,6 +349,8 @@ func (s *Player) Video() VideoState {
 	for _, d := range s.tracks {
 		v.Switches += d.switches.Load()
 		v.RTXDenied += d.rtxDenied.Load()
+		v.NackRepeats += d.nackRepeats.Load()
+		v.Retransmits += d.retransmits.Load()
 		if d.kind != webrtc.RTPCodecTypeVideo {
 			continue
 		}

@@ -45,6 +45,11 @@ type downTrack struct {
 	selMu   sync.Mutex
 	chooser layerChooser
 	paused  atomic.Bool
+	// cutOld: the last switch was down on a congested link, so the layer
+	// left stops at once rather than play on until the new layer's
+	// keyframe: its packets only lengthen the bottleneck queue the
+	// keyframe must get through.
+	cutOld atomic.Bool
 
 	// Set by Bind (pion's goroutine) before bound is set.
 	bound   atomic.Bool
@@ -74,8 +79,11 @@ type downTrack struct {
 	hdr      rtp.Header
 	buf      [MaxPayload + 2]byte
 	nackWork []uint16
-	ext      [1]rtp.Extension
-	twcc     [2]byte
+	// resent counts resends of recent packets (resend.go), nil before
+	// the first NACK.
+	resent *resendRing
+	ext    [1]rtp.Extension
+	twcc   [2]byte
 	// group is the layer group last forwarded: a source of the same group
 	// is switched to at a fresh keyframe, not replayed.
 	group *LayerGroup
@@ -89,12 +97,15 @@ type downTrack struct {
 	// Counters, for tests and reports.
 	sent, octets, retransmits, drops, nackMisses atomic.Int64
 	switches, rtxDenied                          atomic.Int64
-	reports                                      atomic.Int64 // receiver report blocks read
-	fractionLost, jitter                         atomic.Uint32
-	totalLost                                    atomic.Uint32
-	rtt                                          atomic.Int64
-	lastTS                                       atomic.Uint32
-	lastAt                                       atomic.Int64
+	// nackRepeats: NACKs not answered because the packet was resent
+	// maxResends times already, or last less than a resend gap ago.
+	nackRepeats          atomic.Int64
+	reports              atomic.Int64 // receiver report blocks read
+	fractionLost, jitter atomic.Uint32
+	totalLost            atomic.Uint32
+	rtt                  atomic.Int64
+	lastTS               atomic.Uint32
+	lastAt               atomic.Int64
 
 	// dropOut (tests only) drops outgoing live packets, as a lossy path
 	// would; retransmissions are not dropped.
@@ -298,12 +309,18 @@ func (d *downTrack) begin(w *UpTrack) bool {
 // switchLayer moves to w, another layer of the track forwarded (or the
 // one forwarded before a pause), at a keyframe of w: its cached one when
 // that is fresh (a replay of a few packets), else the next, which it asks
-// for; the current layer (if any) plays on until then. The rewriter starts
+// for; the current layer (if any) plays on until then, unless the switch
+// was down on a congested link (cutOld). The rewriter starts
 // a new segment, so the player's sequence numbers and timestamps run on.
 func (d *downTrack) switchLayer(w *UpTrack, now int64) {
 	ks, head, ok := w.cache.keyframeGroup()
 	if !ok || now-w.keyAt.Load() > int64(freshKeyframe) {
 		w.RequestKeyframe(false)
+		if d.src != nil && d.cutOld.Load() {
+			// Nothing more of the old layer: the link drains while the
+			// keyframe is on its way. Past segments keep answering NACKs.
+			d.src = nil
+		}
 		return
 	}
 	if c, ok := pickCodec(d.codecs, w.Codec()); ok {
@@ -386,10 +403,19 @@ func (d *downTrack) write(p cachedPacket, rw *rewriter, now int64, rtx, probe bo
 }
 
 // retransmit answers one NACKed sequence number from the shared cache of
-// the source it was sent from: the current segment's, or a past one's.
+// the source it was sent from: the current segment's, or a past one's;
+// not when the packet was resent often enough or just now (resend.go).
 func (d *downTrack) retransmit(seq uint16, now int64) bool {
 	src, rw := d.seg, &d.rw
 	if src == nil {
+		return false
+	}
+	if d.resent == nil {
+		d.resent = new(resendRing)
+	}
+	nowMs := uint32(now / 1e6)
+	if !d.resent.allow(seq, nowMs, resendGapFor(time.Duration(d.rtt.Load()))) {
+		d.nackRepeats.Add(1)
 		return false
 	}
 	ext, ok := rw.nackExt(seq)
@@ -417,6 +443,7 @@ func (d *downTrack) retransmit(seq uint16, now int64) bool {
 	if !d.write(p, rw, now, true, false) {
 		return false
 	}
+	d.resent.mark(seq, nowMs)
 	d.retransmits.Add(1)
 	return true
 }

@@ -173,3 +173,56 @@ func slicesIndexSeq(hdrs []rtp.Header, live []int, seq uint16) int {
 	}
 	return -1
 }
+
+// TestCutOldLayer: a switch down whose new layer has no fresh keyframe
+// waits for one. On a congested link (cutOld) the old layer stops at once,
+// so the bottleneck drains before the keyframe; otherwise it plays on.
+// Either way the new layer starts at its keyframe with the sequence
+// numbers running on.
+func TestCutOldLayer(t *testing.T) {
+	tests := []struct {
+		name    string
+		cut     bool
+		wantOld int // old-layer packets sent while waiting for the keyframe
+	}{
+		{"congested: the old layer stops", true, 0},
+		{"not congested: the old layer plays on", false, 9},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newNackRig(t, testLayer("f", 0, 0, 0), testLayer("q", 0, 0, 0))
+			r.frame(0, true, 3)
+			r.frame(1, true, 3)
+			r.pump()
+			for range 6 { // the low layer's keyframe goes stale
+				r.frame(0, false, 3)
+				r.frame(1, false, 1)
+				r.pump()
+			}
+			r.d.cutOld.Store(tc.cut)
+			r.d.want.Store(r.layers[1])
+			before := len(r.w.hdrs)
+			for range 3 {
+				r.frame(0, false, 3)
+				r.frame(1, false, 1)
+				r.pump()
+			}
+			if got := len(r.w.hdrs) - before; got != tc.wantOld {
+				t.Fatalf("%d packets sent while waiting for the keyframe, want %d", got, tc.wantOld)
+			}
+			r.frame(1, true, 3)
+			r.pump()
+			if r.d.src != r.layers[1] {
+				t.Fatal("did not switch at the keyframe")
+			}
+			if got := len(r.w.hdrs) - before - tc.wantOld; got != 3 || r.w.last[100] != 1 {
+				t.Fatalf("after the keyframe: %d packets, the last of layer %d; want the keyframe's 3 of layer 1", got, r.w.last[100])
+			}
+			for i := 1; i < len(r.w.hdrs); i++ {
+				if a, b := r.w.hdrs[i-1].SequenceNumber, r.w.hdrs[i].SequenceNumber; b != a+1 {
+					t.Fatalf("sequence numbers %d then %d", a, b)
+				}
+			}
+		})
+	}
+}

@@ -228,8 +228,9 @@ func (s *Player) Octets() int64 {
 
 // PlayerStats are a player's counters, summed over its downtracks: packets
 // sent, retransmitted, skipped (a player too far behind), NACKs that could
-// not be answered, and receiver report blocks read.
-type PlayerStats struct{ Sent, Retransmits, Drops, NackMisses, Reports int64 }
+// not be answered, NACKs not answered again for a packet resent often
+// enough or just now, and receiver report blocks read.
+type PlayerStats struct{ Sent, Retransmits, Drops, NackMisses, NackRepeats, Reports int64 }
 
 // Stats are the player's counters.
 func (s *Player) Stats() PlayerStats {
@@ -239,6 +240,7 @@ func (s *Player) Stats() PlayerStats {
 		st.Retransmits += d.retransmits.Load()
 		st.Drops += d.drops.Load()
 		st.NackMisses += d.nackMisses.Load()
+		st.NackRepeats += d.nackRepeats.Load()
 		st.Reports += d.reports.Load()
 	}
 	return st

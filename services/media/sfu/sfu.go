@@ -16,6 +16,8 @@
 //     the edge asks of it (AddTrack, Connected, SwitchTo, Close).
 //   - downtrack.go: a player's copy of one track: reading the cache,
 //     NACKs, sender reports, skipping ahead.
+//   - resend.go: how often and how soon again a downtrack resends one
+//     packet for repeated NACKs.
 //   - rewrite.go: a downtrack's SSRC, sequence and timestamp space, and
 //     splicing a new source in.
 //   - forwardpool.go: the workers that run the players' turns.
