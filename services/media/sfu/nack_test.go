@@ -20,6 +20,12 @@ type nackRig struct {
 
 func newNackRig(t *testing.T, layers ...*UpTrack) *nackRig {
 	t.Helper()
+	// One track's layers: one group (a switch among them is not a new
+	// track).
+	g := &LayerGroup{}
+	for _, u := range layers {
+		u.SetLayer(g, u.rid)
+	}
 	var egress atomic.Int64
 	sub := NewPlayer(nil, nil, &egress, &DelayHist{})
 	d := newDownTrack(sub, layers[0], "s")
