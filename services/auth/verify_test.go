@@ -28,9 +28,7 @@ func TestVerifierFollowsApps(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = cli.Close() })
 	srv := New(Config{Etcd: cli})
-	t.Cleanup(srv.Close)
 	v := NewVerifier(cli, nil)
-	t.Cleanup(v.Close)
 
 	const app = 1234567890
 	const secretA, secretB = "0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210"
