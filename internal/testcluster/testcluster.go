@@ -16,7 +16,6 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/onair-dev/onair/internal/discovery"
-	"github.com/onair-dev/onair/internal/embedetcd"
 	"github.com/onair-dev/onair/internal/embednats"
 	"github.com/onair-dev/onair/internal/grpcserver"
 	"github.com/onair-dev/onair/internal/natsconn"
@@ -65,16 +64,7 @@ type Cluster struct {
 // New starts an embedded etcd in a temporary directory.
 func New(tb testing.TB) *Cluster {
 	tb.Helper()
-	e, err := embedetcd.Start(context.Background(), embedetcd.Config{Dir: tb.TempDir()})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(e.Close)
-	cli, err := e.Client()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { cli.Close() })
+	cli := testkit.Etcd(tb)
 	ns, err := embednats.Start(embednats.Config{ClientAddr: "127.0.0.1:0"})
 	if err != nil {
 		tb.Fatal(err)
