@@ -17,7 +17,9 @@
 # --livekit also runs each condition against LiveKit with the bench/livekit
 # module (a separate Go module; it builds and starts its own LiveKit server),
 # called as
-#   (cd bench/livekit && go run . --shape COND --players N --warmup W --duration D [--simulcast])
+#   (cd bench/livekit && go run . --shape COND --players N --warmup W --duration D --pli-after 500ms [--simulcast])
+# (--pli-after 500ms: its players ask for a keyframe when their picture is
+# stuck, as OnAir's do, viewer.KeyframeWait; the publishers of both answer)
 # which must print the same viewer table (viewer.WriteTable, with an "all"
 # row). Set LIVEKIT_BENCH to run another command with those arguments.
 set -euo pipefail
@@ -119,7 +121,7 @@ for cond in "${conditions[@]}"; do
   if [ -n "$livekit" ]; then
     echo "== LiveKit: $cond" >&2
     out=$work/livekit-$n.txt
-    lk=(--shape "$cond" --players "$players" --warmup "$warmup" --duration "$duration" $simulcast)
+    lk=(--shape "$cond" --players "$players" --warmup "$warmup" --duration "$duration" --pli-after 500ms $simulcast)
     if [ -n "${LIVEKIT_BENCH:-}" ]; then
       $LIVEKIT_BENCH "${lk[@]}" >"$out"
     else

@@ -127,7 +127,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.bitrate, "bitrate", 2_400_000, "the 1280x720 layer's bits per second; 640x360 and 320x180 get 24 % and 6 % of it (onair bench fanout's)")
 	fs.StringVar(&c.server, "server", defaultServer(), "the livekit-server binary to start for the run with livekit.yaml (empty: use the server already at --url)")
 	fs.StringVar(&c.serverLog, "server-log", "", "the started server's log file (default: in a temporary directory)")
-	fs.DurationVar(&c.pliAfter, "pli-after", 0, "a player asks for a keyframe when packets arrive but no frame has rendered for this long, and again as often while that lasts, as a browser does (0: never, as onair bench fanout's players)")
+	fs.DurationVar(&c.pliAfter, "pli-after", 0, "a player asks for a keyframe when packets arrive but no frame has rendered for this long, and again as often while that lasts, as a browser does (0: never; onair bench fanout's players always ask, after 500 ms, and scripts/bench-shaped.sh gives 500ms)")
 	fs.StringVar(&quality, "layer", "high", "the quality players ask for (SetVideoQuality): high, medium or low; auto is high, since LiveKit's allocator picks the best layer that fits up to the one asked for")
 	fs.Bool("simulcast", true, "accepted for onair bench fanout's command line: the publisher always sends three layers")
 	fs.IntVar(&c.port, "port-base", 41000, "player i's pinned UDP port is port-base+i")
