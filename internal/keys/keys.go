@@ -112,6 +112,10 @@ func Session(appID uint32, userID string) string {
 // SessionID is a session by its ID.
 func SessionID(id string) string { return "/onair/session-ids/" + id }
 
+// LeaseFence is a session lease's fence: a key under the lease itself that
+// every login on the lease rewrites and compares (services/room session.go).
+func LeaseFence(lease int64) string { return "/onair/lease-fences/" + strconv.FormatInt(lease, 16) }
+
 // Kind is what a key under a room prefix is.
 type Kind int
 

@@ -262,6 +262,7 @@ func (n *Node) startRole(ctx context.Context, role string) error {
 	case discovery.Auth:
 		n.AuthServer = auth.New(auth.Config{Etcd: n.cfg.Etcd, AdminKey: n.cfg.Auth.AdminKey, DebugTokens: n.cfg.Auth.DebugTokens,
 			DevMode: n.cfg.Auth.DevMode})
+		n.stops = append(n.stops, n.AuthServer.Close)
 		authv1.RegisterAuthServiceServer(n.srv.Server, n.AuthServer)
 		n.serve(authv1.AuthService_ServiceDesc.ServiceName)
 	case discovery.Stream:
@@ -283,7 +284,8 @@ func (n *Node) startRole(ctx context.Context, role string) error {
 		}
 		rc := n.cfg.Room
 		// Tokens are verified by the auth service, which owns the apps
-		// and their secrets (DESIGN.md: services talk only over gRPC).
+		// and their secrets (DESIGN.md: services talk only over gRPC); it
+		// answers from a watched copy of the apps (auth.Verifier).
 		n.RoomServer = room.New(room.Config{Etcd: n.cfg.Etcd, NATS: rc.NATS, MessageRate: rc.MessageRate, Auth: authv1.NewAuthServiceClient(authConn),
 			Streams: streamv1.NewStreamServiceClient(streamConn), SessionTimeout: rc.SessionTimeout,
 			OnlineCountInterval: rc.OnlineCountInterval, LoginRate: rc.LoginRate, EmptyRoomLinger: rc.EmptyRoomLinger, Logger: n.cfg.Logger,

@@ -62,7 +62,7 @@ type Server struct {
 	verifier *Verifier
 }
 
-// New returns an auth service on cfg.Etcd.
+// New returns an auth service on cfg.Etcd; Close stops it.
 func New(cfg Config) *Server {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -70,6 +70,9 @@ func New(cfg Config) *Server {
 	return &Server{cfg: cfg, nonces: sharedlease.New(cfg.Etcd, 2*MaxClockSkew+5*time.Minute, 5*time.Minute),
 		verifier: NewVerifier(cfg.Etcd, cfg.Now)}
 }
+
+// Close stops the watch of the apps.
+func (s *Server) Close() { s.verifier.Close() }
 
 // VerifyToken verifies a token and the privilege for the requested action
 // (Verifier.VerifyToken).

@@ -17,7 +17,9 @@ func TestVerifierFollowsApps(t *testing.T) {
 	ctx := context.Background()
 	cli := testkit.Etcd(t)
 	srv := New(Config{Etcd: cli})
+	t.Cleanup(srv.Close)
 	v := NewVerifier(cli, nil)
+	t.Cleanup(v.Close)
 
 	const app = 1234567890
 	const secretA, secretB = "0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210"

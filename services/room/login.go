@@ -96,7 +96,7 @@ func (s *Server) LoginRoom(ctx context.Context, req *roomv1.LoginRoomRequest) (*
 		var events []callback.Event
 		var ops []clientv3.Op
 		conds := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(sessKey), "=", oldRev),
-			clientv3.Compare(clientv3.CreateRevision(metaKey), "=", metaCreated)}
+			clientv3.Compare(clientv3.CreateRevision(metaKey), "=", metaCreated), rs.guard()}
 		m := meta
 		if m == nil {
 			// The room is created by this login (see lifecycle.go); its
@@ -145,7 +145,7 @@ func (s *Server) LoginRoom(ctx context.Context, req *roomv1.LoginRoomRequest) (*
 		// committed again after a try whose reply was lost in an etcd
 		// leader change: its comparisons then fail, and the Else finds
 		// the session by its attempt ID.
-		resp, err := s.commit.Txn(ctx, conds, ops, []clientv3.Op{clientv3.OpGet(sessKey), clientv3.OpGet(metaKey)})
+		resp, err := s.commit.Txn(ctx, conds, ops, []clientv3.Op{clientv3.OpGet(sessKey), clientv3.OpGet(metaKey), rs.fenceRead()})
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 			// A pooled lease that expired after all: a fresh one.
 			rs = nil
@@ -158,6 +158,12 @@ func (s *Server) LoginRoom(ctx context.Context, req *roomv1.LoginRoomRequest) (*
 			return nil, errcode.Unavailable(err)
 		}
 		if !resp.Succeeded {
+			if rs.fenced(resp.Responses[2]) {
+				// A late try of an earlier login committed on this
+				// pooled lease (session.go): its keys go with it.
+				rs.revoke()
+				rs = nil
+			}
 			if old, oldRev, err = sessionOf(resp.Responses[0]); err != nil {
 				rs.abandon()
 				return nil, err
@@ -176,7 +182,7 @@ func (s *Server) LoginRoom(ctx context.Context, req *roomv1.LoginRoomRequest) (*
 		if meta == nil {
 			s.metas.put(roomKey{rec.AppID, rec.RoomID}, m, resp.Header.Revision)
 		}
-		rs.established(&rec)
+		rs.established(&rec, resp.Header.Revision)
 		if old != nil {
 			// The earlier session is over: it hears KickOut 1002050 from its
 			// room's watch; its streams end as "repeated login".

@@ -20,6 +20,20 @@ package room
 // reusedFor bounds how old a renewal may be for a lease to be handed out
 // without renewing it again.
 //
+// A pooled lease needs a fence. A login's transaction can be applied late:
+// one sent to an etcd member that was then stopped (SIGSTOP, a long GC
+// pause) sits in that member's socket, and when the member resumes it
+// forwards the request to the new leader, after the client's retry went
+// through and after the user logged out. Its comparisons (the user has no
+// session) hold again by then, and its keys would come back under a lease
+// that now belongs to another session and is kept alive by it: a ghost
+// user. So each lease has a fence key under itself: a login compares the
+// fence's revision with the one the lease had when the replica handed it
+// out, and rewrites it. The first try to commit moves the fence on, and
+// every other try of that login, however late, fails its comparison. The
+// fence goes with its lease, so there is one per lease, never one per
+// session.
+//
 // The replica also remembers the sessions it logged in, so the logout of
 // one of them needs no read: the logout's transaction compares what it
 // remembers with what etcd holds, and a session that changed elsewhere
@@ -33,6 +47,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -55,13 +70,18 @@ type roomSession struct {
 	ss        *sessions
 	lease     clientv3.LeaseID
 	renewedAt time.Time
+	// fence is the revision of the lease's fence key when it was handed
+	// out (0: none yet); sent says a login transaction on it went to etcd.
+	fence int64
+	sent  bool
 }
 
 // liveSession is a session this replica logged in, with its lease's last
-// renewal known here.
+// renewal and its fence (the login's revision) known here.
 type liveSession struct {
 	rec       keys.SessionRecord
 	renewedAt time.Time
+	fence     int64
 }
 
 // sessions is the replica's session manager: the pool of empty leases,
@@ -139,11 +159,36 @@ func (ss *sessions) grant(ctx context.Context) (*roomSession, error) {
 }
 
 // attach returns the operations that write rec's keys (the session by
-// user, by ID, and its room member) under the session's lease. rec.Lease
-// is set to it.
+// user, by ID, and its room member) under the session's lease, and move
+// its fence on. rec.Lease is set to it.
 func (rs *roomSession) attach(rec *keys.SessionRecord) []clientv3.Op {
 	rec.Lease = int64(rs.lease)
-	return sessionPuts(rec, clientv3.WithLease(rs.lease))
+	rs.sent = true
+	return append(sessionPuts(rec, clientv3.WithLease(rs.lease)),
+		clientv3.OpPut(keys.LeaseFence(rec.Lease), "", clientv3.WithLease(rs.lease)))
+}
+
+// guard is the comparison that fails every try of a login but the first to
+// commit on this lease (see the package doc above).
+func (rs *roomSession) guard() clientv3.Cmp {
+	return clientv3.Compare(clientv3.ModRevision(keys.LeaseFence(int64(rs.lease))), "=", rs.fence)
+}
+
+// fenced reports whether a login's Else read of the fence (fenceRead)
+// found it moved by someone else: a late try of an earlier login on the
+// lease committed, and the lease holds its keys.
+func (rs *roomSession) fenced(r *etcdserverpb.ResponseOp) bool {
+	kvs := r.GetResponseRange().GetKvs()
+	var rev int64
+	if len(kvs) > 0 {
+		rev = kvs[0].ModRevision
+	}
+	return rev != rs.fence
+}
+
+// fenceRead reads the lease's fence, in a login's Else.
+func (rs *roomSession) fenceRead() clientv3.Op {
+	return clientv3.OpGet(keys.LeaseFence(int64(rs.lease)))
 }
 
 // sessionPuts writes rec's keys with opt (a lease, or the one they have).
@@ -169,24 +214,26 @@ func leavingOps(rec *keys.SessionRecord, reason roomv1.UserLeaveReason, code err
 			[]clientv3.Op{clientv3.OpDelete(sessKey)}, nil)}
 }
 
-// established records that rec, attached to this session, was committed.
-func (rs *roomSession) established(rec *keys.SessionRecord) {
+// established records that rec, attached to this session, was committed
+// at revision rev (the fence's revision now).
+func (rs *roomSession) established(rec *keys.SessionRecord, rev int64) {
 	rs.ss.mu.Lock()
 	defer rs.ss.mu.Unlock()
 	if len(rs.ss.byID) >= maxRemembered {
 		clear(rs.ss.byID)
 	}
-	rs.ss.byID[rec.SessionID] = &liveSession{rec: *rec, renewedAt: rs.renewedAt}
+	rs.ss.byID[rec.SessionID] = &liveSession{rec: *rec, renewedAt: rs.renewedAt, fence: rev}
 }
 
 // abandon gives up a session none of whose keys were written (its login
 // failed, or found an earlier try's session): the lease goes back to the
-// pool, or is revoked.
+// pool, or is revoked. One a login transaction was sent on is revoked: a
+// late try of that transaction could still commit on it.
 func (rs *roomSession) abandon() {
 	if rs == nil {
 		return
 	}
-	if !rs.ss.release(*rs) {
+	if rs.sent || !rs.ss.release(*rs) {
 		rs.ss.revoke(rs.lease)
 	}
 }
@@ -218,7 +265,7 @@ func (ss *sessions) keepAlive(ctx context.Context, rec *keys.SessionRecord) erro
 // replica knows when it was last renewed, and is revoked otherwise.
 func (ss *sessions) end(rec *keys.SessionRecord, empty bool) {
 	live, remembered := ss.forget(rec.SessionID)
-	if empty && remembered && ss.release(roomSession{ss: ss, lease: clientv3.LeaseID(rec.Lease), renewedAt: live.renewedAt}) {
+	if empty && remembered && ss.release(roomSession{ss: ss, lease: clientv3.LeaseID(rec.Lease), renewedAt: live.renewedAt, fence: live.fence}) {
 		return
 	}
 	ss.revoke(clientv3.LeaseID(rec.Lease))
