@@ -85,6 +85,7 @@ func New(cfg Config) *Server {
 	opts := append([]grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(unary),
 		grpc.ChainStreamInterceptor(stream),
+		codecOption(),
 	}, cfg.Options...)
 	s := &Server{Server: grpc.NewServer(opts...), Health: health.NewServer(), log: log}
 	healthpb.RegisterHealthServer(s.Server, s.Health)

@@ -376,6 +376,10 @@ func (r *relay) local(s *Server, k roomKey, msg *roomv1.RoomMessage, to []string
 	// Revision 0: a message is not part of the room's revisioned history, so
 	// it never moves a client's resume point (nor is it resumed).
 	it := &item{to: to, fromSession: fromSession, ev: &roomv1.RoomEvent{Event: &roomv1.RoomEvent_Message{Message: msg}}}
+	// Encoded once for all the room's receivers, not once each.
+	if b, err := proto.Marshal(it.ev); err == nil {
+		it.wire = b
+	}
 	n := h.deliver(it)
 	if n == 0 {
 		return

@@ -6,9 +6,11 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/onair-dev/onair/errcode"
+	"github.com/onair-dev/onair/internal/grpcserver"
 	"github.com/onair-dev/onair/internal/keys"
 	roomv1 "github.com/onair-dev/onair/proto/onair/room/v1"
 	streamv1 "github.com/onair-dev/onair/proto/onair/stream/v1"
@@ -158,7 +160,7 @@ func (s *Server) SubscribeRoomEvents(req *roomv1.SubscribeRoomEventsRequest, srv
 			items = []*item{snap}
 		}
 		for _, ev := range batch(items, sub) {
-			if err := srv.Send(ev.ev); err != nil {
+			if err := send(srv, ev); err != nil {
 				return err
 			}
 			if ev.endsSession {
@@ -223,4 +225,18 @@ func batch(items []*item, sub *subscriber) []*item {
 		out = append(out, it)
 	}
 	return out
+}
+
+// send writes an item to the subscriber's stream, in the encoding made
+// once for every receiver when it has one and the server can send it as
+// it is (grpcserver.EncodedSender).
+func send(srv roomv1.RoomService_SubscribeRoomEventsServer, it *item) error {
+	if it.wire != nil {
+		if g, ok := srv.(*grpc.GenericServerStream[roomv1.SubscribeRoomEventsRequest, roomv1.RoomEvent]); ok {
+			if enc, ok := g.ServerStream.(grpcserver.EncodedSender); ok {
+				return enc.SendEncoded(it.wire)
+			}
+		}
+	}
+	return srv.Send(it.ev)
 }
