@@ -56,11 +56,20 @@ type setKey struct {
 	code   codes.Code
 }
 
-// leanCall marks a call on the cheap path; its value is the full method.
-type leanCall struct{}
+// callKey holds a call's *call in its context.
+type callKey struct{}
 
-// fullCall marks a call that otelgrpc handles.
-type fullCall struct{}
+// call is how a call is instrumented.
+type call struct {
+	method string // on the lean path: the full method
+	full   bool   // otelgrpc handles it
+	skip   bool   // not instrumented (sessionStream)
+}
+
+// skipped is the call value of every session stream: its sends look it up
+// at the top of their context instead of walking the whole chain for a
+// key that is not there.
+var skipped = &call{skip: true}
 
 func newServerStats(p *Providers, opts []otelgrpc.Option) *serverStats {
 	h := &serverStats{full: otelgrpc.NewServerHandler(opts...), sets: map[setKey]attribute.Set{}}
@@ -95,26 +104,26 @@ func traced(ctx context.Context) bool {
 // TagRPC implements stats.Handler.
 func (h *serverStats) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
 	if sessionStream(info.FullMethodName) {
-		return ctx
+		return context.WithValue(ctx, callKey{}, skipped)
 	}
 	if h.lean && !traced(ctx) {
-		return context.WithValue(ctx, leanCall{}, info.FullMethodName)
+		return context.WithValue(ctx, callKey{}, &call{method: info.FullMethodName})
 	}
-	return context.WithValue(h.full.TagRPC(ctx, info), fullCall{}, true)
+	return context.WithValue(h.full.TagRPC(ctx, info), callKey{}, &call{full: true})
 }
 
 // HandleRPC implements stats.Handler.
 func (h *serverStats) HandleRPC(ctx context.Context, rs stats.RPCStats) {
-	end, ok := rs.(*stats.End)
-	if ok {
-		if method, lean := ctx.Value(leanCall{}).(string); lean {
-			code := status.Code(end.Error)
-			h.duration.Record(ctx, float64(end.EndTime.Sub(end.BeginTime))/float64(time.Second), metric.WithAttributeSet(h.set(method, code)))
-			return
-		}
-	}
-	if ctx.Value(fullCall{}) != nil {
+	c, _ := ctx.Value(callKey{}).(*call)
+	switch {
+	case c == nil || c.skip:
+	case c.full:
 		h.full.HandleRPC(ctx, rs)
+	default:
+		if end, ok := rs.(*stats.End); ok {
+			code := status.Code(end.Error)
+			h.duration.Record(ctx, float64(end.EndTime.Sub(end.BeginTime))/float64(time.Second), metric.WithAttributeSet(h.set(c.method, code)))
+		}
 	}
 }
 
