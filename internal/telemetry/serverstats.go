@@ -95,10 +95,16 @@ func newConventions() bool {
 	return true
 }
 
-// traced reports whether the caller sent a trace context or baggage.
+// traced reports whether the caller sent a trace context or baggage. It
+// looks the keys up where they are (FromIncomingContext would copy every
+// header of the call).
 func traced(ctx context.Context) bool {
-	md, _ := metadata.FromIncomingContext(ctx)
-	return len(md["traceparent"]) > 0 || len(md["baggage"]) > 0 || len(md["tracestate"]) > 0
+	for _, k := range [...]string{"traceparent", "baggage", "tracestate"} {
+		if len(metadata.ValueFromIncomingContext(ctx, k)) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // TagRPC implements stats.Handler.
