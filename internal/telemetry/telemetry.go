@@ -193,7 +193,10 @@ func (p *Providers) GRPCServerOptions() []grpc.ServerOption {
 // for the whole session (memory per idle user).
 func sessionStream(method string) bool {
 	switch method {
-	case "/onair.room.v1.RoomService/SubscribeRoomEvents":
+	case "/onair.room.v1.RoomService/SubscribeRoomEvents",
+		// The SDK's one stream of room messages per connection: each
+		// message is counted by onair.room.messages.sent instead.
+		"/onair.room.v1.RoomService/SendRoomMessages":
 		return true
 	}
 	return false
