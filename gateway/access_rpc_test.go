@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -44,6 +45,7 @@ var grpcMethods = map[string]accessClass{
 	"/onair.room.v1.RoomService/SubscribeRoomEvents":                 classClient,
 	"/onair.room.v1.RoomService/SetRoomExtraInfo":                    classClient,
 	"/onair.room.v1.RoomService/SendRoomMessage":                     classClient,
+	"/onair.room.v1.RoomService/SendRoomMessages":                    classClient,
 	"/onair.room.v1.RoomService/ListUsers":                           classClient,
 	"/onair.room.v1.RoomService/ListStreams":                         classClient,
 	"/onair.room.v1.RoomService/SetStreamExtraInfo":                  classClient,
@@ -153,6 +155,20 @@ func invokeEmpty(ctx context.Context, cc *grpc.ClientConn, name string, m protor
 	if err := s.CloseSend(); err != nil {
 		return err
 	}
-	var out proto.Message = dynamicpb.NewMessage(m.Output())
-	return s.RecvMsg(out)
+	out := dynamicpb.NewMessage(m.Output())
+	if err := s.RecvMsg(out); err != nil {
+		return err
+	}
+	// A stream that answers each request (SendRoomMessages) refuses one
+	// in its answer: a serialized google.rpc.Status in a "status" field.
+	if f := m.Output().Fields().ByName("status"); f != nil && f.Kind() == protoreflect.BytesKind {
+		if b := out.Get(f).Bytes(); len(b) > 0 {
+			st := new(spb.Status)
+			if err := proto.Unmarshal(b, st); err != nil {
+				return err
+			}
+			return status.ErrorProto(st)
+		}
+	}
+	return nil
 }

@@ -58,8 +58,8 @@ func New(cfg Config) *Server {
 		if cfg.InternalKey == "" {
 			return ctx
 		}
-		md, _ := metadata.FromIncomingContext(ctx)
-		for _, v := range md.Get(InternalKeyHeader) {
+		// The one key, not a copy of every header (FromIncomingContext).
+		for _, v := range metadata.ValueFromIncomingContext(ctx, InternalKeyHeader) {
 			if subtle.ConstantTimeCompare([]byte(v), []byte(cfg.InternalKey)) == 1 {
 				return context.WithValue(ctx, internalKey{}, true)
 			}
@@ -85,6 +85,7 @@ func New(cfg Config) *Server {
 	opts := append([]grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(unary),
 		grpc.ChainStreamInterceptor(stream),
+		codecOption(),
 	}, cfg.Options...)
 	s := &Server{Server: grpc.NewServer(opts...), Health: health.NewServer(), log: log}
 	healthpb.RegisterHealthServer(s.Server, s.Health)

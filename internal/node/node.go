@@ -140,6 +140,14 @@ type Node struct {
 // connReadBuffer is each client connection's read buffer (see Start).
 const connReadBuffer = 1 << 10
 
+// serverStreamWindow and serverConnWindow are the fixed flow-control
+// windows of the server's streams and connections (see Start): as large
+// as the SDK's, and a connection's room for several streams at once.
+const (
+	serverStreamWindow = 1 << 20
+	serverConnWindow   = 4 << 20
+)
+
 // Start listens, builds the roles, registers them in etcd and serves.
 func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	if cfg.Logger == nil {
@@ -166,6 +174,13 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	// client's request (its HEADERS and DATA frames, well under a KiB) is
 	// one read (a room message of a KiB, two).
 	sopts = append(sopts, grpc.SharedWriteBuffer(true), grpc.ReadBufferSize(connReadBuffer))
+	// Fixed flow-control windows turn off gRPC's bandwidth-delay
+	// estimation on the server's side, which pinged the client after
+	// nearly every request it received on a quiet connection (a room
+	// message's SendRoomMessage: one more write, and a read of the ack,
+	// per call). The SDK fixes its side likewise. Windows are credit, not
+	// buffers; what the services receive is small and far below them.
+	sopts = append(sopts, grpc.StaticStreamWindowSize(serverStreamWindow), grpc.StaticConnWindowSize(serverConnWindow))
 	sopts = append(sopts, cfg.ServerOptions...)
 	if cfg.ServerTLS != nil {
 		sopts = append(sopts, grpc.Creds(credentials.NewTLS(cfg.ServerTLS)))

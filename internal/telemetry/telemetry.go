@@ -36,7 +36,6 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/stats"
 )
 
 // Providers holds one process's tracer and meter providers and the handler
@@ -46,6 +45,9 @@ type Providers struct {
 	mp      *sdkmetric.MeterProvider
 	prop    propagation.TextMapPropagator
 	metrics http.Handler
+	// exporting: spans started here are recorded (an exporter or a
+	// processor sees them).
+	exporting bool
 }
 
 // Setup builds the providers for a process whose resource has
@@ -106,6 +108,8 @@ func setup(ctx context.Context, serviceName string, extra ...sdktrace.SpanProces
 		mp:      mp,
 		prop:    propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
 		metrics: metrics,
+
+		exporting: exporting,
 	}, nil
 }
 
@@ -176,10 +180,10 @@ func (p *Providers) otelgrpcOptions() []otelgrpc.Option {
 
 // GRPCServerOptions instrument a gRPC server: a span per RPC that continues
 // the caller's trace, and RPC duration metrics; session-long event streams
-// are left out (sessionStream).
+// are left out (sessionStream), and calls nobody traces only record their
+// duration (serverStats).
 func (p *Providers) GRPCServerOptions() []grpc.ServerOption {
-	opts := append(p.otelgrpcOptions(), otelgrpc.WithFilter(func(info *stats.RPCTagInfo) bool { return !sessionStream(info.FullMethodName) }))
-	return []grpc.ServerOption{grpc.StatsHandler(otelgrpc.NewServerHandler(opts...))}
+	return []grpc.ServerOption{grpc.StatsHandler(newServerStats(p, p.otelgrpcOptions()))}
 }
 
 // sessionStream reports a method whose call lasts as long as a client's
@@ -189,7 +193,10 @@ func (p *Providers) GRPCServerOptions() []grpc.ServerOption {
 // for the whole session (memory per idle user).
 func sessionStream(method string) bool {
 	switch method {
-	case "/onair.room.v1.RoomService/SubscribeRoomEvents":
+	case "/onair.room.v1.RoomService/SubscribeRoomEvents",
+		// The SDK's one stream of room messages per connection: each
+		// message is counted by onair.room.messages.sent instead.
+		"/onair.room.v1.RoomService/SendRoomMessages":
 		return true
 	}
 	return false

@@ -47,7 +47,8 @@ type Engine struct {
 	room    *roomSession
 	closed  bool
 
-	media mediaState // publishing and playing (publish.go, play.go)
+	media mediaState    // publishing and playing (publish.go, play.go)
+	msgs  messageSender // room messages' stream (messages.go)
 
 	// bg counts cleanups that outlive a failed call (retry.go); bgCtx ends
 	// them all.
@@ -277,12 +278,8 @@ func (e *Engine) SendBroadcastMessage(ctx context.Context, roomID, message strin
 	if err != nil {
 		return "", err
 	}
-	resp, err := e.rooms.SendRoomMessage(ctx, &roomv1.SendRoomMessageRequest{SessionId: rs.sessionID(),
+	return e.sendMessage(ctx, &roomv1.SendRoomMessageRequest{SessionId: rs.sessionID(),
 		Kind: roomv1.MessageKind_MESSAGE_KIND_BROADCAST, Content: message})
-	if err != nil {
-		return "", err
-	}
-	return resp.GetMessageId(), nil
 }
 
 // SendCustomCommand sends a command to the listed users of the room.
@@ -295,7 +292,7 @@ func (e *Engine) SendCustomCommand(ctx context.Context, roomID, command string, 
 	for i, u := range toUsers {
 		to[i] = u.UserID
 	}
-	_, err = e.rooms.SendRoomMessage(ctx, &roomv1.SendRoomMessageRequest{SessionId: rs.sessionID(),
+	_, err = e.sendMessage(ctx, &roomv1.SendRoomMessageRequest{SessionId: rs.sessionID(),
 		Kind: roomv1.MessageKind_MESSAGE_KIND_CUSTOM_COMMAND, Content: command, ToUserIds: to})
 	return err
 }

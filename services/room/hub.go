@@ -17,6 +17,7 @@ import (
 
 	"github.com/onair-dev/onair/errcode"
 	"github.com/onair-dev/onair/internal/callback"
+	"github.com/onair-dev/onair/internal/grpcserver"
 	"github.com/onair-dev/onair/internal/keys"
 	roomv1 "github.com/onair-dev/onair/proto/onair/room/v1"
 	streamv1 "github.com/onair-dev/onair/proto/onair/stream/v1"
@@ -40,6 +41,9 @@ type item struct {
 	forSession string
 	// endsSession closes forSession's subscription after delivery.
 	endsSession bool
+	// wire, when set, is ev in its wire encoding, made once for all the
+	// subscribers it goes to (a room message; see send).
+	wire grpcserver.Encoded
 }
 
 // hub is one replica's view of one room: a single etcd watch of the room

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
@@ -376,6 +378,10 @@ func (r *relay) local(s *Server, k roomKey, msg *roomv1.RoomMessage, to []string
 	// Revision 0: a message is not part of the room's revisioned history, so
 	// it never moves a client's resume point (nor is it resumed).
 	it := &item{to: to, fromSession: fromSession, ev: &roomv1.RoomEvent{Event: &roomv1.RoomEvent_Message{Message: msg}}}
+	// Encoded once for all the room's receivers, not once each.
+	if b, err := proto.Marshal(it.ev); err == nil {
+		it.wire = b
+	}
 	n := h.deliver(it)
 	if n == 0 {
 		return
@@ -434,4 +440,32 @@ func (s *Server) SendRoomMessage(ctx context.Context, req *roomv1.SendRoomMessag
 		return nil, err
 	}
 	return &roomv1.SendRoomMessageResponse{MessageId: msg.MessageId}, nil
+}
+
+// SendRoomMessages answers SendRoomMessage for each request of the stream,
+// in order, on this call's goroutine: a message then costs no call of its
+// own (see roomv1).
+func (s *Server) SendRoomMessages(srv roomv1.RoomService_SendRoomMessagesServer) error {
+	ctx := srv.Context()
+	for {
+		req, err := srv.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		resp := &roomv1.SendRoomMessagesResponse{RequestId: req.GetRequestId()}
+		out, err := s.SendRoomMessage(ctx, req.GetMessage())
+		if err != nil {
+			if resp.Status, err = proto.Marshal(status.Convert(err).Proto()); err != nil {
+				return err
+			}
+		} else {
+			resp.MessageId = out.GetMessageId()
+		}
+		if err := srv.Send(resp); err != nil {
+			return err
+		}
+	}
 }

@@ -4,11 +4,14 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/onair-dev/onair/errcode"
+	"github.com/onair-dev/onair/internal/grpcserver"
 	"github.com/onair-dev/onair/internal/keys"
 	roomv1 "github.com/onair-dev/onair/proto/onair/room/v1"
 	streamv1 "github.com/onair-dev/onair/proto/onair/stream/v1"
@@ -29,6 +32,7 @@ type subscriber struct {
 
 	mu          sync.Mutex
 	queue       []*item
+	spare       []*item // the last queue taken, sent and emptied
 	overflow    bool
 	err         error
 	tokenExpire int64
@@ -110,12 +114,26 @@ func (s *subscriber) dropSeen(rev int64) {
 }
 
 // take returns what is queued, whether a resync is due, and a failure.
+// The queue starts again in the slice recycle gave back, if any.
 func (s *subscriber) take() ([]*item, bool, error, int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	q, over := s.queue, s.overflow
-	s.queue, s.overflow = nil, false
+	s.queue, s.spare, s.overflow = s.spare, nil, false
 	return q, over, s.err, s.tokenExpire
+}
+
+// recycle gives back the slice take returned, once sent, for the queue to
+// use again: a queue of one event at a time then allocates nothing. A
+// large one is dropped rather than kept by an idle subscriber.
+func (s *subscriber) recycle(q []*item) {
+	if cap(q) == 0 || cap(q) > 64 {
+		return
+	}
+	clear(q)
+	s.mu.Lock()
+	s.spare = q[:0]
+	s.mu.Unlock()
 }
 
 // SubscribeRoomEvents streams the session's room. See roomv1 for the
@@ -142,9 +160,23 @@ func (s *Server) SubscribeRoomEvents(req *roomv1.SubscribeRoomEventsRequest, srv
 		return err
 	}
 	var warned int64
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
+	// The loop waits on the wake channel alone (a receive, not a select
+	// per event): the end of the call and the token's timer signal it too.
+	stopWake := context.AfterFunc(ctx, sub.signal)
+	defer stopWake()
+	var timer *time.Timer
+	var due time.Time // when timer fires; zero: not set
+	var fired atomic.Bool
+	ring := func() { fired.Store(true); sub.signal() }
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	for {
+		if ctx.Err() != nil {
+			return nil
+		}
 		items, resync, err, expire := sub.take()
 		if err != nil {
 			return err
@@ -158,22 +190,23 @@ func (s *Server) SubscribeRoomEvents(req *roomv1.SubscribeRoomEventsRequest, srv
 			items = []*item{snap}
 		}
 		for _, ev := range batch(items, sub) {
-			if err := srv.Send(ev.ev); err != nil {
+			if err := send(srv, ev); err != nil {
 				return err
 			}
 			if ev.endsSession {
 				return nil
 			}
 		}
-		now := s.cfg.Now()
-		var wait time.Duration = time.Hour
+		sub.recycle(items)
+		var next time.Time // zero: nothing to wait for but events
 		if expire > 0 {
+			now := s.cfg.Now()
 			exp := time.Unix(expire, 0)
 			switch {
 			case !now.Before(exp):
 				_ = s.endSession(context.WithoutCancel(ctx), rec, roomv1.UserLeaveReason_USER_LEAVE_REASON_TOKEN_EXPIRED,
 					errcode.KickedTokenExpired, streamv1.DeleteReason_DELETE_REASON_KICKED)
-				wait = time.Second // the kick arrives through the hub
+				next = now.Add(time.Second) // the kick arrives through the hub
 			case !now.Before(exp.Add(-TokenWarning)) && warned != expire:
 				warned = expire
 				if err := srv.Send(&roomv1.RoomEvent{Event: &roomv1.RoomEvent_SessionState{SessionState: &roomv1.SessionState{
@@ -181,19 +214,29 @@ func (s *Server) SubscribeRoomEvents(req *roomv1.SubscribeRoomEventsRequest, srv
 					Message: "the token expires in 30 seconds: renew it"}}}); err != nil {
 					return err
 				}
-				wait = exp.Sub(now)
+				next = exp
 			case warned == expire:
-				wait = exp.Sub(now)
+				next = exp
 			default:
-				wait = exp.Add(-TokenWarning).Sub(now)
+				next = exp.Add(-TokenWarning)
 			}
 		}
-		timer.Reset(wait)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-sub.wake:
-		case <-timer.C:
+		// The timer moves only when what it waits for does, not on every
+		// event.
+		if !next.Equal(due) {
+			due = next
+			switch {
+			case next.IsZero():
+				timer.Stop()
+			case timer == nil:
+				timer = time.AfterFunc(next.Sub(s.cfg.Now()), ring)
+			default:
+				timer.Reset(next.Sub(s.cfg.Now()))
+			}
+		}
+		<-sub.wake
+		if fired.Swap(false) {
+			due = time.Time{} // spent: set it again, whatever it waits for
 		}
 	}
 }
@@ -201,7 +244,7 @@ func (s *Server) SubscribeRoomEvents(req *roomv1.SubscribeRoomEventsRequest, srv
 // batch drops what the subscriber has already seen and merges runs of user
 // updates of one kind into single messages.
 func batch(items []*item, sub *subscriber) []*item {
-	out := make([]*item, 0, len(items))
+	out := items[:0] // in place: an item is read before its slot is written
 	for _, it := range items {
 		// Messages carry no revision: none of them was seen before.
 		if sub.skipTo > 0 && it.ev.GetSnapshot() == nil && it.ev.GetMessage() == nil && it.ev.Revision <= sub.skipTo && it.forSession == "" {
@@ -223,4 +266,18 @@ func batch(items []*item, sub *subscriber) []*item {
 		out = append(out, it)
 	}
 	return out
+}
+
+// send writes an item to the subscriber's stream, in the encoding made
+// once for every receiver when it has one and the server can send it as
+// it is (grpcserver.EncodedSender).
+func send(srv roomv1.RoomService_SubscribeRoomEventsServer, it *item) error {
+	if it.wire != nil {
+		if g, ok := srv.(*grpc.GenericServerStream[roomv1.SubscribeRoomEventsRequest, roomv1.RoomEvent]); ok {
+			if enc, ok := g.ServerStream.(grpcserver.EncodedSender); ok {
+				return enc.SendEncoded(it.wire)
+			}
+		}
+	}
+	return srv.Send(it.ev)
 }

@@ -1838,6 +1838,122 @@ func (x *SendRoomMessageResponse) GetMessageId() string {
 	return ""
 }
 
+type SendRoomMessagesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// request_id is the sender's, echoed by the response.
+	RequestId     uint64                  `protobuf:"varint,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Message       *SendRoomMessageRequest `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SendRoomMessagesRequest) Reset() {
+	*x = SendRoomMessagesRequest{}
+	mi := &file_onair_room_v1_room_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SendRoomMessagesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SendRoomMessagesRequest) ProtoMessage() {}
+
+func (x *SendRoomMessagesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_onair_room_v1_room_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SendRoomMessagesRequest.ProtoReflect.Descriptor instead.
+func (*SendRoomMessagesRequest) Descriptor() ([]byte, []int) {
+	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *SendRoomMessagesRequest) GetRequestId() uint64 {
+	if x != nil {
+		return x.RequestId
+	}
+	return 0
+}
+
+func (x *SendRoomMessagesRequest) GetMessage() *SendRoomMessageRequest {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+type SendRoomMessagesResponse struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RequestId uint64                 `protobuf:"varint,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// message_id: SendRoomMessageResponse's, when the message was accepted.
+	MessageId string `protobuf:"bytes,2,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	// status, when it was not: the google.rpc.Status SendRoomMessage would
+	// have failed with (code, message and details), serialized.
+	Status        []byte `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SendRoomMessagesResponse) Reset() {
+	*x = SendRoomMessagesResponse{}
+	mi := &file_onair_room_v1_room_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SendRoomMessagesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SendRoomMessagesResponse) ProtoMessage() {}
+
+func (x *SendRoomMessagesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_onair_room_v1_room_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SendRoomMessagesResponse.ProtoReflect.Descriptor instead.
+func (*SendRoomMessagesResponse) Descriptor() ([]byte, []int) {
+	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *SendRoomMessagesResponse) GetRequestId() uint64 {
+	if x != nil {
+		return x.RequestId
+	}
+	return 0
+}
+
+func (x *SendRoomMessagesResponse) GetMessageId() string {
+	if x != nil {
+		return x.MessageId
+	}
+	return ""
+}
+
+func (x *SendRoomMessagesResponse) GetStatus() []byte {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
 type ListUsersRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	SessionId string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
@@ -1850,7 +1966,7 @@ type ListUsersRequest struct {
 
 func (x *ListUsersRequest) Reset() {
 	*x = ListUsersRequest{}
-	mi := &file_onair_room_v1_room_proto_msgTypes[25]
+	mi := &file_onair_room_v1_room_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1862,7 +1978,7 @@ func (x *ListUsersRequest) String() string {
 func (*ListUsersRequest) ProtoMessage() {}
 
 func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_room_v1_room_proto_msgTypes[25]
+	mi := &file_onair_room_v1_room_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1875,7 +1991,7 @@ func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsersRequest.ProtoReflect.Descriptor instead.
 func (*ListUsersRequest) Descriptor() ([]byte, []int) {
-	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{25}
+	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListUsersRequest) GetSessionId() string {
@@ -1910,7 +2026,7 @@ type ListUsersResponse struct {
 
 func (x *ListUsersResponse) Reset() {
 	*x = ListUsersResponse{}
-	mi := &file_onair_room_v1_room_proto_msgTypes[26]
+	mi := &file_onair_room_v1_room_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1922,7 +2038,7 @@ func (x *ListUsersResponse) String() string {
 func (*ListUsersResponse) ProtoMessage() {}
 
 func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_room_v1_room_proto_msgTypes[26]
+	mi := &file_onair_room_v1_room_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1935,7 +2051,7 @@ func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsersResponse.ProtoReflect.Descriptor instead.
 func (*ListUsersResponse) Descriptor() ([]byte, []int) {
-	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{26}
+	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListUsersResponse) GetUsers() []*User {
@@ -1968,7 +2084,7 @@ type ListStreamsRequest struct {
 
 func (x *ListStreamsRequest) Reset() {
 	*x = ListStreamsRequest{}
-	mi := &file_onair_room_v1_room_proto_msgTypes[27]
+	mi := &file_onair_room_v1_room_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1980,7 +2096,7 @@ func (x *ListStreamsRequest) String() string {
 func (*ListStreamsRequest) ProtoMessage() {}
 
 func (x *ListStreamsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_room_v1_room_proto_msgTypes[27]
+	mi := &file_onair_room_v1_room_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1993,7 +2109,7 @@ func (x *ListStreamsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStreamsRequest.ProtoReflect.Descriptor instead.
 func (*ListStreamsRequest) Descriptor() ([]byte, []int) {
-	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{27}
+	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListStreamsRequest) GetSessionId() string {
@@ -2012,7 +2128,7 @@ type ListStreamsResponse struct {
 
 func (x *ListStreamsResponse) Reset() {
 	*x = ListStreamsResponse{}
-	mi := &file_onair_room_v1_room_proto_msgTypes[28]
+	mi := &file_onair_room_v1_room_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2024,7 +2140,7 @@ func (x *ListStreamsResponse) String() string {
 func (*ListStreamsResponse) ProtoMessage() {}
 
 func (x *ListStreamsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_room_v1_room_proto_msgTypes[28]
+	mi := &file_onair_room_v1_room_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2037,7 +2153,7 @@ func (x *ListStreamsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStreamsResponse.ProtoReflect.Descriptor instead.
 func (*ListStreamsResponse) Descriptor() ([]byte, []int) {
-	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{28}
+	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListStreamsResponse) GetStreams() []*v1.Stream {
@@ -2058,7 +2174,7 @@ type SetStreamExtraInfoRequest struct {
 
 func (x *SetStreamExtraInfoRequest) Reset() {
 	*x = SetStreamExtraInfoRequest{}
-	mi := &file_onair_room_v1_room_proto_msgTypes[29]
+	mi := &file_onair_room_v1_room_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2070,7 +2186,7 @@ func (x *SetStreamExtraInfoRequest) String() string {
 func (*SetStreamExtraInfoRequest) ProtoMessage() {}
 
 func (x *SetStreamExtraInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_room_v1_room_proto_msgTypes[29]
+	mi := &file_onair_room_v1_room_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2083,7 +2199,7 @@ func (x *SetStreamExtraInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetStreamExtraInfoRequest.ProtoReflect.Descriptor instead.
 func (*SetStreamExtraInfoRequest) Descriptor() ([]byte, []int) {
-	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{29}
+	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *SetStreamExtraInfoRequest) GetSessionId() string {
@@ -2117,7 +2233,7 @@ type SetStreamExtraInfoResponse struct {
 
 func (x *SetStreamExtraInfoResponse) Reset() {
 	*x = SetStreamExtraInfoResponse{}
-	mi := &file_onair_room_v1_room_proto_msgTypes[30]
+	mi := &file_onair_room_v1_room_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2129,7 +2245,7 @@ func (x *SetStreamExtraInfoResponse) String() string {
 func (*SetStreamExtraInfoResponse) ProtoMessage() {}
 
 func (x *SetStreamExtraInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_room_v1_room_proto_msgTypes[30]
+	mi := &file_onair_room_v1_room_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2142,7 +2258,7 @@ func (x *SetStreamExtraInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetStreamExtraInfoResponse.ProtoReflect.Descriptor instead.
 func (*SetStreamExtraInfoResponse) Descriptor() ([]byte, []int) {
-	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{30}
+	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SetStreamExtraInfoResponse) GetStream() *v1.Stream {
@@ -2171,7 +2287,7 @@ type KickUserRequest struct {
 
 func (x *KickUserRequest) Reset() {
 	*x = KickUserRequest{}
-	mi := &file_onair_room_v1_room_proto_msgTypes[31]
+	mi := &file_onair_room_v1_room_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2183,7 +2299,7 @@ func (x *KickUserRequest) String() string {
 func (*KickUserRequest) ProtoMessage() {}
 
 func (x *KickUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_room_v1_room_proto_msgTypes[31]
+	mi := &file_onair_room_v1_room_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2196,7 +2312,7 @@ func (x *KickUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KickUserRequest.ProtoReflect.Descriptor instead.
 func (*KickUserRequest) Descriptor() ([]byte, []int) {
-	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{31}
+	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *KickUserRequest) GetAuth() *v11.ServerAuth {
@@ -2236,7 +2352,7 @@ type KickUserResponse struct {
 
 func (x *KickUserResponse) Reset() {
 	*x = KickUserResponse{}
-	mi := &file_onair_room_v1_room_proto_msgTypes[32]
+	mi := &file_onair_room_v1_room_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2248,7 +2364,7 @@ func (x *KickUserResponse) String() string {
 func (*KickUserResponse) ProtoMessage() {}
 
 func (x *KickUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_room_v1_room_proto_msgTypes[32]
+	mi := &file_onair_room_v1_room_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2261,7 +2377,7 @@ func (x *KickUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KickUserResponse.ProtoReflect.Descriptor instead.
 func (*KickUserResponse) Descriptor() ([]byte, []int) {
-	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{32}
+	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *KickUserResponse) GetKickedUserIds() []string {
@@ -2281,7 +2397,7 @@ type CloseRoomRequest struct {
 
 func (x *CloseRoomRequest) Reset() {
 	*x = CloseRoomRequest{}
-	mi := &file_onair_room_v1_room_proto_msgTypes[33]
+	mi := &file_onair_room_v1_room_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2293,7 +2409,7 @@ func (x *CloseRoomRequest) String() string {
 func (*CloseRoomRequest) ProtoMessage() {}
 
 func (x *CloseRoomRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_room_v1_room_proto_msgTypes[33]
+	mi := &file_onair_room_v1_room_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2306,7 +2422,7 @@ func (x *CloseRoomRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRoomRequest.ProtoReflect.Descriptor instead.
 func (*CloseRoomRequest) Descriptor() ([]byte, []int) {
-	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{33}
+	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CloseRoomRequest) GetAuth() *v11.ServerAuth {
@@ -2331,7 +2447,7 @@ type CloseRoomResponse struct {
 
 func (x *CloseRoomResponse) Reset() {
 	*x = CloseRoomResponse{}
-	mi := &file_onair_room_v1_room_proto_msgTypes[34]
+	mi := &file_onair_room_v1_room_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2343,7 +2459,7 @@ func (x *CloseRoomResponse) String() string {
 func (*CloseRoomResponse) ProtoMessage() {}
 
 func (x *CloseRoomResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_room_v1_room_proto_msgTypes[34]
+	mi := &file_onair_room_v1_room_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2356,7 +2472,7 @@ func (x *CloseRoomResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRoomResponse.ProtoReflect.Descriptor instead.
 func (*CloseRoomResponse) Descriptor() ([]byte, []int) {
-	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{34}
+	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{36}
 }
 
 type DescribeUsersRequest struct {
@@ -2371,7 +2487,7 @@ type DescribeUsersRequest struct {
 
 func (x *DescribeUsersRequest) Reset() {
 	*x = DescribeUsersRequest{}
-	mi := &file_onair_room_v1_room_proto_msgTypes[35]
+	mi := &file_onair_room_v1_room_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2383,7 +2499,7 @@ func (x *DescribeUsersRequest) String() string {
 func (*DescribeUsersRequest) ProtoMessage() {}
 
 func (x *DescribeUsersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_room_v1_room_proto_msgTypes[35]
+	mi := &file_onair_room_v1_room_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2396,7 +2512,7 @@ func (x *DescribeUsersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeUsersRequest.ProtoReflect.Descriptor instead.
 func (*DescribeUsersRequest) Descriptor() ([]byte, []int) {
-	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{35}
+	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *DescribeUsersRequest) GetAuth() *v11.ServerAuth {
@@ -2438,7 +2554,7 @@ type DescribeUsersResponse struct {
 
 func (x *DescribeUsersResponse) Reset() {
 	*x = DescribeUsersResponse{}
-	mi := &file_onair_room_v1_room_proto_msgTypes[36]
+	mi := &file_onair_room_v1_room_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2450,7 +2566,7 @@ func (x *DescribeUsersResponse) String() string {
 func (*DescribeUsersResponse) ProtoMessage() {}
 
 func (x *DescribeUsersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_room_v1_room_proto_msgTypes[36]
+	mi := &file_onair_room_v1_room_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2463,7 +2579,7 @@ func (x *DescribeUsersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeUsersResponse.ProtoReflect.Descriptor instead.
 func (*DescribeUsersResponse) Descriptor() ([]byte, []int) {
-	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{36}
+	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *DescribeUsersResponse) GetUsers() []*User {
@@ -2497,7 +2613,7 @@ type DescribeStreamsRequest struct {
 
 func (x *DescribeStreamsRequest) Reset() {
 	*x = DescribeStreamsRequest{}
-	mi := &file_onair_room_v1_room_proto_msgTypes[37]
+	mi := &file_onair_room_v1_room_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2509,7 +2625,7 @@ func (x *DescribeStreamsRequest) String() string {
 func (*DescribeStreamsRequest) ProtoMessage() {}
 
 func (x *DescribeStreamsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_room_v1_room_proto_msgTypes[37]
+	mi := &file_onair_room_v1_room_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2522,7 +2638,7 @@ func (x *DescribeStreamsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeStreamsRequest.ProtoReflect.Descriptor instead.
 func (*DescribeStreamsRequest) Descriptor() ([]byte, []int) {
-	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{37}
+	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *DescribeStreamsRequest) GetAuth() *v11.ServerAuth {
@@ -2548,7 +2664,7 @@ type DescribeStreamsResponse struct {
 
 func (x *DescribeStreamsResponse) Reset() {
 	*x = DescribeStreamsResponse{}
-	mi := &file_onair_room_v1_room_proto_msgTypes[38]
+	mi := &file_onair_room_v1_room_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2560,7 +2676,7 @@ func (x *DescribeStreamsResponse) String() string {
 func (*DescribeStreamsResponse) ProtoMessage() {}
 
 func (x *DescribeStreamsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_room_v1_room_proto_msgTypes[38]
+	mi := &file_onair_room_v1_room_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2573,7 +2689,7 @@ func (x *DescribeStreamsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeStreamsResponse.ProtoReflect.Descriptor instead.
 func (*DescribeStreamsResponse) Descriptor() ([]byte, []int) {
-	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{38}
+	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *DescribeStreamsResponse) GetStreams() []*v1.Stream {
@@ -2593,7 +2709,7 @@ type DeleteStreamRequest struct {
 
 func (x *DeleteStreamRequest) Reset() {
 	*x = DeleteStreamRequest{}
-	mi := &file_onair_room_v1_room_proto_msgTypes[39]
+	mi := &file_onair_room_v1_room_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2605,7 +2721,7 @@ func (x *DeleteStreamRequest) String() string {
 func (*DeleteStreamRequest) ProtoMessage() {}
 
 func (x *DeleteStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_room_v1_room_proto_msgTypes[39]
+	mi := &file_onair_room_v1_room_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2618,7 +2734,7 @@ func (x *DeleteStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteStreamRequest.ProtoReflect.Descriptor instead.
 func (*DeleteStreamRequest) Descriptor() ([]byte, []int) {
-	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{39}
+	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *DeleteStreamRequest) GetAuth() *v11.ServerAuth {
@@ -2643,7 +2759,7 @@ type DeleteStreamResponse struct {
 
 func (x *DeleteStreamResponse) Reset() {
 	*x = DeleteStreamResponse{}
-	mi := &file_onair_room_v1_room_proto_msgTypes[40]
+	mi := &file_onair_room_v1_room_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2655,7 +2771,7 @@ func (x *DeleteStreamResponse) String() string {
 func (*DeleteStreamResponse) ProtoMessage() {}
 
 func (x *DeleteStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_room_v1_room_proto_msgTypes[40]
+	mi := &file_onair_room_v1_room_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2668,7 +2784,7 @@ func (x *DeleteStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteStreamResponse.ProtoReflect.Descriptor instead.
 func (*DeleteStreamResponse) Descriptor() ([]byte, []int) {
-	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{40}
+	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{42}
 }
 
 type ListFailedCallbacksRequest struct {
@@ -2683,7 +2799,7 @@ type ListFailedCallbacksRequest struct {
 
 func (x *ListFailedCallbacksRequest) Reset() {
 	*x = ListFailedCallbacksRequest{}
-	mi := &file_onair_room_v1_room_proto_msgTypes[41]
+	mi := &file_onair_room_v1_room_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2695,7 +2811,7 @@ func (x *ListFailedCallbacksRequest) String() string {
 func (*ListFailedCallbacksRequest) ProtoMessage() {}
 
 func (x *ListFailedCallbacksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_room_v1_room_proto_msgTypes[41]
+	mi := &file_onair_room_v1_room_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2708,7 +2824,7 @@ func (x *ListFailedCallbacksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFailedCallbacksRequest.ProtoReflect.Descriptor instead.
 func (*ListFailedCallbacksRequest) Descriptor() ([]byte, []int) {
-	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{41}
+	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListFailedCallbacksRequest) GetAuth() *v11.ServerAuth {
@@ -2753,7 +2869,7 @@ type FailedCallback struct {
 
 func (x *FailedCallback) Reset() {
 	*x = FailedCallback{}
-	mi := &file_onair_room_v1_room_proto_msgTypes[42]
+	mi := &file_onair_room_v1_room_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2765,7 +2881,7 @@ func (x *FailedCallback) String() string {
 func (*FailedCallback) ProtoMessage() {}
 
 func (x *FailedCallback) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_room_v1_room_proto_msgTypes[42]
+	mi := &file_onair_room_v1_room_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2778,7 +2894,7 @@ func (x *FailedCallback) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailedCallback.ProtoReflect.Descriptor instead.
 func (*FailedCallback) Descriptor() ([]byte, []int) {
-	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{42}
+	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *FailedCallback) GetEventId() string {
@@ -2854,7 +2970,7 @@ type ListFailedCallbacksResponse struct {
 
 func (x *ListFailedCallbacksResponse) Reset() {
 	*x = ListFailedCallbacksResponse{}
-	mi := &file_onair_room_v1_room_proto_msgTypes[43]
+	mi := &file_onair_room_v1_room_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2866,7 +2982,7 @@ func (x *ListFailedCallbacksResponse) String() string {
 func (*ListFailedCallbacksResponse) ProtoMessage() {}
 
 func (x *ListFailedCallbacksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_onair_room_v1_room_proto_msgTypes[43]
+	mi := &file_onair_room_v1_room_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2879,7 +2995,7 @@ func (x *ListFailedCallbacksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFailedCallbacksResponse.ProtoReflect.Descriptor instead.
 func (*ListFailedCallbacksResponse) Descriptor() ([]byte, []int) {
-	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{43}
+	return file_onair_room_v1_room_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ListFailedCallbacksResponse) GetCallbacks() []*FailedCallback {
@@ -3032,7 +3148,17 @@ const file_onair_room_v1_room_proto_rawDesc = "" +
 	"\vto_user_ids\x18\x04 \x03(\tR\ttoUserIds\"8\n" +
 	"\x17SendRoomMessageResponse\x12\x1d\n" +
 	"\n" +
-	"message_id\x18\x01 \x01(\tR\tmessageId\"m\n" +
+	"message_id\x18\x01 \x01(\tR\tmessageId\"y\n" +
+	"\x17SendRoomMessagesRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\x04R\trequestId\x12?\n" +
+	"\amessage\x18\x02 \x01(\v2%.onair.room.v1.SendRoomMessageRequestR\amessage\"p\n" +
+	"\x18SendRoomMessagesResponse\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x02 \x01(\tR\tmessageId\x12\x16\n" +
+	"\x06status\x18\x03 \x01(\fR\x06status\"m\n" +
 	"\x10ListUsersRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x1b\n" +
@@ -3118,7 +3244,7 @@ const file_onair_room_v1_room_proto_rawDesc = "" +
 	"\x18MESSAGE_KIND_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16MESSAGE_KIND_BROADCAST\x10\x01\x12\x18\n" +
 	"\x14MESSAGE_KIND_BARRAGE\x10\x02\x12\x1f\n" +
-	"\x1bMESSAGE_KIND_CUSTOM_COMMAND\x10\x032\x89\a\n" +
+	"\x1bMESSAGE_KIND_CUSTOM_COMMAND\x10\x032\xf2\a\n" +
 	"\vRoomService\x12N\n" +
 	"\tLoginRoom\x12\x1f.onair.room.v1.LoginRoomRequest\x1a .onair.room.v1.LoginRoomResponse\x12Q\n" +
 	"\n" +
@@ -3128,7 +3254,8 @@ const file_onair_room_v1_room_proto_rawDesc = "" +
 	"RenewToken\x12 .onair.room.v1.RenewTokenRequest\x1a!.onair.room.v1.RenewTokenResponse\x12\\\n" +
 	"\x13SubscribeRoomEvents\x12).onair.room.v1.SubscribeRoomEventsRequest\x1a\x18.onair.room.v1.RoomEvent0\x01\x12c\n" +
 	"\x10SetRoomExtraInfo\x12&.onair.room.v1.SetRoomExtraInfoRequest\x1a'.onair.room.v1.SetRoomExtraInfoResponse\x12`\n" +
-	"\x0fSendRoomMessage\x12%.onair.room.v1.SendRoomMessageRequest\x1a&.onair.room.v1.SendRoomMessageResponse\x12N\n" +
+	"\x0fSendRoomMessage\x12%.onair.room.v1.SendRoomMessageRequest\x1a&.onair.room.v1.SendRoomMessageResponse\x12g\n" +
+	"\x10SendRoomMessages\x12&.onair.room.v1.SendRoomMessagesRequest\x1a'.onair.room.v1.SendRoomMessagesResponse(\x010\x01\x12N\n" +
 	"\tListUsers\x12\x1f.onair.room.v1.ListUsersRequest\x1a .onair.room.v1.ListUsersResponse\x12T\n" +
 	"\vListStreams\x12!.onair.room.v1.ListStreamsRequest\x1a\".onair.room.v1.ListStreamsResponse\x12i\n" +
 	"\x12SetStreamExtraInfo\x12(.onair.room.v1.SetStreamExtraInfoRequest\x1a).onair.room.v1.SetStreamExtraInfoResponse2\xb5\x04\n" +
@@ -3153,7 +3280,7 @@ func file_onair_room_v1_room_proto_rawDescGZIP() []byte {
 }
 
 var file_onair_room_v1_room_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_onair_room_v1_room_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_onair_room_v1_room_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_onair_room_v1_room_proto_goTypes = []any{
 	(UserLeaveReason)(0),                // 0: onair.room.v1.UserLeaveReason
 	(MessageKind)(0),                    // 1: onair.room.v1.MessageKind
@@ -3183,44 +3310,46 @@ var file_onair_room_v1_room_proto_goTypes = []any{
 	(*SetRoomExtraInfoResponse)(nil),    // 25: onair.room.v1.SetRoomExtraInfoResponse
 	(*SendRoomMessageRequest)(nil),      // 26: onair.room.v1.SendRoomMessageRequest
 	(*SendRoomMessageResponse)(nil),     // 27: onair.room.v1.SendRoomMessageResponse
-	(*ListUsersRequest)(nil),            // 28: onair.room.v1.ListUsersRequest
-	(*ListUsersResponse)(nil),           // 29: onair.room.v1.ListUsersResponse
-	(*ListStreamsRequest)(nil),          // 30: onair.room.v1.ListStreamsRequest
-	(*ListStreamsResponse)(nil),         // 31: onair.room.v1.ListStreamsResponse
-	(*SetStreamExtraInfoRequest)(nil),   // 32: onair.room.v1.SetStreamExtraInfoRequest
-	(*SetStreamExtraInfoResponse)(nil),  // 33: onair.room.v1.SetStreamExtraInfoResponse
-	(*KickUserRequest)(nil),             // 34: onair.room.v1.KickUserRequest
-	(*KickUserResponse)(nil),            // 35: onair.room.v1.KickUserResponse
-	(*CloseRoomRequest)(nil),            // 36: onair.room.v1.CloseRoomRequest
-	(*CloseRoomResponse)(nil),           // 37: onair.room.v1.CloseRoomResponse
-	(*DescribeUsersRequest)(nil),        // 38: onair.room.v1.DescribeUsersRequest
-	(*DescribeUsersResponse)(nil),       // 39: onair.room.v1.DescribeUsersResponse
-	(*DescribeStreamsRequest)(nil),      // 40: onair.room.v1.DescribeStreamsRequest
-	(*DescribeStreamsResponse)(nil),     // 41: onair.room.v1.DescribeStreamsResponse
-	(*DeleteStreamRequest)(nil),         // 42: onair.room.v1.DeleteStreamRequest
-	(*DeleteStreamResponse)(nil),        // 43: onair.room.v1.DeleteStreamResponse
-	(*ListFailedCallbacksRequest)(nil),  // 44: onair.room.v1.ListFailedCallbacksRequest
-	(*FailedCallback)(nil),              // 45: onair.room.v1.FailedCallback
-	(*ListFailedCallbacksResponse)(nil), // 46: onair.room.v1.ListFailedCallbacksResponse
-	nil,                                 // 47: onair.room.v1.Snapshot.ExtraInfoEntry
-	(*v1.Stream)(nil),                   // 48: onair.stream.v1.Stream
-	(v1.UpdateType)(0),                  // 49: onair.stream.v1.UpdateType
-	(v1.DeleteReason)(0),                // 50: onair.stream.v1.DeleteReason
-	(*v11.ServerAuth)(nil),              // 51: onair.auth.v1.ServerAuth
+	(*SendRoomMessagesRequest)(nil),     // 28: onair.room.v1.SendRoomMessagesRequest
+	(*SendRoomMessagesResponse)(nil),    // 29: onair.room.v1.SendRoomMessagesResponse
+	(*ListUsersRequest)(nil),            // 30: onair.room.v1.ListUsersRequest
+	(*ListUsersResponse)(nil),           // 31: onair.room.v1.ListUsersResponse
+	(*ListStreamsRequest)(nil),          // 32: onair.room.v1.ListStreamsRequest
+	(*ListStreamsResponse)(nil),         // 33: onair.room.v1.ListStreamsResponse
+	(*SetStreamExtraInfoRequest)(nil),   // 34: onair.room.v1.SetStreamExtraInfoRequest
+	(*SetStreamExtraInfoResponse)(nil),  // 35: onair.room.v1.SetStreamExtraInfoResponse
+	(*KickUserRequest)(nil),             // 36: onair.room.v1.KickUserRequest
+	(*KickUserResponse)(nil),            // 37: onair.room.v1.KickUserResponse
+	(*CloseRoomRequest)(nil),            // 38: onair.room.v1.CloseRoomRequest
+	(*CloseRoomResponse)(nil),           // 39: onair.room.v1.CloseRoomResponse
+	(*DescribeUsersRequest)(nil),        // 40: onair.room.v1.DescribeUsersRequest
+	(*DescribeUsersResponse)(nil),       // 41: onair.room.v1.DescribeUsersResponse
+	(*DescribeStreamsRequest)(nil),      // 42: onair.room.v1.DescribeStreamsRequest
+	(*DescribeStreamsResponse)(nil),     // 43: onair.room.v1.DescribeStreamsResponse
+	(*DeleteStreamRequest)(nil),         // 44: onair.room.v1.DeleteStreamRequest
+	(*DeleteStreamResponse)(nil),        // 45: onair.room.v1.DeleteStreamResponse
+	(*ListFailedCallbacksRequest)(nil),  // 46: onair.room.v1.ListFailedCallbacksRequest
+	(*FailedCallback)(nil),              // 47: onair.room.v1.FailedCallback
+	(*ListFailedCallbacksResponse)(nil), // 48: onair.room.v1.ListFailedCallbacksResponse
+	nil,                                 // 49: onair.room.v1.Snapshot.ExtraInfoEntry
+	(*v1.Stream)(nil),                   // 50: onair.stream.v1.Stream
+	(v1.UpdateType)(0),                  // 51: onair.stream.v1.UpdateType
+	(v1.DeleteReason)(0),                // 52: onair.stream.v1.DeleteReason
+	(*v11.ServerAuth)(nil),              // 53: onair.auth.v1.ServerAuth
 }
 var file_onair_room_v1_room_proto_depIdxs = []int32{
 	3,  // 0: onair.room.v1.LoginRoomRequest.user:type_name -> onair.room.v1.User
 	4,  // 1: onair.room.v1.LoginRoomRequest.config:type_name -> onair.room.v1.RoomConfig
 	3,  // 2: onair.room.v1.Snapshot.users:type_name -> onair.room.v1.User
-	48, // 3: onair.room.v1.Snapshot.streams:type_name -> onair.stream.v1.Stream
-	47, // 4: onair.room.v1.Snapshot.extra_info:type_name -> onair.room.v1.Snapshot.ExtraInfoEntry
-	49, // 5: onair.room.v1.UserUpdate.update_type:type_name -> onair.stream.v1.UpdateType
+	50, // 3: onair.room.v1.Snapshot.streams:type_name -> onair.stream.v1.Stream
+	49, // 4: onair.room.v1.Snapshot.extra_info:type_name -> onair.room.v1.Snapshot.ExtraInfoEntry
+	51, // 5: onair.room.v1.UserUpdate.update_type:type_name -> onair.stream.v1.UpdateType
 	3,  // 6: onair.room.v1.UserUpdate.users:type_name -> onair.room.v1.User
 	0,  // 7: onair.room.v1.UserUpdate.reason:type_name -> onair.room.v1.UserLeaveReason
-	49, // 8: onair.room.v1.StreamUpdate.update_type:type_name -> onair.stream.v1.UpdateType
-	48, // 9: onair.room.v1.StreamUpdate.streams:type_name -> onair.stream.v1.Stream
-	50, // 10: onair.room.v1.StreamUpdate.reason:type_name -> onair.stream.v1.DeleteReason
-	48, // 11: onair.room.v1.StreamExtraInfoUpdate.streams:type_name -> onair.stream.v1.Stream
+	51, // 8: onair.room.v1.StreamUpdate.update_type:type_name -> onair.stream.v1.UpdateType
+	50, // 9: onair.room.v1.StreamUpdate.streams:type_name -> onair.stream.v1.Stream
+	52, // 10: onair.room.v1.StreamUpdate.reason:type_name -> onair.stream.v1.DeleteReason
+	50, // 11: onair.room.v1.StreamExtraInfoUpdate.streams:type_name -> onair.stream.v1.Stream
 	3,  // 12: onair.room.v1.RoomExtraInfo.update_user:type_name -> onair.room.v1.User
 	18, // 13: onair.room.v1.RoomExtraInfoUpdate.extra_info:type_name -> onair.room.v1.RoomExtraInfo
 	1,  // 14: onair.room.v1.RoomMessage.kind:type_name -> onair.room.v1.MessageKind
@@ -3235,56 +3364,59 @@ var file_onair_room_v1_room_proto_depIdxs = []int32{
 	21, // 23: onair.room.v1.RoomEvent.online_count:type_name -> onair.room.v1.OnlineCount
 	22, // 24: onair.room.v1.RoomEvent.session_state:type_name -> onair.room.v1.SessionState
 	1,  // 25: onair.room.v1.SendRoomMessageRequest.kind:type_name -> onair.room.v1.MessageKind
-	3,  // 26: onair.room.v1.ListUsersResponse.users:type_name -> onair.room.v1.User
-	48, // 27: onair.room.v1.ListStreamsResponse.streams:type_name -> onair.stream.v1.Stream
-	48, // 28: onair.room.v1.SetStreamExtraInfoResponse.stream:type_name -> onair.stream.v1.Stream
-	51, // 29: onair.room.v1.KickUserRequest.auth:type_name -> onair.auth.v1.ServerAuth
-	51, // 30: onair.room.v1.CloseRoomRequest.auth:type_name -> onair.auth.v1.ServerAuth
-	51, // 31: onair.room.v1.DescribeUsersRequest.auth:type_name -> onair.auth.v1.ServerAuth
-	3,  // 32: onair.room.v1.DescribeUsersResponse.users:type_name -> onair.room.v1.User
-	51, // 33: onair.room.v1.DescribeStreamsRequest.auth:type_name -> onair.auth.v1.ServerAuth
-	48, // 34: onair.room.v1.DescribeStreamsResponse.streams:type_name -> onair.stream.v1.Stream
-	51, // 35: onair.room.v1.DeleteStreamRequest.auth:type_name -> onair.auth.v1.ServerAuth
-	51, // 36: onair.room.v1.ListFailedCallbacksRequest.auth:type_name -> onair.auth.v1.ServerAuth
-	45, // 37: onair.room.v1.ListFailedCallbacksResponse.callbacks:type_name -> onair.room.v1.FailedCallback
-	18, // 38: onair.room.v1.Snapshot.ExtraInfoEntry.value:type_name -> onair.room.v1.RoomExtraInfo
-	5,  // 39: onair.room.v1.RoomService.LoginRoom:input_type -> onair.room.v1.LoginRoomRequest
-	7,  // 40: onair.room.v1.RoomService.LogoutRoom:input_type -> onair.room.v1.LogoutRoomRequest
-	9,  // 41: onair.room.v1.RoomService.Heartbeat:input_type -> onair.room.v1.HeartbeatRequest
-	11, // 42: onair.room.v1.RoomService.RenewToken:input_type -> onair.room.v1.RenewTokenRequest
-	13, // 43: onair.room.v1.RoomService.SubscribeRoomEvents:input_type -> onair.room.v1.SubscribeRoomEventsRequest
-	24, // 44: onair.room.v1.RoomService.SetRoomExtraInfo:input_type -> onair.room.v1.SetRoomExtraInfoRequest
-	26, // 45: onair.room.v1.RoomService.SendRoomMessage:input_type -> onair.room.v1.SendRoomMessageRequest
-	28, // 46: onair.room.v1.RoomService.ListUsers:input_type -> onair.room.v1.ListUsersRequest
-	30, // 47: onair.room.v1.RoomService.ListStreams:input_type -> onair.room.v1.ListStreamsRequest
-	32, // 48: onair.room.v1.RoomService.SetStreamExtraInfo:input_type -> onair.room.v1.SetStreamExtraInfoRequest
-	34, // 49: onair.room.v1.RoomServerService.KickUser:input_type -> onair.room.v1.KickUserRequest
-	36, // 50: onair.room.v1.RoomServerService.CloseRoom:input_type -> onair.room.v1.CloseRoomRequest
-	38, // 51: onair.room.v1.RoomServerService.DescribeUsers:input_type -> onair.room.v1.DescribeUsersRequest
-	40, // 52: onair.room.v1.RoomServerService.DescribeStreams:input_type -> onair.room.v1.DescribeStreamsRequest
-	42, // 53: onair.room.v1.RoomServerService.DeleteStream:input_type -> onair.room.v1.DeleteStreamRequest
-	44, // 54: onair.room.v1.RoomServerService.ListFailedCallbacks:input_type -> onair.room.v1.ListFailedCallbacksRequest
-	6,  // 55: onair.room.v1.RoomService.LoginRoom:output_type -> onair.room.v1.LoginRoomResponse
-	8,  // 56: onair.room.v1.RoomService.LogoutRoom:output_type -> onair.room.v1.LogoutRoomResponse
-	10, // 57: onair.room.v1.RoomService.Heartbeat:output_type -> onair.room.v1.HeartbeatResponse
-	12, // 58: onair.room.v1.RoomService.RenewToken:output_type -> onair.room.v1.RenewTokenResponse
-	23, // 59: onair.room.v1.RoomService.SubscribeRoomEvents:output_type -> onair.room.v1.RoomEvent
-	25, // 60: onair.room.v1.RoomService.SetRoomExtraInfo:output_type -> onair.room.v1.SetRoomExtraInfoResponse
-	27, // 61: onair.room.v1.RoomService.SendRoomMessage:output_type -> onair.room.v1.SendRoomMessageResponse
-	29, // 62: onair.room.v1.RoomService.ListUsers:output_type -> onair.room.v1.ListUsersResponse
-	31, // 63: onair.room.v1.RoomService.ListStreams:output_type -> onair.room.v1.ListStreamsResponse
-	33, // 64: onair.room.v1.RoomService.SetStreamExtraInfo:output_type -> onair.room.v1.SetStreamExtraInfoResponse
-	35, // 65: onair.room.v1.RoomServerService.KickUser:output_type -> onair.room.v1.KickUserResponse
-	37, // 66: onair.room.v1.RoomServerService.CloseRoom:output_type -> onair.room.v1.CloseRoomResponse
-	39, // 67: onair.room.v1.RoomServerService.DescribeUsers:output_type -> onair.room.v1.DescribeUsersResponse
-	41, // 68: onair.room.v1.RoomServerService.DescribeStreams:output_type -> onair.room.v1.DescribeStreamsResponse
-	43, // 69: onair.room.v1.RoomServerService.DeleteStream:output_type -> onair.room.v1.DeleteStreamResponse
-	46, // 70: onair.room.v1.RoomServerService.ListFailedCallbacks:output_type -> onair.room.v1.ListFailedCallbacksResponse
-	55, // [55:71] is the sub-list for method output_type
-	39, // [39:55] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	26, // 26: onair.room.v1.SendRoomMessagesRequest.message:type_name -> onair.room.v1.SendRoomMessageRequest
+	3,  // 27: onair.room.v1.ListUsersResponse.users:type_name -> onair.room.v1.User
+	50, // 28: onair.room.v1.ListStreamsResponse.streams:type_name -> onair.stream.v1.Stream
+	50, // 29: onair.room.v1.SetStreamExtraInfoResponse.stream:type_name -> onair.stream.v1.Stream
+	53, // 30: onair.room.v1.KickUserRequest.auth:type_name -> onair.auth.v1.ServerAuth
+	53, // 31: onair.room.v1.CloseRoomRequest.auth:type_name -> onair.auth.v1.ServerAuth
+	53, // 32: onair.room.v1.DescribeUsersRequest.auth:type_name -> onair.auth.v1.ServerAuth
+	3,  // 33: onair.room.v1.DescribeUsersResponse.users:type_name -> onair.room.v1.User
+	53, // 34: onair.room.v1.DescribeStreamsRequest.auth:type_name -> onair.auth.v1.ServerAuth
+	50, // 35: onair.room.v1.DescribeStreamsResponse.streams:type_name -> onair.stream.v1.Stream
+	53, // 36: onair.room.v1.DeleteStreamRequest.auth:type_name -> onair.auth.v1.ServerAuth
+	53, // 37: onair.room.v1.ListFailedCallbacksRequest.auth:type_name -> onair.auth.v1.ServerAuth
+	47, // 38: onair.room.v1.ListFailedCallbacksResponse.callbacks:type_name -> onair.room.v1.FailedCallback
+	18, // 39: onair.room.v1.Snapshot.ExtraInfoEntry.value:type_name -> onair.room.v1.RoomExtraInfo
+	5,  // 40: onair.room.v1.RoomService.LoginRoom:input_type -> onair.room.v1.LoginRoomRequest
+	7,  // 41: onair.room.v1.RoomService.LogoutRoom:input_type -> onair.room.v1.LogoutRoomRequest
+	9,  // 42: onair.room.v1.RoomService.Heartbeat:input_type -> onair.room.v1.HeartbeatRequest
+	11, // 43: onair.room.v1.RoomService.RenewToken:input_type -> onair.room.v1.RenewTokenRequest
+	13, // 44: onair.room.v1.RoomService.SubscribeRoomEvents:input_type -> onair.room.v1.SubscribeRoomEventsRequest
+	24, // 45: onair.room.v1.RoomService.SetRoomExtraInfo:input_type -> onair.room.v1.SetRoomExtraInfoRequest
+	26, // 46: onair.room.v1.RoomService.SendRoomMessage:input_type -> onair.room.v1.SendRoomMessageRequest
+	28, // 47: onair.room.v1.RoomService.SendRoomMessages:input_type -> onair.room.v1.SendRoomMessagesRequest
+	30, // 48: onair.room.v1.RoomService.ListUsers:input_type -> onair.room.v1.ListUsersRequest
+	32, // 49: onair.room.v1.RoomService.ListStreams:input_type -> onair.room.v1.ListStreamsRequest
+	34, // 50: onair.room.v1.RoomService.SetStreamExtraInfo:input_type -> onair.room.v1.SetStreamExtraInfoRequest
+	36, // 51: onair.room.v1.RoomServerService.KickUser:input_type -> onair.room.v1.KickUserRequest
+	38, // 52: onair.room.v1.RoomServerService.CloseRoom:input_type -> onair.room.v1.CloseRoomRequest
+	40, // 53: onair.room.v1.RoomServerService.DescribeUsers:input_type -> onair.room.v1.DescribeUsersRequest
+	42, // 54: onair.room.v1.RoomServerService.DescribeStreams:input_type -> onair.room.v1.DescribeStreamsRequest
+	44, // 55: onair.room.v1.RoomServerService.DeleteStream:input_type -> onair.room.v1.DeleteStreamRequest
+	46, // 56: onair.room.v1.RoomServerService.ListFailedCallbacks:input_type -> onair.room.v1.ListFailedCallbacksRequest
+	6,  // 57: onair.room.v1.RoomService.LoginRoom:output_type -> onair.room.v1.LoginRoomResponse
+	8,  // 58: onair.room.v1.RoomService.LogoutRoom:output_type -> onair.room.v1.LogoutRoomResponse
+	10, // 59: onair.room.v1.RoomService.Heartbeat:output_type -> onair.room.v1.HeartbeatResponse
+	12, // 60: onair.room.v1.RoomService.RenewToken:output_type -> onair.room.v1.RenewTokenResponse
+	23, // 61: onair.room.v1.RoomService.SubscribeRoomEvents:output_type -> onair.room.v1.RoomEvent
+	25, // 62: onair.room.v1.RoomService.SetRoomExtraInfo:output_type -> onair.room.v1.SetRoomExtraInfoResponse
+	27, // 63: onair.room.v1.RoomService.SendRoomMessage:output_type -> onair.room.v1.SendRoomMessageResponse
+	29, // 64: onair.room.v1.RoomService.SendRoomMessages:output_type -> onair.room.v1.SendRoomMessagesResponse
+	31, // 65: onair.room.v1.RoomService.ListUsers:output_type -> onair.room.v1.ListUsersResponse
+	33, // 66: onair.room.v1.RoomService.ListStreams:output_type -> onair.room.v1.ListStreamsResponse
+	35, // 67: onair.room.v1.RoomService.SetStreamExtraInfo:output_type -> onair.room.v1.SetStreamExtraInfoResponse
+	37, // 68: onair.room.v1.RoomServerService.KickUser:output_type -> onair.room.v1.KickUserResponse
+	39, // 69: onair.room.v1.RoomServerService.CloseRoom:output_type -> onair.room.v1.CloseRoomResponse
+	41, // 70: onair.room.v1.RoomServerService.DescribeUsers:output_type -> onair.room.v1.DescribeUsersResponse
+	43, // 71: onair.room.v1.RoomServerService.DescribeStreams:output_type -> onair.room.v1.DescribeStreamsResponse
+	45, // 72: onair.room.v1.RoomServerService.DeleteStream:output_type -> onair.room.v1.DeleteStreamResponse
+	48, // 73: onair.room.v1.RoomServerService.ListFailedCallbacks:output_type -> onair.room.v1.ListFailedCallbacksResponse
+	57, // [57:74] is the sub-list for method output_type
+	40, // [40:57] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_onair_room_v1_room_proto_init() }
@@ -3308,7 +3440,7 @@ func file_onair_room_v1_room_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_onair_room_v1_room_proto_rawDesc), len(file_onair_room_v1_room_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   45,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
