@@ -34,7 +34,7 @@ func runDev(ctx context.Context, args []string) error {
 	dataDir := fs.String("data-dir", filepath.Join(".onair", "dev"), "where the embedded etcd keeps its data")
 	appID := fs.Uint("app-id", 0, "AppID to seed (default: a generated one, kept in the data dir)")
 	appSecret := fs.String("app-secret", "", "ServerSecret to seed with --app-id (32 characters; default generated)")
-	natsAddr := fs.String("nats-addr", "", "host:port where an embedded NATS takes connections, for room replicas of other processes (default: none, this process's room replica is the only one and needs no NATS); ignored with --nats-url")
+	natsAddr := fs.String("nats-addr", "", "host:port where the embedded NATS also takes connections (default: none, in-process only); ignored with --nats-url")
 	etcdAddr := fs.String("etcd-addr", "", "host:port where the embedded etcd takes clients (default: a free loopback port), so that a separate `onair media` can join")
 	roles := fs.String("roles", "auth,stream,room,media", "roles this process runs (leave out media to measure a separate `onair media` edge)")
 	var nf natsFlags
@@ -83,31 +83,25 @@ func runDev(ctx context.Context, args []string) error {
 	}
 	defer shutdownTelemetry(tel)
 
-	// Room messages: through a NATS server inside this process that
-	// others reach at --nats-addr, or the one --nats-url names. With
-	// neither, no other room replica can share this one's messages: it is
-	// the only one, and hands each message to its subscribers directly,
-	// as a single Centrifugo node does with its memory broker (an
-	// in-process NATS cost a sixth of a message's delivery, two goroutine
-	// hand-offs and a parse, for a message nobody else could receive).
-	var nc *nats.Conn
-	if nf.url != "" || *natsAddr != "" {
-		var natsOpts []nats.Option
-		if nf.url == "" {
-			ns, err := embednats.Start(embednats.Config{Name: "dev", ClientAddr: *natsAddr, Logger: slog.Default()})
-			if err != nil {
-				return err
-			}
-			defer ns.Close()
-			natsOpts = append(natsOpts, ns.InProcess())
-			slog.Info("embedded NATS listens", "url", ns.URL())
-		}
-		nc, err = nf.connect("onair-dev", natsOpts...)
+	// Room messages: through a NATS server inside this process, or the one
+	// --nats-url names.
+	var natsOpts []nats.Option
+	if nf.url == "" {
+		ns, err := embednats.Start(embednats.Config{Name: "dev", ClientAddr: *natsAddr, Logger: slog.Default()})
 		if err != nil {
 			return err
 		}
-		defer nc.Close()
+		defer ns.Close()
+		natsOpts = append(natsOpts, ns.InProcess())
+		if *natsAddr != "" {
+			slog.Info("embedded NATS listens", "url", ns.URL())
+		}
 	}
+	nc, err := nf.connect("onair-dev", natsOpts...)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
 
 	var roleList []string
 	for _, r := range strings.Split(*roles, ",") {
