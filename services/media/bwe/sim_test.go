@@ -45,6 +45,7 @@ type sample struct {
 	sent      int64 // bits/s sent over the last 100 ms
 	stats     Stats
 	congested bool // Congested
+	carried   bool // Carried
 }
 
 type arrival struct {
@@ -157,7 +158,7 @@ func simulate(tb testing.TB, sc simConfig) (*Estimator, []sample) {
 			deliveries = append(deliveries, delivery{at: now + int64(sc.prop), fb: fb})
 		}
 		if rel%(100*time.Millisecond) == 0 {
-			samples = append(samples, sample{at: rel, estimate: e.Estimate(), sent: sentBits * 10, stats: e.Stats(), congested: e.Congested()})
+			samples = append(samples, sample{at: rel, estimate: e.Estimate(), sent: sentBits * 10, stats: e.Stats(), congested: e.Congested(), carried: e.Carried()})
 			sentBits = 0
 		}
 	}
