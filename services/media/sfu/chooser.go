@@ -37,7 +37,9 @@ import (
 // all of it arrives, no loss to speak of) the clock does not run at all: a
 // delay-based cut takes the estimate to 85 % of what arrives, below a
 // layer that fills 93 % of a link, and on its own that says the player is
-// near the link's rate, not above it. A link that really got slower
+// near the link's rate, not above it (an estimate further below the layer
+// than downSevere is more than one backoff: the clock runs, as a layer held
+// that way on a link it fills froze). A link that really got slower
 // queues, then drops: what arrives falls behind what is sent within a
 // second, Carried ends and the clock runs.
 const (
@@ -222,9 +224,11 @@ func (c *layerChooser) pick(sorted []*UpTrack, cur *UpTrack, budget int64, now i
 		switch {
 		case !over:
 			c.overFor = max(c.overFor-dt, 0)
-		case link.carried && !link.congested:
-			// The link carries the layer: an estimate below it is the
-			// delay controller's backing off, not a limit (the clock holds).
+		case link.carried && !link.congested && r <= downSevere*float64(budget):
+			// The link carries the layer: an estimate a little below it is
+			// the delay controller's backing off, not a limit (the clock
+			// holds). One backoff goes to 85 % of what arrives; far below
+			// the layer is more than that, and the clock runs.
 		case c.wasOver:
 			c.overFor += dt
 		}

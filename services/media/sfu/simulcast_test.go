@@ -127,6 +127,8 @@ func TestLayerChooser(t *testing.T) {
 		{"a delay-based cut on a link that carries the layer: stays", "f", []chooserStep{
 			{0, 2_200_000, "f", carr}, {downHold, 2_200_000, "f", carr}, {5 * time.Second, 2_200_000, "f", carr},
 			{10 * time.Second, 2_000_000, "f", carr}}},
+		{"carried, but the estimate far below the layer: the clock runs", "f", []chooserStep{
+			{0, 1_500_000, "f", carr}, {downHold - 100*ms, 1_500_000, "f", carr}, {100 * ms, 1_500_000, "h", carr}}},
 		{"once the link stops carrying the layer the clock runs", "f", []chooserStep{
 			{0, 2_200_000, "f", carr}, {5 * time.Second, 2_200_000, "f", carr}, {100 * ms, 2_200_000, "f", ""},
 			{downHold - 200*ms, 2_200_000, "f", ""}, {100 * ms, 2_200_000, "h", ""}}},
