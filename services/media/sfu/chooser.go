@@ -131,9 +131,12 @@ type linkState struct {
 // its state.
 type layerChooser struct {
 	mu      sync.Mutex
-	started bool  // the first choice was made (later ones wait upHold to go up)
-	upSince int64 // when upTo started to fit
-	upTo    *UpTrack
+	started bool // the first choice was made (later ones wait upHold to go up)
+	// fitSince is, per layer (index in the sorted layers), since when it
+	// has fitted without a break (0: it does not fit now). Each layer
+	// waits its own hold: a middle layer's strikes do not hold back the
+	// top once the top has fitted for upHold.
+	fitSince [MaxLayers]int64
 	// overFor is the leaky clock of the current layer's time over the
 	// budget (see the constants), at is when the last choice was made and
 	// wasOver whether the layer was over then.
@@ -174,7 +177,7 @@ func (c *layerChooser) left(i int, now int64) {
 // next choice is a first one again.
 func (c *layerChooser) reset() {
 	c.mu.Lock()
-	c.started, c.upSince, c.upTo, c.overFor, c.at, c.wasOver = false, 0, nil, 0, 0, false
+	c.started, c.fitSince, c.overFor, c.at, c.wasOver = false, [MaxLayers]int64{}, 0, 0, false
 	c.strikes, c.leftAt = [MaxLayers]uint8{}, [MaxLayers]int64{}
 	c.mu.Unlock()
 }
@@ -215,7 +218,7 @@ func (c *layerChooser) pick(sorted []*UpTrack, cur *UpTrack, budget int64, now i
 	c.started = true
 	if (cur == nil && first) || (cur != nil && curIdx < 0) {
 		// The first choice, or the layer forwarded is gone: at once.
-		c.upSince, c.upTo, c.overFor, c.wasOver = 0, nil, 0, false
+		c.fitSince, c.overFor, c.wasOver = [MaxLayers]int64{}, 0, false
 		return best
 	}
 	if cur != nil {
@@ -234,14 +237,14 @@ func (c *layerChooser) pick(sorted []*UpTrack, cur *UpTrack, budget int64, now i
 		}
 		c.wasOver = over
 		if !over && bestIdx <= curIdx {
-			c.upSince, c.upTo = 0, nil
+			c.fitSince = [MaxLayers]int64{}
 			return cur
 		}
 		if over {
 			// Down at once when far over on a congested link, else once
 			// the clock has run out.
 			severe := budget <= 0 || (link.congested && r > downSevere*float64(budget))
-			c.upSince, c.upTo = 0, nil
+			c.fitSince = [MaxLayers]int64{}
 			if !severe && c.overFor < int64(downHold) {
 				return cur
 			}
@@ -262,29 +265,35 @@ func (c *layerChooser) pick(sorted []*UpTrack, cur *UpTrack, budget int64, now i
 			return cur
 		}
 	} else if best == nil {
-		c.upSince, c.upTo = 0, nil
+		c.fitSince = [MaxLayers]int64{}
 		return nil // paused, and still nothing fits
 	}
 	if link.congested {
 		// Not up while the link drops what is sent, whatever the estimate.
-		c.upSince, c.upTo = 0, nil
+		c.fitSince = [MaxLayers]int64{}
 		return cur
 	}
-	// Up, or resume after a pause: once a higher layer has fitted for
-	// upHold, so an estimate hovering at a threshold does not flap (a
-	// resume costs a keyframe). The move is to the highest layer that
-	// fitted all that time: the lowest best seen since upSince.
-	if c.upTo == nil {
-		c.upTo, c.upSince = best, now
+	// Up, or resume after a pause: to the highest layer that has fitted
+	// without a break for its hold (upHoldFor), so an estimate hovering at
+	// a threshold does not flap (a resume costs a keyframe), and an
+	// estimate that climbs past a middle layer with strikes to the top
+	// takes the top after the top's own hold.
+	next := -1
+	for i := curIdx + 1; i < len(sorted) && i < MaxLayers; i++ {
+		if i > bestIdx {
+			c.fitSince[i] = 0
+			continue
+		}
+		if c.fitSince[i] == 0 {
+			c.fitSince[i] = now
+		}
+		if now-c.fitSince[i] >= int64(c.upHoldFor(i, now)) {
+			next = i
+		}
+	}
+	if next < 0 {
 		return cur
 	}
-	if bestIdx < slices.Index(sorted, c.upTo) {
-		c.upTo = best
-	}
-	if now-c.upSince >= int64(c.upHoldFor(slices.Index(sorted, c.upTo), now)) {
-		next := c.upTo
-		c.upSince, c.upTo, c.overFor, c.wasOver = 0, nil, 0, false
-		return next
-	}
-	return cur
+	c.fitSince, c.overFor, c.wasOver = [MaxLayers]int64{}, 0, false
+	return sorted[next]
 }
