@@ -353,16 +353,6 @@ func (e *Estimator) endFeedback(now int64) {
 				// The cluster found the link full below the estimate: the
 				// link got slower (a measurement, unlike a delay signal).
 				e.rc.rate = max(bps, beta*e.rc.rate)
-			} else if saturated {
-				// The cluster filled the link: bps is its capacity, and a
-				// sender filling all of it queues at each burst. Up to
-				// where a delay-based cut would leave it, beta of it, so a
-				// simulcast layer that needs more than that (a 360p layer
-				// at 93 % of a 700 kbit/s link) is not taken on a probe's
-				// word and then frozen.
-				if r := beta * bps / probeUtilization; r > e.rc.rate {
-					e.rc.rate, e.rc.lastChange = r, now
-				}
 			} else if bps > e.rc.rate {
 				e.rc.rate, e.rc.lastChange = bps, now
 				if bps/1000 > e.rc.capKbps {
