@@ -21,7 +21,9 @@ import (
 // peak does not move a player up); a layer left again and again at the
 // margin (not for a link that got much slower, which says nothing about
 // the link once it recovers) is taken only after a hold that doubles each
-// time (upHold << (strikes-1), at most maxUpHold; a strike is forgotten
+// time (upHold << strikes: a layer left once at the margin waits twice as
+// long, as at that margin the estimate touches it after every probe; at most
+// maxUpHold; a strike is forgotten
 // after strikeMemory).
 //
 // The current layer is left at once when its rate exceeds downSevere of
@@ -158,7 +160,7 @@ func (c *layerChooser) upHoldFor(i int, now int64) time.Duration {
 		c.strikes[i] = 0
 		return upHold
 	}
-	return min(upHold<<min(c.strikes[i]-1, 4), maxUpHold)
+	return min(upHold<<min(c.strikes[i], 4), maxUpHold)
 }
 
 // left records that layer i was left going down.

@@ -169,30 +169,30 @@ func TestLayerChooser(t *testing.T) {
 			{0, 1_500_000, "f", ""}, {downHold - 100*ms, 1_500_000, "f", ""}, {100 * ms, 1_500_000, "h", ""}}},
 		{"a severe cut goes down as soon as congestion shows", "f", []chooserStep{
 			{0, 1_500_000, "f", ""}, {300 * ms, 1_500_000, "h", cong}}},
-		{"a layer left twice at the margin waits twice upHold to come back", "h", []chooserStep{
+		{"a layer left at the margin waits twice upHold to come back, then four times", "h", []chooserStep{
 			{0, 3_000_000, "h", ""}, {upHold, 3_000_000, "f", ""}, {0, 2_300_000, "f", ""}, {downHold, 2_300_000, "h", ""},
-			{0, 3_000_000, "h", ""}, {upHold, 3_000_000, "f", ""}, {0, 2_300_000, "f", ""}, {downHold, 2_300_000, "h", ""},
-			{0, 3_000_000, "h", ""}, {upHold, 3_000_000, "h", ""}, {upHold, 3_000_000, "f", ""}}},
+			{0, 3_000_000, "h", ""}, {upHold, 3_000_000, "h", ""}, {upHold, 3_000_000, "f", ""}, {0, 2_300_000, "f", ""}, {downHold, 2_300_000, "h", ""},
+			{0, 3_000_000, "h", ""}, {3 * upHold, 3_000_000, "h", ""}, {upHold, 3_000_000, "f", ""}}},
 		{"a layer left for a severe drop comes back after upHold", "h", []chooserStep{
 			{0, 3_000_000, "h", ""}, {upHold, 3_000_000, "f", ""}, {100 * ms, 1_500_000, "h", cong},
 			{0, 3_000_000, "h", ""}, {upHold, 3_000_000, "f", ""}, {100 * ms, 1_500_000, "h", cong},
 			{0, 3_000_000, "h", ""}, {upHold, 3_000_000, "f", ""}}},
 		{"a strike is forgotten after strikeMemory", "h", []chooserStep{
 			{0, 3_000_000, "h", ""}, {upHold, 3_000_000, "f", ""}, {0, 2_300_000, "f", ""}, {downHold, 2_300_000, "h", ""},
-			{0, 3_000_000, "h", ""}, {upHold, 3_000_000, "f", ""}, {0, 2_300_000, "f", ""}, {downHold, 2_300_000, "h", ""},
+			{0, 3_000_000, "h", ""}, {upHold, 3_000_000, "h", ""}, {upHold, 3_000_000, "f", ""}, {0, 2_300_000, "f", ""}, {downHold, 2_300_000, "h", ""},
 			{strikeMemory, 1_000_000, "h", ""}, {0, 3_000_000, "h", ""}, {upHold, 3_000_000, "f", ""}}},
 		// The estimate climbing back after a cap lifts passes the middle
 		// layer, whose strikes (it flapped at the lower cap) hold it back
-		// for twice upHold; the top, fitting a moment later, waits only its
+		// for four times upHold; the top, fitting a moment later, waits only its
 		// own upHold.
 		{"a middle layer's strikes do not hold back the top", "q", []chooserStep{
 			{0, 1_000_000, "q", ""}, {upHold, 1_000_000, "h", ""}, {0, 500_000, "h", ""}, {downHold, 500_000, "q", ""},
-			{0, 1_000_000, "q", ""}, {upHold, 1_000_000, "h", ""}, {0, 500_000, "h", ""}, {downHold, 500_000, "q", ""},
+			{0, 1_000_000, "q", ""}, {upHold, 1_000_000, "q", ""}, {upHold, 1_000_000, "h", ""}, {0, 500_000, "h", ""}, {downHold, 500_000, "q", ""},
 			{0, 1_000_000, "q", ""}, {300 * ms, 3_000_000, "q", ""}, {upHold - 100*ms, 3_000_000, "q", ""}, {100 * ms, 3_000_000, "f", ""}}},
 		{"a middle layer with strikes waits its own hold", "q", []chooserStep{
 			{0, 1_000_000, "q", ""}, {upHold, 1_000_000, "h", ""}, {0, 500_000, "h", ""}, {downHold, 500_000, "q", ""},
-			{0, 1_000_000, "q", ""}, {upHold, 1_000_000, "h", ""}, {0, 500_000, "h", ""}, {downHold, 500_000, "q", ""},
-			{0, 1_000_000, "q", ""}, {upHold, 1_000_000, "q", ""}, {upHold, 1_000_000, "h", ""}}},
+			{0, 1_000_000, "q", ""}, {upHold, 1_000_000, "q", ""}, {upHold, 1_000_000, "h", ""}, {0, 500_000, "h", ""}, {downHold, 500_000, "q", ""},
+			{0, 1_000_000, "q", ""}, {3 * upHold, 1_000_000, "q", ""}, {upHold, 1_000_000, "h", ""}}},
 		{"resume goes straight to what fits", "q", []chooserStep{
 			{0, 100_000, "", cong}, {100 * ms, 3_000_000, "", ""}, {upHold, 3_000_000, "f", ""}}},
 		// The changing cap of the shaped-link bench: 3 Mbit/s, 700 kbit/s
