@@ -226,3 +226,48 @@ func TestCongested(t *testing.T) {
 		})
 	}
 }
+
+// TestCarried: Carried tells a link that carries what is sent, though the
+// sender fills most of it and the delay controller keeps backing off
+// below its rate, from one that drops or queues some of it: random loss,
+// or a sender above the link's rate (held there by Config.Min, as a
+// simulcast layer is held until the layer changes).
+func TestCarried(t *testing.T) {
+	const change = 10 * time.Second
+	for _, tc := range []struct {
+		name string
+		sc   simConfig
+		// before and after change: the least share of samples carried,
+		// and the most.
+		minBefore, maxAfter float64
+	}{
+		{"a sender filling 90 % of the link", simConfig{app: 2_700_000, duration: 20 * time.Second, prop: 20 * time.Millisecond,
+			phases: []phase{{0, 3_000_000}}}, 0.9, 1},
+		// Mostly not carried: a window of a little less loss than the
+		// average now and then passes.
+		{"5% random loss", simConfig{app: 2_500_000, loss: 0.05, duration: 20 * time.Second, prop: 50 * time.Millisecond, seed: 7}, 0, 0.2},
+		{"the link drops 10 % below the sender", simConfig{cfg: Config{Min: 2_700_000}, app: 2_700_000, duration: 20 * time.Second,
+			prop: 20 * time.Millisecond, phases: []phase{{0, 3_000_000}, {change, 2_450_000}}}, 0.9, 0.1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.sc.cfg.Initial = 3_000_000
+			_, samples := simulate(t, tc.sc)
+			share := func(from, to time.Duration) float64 {
+				n, c := 0, 0
+				for _, s := range between(samples, from, to) {
+					n++
+					if s.carried {
+						c++
+					}
+				}
+				return float64(c) / float64(max(n, 1))
+			}
+			if got := share(3*time.Second, change); got < tc.minBefore {
+				t.Fatalf("carried %.0f %% of the time before %v, want at least %.0f %%: %s", 100*got, change, 100*tc.minBefore, trace(samples))
+			}
+			if got := share(change+2*time.Second, tc.sc.duration); got > tc.maxAfter {
+				t.Fatalf("carried %.0f %% of the time from 2 s after %v, want at most %.0f %%: %s", 100*got, change, 100*tc.maxAfter, trace(samples))
+			}
+		})
+	}
+}
