@@ -41,12 +41,6 @@ type Estimator struct {
 	estimate  atomic.Int64
 	limited   atomic.Bool
 	congested atomic.Bool
-	carried   atomic.Bool
-
-	// delivery is the share of the media sent that arrives, smoothed over
-	// about deliveryTau (deliveryAt: when it was last updated).
-	delivery   float64
-	deliveryAt int64
 
 	// mu guards everything below: the send history Sent writes and feedback
 	// reads, the probe cluster both sides touch, and the controllers.
@@ -251,24 +245,6 @@ func (e *Estimator) Congested() bool { return e.congested.Load() }
 // slower than the sender (3 Mbit/s of video into 700 kbit/s) is far below.
 const congestedDelivery = 0.6
 
-// Carried reports whether the link carries what is sent: over the last
-// second or two the player received at least carriedDelivery of the media
-// sent (a queue that grows, or overflows, receives less than is sent), and
-// the last loss window lost at most lossLow. A delay-based cut on such a
-// link (the controller backs off to 85 % of what arrives after a
-// keyframe's burst queued a little) says the sender is near the link's
-// rate, not above it: a sender choosing what to send (a simulcast layer)
-// should not step down for it alone.
-func (e *Estimator) Carried() bool { return e.carried.Load() }
-
-// carriedDelivery and deliveryTau: Carried's share of the media sent that
-// must arrive, and the time constant it is smoothed with (the acknowledged
-// rate, by arrival, lags a keyframe's burst by its queueing delay).
-const (
-	carriedDelivery = 0.97
-	deliveryTau     = 1.5e9
-)
-
 // Limited reports whether the estimate is a limit the link has shown: the
 // delay- or loss-based controller has cut it, or the player sends REMB.
 // Before that it is only where a ramp started, and a sender should not
@@ -366,16 +342,6 @@ func (e *Estimator) endFeedback(now int64) {
 	e.publish(now)
 	media := e.media.rate(now)
 	e.congested.Store(e.loss.lastRatio > lossHigh || (media > 0 && acked < congestedDelivery*media))
-	if media > 0 {
-		r := min(acked/media, 1.5) // a probe's bytes arrive on top of the media
-		if e.deliveryAt == 0 {
-			e.delivery = r
-		} else {
-			e.delivery += (1 - math.Exp(-float64(now-e.deliveryAt)/deliveryTau)) * (r - e.delivery)
-		}
-		e.deliveryAt = now
-	}
-	e.carried.Store(e.deliveryAt != 0 && e.delivery >= carriedDelivery && e.loss.lastRatio <= lossLow)
 }
 
 // maybeProbe starts a probe cluster when one is due, congestion is clear

@@ -26,8 +26,8 @@ const (
 	// already counts only what arrived); a queue overflowing does.
 	probeMaxLoss   = 0.20
 	probeTimeout   = 1500e6 // waiting for a cluster's feedback
-	probeBaseGap   = 2e9    // between unsuccessful probes, growing
-	probeMaxGap    = 2500e6 // an app-limited sender (a low layer) finds a cap lifted within this
+	probeBaseGap   = 3e9    // between unsuccessful probes, growing
+	probeMaxGap    = 5e9
 	probeAfterDrop = 1500e6 // first probe after a decrease, once clear
 	probeClearTime = 1e9    // no overuse for this long before probing
 	probeMinStep   = 1.02   // probe while the estimate is 2 % short of what is wanted

@@ -36,11 +36,6 @@ type simConfig struct {
 	raw      bool // feedback as raw RTCP (FeedbackRTCP) instead of pion's struct
 	seed     uint64
 	desired  int64 // SetDesired, when not 0
-	// layers, when set, are the rates a simulcast sender can send (low to
-	// high): it sends the highest whose rate fits the estimate (app is
-	// ignored), going up only after it fitted for upAfter.
-	layers  []int64
-	upAfter time.Duration
 }
 
 // sample is the state at one point of a run.
@@ -49,9 +44,7 @@ type sample struct {
 	estimate  int64
 	sent      int64 // bits/s sent over the last 100 ms
 	stats     Stats
-	congested bool  // Congested
-	carried   bool  // Carried
-	app       int64 // the rate the sender sent media at
+	congested bool // Congested
 }
 
 type arrival struct {
@@ -88,10 +81,6 @@ func simulate(tb testing.TB, sc simConfig) (*Estimator, []sample) {
 		phaseIdx             int
 	)
 	capacity := int64(0)
-	app, upSince := sc.app, int64(0)
-	if len(sc.layers) > 0 {
-		app = sc.layers[0]
-	}
 	send := func(now int64, probe bool) {
 		e.Sent(seq, simPacket, now, probe)
 		sentBits += simPacket * 8
@@ -136,28 +125,7 @@ func simulate(tb testing.TB, sc simConfig) (*Estimator, []sample) {
 		}
 		// The sender: media paced at min(estimate, app), padding at ProbeRate.
 		est := e.Estimate()
-		if len(sc.layers) > 0 && rel%(50*time.Millisecond) == 0 {
-			best := sc.layers[0]
-			for _, l := range sc.layers {
-				if l <= est {
-					best = l
-				}
-			}
-			switch {
-			case best < app:
-				app, upSince = best, 0
-			case best == app:
-				upSince = 0
-			case upSince == 0:
-				upSince = now
-			case now-upSince >= int64(sc.upAfter):
-				app, upSince = best, 0
-			}
-		}
-		mediaBudget = min(mediaBudget+float64(min(est, app))/8e3, 3*simPacket)
-		if len(sc.layers) > 0 {
-			mediaBudget = min(mediaBudget+float64(app)/8e3, 3*simPacket) - float64(min(est, app))/8e3
-		}
+		mediaBudget = min(mediaBudget+float64(min(est, sc.app))/8e3, 3*simPacket)
 		for mediaBudget >= simPacket {
 			mediaBudget -= simPacket
 			send(now, false)
@@ -189,7 +157,7 @@ func simulate(tb testing.TB, sc simConfig) (*Estimator, []sample) {
 			deliveries = append(deliveries, delivery{at: now + int64(sc.prop), fb: fb})
 		}
 		if rel%(100*time.Millisecond) == 0 {
-			samples = append(samples, sample{at: rel, app: app, estimate: e.Estimate(), sent: sentBits * 10, stats: e.Stats(), congested: e.Congested(), carried: e.Carried()})
+			samples = append(samples, sample{at: rel, estimate: e.Estimate(), sent: sentBits * 10, stats: e.Stats(), congested: e.Congested()})
 			sentBits = 0
 		}
 	}

@@ -216,8 +216,7 @@ func (d *downTrack) choose(budget int64, now int64) (want int64) {
 	if d.pref != LayerAuto {
 		next = pinned(sorted, d.pref)
 	} else {
-		est := d.sub.est
-		next = d.chooser.choose(sorted, cur, budget, now, linkState{limited: est.Limited(), congested: est.Congested(), carried: est.Carried()})
+		next = d.chooser.choose(sorted, cur, budget, now, d.sub.est.Limited(), d.sub.est.Congested())
 	}
 	top := sorted[len(sorted)-1]
 	if d.pref != LayerAuto {
@@ -320,7 +319,7 @@ func (d *downTrack) setLayers(ls []*UpTrack) {
 		d.chooser.reset()
 		if d.pref != LayerAuto {
 			next = pinned(sorted, d.pref)
-		} else if next = d.chooser.choose(sorted, nil, d.sub.est.Estimate()-d.sub.audioReserve(), time.Now().UnixNano(), linkState{}); next == nil {
+		} else if next = d.chooser.choose(sorted, nil, d.sub.est.Estimate()-d.sub.audioReserve(), time.Now().UnixNano(), false, false); next == nil {
 			next = sorted[0]
 		}
 	}

@@ -71,162 +71,101 @@ func TestSortLayers(t *testing.T) {
 	}
 }
 
-// chooserStep: after dt, the estimate leaves budget for video and the
-// estimator says link of it; the chooser must answer want ("" for pause).
+// chooserStep: after dt, the estimate leaves budget for video; the chooser
+// must answer want ("" for pause).
 type chooserStep struct {
 	dt     time.Duration
 	budget int64
 	want   string
-	// link: "" neither congested nor carried (a delay-based cut alone),
-	// "congested" (Congested: high loss, or far less arriving than sent),
-	// "carried" (Carried: what is sent arrives).
-	link string
-}
-
-func (st chooserStep) state() linkState {
-	return linkState{limited: true, congested: st.link == "congested", carried: st.link == "carried"}
+	// calm: the estimator shows no congestion (the budget is a
+	// delay-based cut alone); steps are congested otherwise.
+	calm bool
 }
 
 func TestLayerChooser(t *testing.T) {
-	// q 150 kbit/s, h 600 kbit/s, f 2.5 Mbit/s, each peaking 4 % above
-	// its rate in the second with its keyframe. A layer is taken when its
-	// peak is at most upHeadroom (1.0) of the budget (f: 2.6 Mbit/s, h: 624
-	// kbit/s, q: 156 kbit/s) and left when its rate is above downHeadroom
-	// (1.05) of it (f below 2.38 Mbit/s, h below 571 kbit/s, q below 143
-	// kbit/s) for downHold, at once above downSevere (1.35: f below 1.85
-	// Mbit/s) on a congested link.
+	// q 150 kbit/s, h 600 kbit/s, f 2.5 Mbit/s. A layer is taken at
+	// upHeadroom (0.97) of the budget (f: 2.58 Mbit/s, h: 619 kbit/s,
+	// q: 155 kbit/s) and left above downHeadroom (1.05: f below 2.38
+	// Mbit/s, h below 571 kbit/s, q below 143 kbit/s) after downHold, at
+	// once above downSevere (1.35: f below 1.85 Mbit/s).
 	const ms = time.Millisecond
-	const (
-		cong = "congested"
-		carr = "carried"
-	)
 	for _, tc := range []struct {
 		name  string
 		start string // the layer forwarded before the first step ("": none)
 		steps []chooserStep
 	}{
-		{"first choice fits the top at once", "", []chooserStep{{0, 3_000_000, "f", ""}}},
-		{"first choice: the best that fits", "", []chooserStep{{0, 1_000_000, "h", ""}}},
-		{"first choice: the average fits but not the peak", "", []chooserStep{{0, 2_550_000, "h", ""}}},
-		{"first choice below the lowest: paused", "", []chooserStep{{0, 100_000, "", ""}}},
-		{"stays while it fits with down-headroom", "f", []chooserStep{{0, 2_450_000, "f", ""}, {time.Second, 2_400_000, "f", ""}}},
+		{"first choice fits the top at once", "", []chooserStep{{0, 3_000_000, "f", false}}},
+		{"first choice: the best that fits", "", []chooserStep{{0, 1_000_000, "h", false}}},
+		{"first choice below the lowest: paused", "", []chooserStep{{0, 100_000, "", false}}},
+		{"stays while it fits with down-headroom", "f", []chooserStep{{0, 2_450_000, "f", false}, {time.Second, 2_400_000, "f", false}}},
 		{"down after downHold when a little over", "f", []chooserStep{
-			{0, 2_300_000, "f", ""}, {downHold - 100*ms, 2_300_000, "f", ""}, {100 * ms, 2_300_000, "h", ""}}},
-		{"down after downHold when a little over on a congested link", "f", []chooserStep{
-			{0, 2_300_000, "f", cong}, {downHold - 100*ms, 2_300_000, "f", cong}, {100 * ms, 2_300_000, "h", cong}}},
+			{0, 2_300_000, "f", false}, {downHold - 100*ms, 2_300_000, "f", false}, {100 * ms, 2_300_000, "h", false}}},
 		{"a short dip does not go down", "f", []chooserStep{
-			{0, 2_300_000, "f", ""}, {time.Second, 2_300_000, "f", ""}, {100 * ms, 2_600_000, "f", ""}, {downHold, 2_600_000, "f", ""}}},
-		{"dips that come back as long as they lasted never go down", "f", []chooserStep{
-			{0, 2_200_000, "f", ""}, {1500 * ms, 2_200_000, "f", ""}, {0, 2_700_000, "f", ""}, {1500 * ms, 2_700_000, "f", ""},
-			{0, 2_200_000, "f", ""}, {1500 * ms, 2_200_000, "f", ""}, {0, 2_700_000, "f", ""}, {1500 * ms, 2_700_000, "f", ""},
-			{0, 2_200_000, "f", ""}, {1500 * ms, 2_200_000, "f", ""}, {0, 2_700_000, "f", ""}, {1500 * ms, 2_700_000, "f", ""},
-			{0, 2_200_000, "f", ""}, {1500 * ms, 2_200_000, "f", ""}}},
-		{"dips longer than the recoveries add up and go down", "f", []chooserStep{
-			{0, 2_200_000, "f", ""}, {2000 * ms, 2_200_000, "f", ""}, {0, 2_700_000, "f", ""}, {500 * ms, 2_700_000, "f", ""},
-			{0, 2_200_000, "f", ""}, {900 * ms, 2_200_000, "f", ""}, {100 * ms, 2_200_000, "h", ""}}},
-		{"a delay-based cut on a link that carries the layer: stays", "f", []chooserStep{
-			{0, 2_200_000, "f", carr}, {downHold, 2_200_000, "f", carr}, {5 * time.Second, 2_200_000, "f", carr},
-			{10 * time.Second, 2_000_000, "f", carr}}},
-		{"carried, but the estimate far below the layer: the clock runs", "f", []chooserStep{
-			{0, 1_500_000, "f", carr}, {downHold - 100*ms, 1_500_000, "f", carr}, {100 * ms, 1_500_000, "h", carr}}},
-		{"once the link stops carrying the layer the clock runs", "f", []chooserStep{
-			{0, 2_200_000, "f", carr}, {5 * time.Second, 2_200_000, "f", carr}, {100 * ms, 2_200_000, "f", ""},
-			{downHold - 200*ms, 2_200_000, "f", ""}, {100 * ms, 2_200_000, "h", ""}}},
-		{"carried time neither runs nor resets the clock", "f", []chooserStep{
-			{0, 2_200_000, "f", ""}, {1500 * ms, 2_200_000, "f", ""}, {0, 2_200_000, "f", carr}, {3 * time.Second, 2_200_000, "f", carr},
-			{900 * ms, 2_200_000, "f", ""}, {100 * ms, 2_200_000, "h", ""}}},
-		{"down at once when far over on a congested link", "f", []chooserStep{{0, 1_500_000, "h", cong}}},
-		{"far over on a congested link goes down even if it was carried a moment ago", "f", []chooserStep{
-			{0, 2_200_000, "f", carr}, {200 * ms, 1_500_000, "h", cong}}},
-		{"down more than one layer", "f", []chooserStep{{0, 300_000, "q", cong}}},
+			{0, 2_300_000, "f", false}, {time.Second, 2_300_000, "f", false}, {100 * ms, 2_600_000, "f", false}, {downHold, 2_600_000, "f", false}}},
+		{"down at once when far over", "f", []chooserStep{{0, 1_500_000, "h", false}}},
+		{"down more than one layer", "f", []chooserStep{{0, 300_000, "q", false}}},
 		{"up only after upHold", "h", []chooserStep{
-			{0, 2_800_000, "h", ""}, {500 * ms, 2_800_000, "h", ""}, {900 * ms, 2_800_000, "h", ""}, {100 * ms, 2_800_000, "f", ""}}},
-		{"up only when the peak fits, not the average", "h", []chooserStep{
-			{0, 2_560_000, "h", carr}, {upHold, 2_560_000, "h", carr}, {5 * time.Second, 2_560_000, "h", carr},
-			{0, 2_620_000, "h", carr}, {upHold, 2_620_000, "f", carr}}},
-		{"not up while congested", "h", []chooserStep{
-			{0, 2_800_000, "h", ""}, {time.Second, 2_800_000, "h", cong}, {time.Second, 2_800_000, "h", ""},
-			{upHold - 100*ms, 2_800_000, "h", ""}, {100 * ms, 2_800_000, "f", ""}}},
+			{0, 2_800_000, "h", false}, {500 * ms, 2_800_000, "h", false}, {900 * ms, 2_800_000, "h", false}, {100 * ms, 2_800_000, "f", false}}},
 		{"up to the middle, then the top, each after upHold", "q", []chooserStep{
-			{0, 1_000_000, "q", ""}, {upHold, 1_000_000, "h", ""}, {0, 3_000_000, "h", ""}, {upHold, 3_000_000, "f", ""}}},
+			{0, 1_000_000, "q", false}, {upHold, 1_000_000, "h", false}, {0, 3_000_000, "h", false}, {upHold, 3_000_000, "f", false}}},
 		{"no flapping between the thresholds (top)", "f", []chooserStep{
-			{0, 2_450_000, "f", ""}, {100 * ms, 2_700_000, "f", ""}, {100 * ms, 2_400_000, "f", ""}, {100 * ms, 2_750_000, "f", ""}, {100 * ms, 2_400_000, "f", ""}}},
+			{0, 2_450_000, "f", false}, {100 * ms, 2_700_000, "f", false}, {100 * ms, 2_400_000, "f", false}, {100 * ms, 2_750_000, "f", false}, {100 * ms, 2_400_000, "f", false}}},
 		{"no flapping: an estimate that keeps dipping never goes up", "h", []chooserStep{
-			{0, 2_800_000, "h", ""}, {time.Second, 2_550_000, "h", ""}, {400 * ms, 2_800_000, "h", ""}, {time.Second, 2_550_000, "h", ""},
-			{400 * ms, 2_800_000, "h", ""}, {time.Second, 2_800_000, "h", ""}, {600 * ms, 2_800_000, "f", ""}}},
+			{0, 2_800_000, "h", false}, {time.Second, 2_550_000, "h", false}, {400 * ms, 2_800_000, "h", false}, {time.Second, 2_550_000, "h", false},
+			{400 * ms, 2_800_000, "h", false}, {time.Second, 2_800_000, "h", false}, {600 * ms, 2_800_000, "f", false}}},
 		{"a candidate flipping between two higher layers: up to the one that fitted throughout", "q", []chooserStep{
-			{0, 3_000_000, "q", ""}, {500 * ms, 1_000_000, "q", ""}, {500 * ms, 3_000_000, "q", ""}, {500 * ms, 1_000_000, "h", ""},
-			{0, 3_000_000, "h", ""}, {upHold, 3_000_000, "f", ""}}},
-		{"pause below the lowest", "q", []chooserStep{{0, 145_000, "q", cong}, {100 * ms, 100_000, "", cong}, {time.Second, 120_000, "", cong}}},
+			{0, 3_000_000, "q", false}, {500 * ms, 1_000_000, "q", false}, {500 * ms, 3_000_000, "q", false}, {500 * ms, 1_000_000, "h", false},
+			{0, 3_000_000, "h", false}, {upHold, 3_000_000, "f", false}}},
+		{"pause below the lowest", "q", []chooserStep{{0, 145_000, "q", false}, {100 * ms, 100_000, "", false}, {time.Second, 120_000, "", false}}},
 		{"resume after upHold once the lowest fits", "q", []chooserStep{
-			{0, 100_000, "", cong}, {100 * ms, 200_000, "", ""}, {upHold - 100*ms, 200_000, "", ""}, {100 * ms, 200_000, "q", ""}}},
+			{0, 100_000, "", false}, {100 * ms, 200_000, "", false}, {upHold - 100*ms, 200_000, "", false}, {100 * ms, 200_000, "q", false}}},
 		{"no flapping around pause", "q", []chooserStep{
-			{0, 100_000, "", cong}, {100 * ms, 170_000, "", ""}, {100 * ms, 140_000, "", ""}, {100 * ms, 170_000, "", ""}, {100 * ms, 140_000, "", ""},
-			{upHold, 170_000, "", ""}}},
+			{0, 100_000, "", false}, {100 * ms, 170_000, "", false}, {100 * ms, 140_000, "", false}, {100 * ms, 170_000, "", false}, {100 * ms, 140_000, "", false},
+			{upHold, 170_000, "", false}}},
 		{"a severe cut without congestion waits downHold (the next probe undoes it)", "f", []chooserStep{
-			{0, 1_500_000, "f", ""}, {time.Second, 1_500_000, "f", ""}, {500 * ms, 3_000_000, "f", ""}, {downHold, 3_000_000, "f", ""}}},
+			{0, 1_500_000, "f", true}, {time.Second, 1_500_000, "f", true}, {500 * ms, 3_000_000, "f", true}, {downHold, 3_000_000, "f", true}}},
 		{"a severe cut without congestion that lasts goes down after downHold", "f", []chooserStep{
-			{0, 1_500_000, "f", ""}, {downHold - 100*ms, 1_500_000, "f", ""}, {100 * ms, 1_500_000, "h", ""}}},
+			{0, 1_500_000, "f", true}, {downHold - 100*ms, 1_500_000, "f", true}, {100 * ms, 1_500_000, "h", true}}},
 		{"a severe cut goes down as soon as congestion shows", "f", []chooserStep{
-			{0, 1_500_000, "f", ""}, {300 * ms, 1_500_000, "h", cong}}},
-		{"a layer left at the margin waits twice upHold to come back, then four times", "h", []chooserStep{
-			{0, 3_000_000, "h", ""}, {upHold, 3_000_000, "f", ""}, {0, 2_300_000, "f", ""}, {downHold, 2_300_000, "h", ""},
-			{0, 3_000_000, "h", ""}, {upHold, 3_000_000, "h", ""}, {upHold, 3_000_000, "f", ""}, {0, 2_300_000, "f", ""}, {downHold, 2_300_000, "h", ""},
-			{0, 3_000_000, "h", ""}, {3 * upHold, 3_000_000, "h", ""}, {upHold, 3_000_000, "f", ""}}},
+			{0, 1_500_000, "f", true}, {300 * ms, 1_500_000, "h", false}}},
+		{"a layer left twice at the margin waits twice upHold to come back", "h", []chooserStep{
+			{0, 3_000_000, "h", false}, {upHold, 3_000_000, "f", false}, {0, 2_300_000, "f", false}, {downHold, 2_300_000, "h", false},
+			{0, 3_000_000, "h", false}, {upHold, 3_000_000, "f", false}, {0, 2_300_000, "f", false}, {downHold, 2_300_000, "h", false},
+			{0, 3_000_000, "h", false}, {upHold, 3_000_000, "h", false}, {upHold, 3_000_000, "f", false}}},
 		{"a layer left for a severe drop comes back after upHold", "h", []chooserStep{
-			{0, 3_000_000, "h", ""}, {upHold, 3_000_000, "f", ""}, {100 * ms, 1_500_000, "h", cong},
-			{0, 3_000_000, "h", ""}, {upHold, 3_000_000, "f", ""}, {100 * ms, 1_500_000, "h", cong},
-			{0, 3_000_000, "h", ""}, {upHold, 3_000_000, "f", ""}}},
+			{0, 3_000_000, "h", false}, {upHold, 3_000_000, "f", false}, {100 * ms, 1_500_000, "h", false},
+			{0, 3_000_000, "h", false}, {upHold, 3_000_000, "f", false}, {100 * ms, 1_500_000, "h", false},
+			{0, 3_000_000, "h", false}, {upHold, 3_000_000, "f", false}}},
 		{"a strike is forgotten after strikeMemory", "h", []chooserStep{
-			{0, 3_000_000, "h", ""}, {upHold, 3_000_000, "f", ""}, {0, 2_300_000, "f", ""}, {downHold, 2_300_000, "h", ""},
-			{0, 3_000_000, "h", ""}, {upHold, 3_000_000, "h", ""}, {upHold, 3_000_000, "f", ""}, {0, 2_300_000, "f", ""}, {downHold, 2_300_000, "h", ""},
-			{strikeMemory, 1_000_000, "h", ""}, {0, 3_000_000, "h", ""}, {upHold, 3_000_000, "f", ""}}},
-		// The estimate climbing back after a cap lifts passes the middle
-		// layer, whose strikes (it flapped at the lower cap) hold it back
-		// for four times upHold; the top, fitting a moment later, waits only its
-		// own upHold.
-		{"a middle layer's strikes do not hold back the top", "q", []chooserStep{
-			{0, 1_000_000, "q", ""}, {upHold, 1_000_000, "h", ""}, {0, 500_000, "h", ""}, {downHold, 500_000, "q", ""},
-			{0, 1_000_000, "q", ""}, {upHold, 1_000_000, "q", ""}, {upHold, 1_000_000, "h", ""}, {0, 500_000, "h", ""}, {downHold, 500_000, "q", ""},
-			{0, 1_000_000, "q", ""}, {300 * ms, 3_000_000, "q", ""}, {upHold - 100*ms, 3_000_000, "q", ""}, {100 * ms, 3_000_000, "f", ""}}},
-		{"a middle layer with strikes waits its own hold", "q", []chooserStep{
-			{0, 1_000_000, "q", ""}, {upHold, 1_000_000, "h", ""}, {0, 500_000, "h", ""}, {downHold, 500_000, "q", ""},
-			{0, 1_000_000, "q", ""}, {upHold, 1_000_000, "q", ""}, {upHold, 1_000_000, "h", ""}, {0, 500_000, "h", ""}, {downHold, 500_000, "q", ""},
-			{0, 1_000_000, "q", ""}, {3 * upHold, 1_000_000, "q", ""}, {upHold, 1_000_000, "h", ""}}},
+			{0, 3_000_000, "h", false}, {upHold, 3_000_000, "f", false}, {0, 2_300_000, "f", false}, {downHold, 2_300_000, "h", false},
+			{0, 3_000_000, "h", false}, {upHold, 3_000_000, "f", false}, {0, 2_300_000, "f", false}, {downHold, 2_300_000, "h", false},
+			{strikeMemory, 1_000_000, "h", false}, {0, 3_000_000, "h", false}, {upHold, 3_000_000, "f", false}}},
 		{"resume goes straight to what fits", "q", []chooserStep{
-			{0, 100_000, "", cong}, {100 * ms, 3_000_000, "", ""}, {upHold, 3_000_000, "f", ""}}},
-		// The changing cap of the shaped-link bench: 3 Mbit/s, 700 kbit/s
-		// (congested at once), 3 Mbit/s again.
-		{"a link that drops to 700 kbit/s and comes back", "f", []chooserStep{
-			{0, 2_700_000, "f", carr}, {5 * time.Second, 2_250_000, "f", carr}, {time.Second, 2_700_000, "f", carr},
-			{5 * time.Second, 2_700_000, "f", cong}, {200 * ms, 600_000, "q", cong}, {time.Second, 280_000, "q", cong},
-			{time.Second, 616_000, "q", carr}, {10 * time.Second, 616_000, "q", carr}, // h's peak does not fit
-			{0, 2_700_000, "q", carr}, {upHold, 2_700_000, "f", carr}}},
+			{0, 100_000, "", false}, {100 * ms, 3_000_000, "", false}, {upHold, 3_000_000, "f", false}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ls := []*UpTrack{testLayer("q", 320, 180, 150_000), testLayer("h", 640, 360, 600_000), testLayer("f", 1280, 720, 2_500_000)}
 			sorted := sortLayers(ls)
 			byRID := map[string]*UpTrack{}
 			for _, u := range ls {
-				u.peak.Store(u.rate.Load() * 104 / 100)
 				byRID[u.rid] = u
 			}
 			var c layerChooser
 			cur := byRID[tc.start]
 			if cur != nil {
 				// The player has been forwarding cur.
-				c.choose(sorted, nil, 10_000_000, 1, linkState{limited: true})
+				c.choose(sorted, nil, 10_000_000, 1, true, false)
 			}
 			now := int64(time.Hour)
 			for i, st := range tc.steps {
 				now += int64(st.dt)
-				cur = c.choose(sorted, cur, st.budget, now, st.state())
+				cur = c.choose(sorted, cur, st.budget, now, true, !st.calm)
 				got := ""
 				if cur != nil {
 					got = cur.rid
 				}
 				if got != st.want {
-					t.Fatalf("step %d (budget %d, %q): layer %q, want %q", i, st.budget, st.link, got, st.want)
+					t.Fatalf("step %d (budget %d): layer %q, want %q", i, st.budget, got, st.want)
 				}
 			}
 		})
@@ -242,7 +181,7 @@ func TestLayerRateUnmeasured(t *testing.T) {
 		t.Fatalf("unmeasured lowest layer: %d, want %d", r, minLayerRate)
 	}
 	var c layerChooser
-	if got := c.choose(sorted, nil, 10_000_000, 1, linkState{limited: true}); got != q {
+	if got := c.choose(sorted, nil, 10_000_000, 1, true, false); got != q {
 		t.Fatalf("with the top layer unmeasured the first choice is %v, want the lowest", got)
 	}
 }

@@ -47,7 +47,6 @@ type UpTrack struct {
 	keyframes atomic.Int64
 	kf        keyframeTracker // owned by the goroutine that ingests
 	meter     rateMeter       // likewise
-	peakM     peakMeter       // likewise
 	// keyAt is when the latest keyframe began arriving (unix ns): a layer
 	// switch starts at a keyframe this fresh, or asks for a new one. size
 	// is the picture size it announced (VP8: width<<16 | height), 0 unknown.
@@ -56,9 +55,6 @@ type UpTrack struct {
 	// rate is the layer's bitrate (bits/s) over the last rateWindow, kept
 	// by the ingesting goroutine, its only writer.
 	rate atomic.Int64
-	// peak is the most the layer sent in one second over the last few
-	// (peakMeter), measured here; what a player needs to take it.
-	peak atomic.Int64
 	// A relayed layer (upstream.go): rate and size come from the upstream
 	// edge's figures once upstreamStats is set (the layer may not be
 	// received here at all); kfReset asks the ingesting goroutine to forget
@@ -207,11 +203,6 @@ func (u *UpTrack) Ingest(ext uint64, now int64, ts uint32, pt uint8, marker bool
 	u.packets.Add(1)
 	if r, ok := u.meter.add(now, len(payload)+12); ok && !u.upstreamStats.Load() {
 		u.rate.Store(r)
-	}
-	if u.kind == webrtc.RTPCodecTypeVideo {
-		if p, ok := u.peakM.add(now, len(payload)+12); ok {
-			u.peak.Store(p)
-		}
 	}
 	if u.kind == webrtc.RTPCodecTypeVideo {
 		if u.kfReset.Load() && u.kfReset.CompareAndSwap(true, false) {
