@@ -7,12 +7,14 @@
 #
 # usage: scripts/bench-shaped.sh [--warmup 10s] [--duration 60s] [--players 3]
 #                                [--simulcast] [--layer auto] [--only REGEX]
-#                                [--livekit] [--keep-logs]
+#                                [--livekit] [--keep-logs] [--condition COND]...
 #
 # The conditions (netshape's link syntax; see `onair bench fanout -h`):
 #   clean; 1mbit,rtt=40ms; 350kbit,rtt=40ms; loss=5%,rtt=100ms; and a cap
 #   that drops from 3 Mbit/s to 700 kbit/s a third into the window and comes
 #   back at two thirds (3mbit->700kbit@20s->3mbit@40s for a 60 s window).
+# --condition COND (repeatable) runs COND instead of these, e.g. a fixed
+# 3mbit link where the top layer (with audio ~93 % of it) sits at the margin.
 #
 # --livekit also runs each condition against LiveKit with the bench/livekit
 # module (a separate Go module; it builds and starts its own LiveKit server),
@@ -26,6 +28,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 warmup=10s duration=60s players=3 simulcast= layer= only= livekit= keep=
+custom=()
 while [ $# -gt 0 ]; do
   case $1 in
     --warmup) warmup=$2; shift 2 ;;
@@ -36,6 +39,7 @@ while [ $# -gt 0 ]; do
     --only) only=$2; shift 2 ;;
     --livekit) livekit=1; shift ;;
     --keep-logs) keep=1; shift ;;
+    --condition) custom+=("$2"); shift 2 ;;
     -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -53,6 +57,7 @@ if [ -z "${ONAIR_SHAPED_NETNS:-}" ]; then
   [ -n "$only" ] && args+=(--only "$only")
   [ -n "$livekit" ] && args+=(--livekit)
   [ -n "$keep" ] && args+=(--keep-logs)
+  for c in ${custom[@]+"${custom[@]}"}; do args+=(--condition "$c"); done
   exec unshare -n env ONAIR_SHAPED_NETNS=1 "$0" "${args[@]}"
 fi
 ip link set lo up
@@ -88,6 +93,7 @@ conditions=(
   "loss=5%,rtt=100ms"
   "3mbit->700kbit@$((d / 3))s->3mbit@$((2 * d / 3))s"
 )
+[ ${#custom[@]} -gt 0 ] && conditions=("${custom[@]}")
 
 http=127.0.0.1:8080
 "$bin" dev --data-dir "$work/dev" --http-addr "$http" --grpc-addr 127.0.0.1:9090 \
