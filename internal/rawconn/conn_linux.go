@@ -11,6 +11,7 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/mem"
 )
 
 // Wrap returns c with reads and writes made by RawSyscall when c is a
@@ -66,6 +67,58 @@ func (c *Conn) Read(b []byte) (int, error) {
 		return 0, io.EOF
 	}
 	return n, nil
+}
+
+// ReadOnReady waits until c has data, then takes a buffer of bufSize
+// from pool and reads into it; it returns the buffer (the caller puts it
+// back), the bytes read and an error. A gRPC transport reads through it
+// when its connection has it (gRPC's readyreader.Reader, matched by this
+// method's signature), so an idle connection pins no read buffer: gRPC
+// does so itself for a *net.TCPConn, which a wrapped connection is not,
+// and otherwise keeps a bufio.Reader of the read buffer's size for the
+// connection's whole life (a KiB of each idle session on a room replica).
+// The read skips the syscall entry as Read does.
+func (c *Conn) ReadOnReady(bufSize int, pool mem.BufferPool) (*[]byte, int, error) {
+	if bufSize <= 0 {
+		return nil, 0, nil
+	}
+	var (
+		buf   *[]byte
+		n     int
+		errno syscall.Errno
+	)
+	err := c.raw.Read(func(fd uintptr) bool {
+		buf = pool.Get(bufSize)
+		b := *buf
+		for {
+			r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+			switch e {
+			case syscall.EINTR:
+				continue
+			case syscall.EAGAIN:
+				// Nothing to read: the buffer goes back while this
+				// connection waits in the poller.
+				pool.Put(buf)
+				buf = nil
+				return false
+			}
+			n, errno = int(r), e
+			return true
+		}
+	})
+	switch {
+	case err != nil:
+	case errno != 0:
+		err = c.opError("read", errno)
+	case n == 0:
+		err = io.EOF
+	default:
+		return buf, n, nil
+	}
+	if buf != nil {
+		pool.Put(buf)
+	}
+	return nil, 0, err
 }
 
 // Write writes all of b like net.Conn's Write.
