@@ -142,7 +142,10 @@ func (s *Server) SubscribeRoomEvents(req *roomv1.SubscribeRoomEventsRequest, srv
 		return err
 	}
 	var warned int64
-	timer := time.NewTimer(time.Hour)
+	// The token's deadlines wake the loop through the subscriber's own
+	// signal rather than a timer channel of their own: a channel and
+	// the select's wait on it are some 200 bytes of every idle session.
+	timer := time.AfterFunc(time.Hour, sub.signal)
 	defer timer.Stop()
 	for {
 		items, resync, err, expire := sub.take()
@@ -193,7 +196,6 @@ func (s *Server) SubscribeRoomEvents(req *roomv1.SubscribeRoomEventsRequest, srv
 		case <-ctx.Done():
 			return nil
 		case <-sub.wake:
-		case <-timer.C:
 		}
 	}
 }
