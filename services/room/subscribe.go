@@ -132,7 +132,7 @@ func (s *Server) SubscribeRoomEvents(req *roomv1.SubscribeRoomEventsRequest, srv
 	sub := newSubscriber(rec, req.GetFromRevision())
 	// Room messages come over NATS, not the room watch: the replica takes
 	// the room's messages while this stream is open.
-	defer s.msgs.join(s, k)()
+	defer s.msgs.leave(k, s.msgs.join(s, k))
 	h, err := s.attach(ctx, k, sub)
 	if err != nil {
 		return err
