@@ -380,7 +380,7 @@ func (r *relay) local(s *Server, k roomKey, msg *roomv1.RoomMessage, to []string
 	}
 	// Revision 0: a message is not part of the room's revisioned history, so
 	// it never moves a client's resume point (nor is it resumed).
-	it := &item{to: to, fromSession: fromSession, ev: &roomv1.RoomEvent{Event: &roomv1.RoomEvent_Message{Message: msg}}}
+	it := &item{route: &route{to: to, fromSession: fromSession}, ev: &roomv1.RoomEvent{Event: &roomv1.RoomEvent_Message{Message: msg}}}
 	n := h.deliver(it)
 	if n == 0 {
 		return

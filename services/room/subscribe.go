@@ -48,17 +48,22 @@ func (s *subscriber) signal() {
 
 // wants reports whether the item is for this session.
 func (s *subscriber) wants(it *item) bool {
+	var everyone route
+	r := it.route
+	if r == nil {
+		r = &everyone
+	}
 	switch {
-	case it.forSession != "":
-		return it.forSession == s.rec.SessionID
+	case r.forSession != "":
+		return r.forSession == s.rec.SessionID
 	case it.userEvent && !s.rec.UserNotify:
 		return false
-	case it.fromSession != "" && it.fromSession == s.rec.SessionID:
+	case r.fromSession != "" && r.fromSession == s.rec.SessionID:
 		return false
-	case it.fromUser != "" && it.fromUser == s.rec.UserID:
+	case r.fromUser != "" && r.fromUser == s.rec.UserID:
 		return false
-	case len(it.to) > 0:
-		return slices.Contains(it.to, s.rec.UserID)
+	case len(r.to) > 0:
+		return slices.Contains(r.to, s.rec.UserID)
 	}
 	return true
 }
@@ -105,7 +110,7 @@ func (s *subscriber) dropSeen(rev int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.queue = slices.DeleteFunc(s.queue, func(it *item) bool {
-		return it.ev.GetMessage() == nil && it.forSession == "" && it.ev.Revision <= rev
+		return it.ev.GetMessage() == nil && it.forSession() == "" && it.ev.Revision <= rev
 	})
 }
 
@@ -206,7 +211,7 @@ func batch(items []*item, sub *subscriber) []*item {
 	out := make([]*item, 0, len(items))
 	for _, it := range items {
 		// Messages carry no revision: none of them was seen before.
-		if sub.skipTo > 0 && it.ev.GetSnapshot() == nil && it.ev.GetMessage() == nil && it.ev.Revision <= sub.skipTo && it.forSession == "" {
+		if sub.skipTo > 0 && it.ev.GetSnapshot() == nil && it.ev.GetMessage() == nil && it.ev.Revision <= sub.skipTo && it.forSession() == "" {
 			continue
 		}
 		if it.ev.GetSnapshot() != nil {
