@@ -179,7 +179,7 @@ func TestListenerSetsUserTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	raw, err := c.(*Conn).SyscallConn()
+	raw, err := c.(*Conn).TCPConn.SyscallConn()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -52,17 +52,22 @@ func (s *subscriber) signal() {
 
 // wants reports whether the item is for this session.
 func (s *subscriber) wants(it *item) bool {
+	var everyone route
+	r := it.route
+	if r == nil {
+		r = &everyone
+	}
 	switch {
-	case it.forSession != "":
-		return it.forSession == s.rec.SessionID
+	case r.forSession != "":
+		return r.forSession == s.rec.SessionID
 	case it.userEvent && !s.rec.UserNotify:
 		return false
-	case it.fromSession != "" && it.fromSession == s.rec.SessionID:
+	case r.fromSession != "" && r.fromSession == s.rec.SessionID:
 		return false
-	case it.fromUser != "" && it.fromUser == s.rec.UserID:
+	case r.fromUser != "" && r.fromUser == s.rec.UserID:
 		return false
-	case len(it.to) > 0:
-		return slices.Contains(it.to, s.rec.UserID)
+	case len(r.to) > 0:
+		return slices.Contains(r.to, s.rec.UserID)
 	}
 	return true
 }
@@ -109,7 +114,7 @@ func (s *subscriber) dropSeen(rev int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.queue = slices.DeleteFunc(s.queue, func(it *item) bool {
-		return it.ev.GetMessage() == nil && it.forSession == "" && it.ev.Revision <= rev
+		return it.ev.GetMessage() == nil && it.forSession() == "" && it.ev.Revision <= rev
 	})
 }
 
@@ -150,7 +155,7 @@ func (s *Server) SubscribeRoomEvents(req *roomv1.SubscribeRoomEventsRequest, srv
 	sub := newSubscriber(rec, req.GetFromRevision())
 	// Room messages come over NATS, not the room watch: the replica takes
 	// the room's messages while this stream is open.
-	defer s.msgs.join(s, k)()
+	defer s.msgs.leave(k, s.msgs.join(s, k))
 	h, err := s.attach(ctx, k, sub)
 	if err != nil {
 		return err
@@ -247,7 +252,7 @@ func batch(items []*item, sub *subscriber) []*item {
 	out := items[:0] // in place: an item is read before its slot is written
 	for _, it := range items {
 		// Messages carry no revision: none of them was seen before.
-		if sub.skipTo > 0 && it.ev.GetSnapshot() == nil && it.ev.GetMessage() == nil && it.ev.Revision <= sub.skipTo && it.forSession == "" {
+		if sub.skipTo > 0 && it.ev.GetSnapshot() == nil && it.ev.GetMessage() == nil && it.ev.Revision <= sub.skipTo && it.forSession() == "" {
 			continue
 		}
 		if it.ev.GetSnapshot() != nil {
@@ -272,10 +277,10 @@ func batch(items []*item, sub *subscriber) []*item {
 // once for every receiver when it has one and the server can send it as
 // it is (grpcserver.EncodedSender).
 func send(srv roomv1.RoomService_SubscribeRoomEventsServer, it *item) error {
-	if it.wire != nil {
+	if it.route != nil && it.route.wire != nil {
 		if g, ok := srv.(*grpc.GenericServerStream[roomv1.SubscribeRoomEventsRequest, roomv1.RoomEvent]); ok {
 			if enc, ok := g.ServerStream.(grpcserver.EncodedSender); ok {
-				return enc.SendEncoded(it.wire)
+				return enc.SendEncoded(it.route.wire)
 			}
 		}
 	}

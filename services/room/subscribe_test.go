@@ -27,10 +27,10 @@ func TestSubscriberWants(t *testing.T) {
 		sub, noti bool
 	}{
 		{"user event needs notify", userItem(1, 0, 0, "x"), false, true},
-		{"own message not echoed", &item{fromSession: "s1", ev: &roomv1.RoomEvent{}}, false, true},
-		{"setter not told of own info", &item{fromUser: "bob", ev: &roomv1.RoomEvent{}}, true, false},
-		{"command to listed users only", &item{to: []string{"bob"}, ev: &roomv1.RoomEvent{}}, false, true},
-		{"session state for one session", &item{forSession: "s1", ev: &roomv1.RoomEvent{}}, true, false},
+		{"own message not echoed", &item{route: &route{fromSession: "s1"}, ev: &roomv1.RoomEvent{}}, false, true},
+		{"setter not told of own info", &item{route: &route{fromUser: "bob"}, ev: &roomv1.RoomEvent{}}, true, false},
+		{"command to listed users only", &item{route: &route{to: []string{"bob"}}, ev: &roomv1.RoomEvent{}}, false, true},
+		{"session state for one session", &item{route: &route{forSession: "s1"}, ev: &roomv1.RoomEvent{}}, true, false},
 		{"stream event for all", &item{ev: &roomv1.RoomEvent{}}, true, true},
 	}
 	for _, tt := range tests {
