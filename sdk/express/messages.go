@@ -177,7 +177,13 @@ func (m *messageSender) fail(ms *messageStream, err error) {
 // closeIdle ends ms if nothing was sent on it for messageStreamIdle.
 func (m *messageSender) closeIdle(ms *messageStream) {
 	m.mu.Lock()
-	if m.cur != ms || len(ms.pending) > 0 {
+	if m.cur != ms {
+		m.mu.Unlock()
+		return
+	}
+	if len(ms.pending) > 0 {
+		// A send still waits for its answer: idle from then on.
+		ms.idle.Reset(messageStreamIdle)
 		m.mu.Unlock()
 		return
 	}

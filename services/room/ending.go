@@ -65,7 +65,7 @@ func (s *Server) endSession(ctx context.Context, rec *keys.SessionRecord, reason
 	// end of the same session): the rest is idempotent.
 	if resp.Succeeded {
 		s.writes.wrote(roomKey{rec.AppID, rec.RoomID}, resp.Header.Revision)
-		s.finish(ctx, rec, streamReason, true, streamsOf(resp.Responses[len(ops)-1], rec.UserID), true, resp.Header.Revision)
+		s.finish(ctx, rec, streamReason, true, streamsOf(resp.Responses[len(ops)-1], rec.UserID), resp.Header.Revision)
 	} else {
 		s.finishSession(ctx, rec, streamReason, true)
 	}
@@ -99,18 +99,20 @@ func markedLeft(resp *clientv3.TxnResponse, rec *keys.SessionRecord) bool {
 // streams (with streamReason), its member key if still marked left, and its
 // lease.
 func (s *Server) finishSession(ctx context.Context, rec *keys.SessionRecord, streamReason streamv1.DeleteReason, deleteMember bool) {
-	s.finish(ctx, rec, streamReason, deleteMember, nil, false, 0)
+	s.finish(ctx, rec, streamReason, deleteMember, nil, 0)
 }
 
-// finish is finishSession with the session's streams already known (known)
-// or to be listed. A session that had no stream and whose member key goes
-// here leaves its lease empty, which its end (session.go) may pool.
-// markedAt is the revision that marked the member left, when known: the
-// member key is deleted only if it is still that one. Its lease alone does
-// not say so once the lease may be pooled: a late try of this delete
-// (session.go) would remove the member of the next session on the lease,
-// the same user back in the same room.
-func (s *Server) finish(ctx context.Context, rec *keys.SessionRecord, streamReason streamv1.DeleteReason, deleteMember bool, streams []*streamv1.StreamRecord, known bool, markedAt int64) {
+// finish is finishSession right after endSession's transaction, which
+// marked the member left at revision markedAt and read the session's
+// streams, or (markedAt 0) with the streams to be listed. A session that
+// had no stream and whose member key goes here leaves its lease empty,
+// which its end (session.go) may pool. With markedAt the member key is
+// deleted only if it is still that one. Its lease alone does not say so
+// once the lease may be pooled: a late try of this delete (session.go)
+// would remove the member of the next session on the lease, the same user
+// back in the same room.
+func (s *Server) finish(ctx context.Context, rec *keys.SessionRecord, streamReason streamv1.DeleteReason, deleteMember bool, streams []*streamv1.StreamRecord, markedAt int64) {
+	known := markedAt > 0
 	if !known {
 		list, err := s.cfg.Streams.ListStreams(ctx, &streamv1.ListStreamsRequest{AppId: rec.AppID, RoomId: rec.RoomID})
 		if err != nil {
@@ -132,7 +134,7 @@ func (s *Server) finish(ctx context.Context, rec *keys.SessionRecord, streamReas
 	if deleteMember {
 		userKey := keys.RoomUser(rec.AppID, rec.RoomID, rec.UserID)
 		still := clientv3.Compare(clientv3.LeaseValue(userKey), "=", rec.Lease)
-		if markedAt > 0 {
+		if known {
 			still = clientv3.Compare(clientv3.ModRevision(userKey), "=", markedAt)
 		}
 		resp, err := s.commit.Txn(ctx, []clientv3.Cmp{still}, []clientv3.Op{clientv3.OpDelete(userKey)}, nil)
