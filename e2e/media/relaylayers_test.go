@@ -1,11 +1,8 @@
 package media
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net/http/httptest"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -21,40 +18,6 @@ import (
 // three-layer stream; an auto player there still moves between layers
 // (each pulled when it moves to it), and a layer nobody forwards any more
 // is let go.
-
-// scrapeLabeled serves n's metrics as /metrics does and returns the
-// samples of the metrics named, by name with labels.
-func scrapeLabeled(t *testing.T, p *telemetry.Providers, prefix string) map[string]float64 {
-	t.Helper()
-	rec := httptest.NewRecorder()
-	p.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	out := map[string]float64{}
-	sc := bufio.NewScanner(rec.Body)
-	for sc.Scan() {
-		l := sc.Text()
-		if !strings.HasPrefix(l, prefix) {
-			continue
-		}
-		i := strings.LastIndexByte(l, ' ')
-		v, err := strconv.ParseFloat(l[i+1:], 64)
-		if err != nil {
-			t.Fatalf("%q: %v", l, err)
-		}
-		name := l[:i]
-		// Drop the labels every metric has (otel_scope_..., job).
-		if j := strings.IndexByte(name, '{'); j >= 0 {
-			var keep []string
-			for _, kv := range strings.Split(strings.TrimSuffix(name[j+1:], "}"), ",") {
-				if strings.HasPrefix(kv, "state=") || strings.HasPrefix(kv, "layer=") {
-					keep = append(keep, kv)
-				}
-			}
-			name = name[:j] + "{" + strings.Join(keep, ",") + "}"
-		}
-		out[name] = v
-	}
-	return out
-}
 
 // pulled is the RIDs of the layers the relay edge pulls now, and every
 // layer's state.
@@ -106,7 +69,7 @@ func TestRelayCarriesNeededLayers(t *testing.T) {
 			t.Errorf("layer %s not pulled, yet %d of its packets reached the relay edge", l.RID, l.Packets)
 		}
 	}
-	m := scrapeLabeled(t, p, "onair_media_relay_layers")
+	m := scrape(t, p, "onair_media_relay_layers", "state", "layer")
 	if m[`onair_media_relay_layers{state="pulled"}`] != 1 || m[`onair_media_relay_layers{state="skipped"}`] != 2 {
 		t.Errorf("onair_media_relay_layers: %v, want pulled 1, skipped 2", m)
 	}
@@ -132,12 +95,12 @@ func TestRelayCarriesNeededLayers(t *testing.T) {
 	f0, _ := auto.counts()
 	eventually(t, "frames on the top layer", func() bool { f, _ := auto.counts(); return f > f0+60 })
 	wantOnly(t, "the low player, still", low, "320x180")
-	m = scrapeLabeled(t, p, "onair_media_relay_layers")
+	m = scrape(t, p, "onair_media_relay_layers", "state", "layer")
 	if m[`onair_media_relay_layers{state="pulled"}`] != 2 || m[`onair_media_relay_layers{state="skipped"}`] != 1 {
 		t.Errorf("onair_media_relay_layers: %v, want pulled 2, skipped 1", m)
 	}
 	// The players' layers, as the relay edge's metrics count them.
-	v := scrapeLabeled(t, p, "onair_media_players_video")
+	v := scrape(t, p, "onair_media_players_video", "state", "layer")
 	if v[`onair_media_players_video{layer="low"}`] != 1 || v[`onair_media_players_video{layer="high"}`] != 1 {
 		t.Errorf("onair_media_players_video: %v, want one low and one high", v)
 	}

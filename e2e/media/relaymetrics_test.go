@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,9 +14,11 @@ import (
 	"github.com/onair-dev/onair/sdk/express"
 )
 
-// scrape serves n's media metrics to Prometheus as /metrics does and
-// returns each sample by metric name (labels dropped).
-func scrape(t *testing.T, p *telemetry.Providers) map[string]float64 {
+// scrape serves p's metrics as /metrics does and returns the samples of
+// the metrics whose names start with prefix, by name: with the labels
+// named in keep (e.g. "state", "layer") when they have some, every other
+// label dropped (otel_scope_..., job).
+func scrape(t *testing.T, p *telemetry.Providers, prefix string, keep ...string) map[string]float64 {
 	t.Helper()
 	rec := httptest.NewRecorder()
 	p.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
@@ -23,16 +26,26 @@ func scrape(t *testing.T, p *telemetry.Providers) map[string]float64 {
 	sc := bufio.NewScanner(rec.Body)
 	for sc.Scan() {
 		l := sc.Text()
-		if !strings.HasPrefix(l, "onair_media_") {
+		if !strings.HasPrefix(l, prefix) {
 			continue
 		}
-		name, rest, _ := strings.Cut(l, " ")
-		if i := strings.IndexByte(name, '{'); i >= 0 {
-			name, rest = name[:i], l[strings.LastIndexByte(l, ' ')+1:]
-		}
-		v, err := strconv.ParseFloat(strings.Fields(rest)[0], 64)
+		i := strings.LastIndexByte(l, ' ')
+		v, err := strconv.ParseFloat(l[i+1:], 64)
 		if err != nil {
 			t.Fatalf("%q: %v", l, err)
+		}
+		name := l[:i]
+		if j := strings.IndexByte(name, '{'); j >= 0 {
+			var kept []string
+			for _, kv := range strings.Split(strings.TrimSuffix(name[j+1:], "}"), ",") {
+				if k, _, _ := strings.Cut(kv, "="); slices.Contains(keep, k) {
+					kept = append(kept, kv)
+				}
+			}
+			name = name[:j]
+			if len(kept) > 0 {
+				name += "{" + strings.Join(kept, ",") + "}"
+			}
 		}
 		out[name] = v
 	}
@@ -63,7 +76,7 @@ func TestRelayMetrics(t *testing.T) {
 	}
 	relays := 0
 	for i, n := range edges {
-		m := scrape(t, provs[n])
+		m := scrape(t, provs[n], "onair_media_")
 		t.Logf("edge %d: %v", i, m)
 		if got, want := m["onair_media_players"], float64(playersOn(n)); got != want {
 			t.Errorf("edge %d: onair_media_players %v, want %v", i, got, want)
@@ -87,7 +100,7 @@ func TestRelayMetrics(t *testing.T) {
 				m["onair_media_relay_received_packets_total"])
 		}
 	}
-	m := scrape(t, provs[a])
+	m := scrape(t, provs[a], "onair_media_")
 	if m["onair_media_relay_downstreams"] != float64(relays) || m["onair_media_relay_sent_packets_total"] <= 0 {
 		t.Errorf("origin: downstreams %v (want %d), sent %v packets", m["onair_media_relay_downstreams"], relays,
 			m["onair_media_relay_sent_packets_total"])
