@@ -63,17 +63,8 @@ func (c *Conn) Read(b []byte) (int, error) {
 		errno syscall.Errno
 	)
 	err := c.raw.Read(func(fd uintptr) bool {
-		for {
-			r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
-			switch e {
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				return false // wait in the poller
-			}
-			n, errno = int(r), e
-			return true
-		}
+		n, errno = sysRead(fd, b)
+		return errno != syscall.EAGAIN // EAGAIN: wait in the poller
 	})
 	if err != nil {
 		return 0, err
@@ -137,20 +128,24 @@ func (c *Conn) readReady(fd uintptr) bool {
 	st := &c.ready
 	st.buf = st.pool.Get(st.bufSize)
 	b := *st.buf
+	st.n, st.errno = sysRead(fd, b)
+	if st.errno == syscall.EAGAIN {
+		// Nothing to read: the buffer goes back while this connection
+		// waits in the poller.
+		st.pool.Put(st.buf)
+		st.buf = nil
+		return false
+	}
+	return true
+}
+
+// sysRead is one read(2) of fd into b, tried again when interrupted.
+func sysRead(fd uintptr, b []byte) (int, syscall.Errno) {
 	for {
 		r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
-		switch e {
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			// Nothing to read: the buffer goes back while this
-			// connection waits in the poller.
-			st.pool.Put(st.buf)
-			st.buf = nil
-			return false
+		if e != syscall.EINTR {
+			return int(r), e
 		}
-		st.n, st.errno = int(r), e
-		return true
 	}
 }
 
